@@ -1,0 +1,1 @@
+"""crmbot transports and runtime: Slack app, mail in/out, scheduler, digests, CLI."""

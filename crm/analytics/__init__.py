@@ -1,0 +1,1 @@
+"""Analytics: pure functions over frames built from SQL aggregates."""

@@ -1,0 +1,182 @@
+"""One settings object, built once at start-up and passed down."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from functools import cached_property
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class StageConfig(BaseModel):
+    """A deal stage: how long a deal may sit in it before it rots, and its win probability."""
+
+    name: str
+    rotting_days: int = Field(default=14, ge=0)
+    probability: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+DEFAULT_STAGES: tuple[StageConfig, ...] = (
+    StageConfig(name="lead", rotting_days=14, probability=0.10),
+    StageConfig(name="qualified", rotting_days=14, probability=0.25),
+    StageConfig(name="proposal", rotting_days=10, probability=0.50),
+    StageConfig(name="negotiation", rotting_days=7, probability=0.75),
+    StageConfig(name="won", rotting_days=0, probability=1.0),
+    StageConfig(name="lost", rotting_days=0, probability=0.0),
+)
+
+WON_STAGE = "won"
+LOST_STAGE = "lost"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            return json.loads(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _parse_stages(value: object) -> object:
+    """Accept JSON, or the short form ``lead:14,qualified:14:0.25,...`` (name[:days[:probability]])."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if value.startswith("["):
+        return json.loads(value)
+    stages: list[dict[str, object]] = []
+    for part in value.split(","):
+        bits = [b.strip() for b in part.split(":")]
+        if not bits[0]:
+            continue
+        stage: dict[str, object] = {"name": bits[0]}
+        if len(bits) > 1 and bits[1]:
+            stage["rotting_days"] = int(bits[1])
+        if len(bits) > 2 and bits[2]:
+            stage["probability"] = float(bits[2])
+        stages.append(stage)
+    return stages
+
+
+class Settings(BaseSettings):
+    """crmbot settings: environment variables prefixed ``CRM_`` or a ``.env`` file.
+
+    Slack's own variables keep Slack's names (``SLACK_BOT_TOKEN`` ...).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    environment: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite:///./crm.db"
+    timezone: str = "UTC"
+    internal_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    deal_stages: Annotated[list[StageConfig], NoDecode] = Field(
+        default_factory=lambda: [s.model_copy() for s in DEFAULT_STAGES]
+    )
+    default_currency: str = "USD"
+    default_role: Literal["admin", "manager", "rep", "viewer"] = "rep"
+    log_level: str = "INFO"
+    outbox_dir: str = "./outbox"
+
+    # Mail capture
+    mail_unknown_sender: Literal["create_lead", "ignore", "quarantine"] = "create_lead"
+
+    # Slack (Slack's own names)
+    slack_bot_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_signing_secret: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"),
+    )
+    slack_app_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
+    slack_api_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url")
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = 3000
+
+    @field_validator("internal_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return [str(v).strip().lower().lstrip("@") for v in value if str(v).strip()]
+        return value
+
+    @field_validator("deal_stages", mode="before")
+    @classmethod
+    def _stages(cls, value: object) -> object:
+        return _parse_stages(value)
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.strip().upper()
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("CRM_DEFAULT_CURRENCY must be a 3-letter ISO code such as USD")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"CRM_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [s.name for s in self.deal_stages]
+        if len(set(names)) != len(names):
+            raise ValueError("CRM_DEAL_STAGES has a stage twice")
+        for required in (WON_STAGE, LOST_STAGE):
+            if required not in names:
+                raise ValueError(f"CRM_DEAL_STAGES must include the closing stage {required!r}")
+        if len(names) < 3:
+            raise ValueError("CRM_DEAL_STAGES needs at least one open stage besides won and lost")
+        if self.environment == "production" and self.slack_bot_token and not self.slack_signing_secret:
+            raise ValueError("SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set")
+        return self
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.deal_stages]
+
+    @property
+    def open_stages(self) -> list[str]:
+        return [s.name for s in self.deal_stages if s.name not in (WON_STAGE, LOST_STAGE)]
+
+    def stage(self, name: str) -> StageConfig | None:
+        return next((s for s in self.deal_stages if s.name == name), None)
+
+    def stage_probability(self, name: str) -> Decimal:
+        stage = self.stage(name)
+        return Decimal(str(stage.probability)) if stage else Decimal(0)
+
+    def is_internal_address(self, address: str) -> bool:
+        domain = address.rsplit("@", 1)[-1].lower()
+        return any(domain == d or domain.endswith("." + d) for d in self.internal_domains)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build the settings once at start-up (environment, .env, then explicit overrides)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

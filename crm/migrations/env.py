@@ -1,0 +1,33 @@
+"""Alembic environment: runs on the connection crm.db hands it (or CRM_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import crm.models  # noqa: F401  (registers every table on the metadata)
+from crm.db import create_db_engine
+
+target_metadata = SQLModel.metadata
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    from crm.config import get_settings
+
+    engine = create_db_engine(get_settings().database_url)
+    with engine.begin() as conn:
+        _run(conn)

@@ -1,0 +1,51 @@
+"""SQLModel tables, one module per aggregate. Importing this package registers every table."""
+
+from crm.models.audit import AuditEvent
+from crm.models.base import (
+    Channel,
+    ContactKind,
+    CustomerStatus,
+    DealStatus,
+    Direction,
+    FollowUpStatus,
+    Role,
+    UTCDateTime,
+    utcnow,
+)
+from crm.models.customer import ContactPoint, Customer, CustomerCreate, CustomerPublic, CustomerUpdate
+from crm.models.deal import Deal, DealCreate, DealStageChange
+from crm.models.followup import FollowUp
+from crm.models.interaction import Interaction, InteractionCreate
+from crm.models.ops import ChannelLink, DigestRun, Lease, MailboxState, QuarantinedMessage
+from crm.models.user import User, UserCreate
+
+__all__ = [
+    "AuditEvent",
+    "Channel",
+    "ChannelLink",
+    "ContactKind",
+    "ContactPoint",
+    "Customer",
+    "CustomerCreate",
+    "CustomerPublic",
+    "CustomerStatus",
+    "CustomerUpdate",
+    "Deal",
+    "DealCreate",
+    "DealStageChange",
+    "DealStatus",
+    "DigestRun",
+    "Direction",
+    "FollowUp",
+    "FollowUpStatus",
+    "Interaction",
+    "InteractionCreate",
+    "Lease",
+    "MailboxState",
+    "QuarantinedMessage",
+    "Role",
+    "User",
+    "UserCreate",
+    "UTCDateTime",
+    "utcnow",
+]

@@ -1,0 +1,61 @@
+"""Interactions: every email, Slack message, call, meeting, note or purchase with a customer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from crm.models.base import MONEY, Channel, Direction, json_column, utc_column, utcnow
+
+
+# Input for recording an interaction.
+class InteractionCreate(SQLModel):
+    customer_id: int
+    deal_id: int | None = None
+    channel: Channel
+    direction: Direction = Direction.internal
+    occurred_at: datetime | None = None
+    subject: str | None = None
+    body: str = ""
+    author: str | None = None
+    source: str = "manual"
+    external_id: str | None = None
+    thread_key: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+# The table. (source, external_id) is unique so re-delivering the same message is a no-op.
+class Interaction(SQLModel, table=True):
+    __tablename__ = "interactions"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "external_id", name="uq_interactions_source_external"),
+        sa.Index("ix_interactions_customer_time", "customer_id", "occurred_at"),
+        sa.Index("ix_interactions_deal", "deal_id"),
+        sa.Index("ix_interactions_thread", "thread_key"),
+        sa.Index("ix_interactions_time", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    deal_id: int | None = Field(default=None, foreign_key="deals.id", ondelete="SET NULL")
+    channel: Channel = Field(sa_type=sa.String(16))
+    direction: Direction = Field(sa_type=sa.String(16))
+    occurred_at: datetime = Field(sa_column=utc_column())
+    subject: str | None = Field(default=None, max_length=500)
+    body: str = Field(default="", sa_type=sa.Text)
+    author: str | None = Field(default=None, max_length=320)
+    source: str = Field(default="manual", max_length=200)
+    external_id: str | None = Field(default=None, max_length=500)
+    thread_key: str | None = Field(default=None, max_length=500)
+    amount: Decimal | None = Field(default=None, sa_type=MONEY, max_digits=18, decimal_places=2)
+    currency: str | None = Field(default=None, max_length=3)
+    meta: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    deleted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

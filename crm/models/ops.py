@@ -1,0 +1,82 @@
+"""Operational state shared by replicas: mailbox sync, leases, digest runs, channel links."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from crm.models.base import json_column, utc_column, utcnow
+
+
+# Where an IMAP mailbox's sync stands (UID-based).
+class MailboxState(SQLModel, table=True):
+    __tablename__ = "mailbox_states"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=300, unique=True)
+    uid_validity: int | None = None
+    last_uid: int = Field(default=0)
+    last_success_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_error_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    consecutive_failures: int = Field(default=0)
+    stored_count: int = Field(default=0)
+    duplicate_count: int = Field(default=0)
+    quarantined_count: int = Field(default=0)
+
+
+# A lease: one holder at a time for a named piece of work (e.g. polling one mailbox).
+class Lease(SQLModel, table=True):
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=300)
+    holder: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_column=utc_column())
+
+
+# A message that could not be used, kept raw with the reason; never dropped.
+class QuarantinedMessage(SQLModel, table=True):
+    __tablename__ = "quarantined_messages"
+    __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_quarantine_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=200)
+    external_id: str = Field(max_length=500)
+    reason: str = Field(sa_type=sa.Text)
+    raw: bytes = Field(sa_type=sa.LargeBinary)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    resolved_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+# One digest send, claimed before sending so it goes out once per (job, period, recipient).
+class DigestRun(SQLModel, table=True):
+    __tablename__ = "digest_runs"
+    __table_args__ = (
+        sa.UniqueConstraint("job", "period", "recipient", name="uq_digest_runs_claim"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    period: str = Field(max_length=64)
+    recipient: str = Field(max_length=320)
+    status: str = Field(default="claimed", max_length=16)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    claimed_by: str = Field(default="", max_length=200)
+    claimed_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    meta: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+
+
+# A Slack channel whose messages are captured as interactions with one customer.
+class ChannelLink(SQLModel, table=True):
+    __tablename__ = "channel_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: str = Field(max_length=32, unique=True)
+    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    linked_by: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
