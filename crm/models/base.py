@@ -53,7 +53,7 @@ def utc_column(nullable: bool = False, index: bool = False) -> sa.Column[datetim
 
 
 def json_column() -> sa.Column[Any]:
-    return sa.Column(sa.JSON(), nullable=True)
+    return sa.Column(sa.JSON(none_as_null=True), nullable=True)
 
 
 class Role(StrEnum):

@@ -46,6 +46,8 @@ class Customer(CustomerBase, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # The customer's id in another system (imports, e.g. a shop's customer number).
+    external_id: str | None = Field(default=None, max_length=200, unique=True)
     # Lower-cased, accent-folded name for prefix search (same on SQLite and PostgreSQL).
     name_key: str = Field(default="", max_length=200)
     tags: list[str] | None = Field(default=None, sa_column=json_column())

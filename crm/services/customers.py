@@ -1,0 +1,324 @@
+"""Customers: find, create, update, merge, contact points, and the customer card."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from crm.models import (
+    ChannelLink,
+    ContactKind,
+    ContactPoint,
+    Customer,
+    CustomerCreate,
+    CustomerStatus,
+    CustomerUpdate,
+    Deal,
+    DealStatus,
+    FollowUp,
+    FollowUpStatus,
+    Interaction,
+    User,
+    utcnow,
+)
+from crm.services.actor import Actor
+from crm.services.audit import record_event, snapshot
+from crm.services.errors import Ambiguous, CRMError, NotFound
+from crm.services.normalise import (
+    clean_text,
+    company_domain,
+    is_email,
+    looks_like_domain,
+    name_key,
+    normalise_domain,
+    normalise_email,
+    normalise_phone,
+    normalise_slack_id,
+)
+from crm.services.search import name_index_for
+
+_ID_REF = re.compile(r"^#?(\d{1,18})$")
+
+
+@dataclass(frozen=True)
+class CustomerMatch:
+    customer: Customer
+    score: float
+    matched_on: str  # "id", "email", "domain", "name", "fuzzy"
+
+
+def _label(customer: Customer) -> str:
+    company = f" ({customer.company})" if customer.company and customer.company != customer.name else ""
+    return f"#{customer.id} {customer.name}{company}"
+
+
+def get_customer(session: Session, customer_id: int) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"There is no customer #{customer_id}.", hint="Use `customer find` to look one up.")
+    return customer
+
+
+def find_by_email(session: Session, email: str) -> Customer | None:
+    stmt = select(Customer).join(ContactPoint).where(
+        ContactPoint.kind == ContactKind.email, ContactPoint.value == email.strip().lower()
+    )
+    return session.exec(stmt).first()
+
+
+def find_by_domain(session: Session, domain: str, limit: int = 20) -> list[Customer]:
+    stmt = select(Customer).where(Customer.domain == domain).order_by(col(Customer.id)).limit(limit)
+    return list(session.exec(stmt))
+
+
+def find_customers(session: Session, query: str, *, limit: int = 10) -> list[CustomerMatch]:
+    """Customers matching an id, an email, a domain, or (fuzzily) a name or company."""
+    text = query.strip()
+    if not text:
+        return []
+    if m := _ID_REF.match(text):
+        customer = session.get(Customer, int(m.group(1)))
+        if customer is not None:
+            return [CustomerMatch(customer, 100.0, "id")]
+    if is_email(text):
+        customer = find_by_email(session, normalise_email(text))
+        if customer is not None:
+            return [CustomerMatch(customer, 100.0, "email")]
+        domain = company_domain(normalise_email(text))
+        return [CustomerMatch(c, 90.0, "domain") for c in find_by_domain(session, domain, limit)] if domain else []
+    if looks_like_domain(text):
+        found = find_by_domain(session, normalise_domain(text), limit)
+        if found:
+            return [CustomerMatch(c, 100.0, "domain") for c in found]
+    key = name_key(text)
+    exact = list(
+        session.exec(select(Customer).where(Customer.name_key == key).order_by(col(Customer.id)).limit(limit))
+    )
+    matches = [CustomerMatch(c, 100.0, "name") for c in exact]
+    seen = {c.id for c in exact}
+    scored = name_index_for(session).search(session, text, limit=limit + len(seen))
+    wanted = [cid for cid, _ in scored if cid not in seen]
+    if wanted:
+        by_id = {c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(wanted)))}
+        for cid, score in scored:
+            if cid in by_id and len(matches) < limit:
+                matches.append(CustomerMatch(by_id[cid], float(score), "fuzzy"))
+    return matches[:limit]
+
+
+def resolve_customer(session: Session, ref: str) -> Customer:
+    """Exactly one customer for what a user typed, or an error that asks or suggests."""
+    matches = find_customers(session, ref, limit=6)
+    if not matches:
+        raise NotFound(
+            f"No customer matches {ref!r}.",
+            hint="Search with `find`, or add one with `add <name> <email>`.",
+        )
+    best = matches[0]
+    if best.matched_on in ("id", "email"):
+        return best.customer
+    strong = [m for m in matches if m.score >= best.score - 5]
+    if len(strong) == 1 and (best.score >= 90 or best.matched_on in ("name", "domain")):
+        return best.customer
+    if best.score < 90:
+        raise NotFound(f"No customer is called {ref!r}.", suggestions=[_label(m.customer) for m in matches[:5]])
+    raise Ambiguous(
+        f"{len(strong)} customers match {ref!r}.",
+        candidates=[_label(m.customer) for m in strong[:5]],
+    )
+
+
+def _add_contact(session: Session, customer: Customer, kind: ContactKind, value: str, label: str | None) -> ContactPoint:
+    existing = session.exec(
+        select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == value)
+    ).first()
+    if existing is not None:
+        if existing.customer_id == customer.id:
+            return existing
+        other = session.get(Customer, existing.customer_id)
+        raise CRMError(
+            f"{value} already belongs to customer {_label(other) if other else existing.customer_id}.",
+            hint="Merge the two customers if they are the same.",
+        )
+    point = ContactPoint(customer_id=customer.id, kind=kind, value=value, label=label)  # type: ignore[arg-type]
+    session.add(point)
+    return point
+
+
+def _normalise_contact(kind: ContactKind, value: str) -> str:
+    if kind == ContactKind.email:
+        return normalise_email(value)
+    if kind == ContactKind.phone:
+        return normalise_phone(value)
+    return normalise_slack_id(value)
+
+
+def _check_owner(session: Session, owner_id: int | None) -> None:
+    if owner_id is not None and session.get(User, owner_id) is None:
+        raise NotFound(f"There is no user #{owner_id}.", hint="Add the user with `user add` first.")
+
+
+def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Actor) -> Customer:
+    actor.require_write()
+    name = clean_text(customer_in.name, field="name", max_length=200, required=True)
+    company = clean_text(customer_in.company, field="company", max_length=200)
+    email = normalise_email(customer_in.email) if customer_in.email else None
+    phone = normalise_phone(customer_in.phone) if customer_in.phone else None
+    domain = normalise_domain(customer_in.domain) if customer_in.domain else None
+    if domain is None and email:
+        domain = company_domain(email)
+    _check_owner(session, customer_in.owner_id)
+    owner_id = customer_in.owner_id if customer_in.owner_id is not None else actor.user_id
+    tags = sorted({t.strip().lower() for t in customer_in.tags if t.strip()}) or None
+    customer = Customer(
+        name=name or "",
+        name_key=name_key(name or ""),
+        company=company,
+        domain=domain,
+        status=customer_in.status,
+        owner_id=owner_id,
+        tags=tags,
+    )
+    session.add(customer)
+    session.flush()
+    if email:
+        _add_contact(session, customer, ContactKind.email, email, None)
+    if phone:
+        _add_contact(session, customer, ContactKind.phone, phone, None)
+    session.flush()
+    record_event(session, actor=actor, action="create", entity="customer", entity_id=customer.id,
+                 after={**(snapshot(customer) or {}), "email": email, "phone": phone})
+    return customer
+
+
+def update_customer(session: Session, *, customer_id: int, changes: CustomerUpdate, actor: Actor) -> Customer:
+    customer = get_customer(session, customer_id)
+    actor.require_write()
+    data = changes.model_dump(exclude_unset=True)
+    if "owner_id" in data and data["owner_id"] != customer.owner_id and data["owner_id"] != actor.user_id:
+        actor.require_manager("give a customer to someone else")
+    if not data:
+        raise CRMError("Nothing to change.", hint="Give at least one field, e.g. status=active.")
+    before = snapshot(customer)
+    if "name" in data:
+        data["name"] = clean_text(data["name"], field="name", max_length=200, required=True)
+        data["name_key"] = name_key(data["name"])
+    if "company" in data:
+        data["company"] = clean_text(data["company"], field="company", max_length=200)
+    if data.get("domain"):
+        data["domain"] = normalise_domain(data["domain"])
+    if "owner_id" in data:
+        _check_owner(session, data["owner_id"])
+    if "tags" in data and data["tags"] is not None:
+        data["tags"] = sorted({t.strip().lower() for t in data["tags"] if t.strip()}) or None
+    customer.sqlmodel_update(data)
+    customer.updated_at = utcnow()
+    session.add(customer)
+    session.flush()
+    record_event(session, actor=actor, action="update", entity="customer", entity_id=customer.id,
+                 before=before, after=snapshot(customer))
+    return customer
+
+
+def add_contact_point(
+    session: Session, *, customer_id: int, kind: ContactKind | str, value: str, actor: Actor, label: str | None = None
+) -> ContactPoint:
+    customer = get_customer(session, customer_id)
+    actor.require_write()
+    kind = ContactKind(kind)
+    point = _add_contact(session, customer, kind, _normalise_contact(kind, value), label)
+    if kind == ContactKind.email and not customer.domain:
+        customer.domain = company_domain(point.value)
+    customer.updated_at = utcnow()
+    session.add(customer)
+    session.flush()
+    record_event(session, actor=actor, action="add_contact", entity="customer", entity_id=customer.id,
+                 after={"kind": kind.value, "value": point.value})
+    return point
+
+
+def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
+    stmt = select(ContactPoint).where(ContactPoint.customer_id == customer_id).order_by(col(ContactPoint.id))
+    return list(session.exec(stmt))
+
+
+def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Actor) -> Customer:
+    """Fold ``merge_id`` into ``keep_id``: its contacts, deals, interactions and follow-ups move over."""
+    actor.require_manager("merge customers")
+    if keep_id == merge_id:
+        raise CRMError("A customer cannot be merged into itself.")
+    keep = get_customer(session, keep_id)
+    gone = get_customer(session, merge_id)
+    before = {"kept": snapshot(keep), "merged": snapshot(gone)}
+    for model in (ContactPoint, Deal, Interaction, FollowUp, ChannelLink):
+        session.execute(
+            sa.update(model).where(model.customer_id == gone.id).values(customer_id=keep.id)  # type: ignore[attr-defined]
+        )
+    for attr in ("company", "domain", "owner_id", "external_id"):
+        if getattr(keep, attr) is None and getattr(gone, attr) is not None:
+            setattr(keep, attr, getattr(gone, attr))
+            if attr == "external_id":
+                gone.external_id = None
+    tags = sorted(set(keep.tags or []) | set(gone.tags or []))
+    keep.tags = tags or None
+    if keep.status == CustomerStatus.lead and gone.status != CustomerStatus.lead:
+        keep.status = gone.status
+    if gone.created_at < keep.created_at:
+        keep.created_at = gone.created_at
+    keep.updated_at = utcnow()
+    session.flush()
+    session.delete(gone)
+    session.add(keep)
+    session.flush()
+    record_event(session, actor=actor, action="merge", entity="customer", entity_id=keep.id,
+                 before=before, after=snapshot(keep))
+    return keep
+
+
+@dataclass
+class CustomerCard:
+    customer: Customer
+    owner: User | None
+    contacts: list[ContactPoint]
+    open_deals: list[Deal]
+    recent_interactions: list[Interaction]
+    next_follow_up: FollowUp | None
+    last_touch_at: datetime | None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def customer_card(session: Session, customer_id: int) -> CustomerCard:
+    customer = get_customer(session, customer_id)
+    owner = session.get(User, customer.owner_id) if customer.owner_id else None
+    deals = list(
+        session.exec(
+            select(Deal).where(Deal.customer_id == customer_id, Deal.status == DealStatus.open).order_by(col(Deal.id))
+        )
+    )
+    recent = list(
+        session.exec(
+            select(Interaction)
+            .where(Interaction.customer_id == customer_id, col(Interaction.deleted_at).is_(None))
+            .order_by(col(Interaction.occurred_at).desc())
+            .limit(5)
+        )
+    )
+    follow_up = session.exec(
+        select(FollowUp)
+        .where(FollowUp.customer_id == customer_id, col(FollowUp.status).in_([FollowUpStatus.open, FollowUpStatus.snoozed]))
+        .order_by(col(FollowUp.due_at))
+        .limit(1)
+    ).first()
+    return CustomerCard(
+        customer=customer,
+        owner=owner,
+        contacts=contact_points(session, customer_id),
+        open_deals=deals,
+        recent_interactions=recent,
+        next_follow_up=follow_up,
+        last_touch_at=recent[0].occurred_at if recent else None,
+    )
