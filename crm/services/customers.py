@@ -59,7 +59,7 @@ def _label(customer: Customer) -> str:
 def get_customer(session: Session, customer_id: int) -> Customer:
     customer = session.get(Customer, customer_id)
     if customer is None:
-        raise NotFound(f"There is no customer #{customer_id}.", hint="Use `customer find` to look one up.")
+        raise NotFound(f"There is no customer #{customer_id}.", hint="Search by name, email or domain to find the right one.")
     return customer
 
 
@@ -116,7 +116,7 @@ def resolve_customer(session: Session, ref: str) -> Customer:
     if not matches:
         raise NotFound(
             f"No customer matches {ref!r}.",
-            hint="Search with `find`, or add one with `add <name> <email>`.",
+            hint="Search by part of the name, an email or a domain, or add the customer first.",
         )
     best = matches[0]
     if best.matched_on in ("id", "email"):

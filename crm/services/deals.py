@@ -22,7 +22,7 @@ def get_deal(session: Session, deal_id: int, *, for_update: bool = False) -> Dea
         stmt = stmt.with_for_update()
     deal = session.exec(stmt).first()
     if deal is None:
-        raise NotFound(f"There is no deal #{deal_id}.", hint="List deals with `deals`.")
+        raise NotFound(f"There is no deal #{deal_id}.", hint="Check the deal number; the deal list shows them.")
     return deal
 
 

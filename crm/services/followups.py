@@ -20,7 +20,7 @@ _ACTIVE = (FollowUpStatus.open, FollowUpStatus.snoozed)
 def get_follow_up(session: Session, follow_up_id: int) -> FollowUp:
     follow_up = session.get(FollowUp, follow_up_id)
     if follow_up is None:
-        raise NotFound(f"There is no follow-up #{follow_up_id}.", hint="List yours with `followups`.")
+        raise NotFound(f"There is no follow-up #{follow_up_id}.", hint="Check the follow-up number; the follow-up list shows them.")
     return follow_up
 
 

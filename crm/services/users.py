@@ -51,7 +51,7 @@ def find_user(session: Session, ref: str) -> User:
             raise CRMError(f"{len(users)} users are called {text!r}.", hint="Use their email instead.")
         user = users[0] if users else None
     if user is None:
-        raise NotFound(f"No user matches {ref!r}.", hint="List users with `user list`.")
+        raise NotFound(f"No user matches {ref!r}.", hint="Check the email, Slack id or name.")
     return user
 
 

@@ -1,0 +1,720 @@
+"""The ``crmbot`` command line: the same verbs as Slack, for scripts and operations.
+
+Human output by default, ``--json`` for scripts. A mistake the user can fix prints one line
+on stderr and exits with status 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, SQLModel
+
+from crm import __version__
+from crm.config import Settings, get_settings
+from crm.db import Database
+from crm.models import Channel, CustomerCreate, CustomerUpdate, DealCreate, DealStatus, Direction, InteractionCreate, User
+from crm.services import customers as customer_svc
+from crm.services import deals as deal_svc
+from crm.services import followups as followup_svc
+from crm.services import importer
+from crm.services import interactions as interaction_svc
+from crm.services import users as user_svc
+from crm.services.actor import Actor
+from crm.services.errors import CRMError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="crmbot: a CRM that lives in Slack and the support inbox.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+customer_app = typer.Typer(no_args_is_help=True, help="Customers.")
+deal_app = typer.Typer(no_args_is_help=True, help="Deals.")
+followup_app = typer.Typer(no_args_is_help=True, help="Follow-ups.")
+import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
+user_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
+app.add_typer(db_app, name="db")
+app.add_typer(customer_app, name="customer")
+app.add_typer(deal_app, name="deal")
+app.add_typer(followup_app, name="followup")
+app.add_typer(import_app, name="import")
+app.add_typer(user_app, name="user")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@dataclass
+class State:
+    settings: Settings
+    acting_as: str | None
+    _db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self.settings.database_url)
+            self._db.upgrade()  # the embedded default must just work: migrate on first use
+        return self._db
+
+    def actor(self, session: Session) -> Actor:
+        if self.acting_as:
+            user = user_svc.find_user(session, self.acting_as)
+            return user_svc.actor_for(user, "cli")
+        return Actor.system("cli")
+
+    @contextmanager
+    def write(self) -> Iterator[tuple[Session, Actor]]:
+        with self.db.transaction() as session:
+            yield session, self.actor(session)
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    database_url: Annotated[str | None, typer.Option("--database-url", envvar="CRM_DATABASE_URL",
+                                                     help="Defaults to the SQLite file ./crm.db.")] = None,
+    acting_as: Annotated[str | None, typer.Option("--as", help="Act as this user (email, Slack id or #id); default: an admin 'cli' actor.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
+    settings = get_settings(**overrides)
+    logging.basicConfig(level=logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = State(settings=settings, acting_as=acting_as)
+
+
+# ---------------------------------------------------------------- output helpers
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SQLModel):
+        return {k: _plain(v) for k, v in value.model_dump().items()}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_plain(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def _when(value: datetime | None, tz: Any) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["-" if v is None or v == "" else str(v) for v in row])
+    console.print(table)
+
+
+def _parse_date(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CRMError(f"{value!r} is not a date.", hint="Use YYYY-MM-DD.") from None
+
+
+def _user_id(session: Session, ref: str | None) -> int | None:
+    return user_svc.find_user(session, ref).id if ref else None
+
+
+# ---------------------------------------------------------------- version, db
+
+@app.command()
+def version() -> None:
+    """Print the crmbot version."""
+    console.print(f"crmbot {__version__}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = "head") -> None:
+    """Apply the schema migrations (run automatically by other commands)."""
+    from crm.db import current_revision
+
+    state = _state(ctx)
+    db = Database(state.settings.database_url)
+    db.upgrade(revision)
+    console.print(f"Database is at revision {current_revision(db.engine)}.")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and of this crmbot."""
+    from crm.db import current_revision, head_revision
+
+    db = Database(_state(ctx).settings.database_url)
+    console.print(f"database: {current_revision(db.engine) or 'empty'}; crmbot: {head_revision()}")
+
+
+# ---------------------------------------------------------------- customers
+
+def _customer_dict(session: Session, customer: Any) -> dict[str, Any]:
+    data = _plain(customer)
+    data.pop("name_key", None)
+    data["contacts"] = [{"kind": p.kind, "value": p.value} for p in customer_svc.contact_points(session, customer.id)]
+    return data
+
+
+@customer_app.command("add")
+def customer_add(
+    ctx: typer.Context,
+    name: str,
+    email: Annotated[str | None, typer.Option(help="Their email address.")] = None,
+    company: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    domain: Annotated[str | None, typer.Option(help="Company domain (taken from the email when not given).")] = None,
+    status: Annotated[str, typer.Option(help="lead, active or churned.")] = "lead",
+    owner: Annotated[str | None, typer.Option(help="Owner (user email or Slack id).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a customer."""
+    state = _state(ctx)
+    if status not in ("lead", "active", "churned"):
+        raise CRMError(f"{status!r} is not a status.", hint="Use lead, active or churned.")
+    with state.write() as (session, actor):
+        customer = customer_svc.create_customer(session, actor=actor, customer_in=CustomerCreate(
+            name=name, email=email, company=company, phone=phone, domain=domain, status=status,  # type: ignore[arg-type]
+            owner_id=_user_id(session, owner), tags=tag or []))
+        data = _customer_dict(session, customer)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Added customer #{data['id']} {data['name']}.")
+
+
+@customer_app.command("find")
+def customer_find(ctx: typer.Context, query: str, limit: int = 10, json_out: JsonOpt = False) -> None:
+    """Find customers by email, domain, #id or (fuzzy) name."""
+    state = _state(ctx)
+    with state.db.session() as session:
+        matches = customer_svc.find_customers(session, query, limit=limit)
+        rows = [{"id": m.customer.id, "name": m.customer.name, "company": m.customer.company,
+                 "domain": m.customer.domain, "status": m.customer.status, "score": round(m.score, 1),
+                 "matched_on": m.matched_on} for m in matches]
+    if json_out:
+        _emit_json(rows)
+        return
+    if not rows:
+        console.print(f"No customer matches {query!r}.")
+        return
+    _table(f"Customers matching {query!r}", ["#", "name", "company", "domain", "status", "match"],
+           [[r["id"], r["name"], r["company"], r["domain"], r["status"], f"{r['matched_on']} {r['score']:.0f}"] for r in rows])
+
+
+@customer_app.command("show")
+def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) -> None:
+    """Show a customer card: contacts, owner, open deals, recent interactions, next follow-up."""
+    state = _state(ctx)
+    tz = state.settings.tz
+    with state.db.session() as session:
+        found = customer_svc.resolve_customer(session, customer)
+        card = customer_svc.customer_card(session, found.id)  # type: ignore[arg-type]
+        data = _customer_dict(session, card.customer)
+        data |= {"owner": card.owner.name if card.owner else None,
+                 "open_deals": _plain(card.open_deals), "recent_interactions": _plain(card.recent_interactions),
+                 "next_follow_up": _plain(card.next_follow_up)}
+    if json_out:
+        _emit_json(data)
+        return
+    c = card.customer
+    console.print(f"[bold]#{c.id} {c.name}[/bold]" + (f" — {c.company}" if c.company else ""), highlight=False)
+    console.print(f"status: {c.status}   owner: {data['owner'] or '-'}   domain: {c.domain or '-'}   tags: {', '.join(c.tags or []) or '-'}", highlight=False)
+    for point in card.contacts:
+        console.print(f"  {point.kind}: {point.value}", highlight=False)
+    if card.open_deals:
+        _table("Open deals", ["#", "title", "stage", "amount", "close"],
+               [[d.id, d.title, d.stage, f"{d.amount:,.2f} {d.currency}", d.expected_close_date] for d in card.open_deals])
+    if card.recent_interactions:
+        _table("Recent interactions", ["when", "channel", "direction", "subject"],
+               [[_when(i.occurred_at, tz), i.channel, i.direction, i.subject or (i.body[:60] if i.body else "")] for i in card.recent_interactions])
+    if card.next_follow_up:
+        f = card.next_follow_up
+        console.print(f"Next follow-up #{f.id}: {_when(f.due_at, tz)} {f.note}", highlight=False)
+
+
+@customer_app.command("update")
+def customer_update(
+    ctx: typer.Context,
+    customer: str,
+    changes: Annotated[list[str], typer.Argument(help="field=value pairs: name, company, domain, status, owner, tags.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Change a customer's fields, e.g. `status=active owner=ana@ourco.com tags=vip,eu`."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        found = customer_svc.resolve_customer(session, customer)
+        values: dict[str, Any] = {}
+        for change in changes:
+            key, sep, value = change.partition("=")
+            key = key.strip().lower()
+            if not sep or key not in ("name", "company", "domain", "status", "owner", "tags", "email", "phone"):
+                raise CRMError(f"Cannot read {change!r}.", hint="Use field=value with name, company, domain, status, owner, tags, email or phone.")
+            if key in ("email", "phone"):
+                customer_svc.add_contact_point(session, customer_id=found.id, kind=key, value=value, actor=actor)  # type: ignore[arg-type]
+            elif key == "owner":
+                values["owner_id"] = _user_id(session, value)
+            elif key == "tags":
+                values["tags"] = [t for t in value.split(",") if t.strip()]
+            elif key == "status" and value not in ("lead", "active", "churned"):
+                raise CRMError(f"{value!r} is not a status.", hint="Use lead, active or churned.")
+            else:
+                values[key] = value or None
+        if values:
+            customer_svc.update_customer(session, customer_id=found.id, changes=CustomerUpdate(**values), actor=actor)  # type: ignore[arg-type]
+        data = _customer_dict(session, customer_svc.get_customer(session, found.id))  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Updated customer #{data['id']} {data['name']}.")
+
+
+@customer_app.command("merge")
+def customer_merge(ctx: typer.Context, keep: str, merge: str, json_out: JsonOpt = False) -> None:
+    """Merge the second customer into the first (contacts, deals, interactions, follow-ups move)."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        kept = customer_svc.resolve_customer(session, keep)
+        gone = customer_svc.resolve_customer(session, merge)
+        gone_id = gone.id
+        result = customer_svc.merge_customers(session, keep_id=kept.id, merge_id=gone.id, actor=actor)  # type: ignore[arg-type]
+        data = _customer_dict(session, result)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Merged #{gone_id} into #{data['id']} {data['name']}.")
+
+
+# ---------------------------------------------------------------- deals
+
+def _deal_row(deal: Any) -> list[Any]:
+    return [deal.id, deal.customer_id, deal.title, deal.stage, f"{deal.amount:,.2f} {deal.currency}", deal.expected_close_date]
+
+
+@deal_app.command("add")
+def deal_add(
+    ctx: typer.Context,
+    customer: str,
+    title: str,
+    amount: Annotated[str, typer.Option(help="e.g. 12000 or 12.5k")] = "0",
+    currency: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option(help="Defaults to the first stage.")] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    close: Annotated[str | None, typer.Option(help="Expected close date, YYYY-MM-DD.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open a deal for a customer."""
+    from crm.services.normalise import parse_money
+
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        found = customer_svc.resolve_customer(session, customer)
+        deal = deal_svc.open_deal(session, actor=actor, settings=state.settings, deal_in=DealCreate(
+            customer_id=found.id, title=title, amount=parse_money(amount), currency=currency, stage=stage,  # type: ignore[arg-type]
+            owner_id=_user_id(session, owner), expected_close_date=_parse_date(close)))
+        data = _plain(deal)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Opened deal #{data['id']} {data['title']} ({data['stage']}).")
+
+
+def _deal_change(ctx: typer.Context, json_out: bool, verb: str, fn: Any, **kwargs: Any) -> None:
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        deal = fn(session, actor=actor, settings=state.settings, **kwargs)
+        data = _plain(deal)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Deal #{data['id']} {data['title']}: {verb} {data['stage']}.")
+
+
+@deal_app.command("move")
+def deal_move(ctx: typer.Context, deal_id: int, stage: str, json_out: JsonOpt = False) -> None:
+    """Move a deal to another stage."""
+    _deal_change(ctx, json_out, "now", deal_svc.move_deal, deal_id=deal_id, stage=stage)
+
+
+@deal_app.command("won")
+def deal_won(ctx: typer.Context, deal_id: int, json_out: JsonOpt = False) -> None:
+    """Mark a deal won."""
+    _deal_change(ctx, json_out, "now", deal_svc.win_deal, deal_id=deal_id)
+
+
+@deal_app.command("lost")
+def deal_lost(ctx: typer.Context, deal_id: int, reason: Annotated[list[str], typer.Argument(help="Why it was lost.")],
+              json_out: JsonOpt = False) -> None:
+    """Mark a deal lost, with the reason."""
+    _deal_change(ctx, json_out, "now", deal_svc.lose_deal, deal_id=deal_id, reason=" ".join(reason))
+
+
+@deal_app.command("list")
+def deal_list(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str, typer.Option(help="open, won, lost or all.")] = "open",
+    customer: Annotated[str | None, typer.Option()] = None,
+    limit: int = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List deals (open ones by default)."""
+    state = _state(ctx)
+    if status not in ("open", "won", "lost", "all"):
+        raise CRMError(f"{status!r} is not a deal status.", hint="Use open, won, lost or all.")
+    if stage and stage not in state.settings.stage_names:
+        raise CRMError(f"{stage!r} is not a deal stage.", hint="Stages: " + ", ".join(state.settings.stage_names) + ".")
+    with state.db.session() as session:
+        customer_id = customer_svc.resolve_customer(session, customer).id if customer else None
+        deals = deal_svc.list_deals(session, owner_id=_user_id(session, owner), stage=stage, customer_id=customer_id,
+                                    status=None if status == "all" else DealStatus(status), limit=limit)
+    if json_out:
+        _emit_json(deals)
+        return
+    _table("Deals", ["#", "customer", "title", "stage", "amount", "close"], [_deal_row(d) for d in deals])
+
+
+# ---------------------------------------------------------------- interactions
+
+@app.command("log")
+def log_interaction(
+    ctx: typer.Context,
+    customer: str,
+    text: Annotated[list[str], typer.Argument(help="What happened.")],
+    channel: Annotated[str, typer.Option(help="note, call, meeting, email, slack or purchase.")] = "note",
+    direction: Annotated[str | None, typer.Option(help="inbound, outbound or internal.")] = None,
+    deal: Annotated[int | None, typer.Option(help="Deal id.")] = None,
+    amount: Annotated[str | None, typer.Option(help="For purchases.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Log a note, call, meeting or other interaction with a customer."""
+    state = _state(ctx)
+    try:
+        kind = Channel(channel)
+    except ValueError:
+        raise CRMError(f"{channel!r} is not a channel.", hint="Use note, call, meeting, email, slack or purchase.") from None
+    default_direction = {Channel.note: Direction.internal, Channel.purchase: Direction.inbound}.get(kind, Direction.outbound)
+    try:
+        way = Direction(direction) if direction else default_direction
+    except ValueError:
+        raise CRMError(f"{direction!r} is not a direction.", hint="Use inbound, outbound or internal.") from None
+    body = " ".join(text).strip()
+    if not body:
+        raise CRMError("Nothing to log.", hint="Write what happened after the customer.")
+    with state.write() as (session, actor):
+        found = customer_svc.resolve_customer(session, customer)
+        interaction, _ = interaction_svc.record_interaction(session, actor=actor, default_currency=state.settings.default_currency,
+            interaction_in=InteractionCreate(customer_id=found.id, deal_id=deal, channel=kind, direction=way, body=body,  # type: ignore[arg-type]
+                                             source="cli", amount=amount, subject=None))  # type: ignore[arg-type]
+        data = _plain(interaction)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Logged {kind.value} #{data['id']} for customer #{data['customer_id']}.")
+
+
+@app.command("timeline")
+def timeline(ctx: typer.Context, customer: str, limit: int = 20, json_out: JsonOpt = False) -> None:
+    """A customer's interactions, newest first."""
+    state = _state(ctx)
+    with state.db.session() as session:
+        found = customer_svc.resolve_customer(session, customer)
+        items = interaction_svc.timeline(session, customer_id=found.id, limit=limit)  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(items)
+        return
+    _table(f"Timeline of #{found.id} {found.name}", ["when", "channel", "direction", "subject / text"],
+           [[_when(i.occurred_at, state.settings.tz), i.channel, i.direction, i.subject or i.body[:80]] for i in items])
+
+
+# ---------------------------------------------------------------- follow-ups
+
+def _tz_for(session: Session, state: State, actor: Actor) -> str:
+    if actor.user_id:
+        user = session.get(User, actor.user_id)
+        if user and user.timezone:
+            return user.timezone
+    return state.settings.timezone
+
+
+@followup_app.command("add")
+def followup_add(
+    ctx: typer.Context,
+    customer: str,
+    when: Annotated[str, typer.Argument(help="e.g. 'tomorrow 9am', 'in 3 days', 'next friday'.")],
+    note: Annotated[list[str] | None, typer.Argument()] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    deal: Annotated[int | None, typer.Option()] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Schedule a follow-up with a customer."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        found = customer_svc.resolve_customer(session, customer)
+        follow_up = followup_svc.create_follow_up(session, customer_id=found.id, when=when, actor=actor,  # type: ignore[arg-type]
+            tz=_tz_for(session, state, actor), note=" ".join(note or []), owner_id=_user_id(session, owner), deal_id=deal)
+        data = _plain(follow_up)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Follow-up #{data['id']} with #{found.id} {found.name} due {_when(follow_up.due_at, state.settings.tz)}.")
+
+
+@followup_app.command("list")
+def followup_list(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option()] = None,
+    due: Annotated[bool, typer.Option("--due", help="Only those due by now.")] = False,
+    limit: int = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open follow-ups, the soonest due first."""
+    from crm.models import utcnow
+
+    state = _state(ctx)
+    with state.db.session() as session:
+        items = followup_svc.list_follow_ups(session, owner_id=_user_id(session, owner),
+                                             due_before=utcnow() if due else None, limit=limit)
+    if json_out:
+        _emit_json(items)
+        return
+    _table("Follow-ups", ["#", "due", "customer", "status", "note"],
+           [[f.id, _when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note] for f in items])
+
+
+@followup_app.command("done")
+def followup_done(ctx: typer.Context, follow_up_id: int, json_out: JsonOpt = False) -> None:
+    """Mark a follow-up done."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        data = _plain(followup_svc.complete_follow_up(session, follow_up_id=follow_up_id, actor=actor))
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Follow-up #{follow_up_id} done.")
+
+
+@followup_app.command("snooze")
+def followup_snooze(ctx: typer.Context, follow_up_id: int,
+                    until: Annotated[str, typer.Argument(help="'1d', '1w', or a time such as 'next monday'.")] = "1d",
+                    json_out: JsonOpt = False) -> None:
+    """Push a follow-up back."""
+    state = _state(ctx)
+    shortcuts = {"1d": timedelta(days=1), "1w": timedelta(weeks=1)}
+    with state.write() as (session, actor):
+        follow_up = followup_svc.snooze_follow_up(session, follow_up_id=follow_up_id, actor=actor,
+                                                  until=shortcuts.get(until, until), tz=_tz_for(session, state, actor))
+        data = _plain(follow_up)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Follow-up #{follow_up_id} snoozed until {_when(follow_up.due_at, state.settings.tz)}.")
+
+
+# ---------------------------------------------------------------- imports
+
+def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    state = _state(ctx)
+    if not path.is_file():
+        raise CRMError(f"There is no file {str(path)!r}.")
+    with path.open("rb") as raw:
+        total = max(0, sum(1 for _ in raw) - 1)
+    with path.open(newline="", encoding="utf-8-sig", errors="strict") as file, Progress(
+        TextColumn(f"importing {kind}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, disable=json_out or not err_console.is_terminal, transient=True,
+    ) as bar:
+        task = bar.add_task(kind, total=total)
+
+        def progress(done: int) -> None:
+            bar.update(task, completed=done)
+
+        try:
+            with state.write() as (session, actor):
+                if kind == "customers":
+                    result = importer.import_customers(session, file, actor=actor, progress=progress)
+                elif kind == "deals":
+                    result = importer.import_deals(session, file, actor=actor, settings=state.settings, progress=progress)
+                else:
+                    result = importer.import_transactions(session, file, actor=actor, settings=state.settings, progress=progress)
+        except UnicodeDecodeError:
+            raise CRMError(f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again.") from None
+    if json_out:
+        _emit_json(result.as_dict())
+    else:
+        extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
+        console.print(f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, {result.skipped} already there{extra}.")
+
+
+@import_app.command("customers")
+def import_customers(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import customers (columns: name, email, company, phone, domain, status, owner, tags, customer_id)."""
+    _run_import(ctx, file, "customers", json_out)
+
+
+@import_app.command("deals")
+def import_deals(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import deals (columns: customer (email or customer id), title, amount, currency, stage, owner, close_date)."""
+    _run_import(ctx, file, "deals", json_out)
+
+
+@import_app.command("transactions")
+def import_transactions(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import purchases (columns: customer_id, date, amount; optional email, name, currency)."""
+    _run_import(ctx, file, "transactions", json_out)
+
+
+# ---------------------------------------------------------------- users
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: str,
+    email: Annotated[str | None, typer.Option()] = None,
+    slack_id: Annotated[str | None, typer.Option("--slack-id")] = None,
+    role: Annotated[str, typer.Option(help="admin, manager, rep or viewer.")] = "rep",
+    timezone: Annotated[str | None, typer.Option(help="IANA zone, e.g. Europe/Paris.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a user."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        user = user_svc.add_user(session, name=name, email=email, slack_user_id=slack_id, role=role,
+                                 timezone=timezone or state.settings.timezone, actor=actor)
+        data = _plain(user)
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"Added user #{data['id']} {data['name']} ({data['role']}).")
+
+
+@user_app.command("role")
+def user_role(ctx: typer.Context, user: str, role: str, json_out: JsonOpt = False) -> None:
+    """Change a user's role."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        found = user_svc.find_user(session, user)
+        data = _plain(user_svc.set_role(session, user_id=found.id, role=role, actor=actor))  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"{data['name']} is now {data['role']}.")
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List users."""
+    state = _state(ctx)
+    with state.db.session() as session:
+        users = user_svc.list_users(session)
+    if json_out:
+        _emit_json(users)
+        return
+    _table("Users", ["#", "name", "email", "slack", "role", "timezone"],
+           [[u.id, u.name, u.email, u.slack_user_id, u.role, u.timezone] for u in users])
+
+
+# ---------------------------------------------------------------- demo
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=1, max=5_000_000, help="How many customers.")] = 1_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
+    interactions: Annotated[float, typer.Option(min=0, help="Interactions per customer on average.")] = 10.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fill the database with a realistic demo data set (about 18 months of history)."""
+    import time
+
+    from crm.demo import generate_demo
+
+    state = _state(ctx)
+    started = time.perf_counter()
+    with state.write() as (session, _actor):
+        from sqlmodel import select
+
+        from crm.models import Customer
+
+        marker = f"demo-{seed}"
+        if state.db.dialect == "sqlite":
+            exists = session.exec(select(Customer.id).where(Customer.tags.contains(marker)).limit(1)).first()  # type: ignore[union-attr]
+        else:
+            exists = session.exec(select(Customer.id).where(Customer.tags.cast(__import__("sqlalchemy").Text).contains(marker)).limit(1)).first()  # type: ignore[union-attr]
+        if exists is not None:
+            raise CRMError(f"The demo data for seed {seed} is in this database already.",
+                           hint="Use another --seed or another database (CRM_DATABASE_URL).")
+        summary = generate_demo(session, settings=state.settings, customers=customers, seed=seed,
+                                interactions_per_customer=interactions)
+    elapsed = time.perf_counter() - started
+    data = summary.as_dict() | {"seconds": round(elapsed, 2)}
+    if json_out:
+        _emit_json(data)
+        return
+    console.print(
+        f"Demo data (seed {seed}) in {elapsed:.1f}s: {summary.customers:,} customers, {summary.users} users, "
+        f"{summary.deals:,} deals ({summary.stage_changes:,} stage changes), {summary.interactions:,} interactions "
+        f"({summary.purchases:,} purchases), {summary.follow_ups:,} follow-ups; {summary.quiet_customers:,} customers have gone quiet.",
+        highlight=False,
+    )
+    console.print("Try: crmbot customer find acme", highlight=False)
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> None:
+    # Typer handles usage errors itself (exit 2); our own errors arrive here.
+    try:
+        app(args=argv)
+    except CRMError as exc:
+        err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        err_console.print(f"error: configuration: {where}: {first.get('msg')}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+    except OperationalError as exc:
+        err_console.print(f"error: database: {str(exc.orig).strip().splitlines()[0]}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
