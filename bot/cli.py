@@ -28,7 +28,16 @@ from sqlmodel import Session, SQLModel
 from crm import __version__
 from crm.config import Settings, get_settings
 from crm.db import Database
-from crm.models import Channel, CustomerCreate, CustomerUpdate, DealCreate, DealStatus, Direction, InteractionCreate, User
+from crm.models import (
+    Channel,
+    CustomerCreate,
+    CustomerUpdate,
+    DealCreate,
+    DealStatus,
+    Direction,
+    InteractionCreate,
+    User,
+)
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
@@ -41,8 +50,12 @@ from crm.services.errors import CRMError
 console = Console()
 err_console = Console(stderr=True)
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="crmbot: a CRM that lives in Slack and the support inbox.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="crmbot: a CRM that lives in Slack and the support inbox.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 customer_app = typer.Typer(no_args_is_help=True, help="Customers.")
 deal_app = typer.Typer(no_args_is_help=True, help="Deals.")
@@ -91,21 +104,38 @@ def _state(ctx: typer.Context) -> State:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    database_url: Annotated[str | None, typer.Option("--database-url", envvar="CRM_DATABASE_URL",
-                                                     help="Defaults to the SQLite file ./crm.db.")] = None,
-    acting_as: Annotated[str | None, typer.Option("--as", help="Act as this user (email, Slack id or #id); default: an admin 'cli' actor.")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="CRM_DATABASE_URL",
+            help="Defaults to the SQLite file ./crm.db.",
+        ),
+    ] = None,
+    acting_as: Annotated[
+        str | None,
+        typer.Option(
+            "--as", help="Act as this user (email, Slack id or #id); default: an admin 'cli' actor."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
     overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
     settings = get_settings(**overrides)
-    logging.basicConfig(level=logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG
+        if verbose
+        else getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = State(settings=settings, acting_as=acting_as)
 
 
 # ---------------------------------------------------------------- output helpers
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, SQLModel):
@@ -155,6 +185,7 @@ def _user_id(session: Session, ref: str | None) -> int | None:
 
 # ---------------------------------------------------------------- version, db
 
+
 @app.command()
 def version() -> None:
     """Print the crmbot version."""
@@ -183,10 +214,14 @@ def db_current(ctx: typer.Context) -> None:
 
 # ---------------------------------------------------------------- customers
 
+
 def _customer_dict(session: Session, customer: Any) -> dict[str, Any]:
     data = _plain(customer)
     data.pop("name_key", None)
-    data["contacts"] = [{"kind": p.kind, "value": p.value} for p in customer_svc.contact_points(session, customer.id)]
+    data["contacts"] = [
+        {"kind": p.kind, "value": p.value}
+        for p in customer_svc.contact_points(session, customer.id)
+    ]
     return data
 
 
@@ -197,7 +232,9 @@ def customer_add(
     email: Annotated[str | None, typer.Option(help="Their email address.")] = None,
     company: Annotated[str | None, typer.Option()] = None,
     phone: Annotated[str | None, typer.Option()] = None,
-    domain: Annotated[str | None, typer.Option(help="Company domain (taken from the email when not given).")] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="Company domain (taken from the email when not given).")
+    ] = None,
     status: Annotated[str, typer.Option(help="lead, active or churned.")] = "lead",
     owner: Annotated[str | None, typer.Option(help="Owner (user email or Slack id).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
@@ -208,9 +245,20 @@ def customer_add(
     if status not in ("lead", "active", "churned"):
         raise CRMError(f"{status!r} is not a status.", hint="Use lead, active or churned.")
     with state.write() as (session, actor):
-        customer = customer_svc.create_customer(session, actor=actor, customer_in=CustomerCreate(
-            name=name, email=email, company=company, phone=phone, domain=domain, status=status,  # type: ignore[arg-type]
-            owner_id=_user_id(session, owner), tags=tag or []))
+        customer = customer_svc.create_customer(
+            session,
+            actor=actor,
+            customer_in=CustomerCreate(
+                name=name,
+                email=email,
+                company=company,
+                phone=phone,
+                domain=domain,
+                status=status,  # type: ignore[arg-type]
+                owner_id=_user_id(session, owner),
+                tags=tag or [],
+            ),
+        )
         data = _customer_dict(session, customer)
     if json_out:
         _emit_json(data)
@@ -219,22 +267,46 @@ def customer_add(
 
 
 @customer_app.command("find")
-def customer_find(ctx: typer.Context, query: str, limit: int = 10, json_out: JsonOpt = False) -> None:
+def customer_find(
+    ctx: typer.Context, query: str, limit: int = 10, json_out: JsonOpt = False
+) -> None:
     """Find customers by email, domain, #id or (fuzzy) name."""
     state = _state(ctx)
     with state.db.session() as session:
         matches = customer_svc.find_customers(session, query, limit=limit)
-        rows = [{"id": m.customer.id, "name": m.customer.name, "company": m.customer.company,
-                 "domain": m.customer.domain, "status": m.customer.status, "score": round(m.score, 1),
-                 "matched_on": m.matched_on} for m in matches]
+        rows = [
+            {
+                "id": m.customer.id,
+                "name": m.customer.name,
+                "company": m.customer.company,
+                "domain": m.customer.domain,
+                "status": m.customer.status,
+                "score": round(m.score, 1),
+                "matched_on": m.matched_on,
+            }
+            for m in matches
+        ]
     if json_out:
         _emit_json(rows)
         return
     if not rows:
         console.print(f"No customer matches {query!r}.")
         return
-    _table(f"Customers matching {query!r}", ["#", "name", "company", "domain", "status", "match"],
-           [[r["id"], r["name"], r["company"], r["domain"], r["status"], f"{r['matched_on']} {r['score']:.0f}"] for r in rows])
+    _table(
+        f"Customers matching {query!r}",
+        ["#", "name", "company", "domain", "status", "match"],
+        [
+            [
+                r["id"],
+                r["name"],
+                r["company"],
+                r["domain"],
+                r["status"],
+                f"{r['matched_on']} {r['score']:.0f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 @customer_app.command("show")
@@ -246,23 +318,48 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         found = customer_svc.resolve_customer(session, customer)
         card = customer_svc.customer_card(session, found.id)  # type: ignore[arg-type]
         data = _customer_dict(session, card.customer)
-        data |= {"owner": card.owner.name if card.owner else None,
-                 "open_deals": _plain(card.open_deals), "recent_interactions": _plain(card.recent_interactions),
-                 "next_follow_up": _plain(card.next_follow_up)}
+        data |= {
+            "owner": card.owner.name if card.owner else None,
+            "open_deals": _plain(card.open_deals),
+            "recent_interactions": _plain(card.recent_interactions),
+            "next_follow_up": _plain(card.next_follow_up),
+        }
     if json_out:
         _emit_json(data)
         return
     c = card.customer
-    console.print(f"[bold]#{c.id} {c.name}[/bold]" + (f" — {c.company}" if c.company else ""), highlight=False)
-    console.print(f"status: {c.status}   owner: {data['owner'] or '-'}   domain: {c.domain or '-'}   tags: {', '.join(c.tags or []) or '-'}", highlight=False)
+    console.print(
+        f"[bold]#{c.id} {c.name}[/bold]" + (f" — {c.company}" if c.company else ""), highlight=False
+    )
+    console.print(
+        f"status: {c.status}   owner: {data['owner'] or '-'}   domain: {c.domain or '-'}   tags: {', '.join(c.tags or []) or '-'}",
+        highlight=False,
+    )
     for point in card.contacts:
         console.print(f"  {point.kind}: {point.value}", highlight=False)
     if card.open_deals:
-        _table("Open deals", ["#", "title", "stage", "amount", "close"],
-               [[d.id, d.title, d.stage, f"{d.amount:,.2f} {d.currency}", d.expected_close_date] for d in card.open_deals])
+        _table(
+            "Open deals",
+            ["#", "title", "stage", "amount", "close"],
+            [
+                [d.id, d.title, d.stage, f"{d.amount:,.2f} {d.currency}", d.expected_close_date]
+                for d in card.open_deals
+            ],
+        )
     if card.recent_interactions:
-        _table("Recent interactions", ["when", "channel", "direction", "subject"],
-               [[_when(i.occurred_at, tz), i.channel, i.direction, i.subject or (i.body[:60] if i.body else "")] for i in card.recent_interactions])
+        _table(
+            "Recent interactions",
+            ["when", "channel", "direction", "subject"],
+            [
+                [
+                    _when(i.occurred_at, tz),
+                    i.channel,
+                    i.direction,
+                    i.subject or (i.body[:60] if i.body else ""),
+                ]
+                for i in card.recent_interactions
+            ],
+        )
     if card.next_follow_up:
         f = card.next_follow_up
         console.print(f"Next follow-up #{f.id}: {_when(f.due_at, tz)} {f.note}", highlight=False)
@@ -272,7 +369,10 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
 def customer_update(
     ctx: typer.Context,
     customer: str,
-    changes: Annotated[list[str], typer.Argument(help="field=value pairs: name, company, domain, status, owner, tags.")],
+    changes: Annotated[
+        list[str],
+        typer.Argument(help="field=value pairs: name, company, domain, status, owner, tags."),
+    ],
     json_out: JsonOpt = False,
 ) -> None:
     """Change a customer's fields, e.g. `status=active owner=ana@ourco.com tags=vip,eu`."""
@@ -283,10 +383,24 @@ def customer_update(
         for change in changes:
             key, sep, value = change.partition("=")
             key = key.strip().lower()
-            if not sep or key not in ("name", "company", "domain", "status", "owner", "tags", "email", "phone"):
-                raise CRMError(f"Cannot read {change!r}.", hint="Use field=value with name, company, domain, status, owner, tags, email or phone.")
+            if not sep or key not in (
+                "name",
+                "company",
+                "domain",
+                "status",
+                "owner",
+                "tags",
+                "email",
+                "phone",
+            ):
+                raise CRMError(
+                    f"Cannot read {change!r}.",
+                    hint="Use field=value with name, company, domain, status, owner, tags, email or phone.",
+                )
             if key in ("email", "phone"):
-                customer_svc.add_contact_point(session, customer_id=found.id, kind=key, value=value, actor=actor)  # type: ignore[arg-type]
+                customer_svc.add_contact_point(
+                    session, customer_id=found.id, kind=key, value=value, actor=actor
+                )  # type: ignore[arg-type]
             elif key == "owner":
                 values["owner_id"] = _user_id(session, value)
             elif key == "tags":
@@ -296,7 +410,9 @@ def customer_update(
             else:
                 values[key] = value or None
         if values:
-            customer_svc.update_customer(session, customer_id=found.id, changes=CustomerUpdate(**values), actor=actor)  # type: ignore[arg-type]
+            customer_svc.update_customer(
+                session, customer_id=found.id, changes=CustomerUpdate(**values), actor=actor
+            )  # type: ignore[arg-type]
         data = _customer_dict(session, customer_svc.get_customer(session, found.id))  # type: ignore[arg-type]
     if json_out:
         _emit_json(data)
@@ -312,7 +428,9 @@ def customer_merge(ctx: typer.Context, keep: str, merge: str, json_out: JsonOpt 
         kept = customer_svc.resolve_customer(session, keep)
         gone = customer_svc.resolve_customer(session, merge)
         gone_id = gone.id
-        result = customer_svc.merge_customers(session, keep_id=kept.id, merge_id=gone.id, actor=actor)  # type: ignore[arg-type]
+        result = customer_svc.merge_customers(
+            session, keep_id=kept.id, merge_id=gone.id, actor=actor
+        )  # type: ignore[arg-type]
         data = _customer_dict(session, result)
     if json_out:
         _emit_json(data)
@@ -322,8 +440,16 @@ def customer_merge(ctx: typer.Context, keep: str, merge: str, json_out: JsonOpt 
 
 # ---------------------------------------------------------------- deals
 
+
 def _deal_row(deal: Any) -> list[Any]:
-    return [deal.id, deal.customer_id, deal.title, deal.stage, f"{deal.amount:,.2f} {deal.currency}", deal.expected_close_date]
+    return [
+        deal.id,
+        deal.customer_id,
+        deal.title,
+        deal.stage,
+        f"{deal.amount:,.2f} {deal.currency}",
+        deal.expected_close_date,
+    ]
 
 
 @deal_app.command("add")
@@ -344,9 +470,20 @@ def deal_add(
     state = _state(ctx)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
-        deal = deal_svc.open_deal(session, actor=actor, settings=state.settings, deal_in=DealCreate(
-            customer_id=found.id, title=title, amount=parse_money(amount), currency=currency, stage=stage,  # type: ignore[arg-type]
-            owner_id=_user_id(session, owner), expected_close_date=_parse_date(close)))
+        deal = deal_svc.open_deal(
+            session,
+            actor=actor,
+            settings=state.settings,
+            deal_in=DealCreate(
+                customer_id=found.id,
+                title=title,
+                amount=parse_money(amount),
+                currency=currency,
+                stage=stage,  # type: ignore[arg-type]
+                owner_id=_user_id(session, owner),
+                expected_close_date=_parse_date(close),
+            ),
+        )
         data = _plain(deal)
     if json_out:
         _emit_json(data)
@@ -378,8 +515,12 @@ def deal_won(ctx: typer.Context, deal_id: int, json_out: JsonOpt = False) -> Non
 
 
 @deal_app.command("lost")
-def deal_lost(ctx: typer.Context, deal_id: int, reason: Annotated[list[str], typer.Argument(help="Why it was lost.")],
-              json_out: JsonOpt = False) -> None:
+def deal_lost(
+    ctx: typer.Context,
+    deal_id: int,
+    reason: Annotated[list[str], typer.Argument(help="Why it was lost.")],
+    json_out: JsonOpt = False,
+) -> None:
     """Mark a deal lost, with the reason."""
     _deal_change(ctx, json_out, "now", deal_svc.lose_deal, deal_id=deal_id, reason=" ".join(reason))
 
@@ -399,25 +540,41 @@ def deal_list(
     if status not in ("open", "won", "lost", "all"):
         raise CRMError(f"{status!r} is not a deal status.", hint="Use open, won, lost or all.")
     if stage and stage not in state.settings.stage_names:
-        raise CRMError(f"{stage!r} is not a deal stage.", hint="Stages: " + ", ".join(state.settings.stage_names) + ".")
+        raise CRMError(
+            f"{stage!r} is not a deal stage.",
+            hint="Stages: " + ", ".join(state.settings.stage_names) + ".",
+        )
     with state.db.session() as session:
         customer_id = customer_svc.resolve_customer(session, customer).id if customer else None
-        deals = deal_svc.list_deals(session, owner_id=_user_id(session, owner), stage=stage, customer_id=customer_id,
-                                    status=None if status == "all" else DealStatus(status), limit=limit)
+        deals = deal_svc.list_deals(
+            session,
+            owner_id=_user_id(session, owner),
+            stage=stage,
+            customer_id=customer_id,
+            status=None if status == "all" else DealStatus(status),
+            limit=limit,
+        )
     if json_out:
         _emit_json(deals)
         return
-    _table("Deals", ["#", "customer", "title", "stage", "amount", "close"], [_deal_row(d) for d in deals])
+    _table(
+        "Deals",
+        ["#", "customer", "title", "stage", "amount", "close"],
+        [_deal_row(d) for d in deals],
+    )
 
 
 # ---------------------------------------------------------------- interactions
+
 
 @app.command("log")
 def log_interaction(
     ctx: typer.Context,
     customer: str,
     text: Annotated[list[str], typer.Argument(help="What happened.")],
-    channel: Annotated[str, typer.Option(help="note, call, meeting, email, slack or purchase.")] = "note",
+    channel: Annotated[
+        str, typer.Option(help="note, call, meeting, email, slack or purchase.")
+    ] = "note",
     direction: Annotated[str | None, typer.Option(help="inbound, outbound or internal.")] = None,
     deal: Annotated[int | None, typer.Option(help="Deal id.")] = None,
     amount: Annotated[str | None, typer.Option(help="For purchases.")] = None,
@@ -428,20 +585,39 @@ def log_interaction(
     try:
         kind = Channel(channel)
     except ValueError:
-        raise CRMError(f"{channel!r} is not a channel.", hint="Use note, call, meeting, email, slack or purchase.") from None
-    default_direction = {Channel.note: Direction.internal, Channel.purchase: Direction.inbound}.get(kind, Direction.outbound)
+        raise CRMError(
+            f"{channel!r} is not a channel.",
+            hint="Use note, call, meeting, email, slack or purchase.",
+        ) from None
+    default_direction = {Channel.note: Direction.internal, Channel.purchase: Direction.inbound}.get(
+        kind, Direction.outbound
+    )
     try:
         way = Direction(direction) if direction else default_direction
     except ValueError:
-        raise CRMError(f"{direction!r} is not a direction.", hint="Use inbound, outbound or internal.") from None
+        raise CRMError(
+            f"{direction!r} is not a direction.", hint="Use inbound, outbound or internal."
+        ) from None
     body = " ".join(text).strip()
     if not body:
         raise CRMError("Nothing to log.", hint="Write what happened after the customer.")
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
-        interaction, _ = interaction_svc.record_interaction(session, actor=actor, default_currency=state.settings.default_currency,
-            interaction_in=InteractionCreate(customer_id=found.id, deal_id=deal, channel=kind, direction=way, body=body,  # type: ignore[arg-type]
-                                             source="cli", amount=amount, subject=None))  # type: ignore[arg-type]
+        interaction, _ = interaction_svc.record_interaction(
+            session,
+            actor=actor,
+            default_currency=state.settings.default_currency,
+            interaction_in=InteractionCreate(
+                customer_id=found.id,
+                deal_id=deal,
+                channel=kind,
+                direction=way,
+                body=body,  # type: ignore[arg-type]
+                source="cli",
+                amount=amount,
+                subject=None,
+            ),
+        )  # type: ignore[arg-type]
         data = _plain(interaction)
     if json_out:
         _emit_json(data)
@@ -459,11 +635,23 @@ def timeline(ctx: typer.Context, customer: str, limit: int = 20, json_out: JsonO
     if json_out:
         _emit_json(items)
         return
-    _table(f"Timeline of #{found.id} {found.name}", ["when", "channel", "direction", "subject / text"],
-           [[_when(i.occurred_at, state.settings.tz), i.channel, i.direction, i.subject or i.body[:80]] for i in items])
+    _table(
+        f"Timeline of #{found.id} {found.name}",
+        ["when", "channel", "direction", "subject / text"],
+        [
+            [
+                _when(i.occurred_at, state.settings.tz),
+                i.channel,
+                i.direction,
+                i.subject or i.body[:80],
+            ]
+            for i in items
+        ],
+    )
 
 
 # ---------------------------------------------------------------- follow-ups
+
 
 def _tz_for(session: Session, state: State, actor: Actor) -> str:
     if actor.user_id:
@@ -487,13 +675,23 @@ def followup_add(
     state = _state(ctx)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
-        follow_up = followup_svc.create_follow_up(session, customer_id=found.id, when=when, actor=actor,  # type: ignore[arg-type]
-            tz=_tz_for(session, state, actor), note=" ".join(note or []), owner_id=_user_id(session, owner), deal_id=deal)
+        follow_up = followup_svc.create_follow_up(
+            session,
+            customer_id=found.id,
+            when=when,
+            actor=actor,  # type: ignore[arg-type]
+            tz=_tz_for(session, state, actor),
+            note=" ".join(note or []),
+            owner_id=_user_id(session, owner),
+            deal_id=deal,
+        )
         data = _plain(follow_up)
     if json_out:
         _emit_json(data)
     else:
-        console.print(f"Follow-up #{data['id']} with #{found.id} {found.name} due {_when(follow_up.due_at, state.settings.tz)}.")
+        console.print(
+            f"Follow-up #{data['id']} with #{found.id} {found.name} due {_when(follow_up.due_at, state.settings.tz)}."
+        )
 
 
 @followup_app.command("list")
@@ -509,13 +707,23 @@ def followup_list(
 
     state = _state(ctx)
     with state.db.session() as session:
-        items = followup_svc.list_follow_ups(session, owner_id=_user_id(session, owner),
-                                             due_before=utcnow() if due else None, limit=limit)
+        items = followup_svc.list_follow_ups(
+            session,
+            owner_id=_user_id(session, owner),
+            due_before=utcnow() if due else None,
+            limit=limit,
+        )
     if json_out:
         _emit_json(items)
         return
-    _table("Follow-ups", ["#", "due", "customer", "status", "note"],
-           [[f.id, _when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note] for f in items])
+    _table(
+        "Follow-ups",
+        ["#", "due", "customer", "status", "note"],
+        [
+            [f.id, _when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note]
+            for f in items
+        ],
+    )
 
 
 @followup_app.command("done")
@@ -523,7 +731,9 @@ def followup_done(ctx: typer.Context, follow_up_id: int, json_out: JsonOpt = Fal
     """Mark a follow-up done."""
     state = _state(ctx)
     with state.write() as (session, actor):
-        data = _plain(followup_svc.complete_follow_up(session, follow_up_id=follow_up_id, actor=actor))
+        data = _plain(
+            followup_svc.complete_follow_up(session, follow_up_id=follow_up_id, actor=actor)
+        )
     if json_out:
         _emit_json(data)
     else:
@@ -531,23 +741,36 @@ def followup_done(ctx: typer.Context, follow_up_id: int, json_out: JsonOpt = Fal
 
 
 @followup_app.command("snooze")
-def followup_snooze(ctx: typer.Context, follow_up_id: int,
-                    until: Annotated[str, typer.Argument(help="'1d', '1w', or a time such as 'next monday'.")] = "1d",
-                    json_out: JsonOpt = False) -> None:
+def followup_snooze(
+    ctx: typer.Context,
+    follow_up_id: int,
+    until: Annotated[
+        str, typer.Argument(help="'1d', '1w', or a time such as 'next monday'.")
+    ] = "1d",
+    json_out: JsonOpt = False,
+) -> None:
     """Push a follow-up back."""
     state = _state(ctx)
     shortcuts = {"1d": timedelta(days=1), "1w": timedelta(weeks=1)}
     with state.write() as (session, actor):
-        follow_up = followup_svc.snooze_follow_up(session, follow_up_id=follow_up_id, actor=actor,
-                                                  until=shortcuts.get(until, until), tz=_tz_for(session, state, actor))
+        follow_up = followup_svc.snooze_follow_up(
+            session,
+            follow_up_id=follow_up_id,
+            actor=actor,
+            until=shortcuts.get(until, until),
+            tz=_tz_for(session, state, actor),
+        )
         data = _plain(follow_up)
     if json_out:
         _emit_json(data)
     else:
-        console.print(f"Follow-up #{follow_up_id} snoozed until {_when(follow_up.due_at, state.settings.tz)}.")
+        console.print(
+            f"Follow-up #{follow_up_id} snoozed until {_when(follow_up.due_at, state.settings.tz)}."
+        )
 
 
 # ---------------------------------------------------------------- imports
+
 
 def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -557,10 +780,18 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
         raise CRMError(f"There is no file {str(path)!r}.")
     with path.open("rb") as raw:
         total = max(0, sum(1 for _ in raw) - 1)
-    with path.open(newline="", encoding="utf-8-sig", errors="strict") as file, Progress(
-        TextColumn(f"importing {kind}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=json_out or not err_console.is_terminal, transient=True,
-    ) as bar:
+    with (
+        path.open(newline="", encoding="utf-8-sig", errors="strict") as file,
+        Progress(
+            TextColumn(f"importing {kind}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=json_out or not err_console.is_terminal,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task(kind, total=total)
 
         def progress(done: int) -> None:
@@ -569,18 +800,28 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
         try:
             with state.write() as (session, actor):
                 if kind == "customers":
-                    result = importer.import_customers(session, file, actor=actor, progress=progress)
+                    result = importer.import_customers(
+                        session, file, actor=actor, progress=progress
+                    )
                 elif kind == "deals":
-                    result = importer.import_deals(session, file, actor=actor, settings=state.settings, progress=progress)
+                    result = importer.import_deals(
+                        session, file, actor=actor, settings=state.settings, progress=progress
+                    )
                 else:
-                    result = importer.import_transactions(session, file, actor=actor, settings=state.settings, progress=progress)
+                    result = importer.import_transactions(
+                        session, file, actor=actor, settings=state.settings, progress=progress
+                    )
         except UnicodeDecodeError:
-            raise CRMError(f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again.") from None
+            raise CRMError(
+                f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again."
+            ) from None
     if json_out:
         _emit_json(result.as_dict())
     else:
         extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
-        console.print(f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, {result.skipped} already there{extra}.")
+        console.print(
+            f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, {result.skipped} already there{extra}."
+        )
 
 
 @import_app.command("customers")
@@ -603,6 +844,7 @@ def import_transactions(ctx: typer.Context, file: Path, json_out: JsonOpt = Fals
 
 # ---------------------------------------------------------------- users
 
+
 @user_app.command("add")
 def user_add(
     ctx: typer.Context,
@@ -616,8 +858,15 @@ def user_add(
     """Add a user."""
     state = _state(ctx)
     with state.write() as (session, actor):
-        user = user_svc.add_user(session, name=name, email=email, slack_user_id=slack_id, role=role,
-                                 timezone=timezone or state.settings.timezone, actor=actor)
+        user = user_svc.add_user(
+            session,
+            name=name,
+            email=email,
+            slack_user_id=slack_id,
+            role=role,
+            timezone=timezone or state.settings.timezone,
+            actor=actor,
+        )
         data = _plain(user)
     if json_out:
         _emit_json(data)
@@ -647,18 +896,26 @@ def user_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         _emit_json(users)
         return
-    _table("Users", ["#", "name", "email", "slack", "role", "timezone"],
-           [[u.id, u.name, u.email, u.slack_user_id, u.role, u.timezone] for u in users])
+    _table(
+        "Users",
+        ["#", "name", "email", "slack", "role", "timezone"],
+        [[u.id, u.name, u.email, u.slack_user_id, u.role, u.timezone] for u in users],
+    )
 
 
 # ---------------------------------------------------------------- demo
 
+
 @app.command()
 def demo(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(min=1, max=5_000_000, help="How many customers.")] = 1_000,
+    customers: Annotated[
+        int, typer.Option(min=1, max=5_000_000, help="How many customers.")
+    ] = 1_000,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
-    interactions: Annotated[float, typer.Option(min=0, help="Interactions per customer on average.")] = 10.0,
+    interactions: Annotated[
+        float, typer.Option(min=0, help="Interactions per customer on average.")
+    ] = 10.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Fill the database with a realistic demo data set (about 18 months of history)."""
@@ -675,14 +932,27 @@ def demo(
 
         marker = f"demo-{seed}"
         if state.db.dialect == "sqlite":
-            exists = session.exec(select(Customer.id).where(Customer.tags.contains(marker)).limit(1)).first()  # type: ignore[union-attr]
+            exists = session.exec(
+                select(Customer.id).where(Customer.tags.contains(marker)).limit(1)
+            ).first()  # type: ignore[union-attr]
         else:
-            exists = session.exec(select(Customer.id).where(Customer.tags.cast(__import__("sqlalchemy").Text).contains(marker)).limit(1)).first()  # type: ignore[union-attr]
+            exists = session.exec(
+                select(Customer.id)
+                .where(Customer.tags.cast(__import__("sqlalchemy").Text).contains(marker))
+                .limit(1)
+            ).first()  # type: ignore[union-attr]
         if exists is not None:
-            raise CRMError(f"The demo data for seed {seed} is in this database already.",
-                           hint="Use another --seed or another database (CRM_DATABASE_URL).")
-        summary = generate_demo(session, settings=state.settings, customers=customers, seed=seed,
-                                interactions_per_customer=interactions)
+            raise CRMError(
+                f"The demo data for seed {seed} is in this database already.",
+                hint="Use another --seed or another database (CRM_DATABASE_URL).",
+            )
+        summary = generate_demo(
+            session,
+            settings=state.settings,
+            customers=customers,
+            seed=seed,
+            interactions_per_customer=interactions,
+        )
     elapsed = time.perf_counter() - started
     data = summary.as_dict() | {"seconds": round(elapsed, 2)}
     if json_out:
@@ -699,6 +969,7 @@ def demo(
 
 # ---------------------------------------------------------------- entry point
 
+
 def main(argv: list[str] | None = None) -> None:
     # Typer handles usage errors itself (exit 2); our own errors arrive here.
     try:
@@ -709,10 +980,20 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        err_console.print(f"error: configuration: {where}: {first.get('msg')}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(
+            f"error: configuration: {where}: {first.get('msg')}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
     except OperationalError as exc:
-        err_console.print(f"error: database: {str(exc.orig).strip().splitlines()[0]}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(
+            f"error: database: {str(exc.orig).strip().splitlines()[0]}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

@@ -149,7 +149,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"CRM_DEAL_STAGES must include the closing stage {required!r}")
         if len(names) < 3:
             raise ValueError("CRM_DEAL_STAGES needs at least one open stage besides won and lost")
-        if self.environment == "production" and self.slack_bot_token and not self.slack_signing_secret:
+        if (
+            self.environment == "production"
+            and self.slack_bot_token
+            and not self.slack_signing_secret
+        ):
             raise ValueError("SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set")
         return self
 

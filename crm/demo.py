@@ -25,30 +25,288 @@ from crm.services.actor import Actor
 
 HISTORY_DAYS = 548  # ~18 months
 
-_FIRST = """James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara Richard
-Susan Joseph Jessica Thomas Sarah Charles Karen Chris Lisa Daniel Nancy Matthew Betty Anthony Sandra Mark
-Ashley Paul Emily Steven Donna Andrew Michelle Kenneth Carol Joshua Amanda Kevin Melissa Brian Deborah
-Sophie Lukas Emma Léa Hugo Chloé Mateo Lucía Aarav Priya Wei Mei Hiroshi Yuki Olga Ivan Fatima Omar
-Zoë Björn Ingrid Sven Anika Raj Chen Ana João Marta Pedro Giulia Marco Noor Tariq Amara Kwame""".split()
-_LAST = """Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez
-Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark
-Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson
-Müller Schmidt Schneider Fischer Dubois Moreau Rossi Russo Silva Santos Kowalski Nowak Tanaka Suzuki
-Sato Kim Park Singh Patel Wang Li Zhang Ivanova Petrov Andersson Johansson Nielsen O'Brien Okafor""".split()
-_PREFIX = """Acme Globex Initech Umbrella Stark Wayne Hooli Vandelay Soylent Tyrell Cyberdyne Wonka Aperture
-Pied Piper Blue Sky Northwind Contoso Fabrikam Litware Tailspin Adventure Fourth Coffee Proseware Lamna
-Trey Woodgrove Alpine Bluebird Cedar Delta Evergreen Falcon Granite Harbor Ionic Juniper Keystone Lumen
-Meridian Nimbus Orion Pinnacle Quantum Redwood Summit Titan Unity Vertex Willow Xenon Yonder Zenith
-Atlas Beacon Cascade Drift Ember Fjord Glacier Horizon Iris Jade Kestrel Lotus Maple Nova Onyx Polar""".split()
-_SUFFIX = """Corp Inc Labs Systems Analytics Logistics Foods Health Energy Robotics Media Software Partners
-Consulting Retail Foundry Works Capital Networks Bio Studios Group Industries Dynamics Solutions""".split()
+_FIRST = [
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Chris",
+    "Lisa",
+    "Daniel",
+    "Nancy",
+    "Matthew",
+    "Betty",
+    "Anthony",
+    "Sandra",
+    "Mark",
+    "Ashley",
+    "Paul",
+    "Emily",
+    "Steven",
+    "Donna",
+    "Andrew",
+    "Michelle",
+    "Kenneth",
+    "Carol",
+    "Joshua",
+    "Amanda",
+    "Kevin",
+    "Melissa",
+    "Brian",
+    "Deborah",
+    "Sophie",
+    "Lukas",
+    "Emma",
+    "Léa",
+    "Hugo",
+    "Chloé",
+    "Mateo",
+    "Lucía",
+    "Aarav",
+    "Priya",
+    "Wei",
+    "Mei",
+    "Hiroshi",
+    "Yuki",
+    "Olga",
+    "Ivan",
+    "Fatima",
+    "Omar",
+    "Zoë",
+    "Björn",
+    "Ingrid",
+    "Sven",
+    "Anika",
+    "Raj",
+    "Chen",
+    "Ana",
+    "João",
+    "Marta",
+    "Pedro",
+    "Giulia",
+    "Marco",
+    "Noor",
+    "Tariq",
+    "Amara",
+    "Kwame",
+]
+_LAST = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Dubois",
+    "Moreau",
+    "Rossi",
+    "Russo",
+    "Silva",
+    "Santos",
+    "Kowalski",
+    "Nowak",
+    "Tanaka",
+    "Suzuki",
+    "Sato",
+    "Kim",
+    "Park",
+    "Singh",
+    "Patel",
+    "Wang",
+    "Li",
+    "Zhang",
+    "Ivanova",
+    "Petrov",
+    "Andersson",
+    "Johansson",
+    "Nielsen",
+    "O'Brien",
+    "Okafor",
+]
+_PREFIX = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Wonka",
+    "Aperture",
+    "Pied",
+    "Piper",
+    "Blue",
+    "Sky",
+    "Northwind",
+    "Contoso",
+    "Fabrikam",
+    "Litware",
+    "Tailspin",
+    "Adventure",
+    "Fourth",
+    "Coffee",
+    "Proseware",
+    "Lamna",
+    "Trey",
+    "Woodgrove",
+    "Alpine",
+    "Bluebird",
+    "Cedar",
+    "Delta",
+    "Evergreen",
+    "Falcon",
+    "Granite",
+    "Harbor",
+    "Ionic",
+    "Juniper",
+    "Keystone",
+    "Lumen",
+    "Meridian",
+    "Nimbus",
+    "Orion",
+    "Pinnacle",
+    "Quantum",
+    "Redwood",
+    "Summit",
+    "Titan",
+    "Unity",
+    "Vertex",
+    "Willow",
+    "Xenon",
+    "Yonder",
+    "Zenith",
+    "Atlas",
+    "Beacon",
+    "Cascade",
+    "Drift",
+    "Ember",
+    "Fjord",
+    "Glacier",
+    "Horizon",
+    "Iris",
+    "Jade",
+    "Kestrel",
+    "Lotus",
+    "Maple",
+    "Nova",
+    "Onyx",
+    "Polar",
+]
+_SUFFIX = [
+    "Corp",
+    "Inc",
+    "Labs",
+    "Systems",
+    "Analytics",
+    "Logistics",
+    "Foods",
+    "Health",
+    "Energy",
+    "Robotics",
+    "Media",
+    "Software",
+    "Partners",
+    "Consulting",
+    "Retail",
+    "Foundry",
+    "Works",
+    "Capital",
+    "Networks",
+    "Bio",
+    "Studios",
+    "Group",
+    "Industries",
+    "Dynamics",
+    "Solutions",
+]
 _TLDS = ["com", "com", "com", "io", "co", "net", "de", "fr", "co.uk"]
 _TOPICS = [
-    "pricing question", "renewal", "onboarding", "invoice", "feature request", "integration help",
-    "contract terms", "security review", "bug report", "expansion to a new team", "training session",
-    "quarterly review", "data export", "SSO setup", "discount request", "usage report",
+    "pricing question",
+    "renewal",
+    "onboarding",
+    "invoice",
+    "feature request",
+    "integration help",
+    "contract terms",
+    "security review",
+    "bug report",
+    "expansion to a new team",
+    "training session",
+    "quarterly review",
+    "data export",
+    "SSO setup",
+    "discount request",
+    "usage report",
 ]
-_PRODUCTS = ["Starter plan", "Team plan", "Business plan", "Add-on seats", "Support package", "Training"]
+_PRODUCTS = [
+    "Starter plan",
+    "Team plan",
+    "Business plan",
+    "Add-on seats",
+    "Support package",
+    "Training",
+]
 
 
 @dataclass
@@ -98,12 +356,30 @@ def generate_demo(
     # Team: reps, a manager and an admin. Emails are unique per seed so demos can stack.
     n_reps = max(3, min(40, customers // 2_500))
     team_domain = "example-crm.test"
-    users = [{"name": "Ada Admin", "email": f"admin+{tag}@{team_domain}", "role": Role.admin.value, "timezone": settings.timezone},
-             {"name": "Max Manager", "email": f"manager+{tag}@{team_domain}", "role": Role.manager.value, "timezone": settings.timezone}]
+    users = [
+        {
+            "name": "Ada Admin",
+            "email": f"admin+{tag}@{team_domain}",
+            "role": Role.admin.value,
+            "timezone": settings.timezone,
+        },
+        {
+            "name": "Max Manager",
+            "email": f"manager+{tag}@{team_domain}",
+            "role": Role.manager.value,
+            "timezone": settings.timezone,
+        },
+    ]
     for i in range(n_reps):
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
-        users.append({"name": f"{first} {last}", "email": f"{_slug(first)}.{_slug(last)}.{i}+{tag}@{team_domain}",
-                      "role": Role.rep.value, "timezone": settings.timezone})
+        users.append(
+            {
+                "name": f"{first} {last}",
+                "email": f"{_slug(first)}.{_slug(last)}.{i}+{tag}@{team_domain}",
+                "role": Role.rep.value,
+                "timezone": settings.timezone,
+            }
+        )
     user_ids = bulk.insert_users(session, users, actor=actor, label=tag)
     rep_ids = user_ids[2:]
     summary.users = len(user_ids)
@@ -120,7 +396,9 @@ def generate_demo(
         domain = f"{_slug(name)}{c if c >= len(_PREFIX) else ''}.{rng.choice(_TLDS)}"
         companies.append((name, domain))
     for i in range(customers):
-        company, domain = companies[i % n_companies] if i < n_companies else companies[rng.randrange(n_companies)]
+        company, domain = (
+            companies[i % n_companies] if i < n_companies else companies[rng.randrange(n_companies)]
+        )
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         tenure_days = int(rng.triangular(5, HISTORY_DAYS, HISTORY_DAYS * 0.7))
         joined = now - timedelta(days=tenure_days, seconds=rng.randrange(86_400))
@@ -130,25 +408,55 @@ def generate_demo(
         if roll < 0.12:
             status, quiet_after = "lead", None
         elif roll < 0.22:
-            status, quiet_after = "churned", joined + timedelta(days=rng.uniform(0.2, 0.7) * tenure_days)
+            status, quiet_after = (
+                "churned",
+                joined + timedelta(days=rng.uniform(0.2, 0.7) * tenure_days),
+            )
         elif roll < 0.34:
             status, quiet_after = "active", now - timedelta(days=rng.randint(35, 120))
             summary.quiet_customers += 1
         else:
             status, quiet_after = "active", None
-        email = f"{_slug(first)}.{_slug(last)}{i}@{domain}" if rng.random() < 0.85 else f"{_slug(first)}.{_slug(last)}{i}@gmail.com"
-        cust_rows.append({
-            "name": f"{first} {last}", "company": company, "domain": domain, "status": status,
-            "owner_id": rng.choice(rep_ids), "tags": [value_tier, tag], "created_at": joined, "updated_at": now,
-        })
+        email = (
+            f"{_slug(first)}.{_slug(last)}{i}@{domain}"
+            if rng.random() < 0.85
+            else f"{_slug(first)}.{_slug(last)}{i}@gmail.com"
+        )
+        cust_rows.append(
+            {
+                "name": f"{first} {last}",
+                "company": company,
+                "domain": domain,
+                "status": status,
+                "owner_id": rng.choice(rep_ids),
+                "tags": [value_tier, tag],
+                "created_at": joined,
+                "updated_at": now,
+            }
+        )
         emails.append(email)
-        profiles.append({"joined": joined, "quiet_after": quiet_after, "tier": value_tier, "status": status,
-                         "first": first})
+        profiles.append(
+            {
+                "joined": joined,
+                "quiet_after": quiet_after,
+                "tier": value_tier,
+                "status": status,
+                "first": first,
+            }
+        )
     customer_ids = bulk.insert_customers(session, cust_rows, actor=actor, label=tag)
-    bulk.insert_contact_points(session, [
-        {"customer_id": cid, "kind": "email", "value": email, "created_at": cust_rows[k]["created_at"]}
-        for k, (cid, email) in enumerate(zip(customer_ids, emails, strict=True))
-    ])
+    bulk.insert_contact_points(
+        session,
+        [
+            {
+                "customer_id": cid,
+                "kind": "email",
+                "value": email,
+                "created_at": cust_rows[k]["created_at"],
+            }
+            for k, (cid, email) in enumerate(zip(customer_ids, emails, strict=True))
+        ],
+    )
     summary.customers = summary.contacts = len(customer_ids)
     report("customers", customers, customers)
 
@@ -161,7 +469,9 @@ def generate_demo(
         profile = profiles[k]
         n_deals = rng.choices([0, 1, 2, 3], weights=[35, 40, 18, 7])[0]
         for _ in range(n_deals):
-            opened = profile["joined"] + timedelta(days=rng.uniform(0, max(1.0, (now - profile["joined"]).days - 1)))
+            opened = profile["joined"] + timedelta(
+                days=rng.uniform(0, max(1.0, (now - profile["joined"]).days - 1))
+            )
             at, path, stage = opened, [(None, open_stages[0], opened)], open_stages[0]
             outcome = None
             for nxt in open_stages[1:]:
@@ -181,24 +491,39 @@ def generate_demo(
                 path.append((stage, outcome, at))
                 stage = outcome
             base = {"small": 2_000, "mid": 15_000, "large": 90_000}[profile["tier"]]
-            amount = Decimal(str(round(base * rng.lognormvariate(0, 0.5), -1))).quantize(Decimal("0.01"))
+            amount = Decimal(str(round(base * rng.lognormvariate(0, 0.5), -1))).quantize(
+                Decimal("0.01")
+            )
             status = "won" if stage == WON_STAGE else "lost" if stage == LOST_STAGE else "open"
             last_at = path[-1][2]
-            deal_rows.append({
-                "customer_id": cid, "title": f"{rng.choice(_PRODUCTS)} for {cust_rows[k]['company']}",
-                "amount": amount, "currency": settings.default_currency, "stage": stage, "status": status,
-                "owner_id": cust_rows[k]["owner_id"],
-                "expected_close_date": (opened + timedelta(days=rng.randint(20, 120))).date(),
-                "lost_reason": rng.choice(["price", "timing", "went with a competitor", "no budget"]) if status == "lost" else None,
-                "stage_entered_at": last_at, "closed_at": last_at if status != "open" else None,
-                "created_at": opened, "updated_at": last_at,
-            })
+            deal_rows.append(
+                {
+                    "customer_id": cid,
+                    "title": f"{rng.choice(_PRODUCTS)} for {cust_rows[k]['company']}",
+                    "amount": amount,
+                    "currency": settings.default_currency,
+                    "stage": stage,
+                    "status": status,
+                    "owner_id": cust_rows[k]["owner_id"],
+                    "expected_close_date": (opened + timedelta(days=rng.randint(20, 120))).date(),
+                    "lost_reason": rng.choice(
+                        ["price", "timing", "went with a competitor", "no budget"]
+                    )
+                    if status == "lost"
+                    else None,
+                    "stage_entered_at": last_at,
+                    "closed_at": last_at if status != "open" else None,
+                    "created_at": opened,
+                    "updated_at": last_at,
+                }
+            )
             deal_paths.append(path)
             deal_customer.append(k)
     deal_ids = bulk.insert_deals(session, deal_rows, actor=actor, label=tag) if deal_rows else []
     changes = [
         {"deal_id": did, "from_stage": frm, "to_stage": to, "changed_at": at, "changed_by": "demo"}
-        for did, path in zip(deal_ids, deal_paths, strict=True) for frm, to, at in path
+        for did, path in zip(deal_ids, deal_paths, strict=True)
+        for frm, to, at in path
     ]
     bulk.insert_stage_changes(session, changes)
     summary.deals, summary.stage_changes = len(deal_ids), len(changes)
@@ -209,11 +534,24 @@ def generate_demo(
 
     # Interactions: a Poisson-ish stream per customer, busier for bigger accounts, none after going quiet.
     batch: list[dict[str, Any]] = []
-    channels = ["email", "email", "email", "slack", "slack", "call", "meeting", "note", "purchase", "purchase"]
+    channels = [
+        "email",
+        "email",
+        "email",
+        "slack",
+        "slack",
+        "call",
+        "meeting",
+        "note",
+        "purchase",
+        "purchase",
+    ]
     rate_by_tier = {"small": 0.7, "mid": 1.0, "large": 1.6}
     weights: list[float] = []
     for profile in profiles:
-        span_days = max(1.0, ((profile["quiet_after"] or now) - profile["joined"]).total_seconds() / 86_400)
+        span_days = max(
+            1.0, ((profile["quiet_after"] or now) - profile["joined"]).total_seconds() / 86_400
+        )
         weight = rate_by_tier[profile["tier"]] * span_days / 365
         weights.append(weight * 0.3 if profile["status"] == "lead" else weight)
     # Scale so the data set has interactions_per_customer on average.
@@ -232,21 +570,50 @@ def generate_demo(
             if channel == "purchase" and profile["status"] == "lead":
                 channel = "note"
             topic = rng.choice(_TOPICS)
-            direction = ("inbound" if rng.random() < 0.55 else "outbound") if channel in ("email", "slack") else (
-                "inbound" if channel == "purchase" else "outbound" if channel in ("call", "meeting") else "internal")
+            direction = (
+                ("inbound" if rng.random() < 0.55 else "outbound")
+                if channel in ("email", "slack")
+                else (
+                    "inbound"
+                    if channel == "purchase"
+                    else "outbound"
+                    if channel in ("call", "meeting")
+                    else "internal"
+                )
+            )
             if n % 3 == 0:
                 thread += 1
             deal_list = deals_by_customer.get(k)
             row = {
-                "customer_id": cid, "deal_id": rng.choice(deal_list) if deal_list and rng.random() < 0.3 else None,
-                "channel": channel, "direction": direction, "occurred_at": at,
-                "subject": "Purchase" if channel == "purchase" else f"Re: {topic}" if n % 3 else topic.capitalize(),
+                "customer_id": cid,
+                "deal_id": rng.choice(deal_list) if deal_list and rng.random() < 0.3 else None,
+                "channel": channel,
+                "direction": direction,
+                "occurred_at": at,
+                "subject": "Purchase"
+                if channel == "purchase"
+                else f"Re: {topic}"
+                if n % 3
+                else topic.capitalize(),
                 "body": "" if channel == "purchase" else f"{profile['first']} about {topic}.",
-                "author": emails[k] if direction == "inbound" else None, "source": tag,
-                "external_id": f"{cid}-{n}", "thread_key": f"{tag}-{cid}-{thread}" if channel in ("email", "slack") else None,
-                "amount": Decimal(str(round({"small": 80, "mid": 400, "large": 2_500}[profile["tier"]] * rng.lognormvariate(0, 0.6), 2))) if channel == "purchase" else None,
+                "author": emails[k] if direction == "inbound" else None,
+                "source": tag,
+                "external_id": f"{cid}-{n}",
+                "thread_key": f"{tag}-{cid}-{thread}" if channel in ("email", "slack") else None,
+                "amount": Decimal(
+                    str(
+                        round(
+                            {"small": 80, "mid": 400, "large": 2_500}[profile["tier"]]
+                            * rng.lognormvariate(0, 0.6),
+                            2,
+                        )
+                    )
+                )
+                if channel == "purchase"
+                else None,
                 "currency": settings.default_currency if channel == "purchase" else None,
-                "created_at": at, "updated_at": at,
+                "created_at": at,
+                "updated_at": at,
             }
             summary.purchases += channel == "purchase"
             batch.append(row)
@@ -265,11 +632,18 @@ def generate_demo(
             continue
         due = now + timedelta(days=rng.uniform(-10, 21), hours=9)
         done = rng.random() < 0.2 and due < now
-        follow_ups.append({
-            "customer_id": cid, "owner_id": cust_rows[k]["owner_id"], "due_at": due,
-            "note": f"Check in about {rng.choice(_TOPICS)}", "status": "done" if done else "open",
-            "completed_at": due if done else None, "created_at": due - timedelta(days=7), "updated_at": now,
-        })
+        follow_ups.append(
+            {
+                "customer_id": cid,
+                "owner_id": cust_rows[k]["owner_id"],
+                "due_at": due,
+                "note": f"Check in about {rng.choice(_TOPICS)}",
+                "status": "done" if done else "open",
+                "completed_at": due if done else None,
+                "created_at": due - timedelta(days=7),
+                "updated_at": now,
+            }
+        )
     if follow_ups:
         bulk.insert_follow_ups(session, follow_ups, actor=actor, label=tag)
     summary.follow_ups = len(follow_ups)

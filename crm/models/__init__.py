@@ -12,7 +12,13 @@ from crm.models.base import (
     UTCDateTime,
     utcnow,
 )
-from crm.models.customer import ContactPoint, Customer, CustomerCreate, CustomerPublic, CustomerUpdate
+from crm.models.customer import (
+    ContactPoint,
+    Customer,
+    CustomerCreate,
+    CustomerPublic,
+    CustomerUpdate,
+)
 from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate

@@ -20,9 +20,9 @@ class AuditEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
-    actor: str = Field(max_length=200)
-    action: str = Field(max_length=64)
-    entity: str = Field(max_length=64)
-    entity_id: str | None = Field(default=None, max_length=64)
+    actor: str = Field(sa_type=sa.String(200))
+    action: str = Field(sa_type=sa.String(64))
+    entity: str = Field(sa_type=sa.String(64))
+    entity_id: str | None = Field(default=None, sa_type=sa.String(64))
     before: dict[str, Any] | None = Field(default=None, sa_column=json_column())
     after: dict[str, Any] | None = Field(default=None, sa_column=json_column())

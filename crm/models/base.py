@@ -56,6 +56,17 @@ def json_column() -> sa.Column[Any]:
     return sa.Column(sa.JSON(none_as_null=True), nullable=True)
 
 
+def enum_type(enum: type[StrEnum], length: int = 16) -> sa.Enum:
+    """Enums are stored as their plain string values (no database enum type to migrate)."""
+    return sa.Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
 class Role(StrEnum):
     admin = "admin"
     manager = "manager"

@@ -7,15 +7,17 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import ContactKind, CustomerStatus, json_column, utc_column, utcnow
+from crm.models.base import ContactKind, CustomerStatus, enum_type, json_column, utc_column, utcnow
 
 
 # Fields shared by every Customer shape.
 class CustomerBase(SQLModel):
-    name: str = Field(max_length=200)
-    company: str | None = Field(default=None, max_length=200)
-    domain: str | None = Field(default=None, max_length=253)
-    status: CustomerStatus = Field(default=CustomerStatus.lead, sa_type=sa.String(16))
+    name: str = Field(sa_type=sa.String(200))
+    company: str | None = Field(default=None, sa_type=sa.String(200))
+    domain: str | None = Field(default=None, sa_type=sa.String(253))
+    status: CustomerStatus = Field(
+        default=CustomerStatus.lead, sa_type=enum_type(CustomerStatus, 16)
+    )
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
 
 
@@ -47,9 +49,9 @@ class Customer(CustomerBase, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     # The customer's id in another system (imports, e.g. a shop's customer number).
-    external_id: str | None = Field(default=None, max_length=200, unique=True)
+    external_id: str | None = Field(default=None, sa_type=sa.String(200), unique=True)
     # Lower-cased, accent-folded name for prefix search (same on SQLite and PostgreSQL).
-    name_key: str = Field(default="", max_length=200)
+    name_key: str = Field(default="", sa_type=sa.String(200))
     tags: list[str] | None = Field(default=None, sa_column=json_column())
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column(index=True))
@@ -73,7 +75,7 @@ class ContactPoint(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
-    kind: ContactKind = Field(sa_type=sa.String(16))
-    value: str = Field(max_length=320)
-    label: str | None = Field(default=None, max_length=100)
+    kind: ContactKind = Field(sa_type=enum_type(ContactKind, 16))
+    value: str = Field(sa_type=sa.String(320))
+    label: str | None = Field(default=None, sa_type=sa.String(100))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

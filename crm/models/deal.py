@@ -8,16 +8,16 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import MONEY, DealStatus, utc_column, utcnow
+from crm.models.base import MONEY, DealStatus, enum_type, utc_column, utcnow
 
 
 # Fields shared by every Deal shape.
 class DealBase(SQLModel):
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
-    title: str = Field(max_length=200)
+    title: str = Field(sa_type=sa.String(200))
     amount: Decimal = Field(default=Decimal("0"), sa_type=MONEY, max_digits=18, decimal_places=2)
-    currency: str = Field(default="USD", max_length=3)
-    stage: str = Field(max_length=40)
+    currency: str = Field(default="USD", sa_type=sa.String(3))
+    stage: str = Field(sa_type=sa.String(40))
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     expected_close_date: date | None = None
 
@@ -43,8 +43,8 @@ class Deal(DealBase, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    status: DealStatus = Field(default=DealStatus.open, sa_type=sa.String(8))
-    lost_reason: str | None = Field(default=None, max_length=500)
+    status: DealStatus = Field(default=DealStatus.open, sa_type=enum_type(DealStatus, 8))
+    lost_reason: str | None = Field(default=None, sa_type=sa.String(500))
     stage_entered_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
@@ -58,7 +58,7 @@ class DealStageChange(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     deal_id: int = Field(foreign_key="deals.id", ondelete="CASCADE")
-    from_stage: str | None = Field(default=None, max_length=40)
-    to_stage: str = Field(max_length=40)
+    from_stage: str | None = Field(default=None, sa_type=sa.String(40))
+    to_stage: str = Field(sa_type=sa.String(40))
     changed_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
-    changed_by: str = Field(max_length=200)
+    changed_by: str = Field(sa_type=sa.String(200))

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import FollowUpStatus, utc_column, utcnow
+from crm.models.base import FollowUpStatus, enum_type, utc_column, utcnow
 
 
 # The table. due_at always holds the next time it is due (a snooze moves it).
@@ -24,8 +24,10 @@ class FollowUp(SQLModel, table=True):
     deal_id: int | None = Field(default=None, foreign_key="deals.id", ondelete="SET NULL")
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     due_at: datetime = Field(sa_column=utc_column())
-    note: str = Field(default="", max_length=2000)
-    status: FollowUpStatus = Field(default=FollowUpStatus.open, sa_type=sa.String(16))
+    note: str = Field(default="", sa_type=sa.String(2000))
+    status: FollowUpStatus = Field(
+        default=FollowUpStatus.open, sa_type=enum_type(FollowUpStatus, 16)
+    )
     completed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import MONEY, Channel, Direction, json_column, utc_column, utcnow
+from crm.models.base import MONEY, Channel, Direction, enum_type, json_column, utc_column, utcnow
 
 
 # Input for recording an interaction.
@@ -44,17 +44,17 @@ class Interaction(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
     deal_id: int | None = Field(default=None, foreign_key="deals.id", ondelete="SET NULL")
-    channel: Channel = Field(sa_type=sa.String(16))
-    direction: Direction = Field(sa_type=sa.String(16))
+    channel: Channel = Field(sa_type=enum_type(Channel, 16))
+    direction: Direction = Field(sa_type=enum_type(Direction, 16))
     occurred_at: datetime = Field(sa_column=utc_column())
-    subject: str | None = Field(default=None, max_length=500)
+    subject: str | None = Field(default=None, sa_type=sa.String(500))
     body: str = Field(default="", sa_type=sa.Text)
-    author: str | None = Field(default=None, max_length=320)
-    source: str = Field(default="manual", max_length=200)
-    external_id: str | None = Field(default=None, max_length=500)
-    thread_key: str | None = Field(default=None, max_length=500)
+    author: str | None = Field(default=None, sa_type=sa.String(320))
+    source: str = Field(default="manual", sa_type=sa.String(200))
+    external_id: str | None = Field(default=None, sa_type=sa.String(500))
+    thread_key: str | None = Field(default=None, sa_type=sa.String(500))
     amount: Decimal | None = Field(default=None, sa_type=MONEY, max_digits=18, decimal_places=2)
-    currency: str | None = Field(default=None, max_length=3)
+    currency: str | None = Field(default=None, sa_type=sa.String(3))
     meta: dict[str, Any] | None = Field(default=None, sa_column=json_column())
     deleted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

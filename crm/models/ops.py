@@ -16,7 +16,7 @@ class MailboxState(SQLModel, table=True):
     __tablename__ = "mailbox_states"
 
     id: int | None = Field(default=None, primary_key=True)
-    mailbox: str = Field(max_length=300, unique=True)
+    mailbox: str = Field(sa_type=sa.String(300), unique=True)
     uid_validity: int | None = None
     last_uid: int = Field(default=0)
     last_success_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
@@ -32,8 +32,8 @@ class MailboxState(SQLModel, table=True):
 class Lease(SQLModel, table=True):
     __tablename__ = "leases"
 
-    name: str = Field(primary_key=True, max_length=300)
-    holder: str = Field(max_length=200)
+    name: str = Field(primary_key=True, sa_type=sa.String(300))
+    holder: str = Field(sa_type=sa.String(200))
     expires_at: datetime = Field(sa_column=utc_column())
 
 
@@ -43,8 +43,8 @@ class QuarantinedMessage(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_quarantine_source"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=200)
-    external_id: str = Field(max_length=500)
+    source: str = Field(sa_type=sa.String(200))
+    external_id: str = Field(sa_type=sa.String(500))
     reason: str = Field(sa_type=sa.Text)
     raw: bytes = Field(sa_type=sa.LargeBinary)
     received_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
@@ -59,13 +59,13 @@ class DigestRun(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    job: str = Field(max_length=64)
-    period: str = Field(max_length=64)
-    recipient: str = Field(max_length=320)
-    status: str = Field(default="claimed", max_length=16)
+    job: str = Field(sa_type=sa.String(64))
+    period: str = Field(sa_type=sa.String(64))
+    recipient: str = Field(sa_type=sa.String(320))
+    status: str = Field(default="claimed", sa_type=sa.String(16))
     attempts: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
-    claimed_by: str = Field(default="", max_length=200)
+    claimed_by: str = Field(default="", sa_type=sa.String(200))
     claimed_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     meta: dict[str, Any] | None = Field(default=None, sa_column=json_column())
@@ -76,7 +76,7 @@ class ChannelLink(SQLModel, table=True):
     __tablename__ = "channel_links"
 
     id: int | None = Field(default=None, primary_key=True)
-    channel_id: str = Field(max_length=32, unique=True)
+    channel_id: str = Field(sa_type=sa.String(32), unique=True)
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
-    linked_by: str = Field(max_length=200)
+    linked_by: str = Field(sa_type=sa.String(200))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -57,7 +57,9 @@ def record_event(
     return event
 
 
-def history(session: Session, *, entity: str, entity_id: object, limit: int = 50) -> list[AuditEvent]:
+def history(
+    session: Session, *, entity: str, entity_id: object, limit: int = 50
+) -> list[AuditEvent]:
     stmt = (
         select(AuditEvent)
         .where(AuditEvent.entity == entity, AuditEvent.entity_id == str(entity_id))

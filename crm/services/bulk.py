@@ -37,7 +37,9 @@ def _with_defaults(model: Any, rows: Sequence[dict[str, Any]]) -> list[dict[str,
     return [{**defaults, **row} for row in rows]
 
 
-def _insert(session: Session, model: Any, rows: Sequence[dict[str, Any]], *, returning: bool) -> list[int]:
+def _insert(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], *, returning: bool
+) -> list[int]:
     ids: list[int] = []
     table = model.__table__
     rows = _with_defaults(model, rows)
@@ -51,7 +53,9 @@ def _insert(session: Session, model: Any, rows: Sequence[dict[str, Any]], *, ret
     return ids
 
 
-def _insert_ignoring_duplicates(session: Session, model: Any, rows: Sequence[dict[str, Any]], keys: list[str]) -> int:
+def _insert_ignoring_duplicates(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], keys: list[str]
+) -> int:
     """Insert rows, skipping those that collide on ``keys``; returns how many were added."""
     table = model.__table__
     rows = _with_defaults(model, rows)
@@ -69,17 +73,33 @@ def _insert_ignoring_duplicates(session: Session, model: Any, rows: Sequence[dic
     return added
 
 
-def insert_users(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> list[int]:
+def insert_users(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> list[int]:
     ids = _insert(session, User, rows, returning=True)
-    record_event(session, actor=actor, action="bulk_create", entity="user", after={"count": len(ids), "source": label})
+    record_event(
+        session,
+        actor=actor,
+        action="bulk_create",
+        entity="user",
+        after={"count": len(ids), "source": label},
+    )
     return ids
 
 
-def insert_customers(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> list[int]:
+def insert_customers(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> list[int]:
     for row in rows:
         row["name_key"] = name_key(row["name"])
     ids = _insert(session, Customer, rows, returning=True)
-    record_event(session, actor=actor, action="bulk_create", entity="customer", after={"count": len(ids), "source": label})
+    record_event(
+        session,
+        actor=actor,
+        action="bulk_create",
+        entity="customer",
+        after={"count": len(ids), "source": label},
+    )
     return ids
 
 
@@ -87,9 +107,17 @@ def insert_contact_points(session: Session, rows: Sequence[dict[str, Any]]) -> N
     _insert(session, ContactPoint, rows, returning=False)
 
 
-def insert_deals(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> list[int]:
+def insert_deals(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> list[int]:
     ids = _insert(session, Deal, rows, returning=True)
-    record_event(session, actor=actor, action="bulk_create", entity="deal", after={"count": len(ids), "source": label})
+    record_event(
+        session,
+        actor=actor,
+        action="bulk_create",
+        entity="deal",
+        after={"count": len(ids), "source": label},
+    )
     return ids
 
 
@@ -97,14 +125,29 @@ def insert_stage_changes(session: Session, rows: Sequence[dict[str, Any]]) -> No
     _insert(session, DealStageChange, rows, returning=False)
 
 
-def insert_follow_ups(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> None:
+def insert_follow_ups(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> None:
     _insert(session, FollowUp, rows, returning=False)
-    record_event(session, actor=actor, action="bulk_create", entity="follow_up", after={"count": len(rows), "source": label})
+    record_event(
+        session,
+        actor=actor,
+        action="bulk_create",
+        entity="follow_up",
+        after={"count": len(rows), "source": label},
+    )
 
 
-def insert_interactions(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> int:
+def insert_interactions(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> int:
     """Insert interactions; rows whose (source, external_id) exists already are skipped. Returns rows added."""
     added = _insert_ignoring_duplicates(session, Interaction, rows, ["source", "external_id"])
-    record_event(session, actor=actor, action="bulk_create", entity="interaction",
-                 after={"count": added, "skipped": len(rows) - added, "source": label})
+    record_event(
+        session,
+        actor=actor,
+        action="bulk_create",
+        entity="interaction",
+        after={"count": added, "skipped": len(rows) - added, "source": label},
+    )
     return int(added)

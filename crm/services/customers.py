@@ -52,20 +52,27 @@ class CustomerMatch:
 
 
 def _label(customer: Customer) -> str:
-    company = f" ({customer.company})" if customer.company and customer.company != customer.name else ""
+    company = (
+        f" ({customer.company})" if customer.company and customer.company != customer.name else ""
+    )
     return f"#{customer.id} {customer.name}{company}"
 
 
 def get_customer(session: Session, customer_id: int) -> Customer:
     customer = session.get(Customer, customer_id)
     if customer is None:
-        raise NotFound(f"There is no customer #{customer_id}.", hint="Search by name, email or domain to find the right one.")
+        raise NotFound(
+            f"There is no customer #{customer_id}.",
+            hint="Search by name, email or domain to find the right one.",
+        )
     return customer
 
 
 def find_by_email(session: Session, email: str) -> Customer | None:
-    stmt = select(Customer).join(ContactPoint).where(
-        ContactPoint.kind == ContactKind.email, ContactPoint.value == email.strip().lower()
+    stmt = (
+        select(Customer)
+        .join(ContactPoint)
+        .where(ContactPoint.kind == ContactKind.email, ContactPoint.value == email.strip().lower())
     )
     return session.exec(stmt).first()
 
@@ -89,21 +96,29 @@ def find_customers(session: Session, query: str, *, limit: int = 10) -> list[Cus
         if customer is not None:
             return [CustomerMatch(customer, 100.0, "email")]
         domain = company_domain(normalise_email(text))
-        return [CustomerMatch(c, 90.0, "domain") for c in find_by_domain(session, domain, limit)] if domain else []
+        return (
+            [CustomerMatch(c, 90.0, "domain") for c in find_by_domain(session, domain, limit)]
+            if domain
+            else []
+        )
     if looks_like_domain(text):
         found = find_by_domain(session, normalise_domain(text), limit)
         if found:
             return [CustomerMatch(c, 100.0, "domain") for c in found]
     key = name_key(text)
     exact = list(
-        session.exec(select(Customer).where(Customer.name_key == key).order_by(col(Customer.id)).limit(limit))
+        session.exec(
+            select(Customer).where(Customer.name_key == key).order_by(col(Customer.id)).limit(limit)
+        )
     )
     matches = [CustomerMatch(c, 100.0, "name") for c in exact]
     seen = {c.id for c in exact}
     scored = name_index_for(session).search(session, text, limit=limit + len(seen))
     wanted = [cid for cid, _ in scored if cid not in seen]
     if wanted:
-        by_id = {c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(wanted)))}
+        by_id = {
+            c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(wanted)))
+        }
         for cid, score in scored:
             if cid in by_id and len(matches) < limit:
                 matches.append(CustomerMatch(by_id[cid], float(score), "fuzzy"))
@@ -125,14 +140,18 @@ def resolve_customer(session: Session, ref: str) -> Customer:
     if len(strong) == 1 and (best.score >= 90 or best.matched_on in ("name", "domain")):
         return best.customer
     if best.score < 90:
-        raise NotFound(f"No customer is called {ref!r}.", suggestions=[_label(m.customer) for m in matches[:5]])
+        raise NotFound(
+            f"No customer is called {ref!r}.", suggestions=[_label(m.customer) for m in matches[:5]]
+        )
     raise Ambiguous(
         f"{len(strong)} customers match {ref!r}.",
         candidates=[_label(m.customer) for m in strong[:5]],
     )
 
 
-def _add_contact(session: Session, customer: Customer, kind: ContactKind, value: str, label: str | None) -> ContactPoint:
+def _add_contact(
+    session: Session, customer: Customer, kind: ContactKind, value: str, label: str | None
+) -> ContactPoint:
     existing = session.exec(
         select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == value)
     ).first()
@@ -190,16 +209,28 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
     if phone:
         _add_contact(session, customer, ContactKind.phone, phone, None)
     session.flush()
-    record_event(session, actor=actor, action="create", entity="customer", entity_id=customer.id,
-                 after={**(snapshot(customer) or {}), "email": email, "phone": phone})
+    record_event(
+        session,
+        actor=actor,
+        action="create",
+        entity="customer",
+        entity_id=customer.id,
+        after={**(snapshot(customer) or {}), "email": email, "phone": phone},
+    )
     return customer
 
 
-def update_customer(session: Session, *, customer_id: int, changes: CustomerUpdate, actor: Actor) -> Customer:
+def update_customer(
+    session: Session, *, customer_id: int, changes: CustomerUpdate, actor: Actor
+) -> Customer:
     customer = get_customer(session, customer_id)
     actor.require_write()
     data = changes.model_dump(exclude_unset=True)
-    if "owner_id" in data and data["owner_id"] != customer.owner_id and data["owner_id"] != actor.user_id:
+    if (
+        "owner_id" in data
+        and data["owner_id"] != customer.owner_id
+        and data["owner_id"] != actor.user_id
+    ):
         actor.require_manager("give a customer to someone else")
     if not data:
         raise CRMError("Nothing to change.", hint="Give at least one field, e.g. status=active.")
@@ -219,13 +250,26 @@ def update_customer(session: Session, *, customer_id: int, changes: CustomerUpda
     customer.updated_at = utcnow()
     session.add(customer)
     session.flush()
-    record_event(session, actor=actor, action="update", entity="customer", entity_id=customer.id,
-                 before=before, after=snapshot(customer))
+    record_event(
+        session,
+        actor=actor,
+        action="update",
+        entity="customer",
+        entity_id=customer.id,
+        before=before,
+        after=snapshot(customer),
+    )
     return customer
 
 
 def add_contact_point(
-    session: Session, *, customer_id: int, kind: ContactKind | str, value: str, actor: Actor, label: str | None = None
+    session: Session,
+    *,
+    customer_id: int,
+    kind: ContactKind | str,
+    value: str,
+    actor: Actor,
+    label: str | None = None,
 ) -> ContactPoint:
     customer = get_customer(session, customer_id)
     actor.require_write()
@@ -236,13 +280,23 @@ def add_contact_point(
     customer.updated_at = utcnow()
     session.add(customer)
     session.flush()
-    record_event(session, actor=actor, action="add_contact", entity="customer", entity_id=customer.id,
-                 after={"kind": kind.value, "value": point.value})
+    record_event(
+        session,
+        actor=actor,
+        action="add_contact",
+        entity="customer",
+        entity_id=customer.id,
+        after={"kind": kind.value, "value": point.value},
+    )
     return point
 
 
 def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
-    stmt = select(ContactPoint).where(ContactPoint.customer_id == customer_id).order_by(col(ContactPoint.id))
+    stmt = (
+        select(ContactPoint)
+        .where(ContactPoint.customer_id == customer_id)
+        .order_by(col(ContactPoint.id))
+    )
     return list(session.exec(stmt))
 
 
@@ -274,8 +328,15 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
     session.delete(gone)
     session.add(keep)
     session.flush()
-    record_event(session, actor=actor, action="merge", entity="customer", entity_id=keep.id,
-                 before=before, after=snapshot(keep))
+    record_event(
+        session,
+        actor=actor,
+        action="merge",
+        entity="customer",
+        entity_id=keep.id,
+        before=before,
+        after=snapshot(keep),
+    )
     return keep
 
 
@@ -296,7 +357,9 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
     owner = session.get(User, customer.owner_id) if customer.owner_id else None
     deals = list(
         session.exec(
-            select(Deal).where(Deal.customer_id == customer_id, Deal.status == DealStatus.open).order_by(col(Deal.id))
+            select(Deal)
+            .where(Deal.customer_id == customer_id, Deal.status == DealStatus.open)
+            .order_by(col(Deal.id))
         )
     )
     recent = list(
@@ -309,7 +372,10 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
     )
     follow_up = session.exec(
         select(FollowUp)
-        .where(FollowUp.customer_id == customer_id, col(FollowUp.status).in_([FollowUpStatus.open, FollowUpStatus.snoozed]))
+        .where(
+            FollowUp.customer_id == customer_id,
+            col(FollowUp.status).in_([FollowUpStatus.open, FollowUpStatus.snoozed]),
+        )
         .order_by(col(FollowUp.due_at))
         .limit(1)
     ).first()

@@ -22,7 +22,9 @@ def get_deal(session: Session, deal_id: int, *, for_update: bool = False) -> Dea
         stmt = stmt.with_for_update()
     deal = session.exec(stmt).first()
     if deal is None:
-        raise NotFound(f"There is no deal #{deal_id}.", hint="Check the deal number; the deal list shows them.")
+        raise NotFound(
+            f"There is no deal #{deal_id}.", hint="Check the deal number; the deal list shows them."
+        )
     return deal
 
 
@@ -56,15 +58,36 @@ def open_deal(session: Session, *, deal_in: DealCreate, actor: Actor, settings: 
     )
     session.add(deal)
     session.flush()
-    session.add(DealStageChange(deal_id=deal.id, from_stage=None, to_stage=stage, changed_at=now, changed_by=actor.name))  # type: ignore[arg-type]
-    record_event(session, actor=actor, action="open", entity="deal", entity_id=deal.id, after=snapshot(deal))
+    session.add(
+        DealStageChange(
+            deal_id=deal.id, from_stage=None, to_stage=stage, changed_at=now, changed_by=actor.name
+        )
+    )  # type: ignore[arg-type]
+    record_event(
+        session, actor=actor, action="open", entity="deal", entity_id=deal.id, after=snapshot(deal)
+    )
     return deal
 
 
-def _change_stage(session: Session, deal: Deal, stage: str, actor: Actor, action: str, lost_reason: str | None = None) -> Deal:
+def _change_stage(
+    session: Session,
+    deal: Deal,
+    stage: str,
+    actor: Actor,
+    action: str,
+    lost_reason: str | None = None,
+) -> Deal:
     before = snapshot(deal)
     now = utcnow()
-    session.add(DealStageChange(deal_id=deal.id, from_stage=deal.stage, to_stage=stage, changed_at=now, changed_by=actor.name))  # type: ignore[arg-type]
+    session.add(
+        DealStageChange(
+            deal_id=deal.id,
+            from_stage=deal.stage,
+            to_stage=stage,
+            changed_at=now,
+            changed_by=actor.name,
+        )
+    )  # type: ignore[arg-type]
     deal.stage = stage
     deal.stage_entered_at = now
     deal.updated_at = now
@@ -76,11 +99,21 @@ def _change_stage(session: Session, deal: Deal, stage: str, actor: Actor, action
         deal.status, deal.closed_at, deal.lost_reason = DealStatus.open, None, None
     session.add(deal)
     session.flush()
-    record_event(session, actor=actor, action=action, entity="deal", entity_id=deal.id, before=before, after=snapshot(deal))
+    record_event(
+        session,
+        actor=actor,
+        action=action,
+        entity="deal",
+        entity_id=deal.id,
+        before=before,
+        after=snapshot(deal),
+    )
     return deal
 
 
-def move_deal(session: Session, *, deal_id: int, stage: str, actor: Actor, settings: Settings) -> Deal:
+def move_deal(
+    session: Session, *, deal_id: int, stage: str, actor: Actor, settings: Settings
+) -> Deal:
     deal = get_deal(session, deal_id, for_update=True)
     actor.require_owner(deal.owner_id, "deal")
     target = _stage(settings, stage, open_only=False)
@@ -88,7 +121,9 @@ def move_deal(session: Session, *, deal_id: int, stage: str, actor: Actor, setti
         raise CRMError("A lost deal needs a reason.", hint=f"Use `deal {deal_id} lost <reason>`.")
     if target == deal.stage:
         raise CRMError(f"Deal #{deal_id} is already in {target}.")
-    action = "win" if target == WON_STAGE else ("reopen" if deal.status != DealStatus.open else "move")
+    action = (
+        "win" if target == WON_STAGE else ("reopen" if deal.status != DealStatus.open else "move")
+    )
     return _change_stage(session, deal, target, actor, action)
 
 
@@ -100,7 +135,9 @@ def win_deal(session: Session, *, deal_id: int, actor: Actor, settings: Settings
     return _change_stage(session, deal, WON_STAGE, actor, "win")
 
 
-def lose_deal(session: Session, *, deal_id: int, reason: str, actor: Actor, settings: Settings) -> Deal:
+def lose_deal(
+    session: Session, *, deal_id: int, reason: str, actor: Actor, settings: Settings
+) -> Deal:
     deal = get_deal(session, deal_id, for_update=True)
     actor.require_owner(deal.owner_id, "deal")
     text = clean_text(reason, field="lost reason", max_length=500, required=True)
@@ -138,7 +175,15 @@ def update_deal(
     deal.updated_at = utcnow()
     session.add(deal)
     session.flush()
-    record_event(session, actor=actor, action="update", entity="deal", entity_id=deal.id, before=before, after=snapshot(deal))
+    record_event(
+        session,
+        actor=actor,
+        action="update",
+        entity="deal",
+        entity_id=deal.id,
+        before=before,
+        after=snapshot(deal),
+    )
     return deal
 
 
@@ -161,10 +206,16 @@ def list_deals(
         stmt = stmt.where(Deal.status == status)
     if customer_id is not None:
         stmt = stmt.where(Deal.customer_id == customer_id)
-    stmt = stmt.order_by(col(Deal.expected_close_date).is_(None), col(Deal.expected_close_date), col(Deal.id))
+    stmt = stmt.order_by(
+        col(Deal.expected_close_date).is_(None), col(Deal.expected_close_date), col(Deal.id)
+    )
     return list(session.exec(stmt.offset(offset).limit(limit)))
 
 
 def stage_history(session: Session, deal_id: int) -> list[DealStageChange]:
-    stmt = select(DealStageChange).where(DealStageChange.deal_id == deal_id).order_by(col(DealStageChange.id))
+    stmt = (
+        select(DealStageChange)
+        .where(DealStageChange.deal_id == deal_id)
+        .order_by(col(DealStageChange.id))
+    )
     return list(session.exec(stmt))

@@ -20,7 +20,10 @@ _ACTIVE = (FollowUpStatus.open, FollowUpStatus.snoozed)
 def get_follow_up(session: Session, follow_up_id: int) -> FollowUp:
     follow_up = session.get(FollowUp, follow_up_id)
     if follow_up is None:
-        raise NotFound(f"There is no follow-up #{follow_up_id}.", hint="Check the follow-up number; the follow-up list shows them.")
+        raise NotFound(
+            f"There is no follow-up #{follow_up_id}.",
+            hint="Check the follow-up number; the follow-up list shows them.",
+        )
     return follow_up
 
 
@@ -44,9 +47,13 @@ def create_follow_up(
         if deal is None or deal.customer_id != customer_id:
             raise CRMError(f"Deal #{deal_id} does not belong to customer #{customer_id}.")
     now = now or utcnow()
-    due_at = when.astimezone(UTC) if isinstance(when, datetime) else parse_when(when, tz=tz, now=now)
+    due_at = (
+        when.astimezone(UTC) if isinstance(when, datetime) else parse_when(when, tz=tz, now=now)
+    )
     if due_at < now - timedelta(minutes=1):
-        raise CRMError(f"{when!s} is in the past.", hint="Give a time from now on, e.g. 'tomorrow 9am'.")
+        raise CRMError(
+            f"{when!s} is in the past.", hint="Give a time from now on, e.g. 'tomorrow 9am'."
+        )
     follow_up = FollowUp(
         customer_id=customer_id,
         deal_id=deal_id,
@@ -56,7 +63,14 @@ def create_follow_up(
     )
     session.add(follow_up)
     session.flush()
-    record_event(session, actor=actor, action="create", entity="follow_up", entity_id=follow_up.id, after=snapshot(follow_up))
+    record_event(
+        session,
+        actor=actor,
+        action="create",
+        entity="follow_up",
+        entity_id=follow_up.id,
+        after=snapshot(follow_up),
+    )
     return follow_up
 
 
@@ -77,7 +91,11 @@ def list_follow_ups(
         stmt = stmt.where(FollowUp.customer_id == customer_id)
     if due_before is not None:
         stmt = stmt.where(FollowUp.due_at <= due_before)
-    return list(session.exec(stmt.order_by(col(FollowUp.due_at), col(FollowUp.id)).offset(offset).limit(limit)))
+    return list(
+        session.exec(
+            stmt.order_by(col(FollowUp.due_at), col(FollowUp.id)).offset(offset).limit(limit)
+        )
+    )
 
 
 def complete_follow_up(session: Session, *, follow_up_id: int, actor: Actor) -> FollowUp:
@@ -90,8 +108,15 @@ def complete_follow_up(session: Session, *, follow_up_id: int, actor: Actor) -> 
     follow_up.completed_at = follow_up.updated_at = utcnow()
     session.add(follow_up)
     session.flush()
-    record_event(session, actor=actor, action="complete", entity="follow_up", entity_id=follow_up.id,
-                 before=before, after=snapshot(follow_up))
+    record_event(
+        session,
+        actor=actor,
+        action="complete",
+        entity="follow_up",
+        entity_id=follow_up.id,
+        before=before,
+        after=snapshot(follow_up),
+    )
     return follow_up
 
 
@@ -123,6 +148,13 @@ def snooze_follow_up(
     follow_up.updated_at = now
     session.add(follow_up)
     session.flush()
-    record_event(session, actor=actor, action="snooze", entity="follow_up", entity_id=follow_up.id,
-                 before=before, after=snapshot(follow_up))
+    record_event(
+        session,
+        actor=actor,
+        action="snooze",
+        entity="follow_up",
+        entity_id=follow_up.id,
+        before=before,
+        after=snapshot(follow_up),
+    )
     return follow_up

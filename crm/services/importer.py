@@ -20,7 +20,16 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from crm.config import LOST_STAGE, WON_STAGE, Settings
-from crm.models import Channel, ContactKind, ContactPoint, Customer, CustomerStatus, DealStatus, Direction, User
+from crm.models import (
+    Channel,
+    ContactKind,
+    ContactPoint,
+    Customer,
+    CustomerStatus,
+    DealStatus,
+    Direction,
+    User,
+)
 from crm.services import bulk
 from crm.services.actor import Actor
 from crm.services.errors import CRMError
@@ -38,7 +47,14 @@ Progress = Callable[[int], None]
 
 # Accepted spellings of each column, after lower-casing and turning spaces/dashes into "_".
 _ALIASES: dict[str, tuple[str, ...]] = {
-    "external_id": ("external_id", "customer_id", "customer_number", "cust_id", "id", "customer_no"),
+    "external_id": (
+        "external_id",
+        "customer_id",
+        "customer_number",
+        "cust_id",
+        "id",
+        "customer_no",
+    ),
     "name": ("name", "full_name", "customer_name", "contact", "contact_name"),
     "email": ("email", "email_address", "e_mail", "mail"),
     "company": ("company", "company_name", "organisation", "organization", "account"),
@@ -66,15 +82,21 @@ class ImportResult:
     customers_created: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"rows": self.rows, "created": self.created, "skipped": self.skipped,
-                "customers_created": self.customers_created}
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "skipped": self.skipped,
+            "customers_created": self.customers_created,
+        }
 
 
 def _key(header: str) -> str:
     return "_".join(header.strip().lower().replace("-", " ").split())
 
 
-def _columns(fieldnames: Iterable[str] | None, wanted: Iterable[str], required: Iterable[str]) -> dict[str, str]:
+def _columns(
+    fieldnames: Iterable[str] | None, wanted: Iterable[str], required: Iterable[str]
+) -> dict[str, str]:
     headers = {_key(h): h for h in (fieldnames or []) if h}
     found: dict[str, str] = {}
     for field in wanted:
@@ -150,7 +172,8 @@ def _existing(session: Session, column: Any, values: set[str]) -> dict[str, int]
         chunk = items[start : start + 2_000]
         if column is ContactPoint.value:
             stmt = sa.select(ContactPoint.value, ContactPoint.customer_id).where(
-                ContactPoint.kind == ContactKind.email, ContactPoint.value.in_(chunk)  # type: ignore[attr-defined]
+                ContactPoint.kind == ContactKind.email,
+                ContactPoint.value.in_(chunk),  # type: ignore[attr-defined]
             )
         else:
             stmt = sa.select(column, Customer.id).where(column.in_(chunk))
@@ -158,10 +181,16 @@ def _existing(session: Session, column: Any, values: set[str]) -> dict[str, int]
     return found
 
 
-def import_customers(session: Session, file: TextIO, *, actor: Actor, progress: Progress | None = None) -> ImportResult:
+def import_customers(
+    session: Session, file: TextIO, *, actor: Actor, progress: Progress | None = None
+) -> ImportResult:
     actor.require_manager("import customers")
     reader, rows = _rows(file)
-    cols = _columns(reader.fieldnames, ["external_id", "name", "email", "company", "phone", "domain", "status", "owner", "tags"], ["name"])
+    cols = _columns(
+        reader.fieldnames,
+        ["external_id", "name", "email", "company", "phone", "domain", "status", "owner", "tags"],
+        ["name"],
+    )
     owners = _users_by_email(session)
     result = ImportResult()
     parsed: list[tuple[dict[str, Any], str | None, str | None]] = []
@@ -174,13 +203,22 @@ def import_customers(session: Session, file: TextIO, *, actor: Actor, progress: 
             email = normalise_email(_get(row, cols, "email")) if _get(row, cols, "email") else None
             phone = normalise_phone(_get(row, cols, "phone")) if _get(row, cols, "phone") else None
             domain_text = _get(row, cols, "domain")
-            domain = normalise_domain(domain_text) if domain_text else (company_domain(email) if email else None)
+            domain = (
+                normalise_domain(domain_text)
+                if domain_text
+                else (company_domain(email) if email else None)
+            )
             status_text = _get(row, cols, "status").lower() or CustomerStatus.lead.value
             if status_text not in CustomerStatus.__members__:
-                raise CRMError(f"{status_text!r} is not a status.", hint="Use lead, active or churned.")
+                raise CRMError(
+                    f"{status_text!r} is not a status.", hint="Use lead, active or churned."
+                )
             owner_text = _get(row, cols, "owner").lower()
             if owner_text and owner_text not in owners:
-                raise CRMError(f"No user has the email {owner_text!r}.", hint="Add the user first with `user add`.")
+                raise CRMError(
+                    f"No user has the email {owner_text!r}.",
+                    hint="Add the user first with `user add`.",
+                )
             external_id = _get(row, cols, "external_id") or None
         except CRMError as exc:
             raise _at_line(line, exc) from None
@@ -191,22 +229,58 @@ def import_customers(session: Session, file: TextIO, *, actor: Actor, progress: 
             seen_emails.add(email)
         if external_id:
             seen_ids.add(external_id)
-        tags = sorted({t.strip().lower() for t in _get(row, cols, "tags").replace(";", ",").split(",") if t.strip()})
-        parsed.append((
-            {"name": name, "company": clean_text(_get(row, cols, "company"), field="company", max_length=200),
-             "domain": domain, "status": status_text, "owner_id": owners.get(owner_text),
-             "tags": tags or None, "external_id": external_id},
-            email, phone,
-        ))
+        tags = sorted(
+            {
+                t.strip().lower()
+                for t in _get(row, cols, "tags").replace(";", ",").split(",")
+                if t.strip()
+            }
+        )
+        parsed.append(
+            (
+                {
+                    "name": name,
+                    "company": clean_text(
+                        _get(row, cols, "company"), field="company", max_length=200
+                    ),
+                    "domain": domain,
+                    "status": status_text,
+                    "owner_id": owners.get(owner_text),
+                    "tags": tags or None,
+                    "external_id": external_id,
+                },
+                email,
+                phone,
+            )
+        )
         if progress and result.rows % 1000 == 0:
             progress(result.rows)
     taken_emails = _existing(session, ContactPoint.value, seen_emails)
     taken_ids = _existing(session, Customer.external_id, seen_ids)
-    fresh = [(c, e, p) for c, e, p in parsed if not (e and e in taken_emails) and not (c["external_id"] and c["external_id"] in taken_ids)]
+    fresh = [
+        (c, e, p)
+        for c, e, p in parsed
+        if not (e and e in taken_emails)
+        and not (c["external_id"] and c["external_id"] in taken_ids)
+    ]
     result.skipped += len(parsed) - len(fresh)
-    ids = bulk.insert_customers(session, [c for c, _, _ in fresh], actor=actor, label="import:customers") if fresh else []
-    points = [{"customer_id": cid, "kind": ContactKind.email.value, "value": e} for cid, (_, e, _) in zip(ids, fresh, strict=True) if e]
-    points += [{"customer_id": cid, "kind": ContactKind.phone.value, "value": p} for cid, (_, _, p) in zip(ids, fresh, strict=True) if p]
+    ids = (
+        bulk.insert_customers(
+            session, [c for c, _, _ in fresh], actor=actor, label="import:customers"
+        )
+        if fresh
+        else []
+    )
+    points = [
+        {"customer_id": cid, "kind": ContactKind.email.value, "value": e}
+        for cid, (_, e, _) in zip(ids, fresh, strict=True)
+        if e
+    ]
+    points += [
+        {"customer_id": cid, "kind": ContactKind.phone.value, "value": p}
+        for cid, (_, _, p) in zip(ids, fresh, strict=True)
+        if p
+    ]
     try:
         bulk.insert_contact_points(session, points)
     except sa.exc.IntegrityError:
@@ -225,12 +299,18 @@ def _customer_resolver(session: Session) -> Callable[[str], int | None]:
             return cache[ref]
         customer_id: int | None = None
         if "@" in ref:
-            point = session.exec(select(ContactPoint).where(ContactPoint.kind == ContactKind.email, ContactPoint.value == ref.lower())).first()
+            point = session.exec(
+                select(ContactPoint).where(
+                    ContactPoint.kind == ContactKind.email, ContactPoint.value == ref.lower()
+                )
+            ).first()
             customer_id = point.customer_id if point else None
         else:
             found = session.exec(select(Customer.id).where(Customer.external_id == ref)).first()
             if found is None and ref.lstrip("#").isdigit() and ref.startswith("#"):
-                found = session.exec(select(Customer.id).where(Customer.id == int(ref.lstrip("#")))).first()
+                found = session.exec(
+                    select(Customer.id).where(Customer.id == int(ref.lstrip("#")))
+                ).first()
             customer_id = found
         cache[ref] = customer_id
         return customer_id
@@ -238,10 +318,30 @@ def _customer_resolver(session: Session) -> Callable[[str], int | None]:
     return resolve
 
 
-def import_deals(session: Session, file: TextIO, *, actor: Actor, settings: Settings, progress: Progress | None = None) -> ImportResult:
+def import_deals(
+    session: Session,
+    file: TextIO,
+    *,
+    actor: Actor,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> ImportResult:
     actor.require_manager("import deals")
     reader, rows = _rows(file)
-    cols = _columns(reader.fieldnames, ["customer", "title", "amount", "currency", "stage", "owner", "expected_close_date", "lost_reason"], ["customer", "title"])
+    cols = _columns(
+        reader.fieldnames,
+        [
+            "customer",
+            "title",
+            "amount",
+            "currency",
+            "stage",
+            "owner",
+            "expected_close_date",
+            "lost_reason",
+        ],
+        ["customer", "title"],
+    )
     owners = _users_by_email(session)
     resolve = _customer_resolver(session)
     result = ImportResult()
@@ -253,34 +353,67 @@ def import_deals(session: Session, file: TextIO, *, actor: Actor, settings: Sett
             ref = _get(row, cols, "customer")
             customer_id = resolve(ref)
             if customer_id is None:
-                raise CRMError(f"No customer matches {ref!r}.", hint="Import the customers first, or use their email.")
+                raise CRMError(
+                    f"No customer matches {ref!r}.",
+                    hint="Import the customers first, or use their email.",
+                )
             stage = (_get(row, cols, "stage") or settings.open_stages[0]).lower()
             if stage not in settings.stage_names:
-                raise CRMError(f"{stage!r} is not a deal stage.", hint="Stages: " + ", ".join(settings.stage_names) + ".")
+                raise CRMError(
+                    f"{stage!r} is not a deal stage.",
+                    hint="Stages: " + ", ".join(settings.stage_names) + ".",
+                )
             owner_text = _get(row, cols, "owner").lower()
             if owner_text and owner_text not in owners:
                 raise CRMError(f"No user has the email {owner_text!r}.")
             close = _get(row, cols, "expected_close_date")
-            status = DealStatus.won if stage == WON_STAGE else DealStatus.lost if stage == LOST_STAGE else DealStatus.open
-            deals.append({
-                "customer_id": customer_id,
-                "title": clean_text(_get(row, cols, "title"), field="title", max_length=200, required=True),
-                "amount": parse_money(_get(row, cols, "amount") or "0"),
-                "currency": normalise_currency(_get(row, cols, "currency") or None, settings.default_currency),
-                "stage": stage, "status": status.value, "owner_id": owners.get(owner_text),
-                "expected_close_date": _date(close, "close date") if close else None,
-                "lost_reason": clean_text(_get(row, cols, "lost_reason"), field="lost reason", max_length=500) if status == DealStatus.lost else None,
-                "closed_at": now if status != DealStatus.open else None,
-            })
+            status = (
+                DealStatus.won
+                if stage == WON_STAGE
+                else DealStatus.lost
+                if stage == LOST_STAGE
+                else DealStatus.open
+            )
+            deals.append(
+                {
+                    "customer_id": customer_id,
+                    "title": clean_text(
+                        _get(row, cols, "title"), field="title", max_length=200, required=True
+                    ),
+                    "amount": parse_money(_get(row, cols, "amount") or "0"),
+                    "currency": normalise_currency(
+                        _get(row, cols, "currency") or None, settings.default_currency
+                    ),
+                    "stage": stage,
+                    "status": status.value,
+                    "owner_id": owners.get(owner_text),
+                    "expected_close_date": _date(close, "close date") if close else None,
+                    "lost_reason": clean_text(
+                        _get(row, cols, "lost_reason"), field="lost reason", max_length=500
+                    )
+                    if status == DealStatus.lost
+                    else None,
+                    "closed_at": now if status != DealStatus.open else None,
+                }
+            )
         except CRMError as exc:
             raise _at_line(line, exc) from None
         if progress and result.rows % 1000 == 0:
             progress(result.rows)
     ids = bulk.insert_deals(session, deals, actor=actor, label="import:deals") if deals else []
-    bulk.insert_stage_changes(session, [
-        {"deal_id": did, "from_stage": None, "to_stage": d["stage"], "changed_at": now, "changed_by": actor.name}
-        for did, d in zip(ids, deals, strict=True)
-    ])
+    bulk.insert_stage_changes(
+        session,
+        [
+            {
+                "deal_id": did,
+                "from_stage": None,
+                "to_stage": d["stage"],
+                "changed_at": now,
+                "changed_by": actor.name,
+            }
+            for did, d in zip(ids, deals, strict=True)
+        ],
+    )
     result.created = len(ids)
     if progress:
         progress(result.rows)
@@ -288,13 +421,22 @@ def import_deals(session: Session, file: TextIO, *, actor: Actor, settings: Sett
 
 
 def import_transactions(
-    session: Session, file: TextIO, *, actor: Actor, settings: Settings, source: str = "import:transactions",
+    session: Session,
+    file: TextIO,
+    *,
+    actor: Actor,
+    settings: Settings,
+    source: str = "import:transactions",
     progress: Progress | None = None,
 ) -> ImportResult:
     """Purchases become ``purchase`` interactions; unknown customers are created (status active)."""
     actor.require_manager("import transactions")
     reader, rows = _rows(file)
-    cols = _columns(reader.fieldnames, ["external_id", "date", "amount", "currency", "email", "name"], ["external_id", "date", "amount"])
+    cols = _columns(
+        reader.fieldnames,
+        ["external_id", "date", "amount", "currency", "email", "name"],
+        ["external_id", "date", "amount"],
+    )
     result = ImportResult()
     purchases: list[tuple[str, datetime, Any, str, dict[str, str | None]]] = []
     occurrences: Counter[tuple[str, str, str]] = Counter()
@@ -306,7 +448,9 @@ def import_transactions(
                 raise CRMError("The customer id is empty.")
             when = _when(_get(row, cols, "date"))
             amount = parse_money(_get(row, cols, "amount") or "0")
-            currency = normalise_currency(_get(row, cols, "currency") or None, settings.default_currency)
+            currency = normalise_currency(
+                _get(row, cols, "currency") or None, settings.default_currency
+            )
             email = normalise_email(_get(row, cols, "email")) if _get(row, cols, "email") else None
         except CRMError as exc:
             raise _at_line(line, exc) from None
@@ -314,8 +458,18 @@ def import_transactions(
         occurrences[triple] += 1
         # Same customer, time and amount twice in one file are two purchases; the count keeps
         # their ids apart while making a re-import of the same file collide with the first.
-        digest = hashlib.sha1("|".join((*triple, str(occurrences[triple]))).encode()).hexdigest()[:24]
-        purchases.append((ref, when, amount, currency, {"email": email, "name": _get(row, cols, "name") or None, "external_id": digest}))
+        digest = hashlib.sha1("|".join((*triple, str(occurrences[triple]))).encode()).hexdigest()[
+            :24
+        ]
+        purchases.append(
+            (
+                ref,
+                when,
+                amount,
+                currency,
+                {"email": email, "name": _get(row, cols, "name") or None, "external_id": digest},
+            )
+        )
         if progress and result.rows % 5000 == 0:
             progress(result.rows)
     refs = {p[0] for p in purchases}
@@ -325,30 +479,59 @@ def import_transactions(
         if ref not in known and ref not in new_refs:
             new_refs[ref] = extra
     if new_refs:
-        taken = _existing(session, ContactPoint.value, {e["email"] for e in new_refs.values() if e["email"]})
+        taken = _existing(
+            session, ContactPoint.value, {e["email"] for e in new_refs.values() if e["email"]}
+        )
         first_seen: dict[str, datetime] = {}
         for ref, when, *_ in purchases:
             if ref in new_refs and (ref not in first_seen or when < first_seen[ref]):
                 first_seen[ref] = when
         rows_in = [
-            {"name": extra["name"] or f"Customer {ref}", "external_id": ref, "status": CustomerStatus.active.value,
-             "domain": company_domain(extra["email"]) if extra["email"] else None, "created_at": first_seen[ref]}
+            {
+                "name": extra["name"] or f"Customer {ref}",
+                "external_id": ref,
+                "status": CustomerStatus.active.value,
+                "domain": company_domain(extra["email"]) if extra["email"] else None,
+                "created_at": first_seen[ref],
+            }
             for ref, extra in new_refs.items()
         ]
         ids = bulk.insert_customers(session, rows_in, actor=actor, label=source)
         known.update(dict(zip(new_refs, ids, strict=True)))
-        bulk.insert_contact_points(session, [
-            {"customer_id": known[ref], "kind": ContactKind.email.value, "value": extra["email"]}
-            for ref, extra in new_refs.items() if extra["email"] and extra["email"] not in taken
-        ])
+        bulk.insert_contact_points(
+            session,
+            [
+                {
+                    "customer_id": known[ref],
+                    "kind": ContactKind.email.value,
+                    "value": extra["email"],
+                }
+                for ref, extra in new_refs.items()
+                if extra["email"] and extra["email"] not in taken
+            ],
+        )
         result.customers_created = len(ids)
     interactions = [
-        {"customer_id": known[ref], "channel": Channel.purchase.value, "direction": Direction.inbound.value,
-         "occurred_at": when, "amount": amount, "currency": currency, "source": source,
-         "external_id": extra["external_id"], "subject": "Purchase", "body": "", "author": None}
+        {
+            "customer_id": known[ref],
+            "channel": Channel.purchase.value,
+            "direction": Direction.inbound.value,
+            "occurred_at": when,
+            "amount": amount,
+            "currency": currency,
+            "source": source,
+            "external_id": extra["external_id"],
+            "subject": "Purchase",
+            "body": "",
+            "author": None,
+        }
         for ref, when, amount, currency, extra in purchases
     ]
-    result.created = bulk.insert_interactions(session, interactions, actor=actor, label=source) if interactions else 0
+    result.created = (
+        bulk.insert_interactions(session, interactions, actor=actor, label=source)
+        if interactions
+        else 0
+    )
     result.skipped = len(interactions) - result.created
     if progress:
         progress(result.rows)

@@ -18,7 +18,9 @@ MAX_BODY_CHARS = 100_000
 
 
 def find_by_external_id(session: Session, source: str, external_id: str) -> Interaction | None:
-    stmt = select(Interaction).where(Interaction.source == source, Interaction.external_id == external_id)
+    stmt = select(Interaction).where(
+        Interaction.source == source, Interaction.external_id == external_id
+    )
     return session.exec(stmt).first()
 
 
@@ -37,7 +39,11 @@ def _audit_view(interaction: Interaction) -> dict[str, object]:
 
 
 def record_interaction(
-    session: Session, *, interaction_in: InteractionCreate, actor: Actor, default_currency: str = "USD"
+    session: Session,
+    *,
+    interaction_in: InteractionCreate,
+    actor: Actor,
+    default_currency: str = "USD",
 ) -> tuple[Interaction, bool]:
     """Store an interaction; returns (interaction, created). The same source + external id twice is a no-op."""
     actor.require_write()
@@ -75,7 +81,9 @@ def record_interaction(
         external_id=data.external_id[:500] if data.external_id else None,
         thread_key=data.thread_key[:500] if data.thread_key else None,
         amount=amount,
-        currency=normalise_currency(data.currency, default_currency) if amount is not None else None,
+        currency=normalise_currency(data.currency, default_currency)
+        if amount is not None
+        else None,
         meta=meta or None,
     )
     if data.external_id:
@@ -92,8 +100,14 @@ def record_interaction(
     else:
         session.add(interaction)
         session.flush()
-    record_event(session, actor=actor, action="record", entity="interaction", entity_id=interaction.id,
-                 after=_audit_view(interaction))
+    record_event(
+        session,
+        actor=actor,
+        action="record",
+        entity="interaction",
+        entity_id=interaction.id,
+        after=_audit_view(interaction),
+    )
     return interaction, True
 
 
@@ -110,12 +124,21 @@ def update_interaction_body(
     interaction.updated_at = utcnow()
     session.add(interaction)
     session.flush()
-    record_event(session, actor=actor, action="edit", entity="interaction", entity_id=interaction.id,
-                 before=before, after={"body": interaction.body})
+    record_event(
+        session,
+        actor=actor,
+        action="edit",
+        entity="interaction",
+        entity_id=interaction.id,
+        before=before,
+        after={"body": interaction.body},
+    )
     return interaction
 
 
-def mark_interaction_deleted(session: Session, *, source: str, external_id: str, actor: Actor) -> Interaction | None:
+def mark_interaction_deleted(
+    session: Session, *, source: str, external_id: str, actor: Actor
+) -> Interaction | None:
     actor.require_write()
     interaction = find_by_external_id(session, source, external_id)
     if interaction is None or interaction.deleted_at is not None:
@@ -123,8 +146,14 @@ def mark_interaction_deleted(session: Session, *, source: str, external_id: str,
     interaction.deleted_at = utcnow()
     session.add(interaction)
     session.flush()
-    record_event(session, actor=actor, action="delete", entity="interaction", entity_id=interaction.id,
-                 before=_audit_view(interaction))
+    record_event(
+        session,
+        actor=actor,
+        action="delete",
+        entity="interaction",
+        entity_id=interaction.id,
+        before=_audit_view(interaction),
+    )
     return interaction
 
 
@@ -132,10 +161,14 @@ def timeline(
     session: Session, *, customer_id: int, limit: int = 20, before: datetime | None = None
 ) -> list[Interaction]:
     get_customer(session, customer_id)
-    stmt = select(Interaction).where(Interaction.customer_id == customer_id, col(Interaction.deleted_at).is_(None))
+    stmt = select(Interaction).where(
+        Interaction.customer_id == customer_id, col(Interaction.deleted_at).is_(None)
+    )
     if before is not None:
         stmt = stmt.where(Interaction.occurred_at < before)
-    stmt = stmt.order_by(col(Interaction.occurred_at).desc(), col(Interaction.id).desc()).limit(limit)
+    stmt = stmt.order_by(col(Interaction.occurred_at).desc(), col(Interaction.id).desc()).limit(
+        limit
+    )
     return list(session.exec(stmt))
 
 

@@ -13,20 +13,109 @@ _DOMAIN = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 
 # Free-mail providers: their domain says nothing about which company a person belongs to.
 FREE_MAIL_DOMAINS = frozenset(
-    """
-    gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.de yahoo.es yahoo.it ymail.com
-    rocketmail.com hotmail.com hotmail.co.uk hotmail.fr hotmail.de hotmail.it hotmail.es live.com
-    live.co.uk live.fr live.de msn.com outlook.com outlook.fr outlook.de aol.com aim.com icloud.com
-    me.com mac.com gmx.com gmx.de gmx.net gmx.at gmx.ch web.de t-online.de freenet.de mail.com
-    email.com protonmail.com proton.me pm.me tutanota.com tuta.io zoho.com zohomail.com yandex.com
-    yandex.ru mail.ru inbox.ru list.ru bk.ru rambler.ru qq.com 163.com 126.com sina.com sohu.com
-    naver.com daum.net hanmail.net orange.fr wanadoo.fr free.fr laposte.net sfr.fr libero.it
-    virgilio.it tiscali.it alice.it seznam.cz wp.pl o2.pl onet.pl interia.pl bluewin.ch
-    hushmail.com fastmail.com fastmail.fm rediffmail.com uol.com.br bol.com.br terra.com.br
-    comcast.net verizon.net att.net sbcglobal.net bellsouth.net cox.net charter.net earthlink.net
-    btinternet.com sky.com virginmedia.com ntlworld.com shaw.ca rogers.com sympatico.ca
-    bigpond.com optusnet.com.au xtra.co.nz
-    """.split()
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "yahoo.de",
+        "yahoo.es",
+        "yahoo.it",
+        "ymail.com",
+        "rocketmail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "hotmail.de",
+        "hotmail.it",
+        "hotmail.es",
+        "live.com",
+        "live.co.uk",
+        "live.fr",
+        "live.de",
+        "msn.com",
+        "outlook.com",
+        "outlook.fr",
+        "outlook.de",
+        "aol.com",
+        "aim.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "gmx.at",
+        "gmx.ch",
+        "web.de",
+        "t-online.de",
+        "freenet.de",
+        "mail.com",
+        "email.com",
+        "protonmail.com",
+        "proton.me",
+        "pm.me",
+        "tutanota.com",
+        "tuta.io",
+        "zoho.com",
+        "zohomail.com",
+        "yandex.com",
+        "yandex.ru",
+        "mail.ru",
+        "inbox.ru",
+        "list.ru",
+        "bk.ru",
+        "rambler.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "sina.com",
+        "sohu.com",
+        "naver.com",
+        "daum.net",
+        "hanmail.net",
+        "orange.fr",
+        "wanadoo.fr",
+        "free.fr",
+        "laposte.net",
+        "sfr.fr",
+        "libero.it",
+        "virgilio.it",
+        "tiscali.it",
+        "alice.it",
+        "seznam.cz",
+        "wp.pl",
+        "o2.pl",
+        "onet.pl",
+        "interia.pl",
+        "bluewin.ch",
+        "hushmail.com",
+        "fastmail.com",
+        "fastmail.fm",
+        "rediffmail.com",
+        "uol.com.br",
+        "bol.com.br",
+        "terra.com.br",
+        "comcast.net",
+        "verizon.net",
+        "att.net",
+        "sbcglobal.net",
+        "bellsouth.net",
+        "cox.net",
+        "charter.net",
+        "earthlink.net",
+        "btinternet.com",
+        "sky.com",
+        "virginmedia.com",
+        "ntlworld.com",
+        "shaw.ca",
+        "rogers.com",
+        "sympatico.ca",
+        "bigpond.com",
+        "optusnet.com.au",
+        "xtra.co.nz",
+    ]
 )
 
 
@@ -93,7 +182,9 @@ def normalise_phone(value: str) -> str:
 def normalise_slack_id(value: str) -> str:
     slack_id = value.strip().strip("<>@").split("|", 1)[0].upper()
     if not re.fullmatch(r"[UW][A-Z0-9]{2,31}", slack_id):
-        raise CRMError(f"{value!r} is not a Slack user id.", hint="Slack user ids look like U024BE7LH.")
+        raise CRMError(
+            f"{value!r} is not a Slack user id.", hint="Slack user ids look like U024BE7LH."
+        )
     return slack_id
 
 
@@ -104,7 +195,9 @@ def name_key(value: str) -> str:
     return " ".join(folded.casefold().split())
 
 
-def clean_text(value: str | None, *, field: str, max_length: int, required: bool = False) -> str | None:
+def clean_text(
+    value: str | None, *, field: str, max_length: int, required: bool = False
+) -> str | None:
     if value is None:
         if required:
             raise CRMError(f"The {field} is missing.")
@@ -130,7 +223,9 @@ def parse_money(value: object, *, field: str = "amount") -> Decimal:
         try:
             amount = Decimal(text) * multiplier
         except InvalidOperation:
-            raise CRMError(f"{value!r} is not an {field}.", hint="Use a number such as 12000 or 12.5k.") from None
+            raise CRMError(
+                f"{value!r} is not an {field}.", hint="Use a number such as 12000 or 12.5k."
+            ) from None
     if not amount.is_finite() or amount < 0:
         raise CRMError(f"The {field} must be zero or more.")
     if amount >= Decimal(10) ** 16:
@@ -141,5 +236,7 @@ def parse_money(value: object, *, field: str = "amount") -> Decimal:
 def normalise_currency(value: str | None, default: str) -> str:
     currency = (value or default).strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise CRMError(f"{value!r} is not a currency code.", hint="Use a 3-letter code such as USD or EUR.")
+        raise CRMError(
+            f"{value!r} is not a currency code.", hint="Use a 3-letter code such as USD or EUR."
+        )
     return currency

@@ -82,7 +82,9 @@ class NameIndex:
         if index.count != count:
             self._full_load(session)
 
-    def search(self, session: Session, query: str, limit: int = 10, cutoff: float = 60.0) -> list[tuple[int, float]]:
+    def search(
+        self, session: Session, query: str, limit: int = 10, cutoff: float = 60.0
+    ) -> list[tuple[int, float]]:
         with self._lock:
             self.refresh(session)
             keys, ids = self._index.keys, self._index.ids

@@ -17,7 +17,9 @@ def _role(value: Role | str) -> Role:
     try:
         return Role(str(value).strip().lower())
     except ValueError:
-        raise CRMError(f"{value!r} is not a role.", hint="Roles: admin, manager, rep, viewer.") from None
+        raise CRMError(
+            f"{value!r} is not a role.", hint="Roles: admin, manager, rep, viewer."
+        ) from None
 
 
 def _timezone(value: str | None) -> str:
@@ -25,7 +27,9 @@ def _timezone(value: str | None) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise CRMError(f"{tz!r} is not a time zone.", hint="Use an IANA name such as Europe/Paris.") from None
+        raise CRMError(
+            f"{tz!r} is not a time zone.", hint="Use an IANA name such as Europe/Paris."
+        ) from None
     return tz
 
 
@@ -44,11 +48,15 @@ def find_user(session: Session, ref: str) -> User:
     if is_email(text):
         user = session.exec(select(User).where(User.email == normalise_email(text))).first()
     elif text.startswith("<@") or (text[:1] in "UW" and text[1:].isalnum() and text.isupper()):
-        user = session.exec(select(User).where(User.slack_user_id == normalise_slack_id(text))).first()
+        user = session.exec(
+            select(User).where(User.slack_user_id == normalise_slack_id(text))
+        ).first()
     else:
         users = list(session.exec(select(User).where(col(User.name).ilike(text.lstrip("@")))))
         if len(users) > 1:
-            raise CRMError(f"{len(users)} users are called {text!r}.", hint="Use their email instead.")
+            raise CRMError(
+                f"{len(users)} users are called {text!r}.", hint="Use their email instead."
+            )
         user = users[0] if users else None
     if user is None:
         raise NotFound(f"No user matches {ref!r}.", hint="Check the email, Slack id or name.")
@@ -75,11 +83,21 @@ def add_user(
     )
     if user.email and session.exec(select(User).where(User.email == user.email)).first():
         raise CRMError(f"A user with email {user.email} exists already.")
-    if user.slack_user_id and session.exec(select(User).where(User.slack_user_id == user.slack_user_id)).first():
+    if (
+        user.slack_user_id
+        and session.exec(select(User).where(User.slack_user_id == user.slack_user_id)).first()
+    ):
         raise CRMError(f"A user with Slack id {user.slack_user_id} exists already.")
     session.add(user)
     session.flush()
-    record_event(session, actor=actor, action="create", entity="user", entity_id=user.id, after=snapshot(user))
+    record_event(
+        session,
+        actor=actor,
+        action="create",
+        entity="user",
+        entity_id=user.id,
+        after=snapshot(user),
+    )
     return user
 
 
@@ -90,7 +108,15 @@ def set_role(session: Session, *, user_id: int, role: Role | str, actor: Actor) 
     user.role = _role(role)
     session.add(user)
     session.flush()
-    record_event(session, actor=actor, action="set_role", entity="user", entity_id=user.id, before=before, after=snapshot(user))
+    record_event(
+        session,
+        actor=actor,
+        action="set_role",
+        entity="user",
+        entity_id=user.id,
+        before=before,
+        after=snapshot(user),
+    )
     return user
 
 
@@ -116,17 +142,37 @@ def ensure_slack_user(
             user.slack_user_id = slack_id
             session.add(user)
             session.flush()
-            record_event(session, actor=Actor.system("slack"), action="link_slack", entity="user",
-                         entity_id=user.id, before=before, after=snapshot(user))
+            record_event(
+                session,
+                actor=Actor.system("slack"),
+                action="link_slack",
+                entity="user",
+                entity_id=user.id,
+                before=before,
+                after=snapshot(user),
+            )
             return user
     try:
         tz = _timezone(timezone)
     except CRMError:
         tz = "UTC"
-    user = User(name=(name or slack_id)[:200], email=clean_email, slack_user_id=slack_id, role=_role(default_role), timezone=tz)
+    user = User(
+        name=(name or slack_id)[:200],
+        email=clean_email,
+        slack_user_id=slack_id,
+        role=_role(default_role),
+        timezone=tz,
+    )
     session.add(user)
     session.flush()
-    record_event(session, actor=Actor.system("slack"), action="create", entity="user", entity_id=user.id, after=snapshot(user))
+    record_event(
+        session,
+        actor=Actor.system("slack"),
+        action="create",
+        entity="user",
+        entity_id=user.id,
+        after=snapshot(user),
+    )
     return user
 
 
@@ -135,4 +181,8 @@ def list_users(session: Session) -> list[User]:
 
 
 def actor_for(user: User, via: str) -> Actor:
-    return Actor(name=f"{via}:{user.slack_user_id or user.email or user.id} ({user.name})", role=Role(user.role), user_id=user.id)
+    return Actor(
+        name=f"{via}:{user.slack_user_id or user.email or user.id} ({user.name})",
+        role=Role(user.role),
+        user_id=user.id,
+    )

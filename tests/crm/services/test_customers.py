@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import pytest
+from sqlmodel import select
+
+from crm.models import (
+    AuditEvent,
+    ContactPoint,
+    Customer,
+    CustomerCreate,
+    CustomerUpdate,
+    Deal,
+    FollowUp,
+    Interaction,
+    Role,
+)
+from crm.services import customers
+from crm.services.errors import Ambiguous, CRMError, NotFound, PermissionDenied
+from tests.conftest import make_user
+from tests.factories import add_customer, add_deal
+
+
+def test_create_derives_company_domain_and_writes_audit(db, admin):
+    customer = add_customer(db, admin, "Jane Doe", "  Jane.Doe@ACME.com ", company="Acme Corp")
+    with db.session() as s:
+        stored = s.get(Customer, customer.id)
+        assert stored.domain == "acme.com"
+        assert stored.name_key == "jane doe"
+        points = customers.contact_points(s, customer.id)
+        assert [(p.kind, p.value) for p in points] == [("email", "jane.doe@acme.com")]
+        event = s.exec(select(AuditEvent).where(AuditEvent.entity == "customer")).one()
+        assert event.action == "create" and event.actor == "test-admin"
+        assert event.after["email"] == "jane.doe@acme.com"
+
+
+def test_free_mail_address_gives_no_company_domain(db, admin):
+    customer = add_customer(db, admin, "Sam Solo", "sam.solo@gmail.com")
+    assert customer.domain is None
+
+
+def test_same_email_twice_is_refused_and_nothing_is_written(db, admin):
+    add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    with pytest.raises(CRMError, match="already belongs"):
+        add_customer(db, admin, "Jane Again", "JANE@acme.com")
+    with db.session() as s:
+        assert len(s.exec(select(Customer)).all()) == 1
+        assert len(s.exec(select(AuditEvent)).all()) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 201])
+def test_bad_names_are_refused(db, admin, bad):
+    with pytest.raises(CRMError):
+        add_customer(db, admin, bad, None)
+
+
+def test_bad_email_is_refused_with_the_right_form(db, admin):
+    with pytest.raises(CRMError) as info:
+        add_customer(db, admin, "Jane", "jane-at-acme")
+    assert "name@example.com" in str(info.value)
+
+
+def test_find_by_email_domain_id_and_fuzzy_name(db, admin):
+    jane = add_customer(db, admin, "Jane Doe", "jane@acme.com", company="Acme Corp")
+    bob = add_customer(db, admin, "Bob Stone", "bob@acme.com", company="Acme Corp")
+    zoe = add_customer(db, admin, "Zoë Müller", "zoe@globex.de", company="Globex")
+    with db.session() as s:
+        assert [m.customer.id for m in customers.find_customers(s, "JANE@acme.com")] == [jane.id]
+        assert {m.customer.id for m in customers.find_customers(s, "acme.com")} == {jane.id, bob.id}
+        assert [m.customer.id for m in customers.find_customers(s, f"#{zoe.id}")] == [zoe.id]
+        # accents and case do not matter, and a typo still finds her
+        assert customers.find_customers(s, "zoe muller")[0].customer.id == zoe.id
+        assert customers.find_customers(s, "Zoe Mueler")[0].customer.id == zoe.id
+        # company names are searchable too
+        assert customers.find_customers(s, "globex")[0].customer.id == zoe.id
+
+
+def test_search_sees_customers_added_and_renamed_after_the_first_search(db, admin):
+    add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    with db.session() as s:
+        assert (
+            customers.find_customers(s, "Priya Patel") == []
+            or customers.find_customers(s, "Priya Patel")[0].score < 90
+        )
+    priya = add_customer(db, admin, "Priya Patel", "priya@initech.com")
+    with db.session() as s:
+        assert customers.find_customers(s, "Priya Patel")[0].customer.id == priya.id
+    with db.transaction() as s:
+        customers.update_customer(
+            s, customer_id=priya.id, changes=CustomerUpdate(name="Priya Sharma"), actor=admin
+        )
+    with db.session() as s:
+        assert customers.find_customers(s, "Priya Sharma")[0].customer.id == priya.id
+
+
+def test_resolve_asks_when_ambiguous_and_suggests_when_unknown(db, admin):
+    add_customer(db, admin, "Jane Doe", "jane@acme.com", company="Acme Corp")
+    add_customer(db, admin, "John Doe", "john@acme.io", company="Acme Inc")
+    with db.session() as s:
+        with pytest.raises(Ambiguous) as info:
+            customers.resolve_customer(s, "acme")
+        assert len(info.value.candidates) == 2
+        with pytest.raises(NotFound) as missing:
+            customers.resolve_customer(s, "Jne Do")
+        assert any("Jane Doe" in c for c in missing.value.suggestions)
+        assert customers.resolve_customer(s, "jane doe").name == "Jane Doe"
+        with pytest.raises(NotFound):
+            customers.resolve_customer(s, "qqqqqq zzzz")
+
+
+def test_update_records_before_and_after(db, admin):
+    customer = add_customer(db, admin)
+    with db.transaction() as s:
+        customers.update_customer(
+            s,
+            customer_id=customer.id,
+            changes=CustomerUpdate(status="active", tags=["VIP", "eu", "vip"]),
+            actor=admin,
+        )
+    with db.session() as s:
+        stored = s.get(Customer, customer.id)
+        assert stored.status == "active" and stored.tags == ["eu", "vip"]
+        event = s.exec(select(AuditEvent).where(AuditEvent.action == "update")).one()
+        assert event.before["status"] == "lead" and event.after["status"] == "active"
+
+
+def test_empty_update_is_an_error(db, admin):
+    customer = add_customer(db, admin)
+    with db.transaction() as s, pytest.raises(CRMError, match="Nothing to change"):
+        customers.update_customer(s, customer_id=customer.id, changes=CustomerUpdate(), actor=admin)
+
+
+def test_contact_points_are_normalised_and_unique(db, admin):
+    jane = add_customer(db, admin, "Jane", "jane@acme.com")
+    bob = add_customer(db, admin, "Bob", "bob@acme.com")
+    with db.transaction() as s:
+        point = customers.add_contact_point(
+            s, customer_id=jane.id, kind="phone", value="+44 (20) 7946-0958", actor=admin
+        )
+        assert point.value == "+442079460958"
+        slack = customers.add_contact_point(
+            s, customer_id=jane.id, kind="slack", value="<@u024be7lh>", actor=admin
+        )
+        assert slack.value == "U024BE7LH"
+    with db.transaction() as s, pytest.raises(CRMError, match="already belongs"):
+        customers.add_contact_point(
+            s, customer_id=bob.id, kind="phone", value="+44 20 7946 0958", actor=admin
+        )
+    with db.transaction() as s, pytest.raises(CRMError):
+        customers.add_contact_point(s, customer_id=bob.id, kind="phone", value="12", actor=admin)
+
+
+def test_merge_moves_everything_and_deletes_the_duplicate(db, admin, settings):
+    from crm.models import InteractionCreate
+    from crm.services import followups, interactions
+
+    keep = add_customer(db, admin, "Jane Doe", "jane@acme.com", tags=["a"])
+    dup = add_customer(db, admin, "J. Doe", "jdoe@gmail.com", company="Acme Corp", tags=["b"])
+    deal = add_deal(db, admin, settings, dup.id)
+    with db.transaction() as s:
+        interactions.record_interaction(
+            s,
+            actor=admin,
+            interaction_in=InteractionCreate(customer_id=dup.id, channel="note", body="hi"),
+        )
+        followups.create_follow_up(
+            s, customer_id=dup.id, when="tomorrow 9am", actor=admin, tz="UTC"
+        )
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=keep.id, merge_id=dup.id, actor=admin)
+    with db.session() as s:
+        assert s.get(Customer, dup.id) is None
+        kept = s.get(Customer, keep.id)
+        assert kept.company == "Acme Corp" and kept.tags == ["a", "b"]
+        assert {p.value for p in s.exec(select(ContactPoint))} == {
+            "jane@acme.com",
+            "jdoe@gmail.com",
+        }
+        assert s.get(Deal, deal.id).customer_id == keep.id
+        assert all(i.customer_id == keep.id for i in s.exec(select(Interaction)))
+        assert all(f.customer_id == keep.id for f in s.exec(select(FollowUp)))
+        event = s.exec(select(AuditEvent).where(AuditEvent.action == "merge")).one()
+        assert event.before["merged"]["id"] == dup.id
+
+
+def test_merge_into_itself_and_by_a_rep_are_refused(db, admin):
+    jane = add_customer(db, admin)
+    other = add_customer(db, admin, "Bob", "bob@acme.com")
+    _, rep = make_user(db, "Rita Rep", Role.rep)
+    with db.transaction() as s, pytest.raises(CRMError):
+        customers.merge_customers(s, keep_id=jane.id, merge_id=jane.id, actor=admin)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        customers.merge_customers(s, keep_id=jane.id, merge_id=other.id, actor=rep)
+
+
+def test_viewer_cannot_create(db):
+    _, viewer = make_user(db, "Vic Viewer", Role.viewer)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        customers.create_customer(s, actor=viewer, customer_in=CustomerCreate(name="X"))
+
+
+def test_customer_card_collects_what_a_rep_needs(db, admin, settings):
+    customer = add_customer(db, admin)
+    add_deal(db, admin, settings, customer.id, "Big one", amount="5000")
+    with db.session() as s:
+        card = customers.customer_card(s, customer.id)
+    assert [d.title for d in card.open_deals] == ["Big one"]
+    assert card.contacts[0].value == "jane@acme.com"
+    assert card.next_follow_up is None and card.recent_interactions == []
