@@ -921,27 +921,13 @@ def demo(
     """Fill the database with a realistic demo data set (about 18 months of history)."""
     import time
 
-    from crm.demo import generate_demo
+    from crm.demo import demo_exists, generate_demo
 
     state = _state(ctx)
     started = time.perf_counter()
     with state.write() as (session, _actor):
-        from sqlmodel import select
-
-        from crm.models import Customer
-
-        marker = f"demo-{seed}"
-        if state.db.dialect == "sqlite":
-            exists = session.exec(
-                select(Customer.id).where(Customer.tags.contains(marker)).limit(1)
-            ).first()  # type: ignore[union-attr]
-        else:
-            exists = session.exec(
-                select(Customer.id)
-                .where(Customer.tags.cast(__import__("sqlalchemy").Text).contains(marker))
-                .limit(1)
-            ).first()  # type: ignore[union-attr]
-        if exists is not None:
+        exists = demo_exists(session, seed)
+        if exists:
             raise CRMError(
                 f"The demo data for seed {seed} is in this database already.",
                 hint="Use another --seed or another database (CRM_DATABASE_URL).",

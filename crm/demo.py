@@ -327,6 +327,18 @@ class DemoSummary:
         return {k: v for k, v in self.__dict__.items() if k != "extra"} | self.extra
 
 
+TEAM_DOMAIN = "example-crm.test"
+
+
+def demo_exists(session: Session, seed: int) -> bool:
+    """Whether this seed's demo data is in the database already (its admin user is)."""
+    from sqlmodel import select
+
+    from crm.models import User
+
+    return session.exec(select(User.id).where(User.email == f"admin+demo-{seed}@{TEAM_DOMAIN}")).first() is not None
+
+
 def _slug(text: str) -> str:
     return "".join(c for c in text.lower() if c.isalnum())
 
@@ -355,7 +367,7 @@ def generate_demo(
 
     # Team: reps, a manager and an admin. Emails are unique per seed so demos can stack.
     n_reps = max(3, min(40, customers // 2_500))
-    team_domain = "example-crm.test"
+    team_domain = TEAM_DOMAIN
     users = [
         {
             "name": "Ada Admin",
