@@ -1,0 +1,530 @@
+"""Pure e-mail parser: raw RFC 5322 bytes -> :class:`ParsedEmail`.
+
+No I/O, no database: the poller/ingest code feeds bytes in and stores what comes out.
+``parse_email`` never raises; a message it cannot make sense of comes back with
+``problems`` filled in and, when unusable, ``quarantine_reason`` set.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+from bot.mail import patterns as P
+from bot.mail.forward import Address, ForwardedPart, find_forwarded, parse_sender
+from bot.mail.quotes import normalize_newlines, split_reply
+from bot.mail.signature import split_signature
+from bot.mail.text import decode_bytes, html_to_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Address", "Attachment", "ForwardedPart", "ParsedEmail", "find_forwarded", "parse_email",
+    "split_reply", "split_signature", "strip_subject_prefix",
+]
+
+_MAX_NESTING = 5
+_KNOWN_HEADERS = {"from", "to", "cc", "subject", "date", "message-id", "received",
+                  "mime-version", "content-type", "return-path", "sender", "reply-to",
+                  "in-reply-to", "references", "delivered-to"}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class ParsedEmail:
+    forwarded: bool = False
+    original_sender: Address | None = None
+    forwarded_by: Address | None = None
+    from_: Address | None = None
+    to: list[Address] = field(default_factory=list)
+    cc: list[Address] = field(default_factory=list)
+    date: datetime | None = None
+    subject: str = ""
+    new_text: str = ""
+    quoted_text: str = ""
+    signature: str = ""
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    auto_reply: bool = False
+    attachments: list[Attachment] = field(default_factory=list)
+    forward_note: str = ""
+    body_text: str = ""
+    truncated: bool = False
+    problems: list[str] = field(default_factory=list)
+    quarantine_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        def addr(a: Address | None) -> dict[str, str] | None:
+            return None if a is None else {"name": a.name, "address": a.address}
+
+        return {
+            "forwarded": self.forwarded,
+            "original_sender": addr(self.original_sender),
+            "forwarded_by": addr(self.forwarded_by),
+            "from": addr(self.from_),
+            "to": [addr(a) for a in self.to],
+            "cc": [addr(a) for a in self.cc],
+            "date": self.date.isoformat() if self.date else None,
+            "subject": self.subject,
+            "new_text": self.new_text,
+            "quoted_text": self.quoted_text,
+            "signature": self.signature,
+            "message_id": self.message_id,
+            "in_reply_to": self.in_reply_to,
+            "references": list(self.references),
+            "auto_reply": self.auto_reply,
+            "attachments": [{"name": a.name, "type": a.content_type, "size": a.size}
+                            for a in self.attachments],
+            "forward_note": self.forward_note,
+            "truncated": self.truncated,
+            "problems": list(self.problems),
+            "quarantine_reason": self.quarantine_reason,
+        }
+
+
+# --------------------------------------------------------------------------- subjects
+def strip_subject_prefix(subject: str) -> str:
+    """Remove Re:/Fwd:/AW:/WG:/TR:/RV:/SV:/... prefixes and [EXT] tags, repeatedly."""
+    s = re.sub(r"\s+", " ", subject or "").strip()
+    for _ in range(20):
+        new = P.SUBJECT_PREFIX_RE.sub("", s, count=1).strip()
+        if new == s:
+            break
+        s = new
+    return s
+
+
+# --------------------------------------------------------------------------- headers
+class _Headers:
+    """Header access that survives broken headers (falls back to compat32 parsing)."""
+
+    def __init__(self, msg: Message, raw: bytes, problems: list[str]) -> None:
+        self.msg = msg
+        self.raw = raw
+        self.problems = problems
+        self._compat: Message | None = None
+
+    def _compat_msg(self) -> Message:
+        if self._compat is None:
+            self._compat = email.message_from_bytes(self.raw, policy=email.policy.compat32)
+        return self._compat
+
+    def get(self, name: str) -> str | None:
+        try:
+            v = self.msg.get(name)
+            if v is None:
+                return None
+            return str(v)
+        except Exception:
+            logger.debug("header %s unreadable with default policy", name, exc_info=True)
+        try:
+            v = self._compat_msg().get(name)
+            if v is None:
+                return None
+            try:
+                return str(make_header(decode_header(str(v))))
+            except Exception:
+                return str(v)
+        except Exception:
+            self.problems.append(f"unreadable {name} header")
+            return None
+
+    def addresses(self, name: str) -> list[Address]:
+        value = self.get(name)
+        if not value:
+            return []
+        out: list[Address] = []
+        try:
+            pairs = getaddresses([value])
+        except Exception:
+            pairs = []
+        for display, addr in pairs:
+            addr = (addr or "").strip().strip("<>").lower()
+            if "@" not in addr:
+                m = P.EMAIL_RE.search(display or "")
+                if not m:
+                    continue
+                addr = m.group(0).lower()
+                display = ""
+            out.append(Address(re.sub(r"\s+", " ", display or "").strip().strip('"'), addr))
+        if not out:
+            # getaddresses gives up on some malformed lists; scan for addresses instead.
+            for m in P.EMAIL_RE.finditer(value):
+                out.append(Address("", m.group(0).lower()))
+        return out
+
+
+def _msg_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    m = re.search(r"<([^<>\s]+)>", value)
+    v = m.group(1) if m else value.strip().strip("<>").split()[0] if value.strip() else ""
+    return v or None
+
+
+# --------------------------------------------------------------------------- bodies
+@dataclass
+class _Body:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    embedded: list[bytes] = field(default_factory=list)  # message/rfc822 parts
+
+
+def _part_bytes(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes):
+            return data
+    except Exception:
+        logger.debug("payload decode failed", exc_info=True)
+    try:
+        payload = part.get_payload()
+        if isinstance(payload, str):
+            return payload.encode("utf-8", errors="surrogateescape")
+    except Exception:
+        pass
+    return b""
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if name:
+        try:
+            return str(make_header(decode_header(name)))
+        except Exception:
+            return name
+    return None
+
+
+def _decode_text(part: Message, problems: list[str]) -> str:
+    data = _part_bytes(part)
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    text, problem = decode_bytes(data, charset)
+    if problem:
+        problems.append(problem)
+    return text
+
+
+def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0) -> None:
+    if depth > 20:
+        problems.append("MIME structure too deep")
+        return
+    try:
+        ctype = part.get_content_type()
+    except Exception:
+        ctype = "application/octet-stream"
+    try:
+        disposition = (part.get_content_disposition() or "").lower()
+    except Exception:
+        disposition = ""
+    filename = _filename(part)
+
+    if ctype == "message/rfc822":
+        inner = part.get_payload()
+        inner_msg = inner[0] if isinstance(inner, list) and inner else inner
+        data = b""
+        if isinstance(inner_msg, Message):
+            try:
+                data = inner_msg.as_bytes(policy=email.policy.compat32)
+            except Exception:
+                try:
+                    data = inner_msg.as_string().encode("utf-8", errors="replace")
+                except Exception:
+                    data = b""
+        else:
+            data = _part_bytes(part)
+        name = filename
+        if not name and isinstance(inner_msg, Message):
+            try:
+                name = (str(inner_msg.get("Subject") or "").strip() or "message") + ".eml"
+            except Exception:
+                name = "message.eml"
+        out.attachments.append(Attachment(name or "message.eml", ctype, len(data)))
+        if data:
+            out.embedded.append(data)
+        return
+    if part.is_multipart():
+        try:
+            children = part.get_payload()
+        except Exception:
+            children = []
+        if not isinstance(children, list):
+            children = []
+        if ctype == "multipart/alternative":
+            # Prefer the plain-text alternative; fall back to HTML when it is empty.
+            sub = _Body()
+            for child in children:
+                if isinstance(child, Message):
+                    _collect(child, sub, problems, depth + 1)
+            if any(t.strip() for t in sub.plain):
+                out.plain.extend(sub.plain)
+            else:
+                out.html.extend(sub.html)
+            out.attachments.extend(sub.attachments)
+            out.embedded.extend(sub.embedded)
+            return
+        for child in children:
+            if isinstance(child, Message):
+                _collect(child, out, problems, depth + 1)
+        return
+    is_attachment = disposition == "attachment" or (filename is not None and
+                                                     disposition != "inline")
+    if ctype in ("text/plain", "text/html") and not is_attachment:
+        text = _decode_text(part, problems)
+        (out.plain if ctype == "text/plain" else out.html).append(text)
+        return
+    data = _part_bytes(part)
+    if ctype.startswith("multipart/"):
+        return
+    out.attachments.append(Attachment(filename or "", ctype, len(data)))
+
+
+# --------------------------------------------------------------------------- helpers
+def _is_internal(address: str, internal: Sequence[str]) -> bool:
+    if not address or "@" not in address:
+        return False
+    domain = address.rsplit("@", 1)[1].lower().strip(".")
+    return any(domain == d or domain.endswith("." + d) for d in internal)
+
+
+def _detect_auto_reply(h: _Headers, subject: str) -> bool:
+    auto = (h.get("Auto-Submitted") or "").strip().lower()
+    if auto and auto != "no":
+        return True
+    for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "X-Autogenerated"):
+        if h.get(name):
+            return True
+    prec = (h.get("Precedence") or "").strip().lower()
+    if prec in ("bulk", "auto_reply", "junk"):
+        return True
+    return bool(P.AUTO_REPLY_SUBJECT_RE.search(subject or ""))
+
+
+def _display(a: Address | None) -> str | None:
+    if a is None:
+        return None
+    return f"{a.name} <{a.address}>" if a.name else a.address
+
+
+def _strip_message(text: str, sender: Address | None) -> tuple[str, str, str]:
+    """(new_text, quoted_text, signature) of one message body."""
+    new, quoted = split_reply(text)
+    body, sig = split_signature(new, sender=_display(sender))
+    return body.strip(), quoted.strip(), sig.strip()
+
+
+# --------------------------------------------------------------------------- main entry
+def parse_email(raw: bytes, *, internal_domains: Sequence[str] = (),
+                max_body_chars: int = 1_000_000) -> ParsedEmail:
+    """Parse one message.  Never raises."""
+    try:
+        return _parse(raw, tuple(d.lower().strip(".") for d in internal_domains if d),
+                      max_body_chars, 0)
+    except Exception as exc:  # last line of defence: the ingest loop must go on
+        logger.exception("parse_email failed")
+        return ParsedEmail(problems=[f"parser error: {type(exc).__name__}"],
+                           quarantine_reason="message could not be parsed")
+
+
+def _parse(raw: bytes, internal: tuple[str, ...], max_chars: int, level: int) -> ParsedEmail:
+    result = ParsedEmail()
+    problems = result.problems
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogateescape")
+    if not isinstance(raw, (bytes, bytearray)) or not raw.strip():
+        result.quarantine_reason = "empty message"
+        problems.append("empty message")
+        return result
+    raw = bytes(raw)
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception:
+        problems.append("MIME parse failed with default policy; used compat32")
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)  # type: ignore[arg-type]
+    h = _Headers(msg, raw, problems)
+
+    try:
+        keys = {k.lower() for k in msg}
+    except Exception:
+        keys = set()
+    if not keys & _KNOWN_HEADERS:
+        result.quarantine_reason = "not an email (no message headers)"
+        problems.append("no message headers")
+
+    # ---- addresses
+    froms = h.addresses("From")
+    if froms:
+        result.from_ = froms[0]
+    else:
+        if h.get("From") is None:
+            problems.append("no From header")
+        else:
+            problems.append("From header has no address")
+        for alt in ("Sender", "Reply-To", "Return-Path"):
+            alts = h.addresses(alt)
+            if alts:
+                result.from_ = alts[0]
+                problems.append(f"sender taken from {alt}")
+                break
+    if result.from_ is None and result.quarantine_reason is None:
+        result.quarantine_reason = "no sender address"
+    result.to = h.addresses("To")
+    result.cc = h.addresses("Cc")
+
+    # ---- date
+    date_raw = h.get("Date")
+    if date_raw:
+        try:
+            dt = parsedate_to_datetime(date_raw)
+            result.date = (dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC))
+        except Exception:
+            problems.append("unparseable Date header")
+    raw_subject = re.sub(r"\s+", " ", h.get("Subject") or "").strip()
+    result.subject = strip_subject_prefix(raw_subject)
+    result.message_id = _msg_id(h.get("Message-ID"))
+    result.in_reply_to = _msg_id(h.get("In-Reply-To"))
+    result.references = re.findall(r"<([^<>\s]+)>", h.get("References") or "")
+    result.auto_reply = _detect_auto_reply(h, raw_subject)
+
+    # ---- body
+    body = _Body()
+    _collect(msg, body, problems)
+    try:
+        if msg.defects:
+            problems.append("MIME defects: " + ", ".join(sorted({type(d).__name__
+                                                                  for d in msg.defects})))
+    except Exception:
+        pass
+    result.attachments = body.attachments
+    if any(t.strip() for t in body.plain):
+        text = "\n\n".join(t for t in body.plain if t.strip())
+    elif body.html:
+        text = html_to_text("\n".join(body.html))
+    else:
+        text = ""
+    text = normalize_newlines(text).replace("\x00", "")
+    if len(text) > max_chars:
+        text = text[:max_chars]
+        result.truncated = True
+        problems.append(f"body truncated to {max_chars} characters")
+    result.body_text = text
+    if not text.strip() and not body.embedded:
+        problems.append("no text body")
+
+    _resolve_content(result, raw_subject, text, body.embedded, h, internal, max_chars, level)
+    return result
+
+
+def _resolve_content(result: ParsedEmail, raw_subject: str, text: str, embedded: list[bytes],
+                     h: _Headers, internal: tuple[str, ...], max_chars: int,
+                     level: int) -> None:
+    """Decide forwarded / original sender and fill the text fields."""
+    outer = result.from_
+    chain: list[ForwardedPart] = []
+    part = find_forwarded(text, subject=raw_subject)
+    if part is not None and internal and outer is not None \
+            and not _is_internal(outer.address, internal) and not part.explicit \
+            and part.sender is not None and _is_internal(part.sender.address, internal):
+        # An external sender quoting our own staff: that is a reply, not a forward.
+        part = None
+    while part is not None and len(chain) < _MAX_NESTING:
+        chain.append(part)
+        inner = find_forwarded(part.body, subject=part.subject or None)
+        if inner is None:
+            break
+        # Descend only through our own people (or senders we cannot identify): an external
+        # sender is the customer, and what they forwarded or quoted is their history.
+        sender = part.sender
+        if sender is None or not sender.address or _is_internal(sender.address, internal):
+            part = inner
+            continue
+        break
+
+    if chain:
+        result.forwarded = True
+        result.forwarded_by = outer
+        result.forward_note = split_signature(split_reply(chain[0].note)[0],
+                                              sender=_display(outer))[0].strip()
+        # Innermost sender that is not one of us; a name-only sender counts (no address to
+        # prove it internal).
+        chosen: ForwardedPart | None = None
+        for p in reversed(chain):
+            if p.sender is not None and not _is_internal(p.sender.address, internal):
+                chosen = p
+                break
+        if chosen is not None:
+            result.original_sender = chosen.sender
+            content = chosen.body
+        else:
+            result.original_sender = _header_evidence(h, internal)
+            content = chain[-1].body
+        result.new_text, result.quoted_text, result.signature = _strip_message(
+            content, result.original_sender)
+        return
+
+    if embedded and level < _MAX_NESTING:
+        # Forwarded as attachment: the attached message is the original.
+        attached = _parse(embedded[0], internal, max_chars, level + 1)
+        result.forwarded = True
+        result.forwarded_by = outer
+        result.forward_note, _q, _s = _strip_message(text, outer)
+        if attached.forwarded and attached.original_sender is not None:
+            result.original_sender = attached.original_sender
+        elif attached.from_ is not None and not _is_internal(attached.from_.address, internal):
+            result.original_sender = attached.from_
+        else:
+            result.original_sender = (attached.original_sender or _header_evidence(h, internal))
+        result.new_text = attached.new_text
+        result.quoted_text = attached.quoted_text
+        result.signature = attached.signature
+        if attached.problems:
+            result.problems.extend(f"attached message: {p}" for p in attached.problems)
+        return
+
+    result.new_text, result.quoted_text, result.signature = _strip_message(text, outer)
+    # A forward whose body we could not unwrap, announced only by the subject and headers.
+    if internal and outer is not None and _is_internal(outer.address, internal) \
+            and P.FORWARD_PREFIX_RE.match(raw_subject or ""):
+        evidence = _header_evidence(h, internal)
+        if evidence is not None:
+            result.forwarded = True
+            result.forwarded_by = outer
+            result.original_sender = evidence
+            result.problems.append("forward detected from headers only")
+
+
+def _header_evidence(h: _Headers, internal: tuple[str, ...]) -> Address | None:
+    """Original sender from X-Original-Sender / Reply-To / X-Forwarded-For, if external."""
+    for name in ("X-Original-Sender", "X-Original-From", "Reply-To", "X-Forwarded-For"):
+        for a in h.addresses(name):
+            if not _is_internal(a.address, internal):
+                return a
+    return None
+
+
+def parse_address(value: str) -> Address | None:
+    """Parse a free-form 'Name <address>' string (helper for callers)."""
+    return parse_sender(value)

@@ -1,0 +1,155 @@
+"""Split a plain-text reply into what the sender newly wrote and the quoted rest."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from bot.mail import patterns as P
+from bot.mail.headers import HeaderSpan, clean, find_header, split_quote
+
+logger = logging.getLogger(__name__)
+
+# Supercite-style quoting ("Richard> text", "C> text") and old Gmail's "| text".
+_NAMED_QUOTE_RE = re.compile(r"^\s*[A-Za-z]{1,10}>(?:\s|$)")
+_PIPE_QUOTE_RE = re.compile(r"^\|(?:\s|$)")
+_FENCE_RE = re.compile(r"^\s*(```|~~~)")
+_SIG_DELIM_RE = re.compile(r"^\s*--\s*$")
+# Analysing beyond this many lines is pointless: the new text is at the top.
+_MAX_LINES = 3000
+
+
+def normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _is_quote(line: str) -> bool:
+    return bool(split_quote(line)[0] or _NAMED_QUOTE_RE.match(line) or _PIPE_QUOTE_RE.match(line))
+
+
+def _classify(lines: list[str]) -> list[str]:
+    """'b' blank, 'q' quoted, 't' text; fenced code blocks are always text."""
+    out: list[str] = []
+    in_fence = False
+    for line in lines:
+        if _FENCE_RE.match(line):
+            in_fence = not in_fence
+            out.append("t")
+            continue
+        if in_fence:
+            out.append("t")
+        elif not clean(line):
+            out.append("b")
+        elif _is_quote(line):
+            out.append("q")
+        else:
+            out.append("t")
+    return out
+
+
+def _trailing_quote_start(kinds: list[str]) -> int | None:
+    """Start of the last run of quoted lines, if nothing but blanks follows it."""
+    i = len(kinds)
+    while i > 0 and kinds[i - 1] == "b":
+        i -= 1
+    if i == 0 or kinds[i - 1] != "q":
+        return None
+    while i > 0 and kinds[i - 1] in ("q", "b"):
+        i -= 1
+    while i < len(kinds) and kinds[i] == "b":
+        i += 1
+    return i
+
+
+def _mask_signature_after_quotes(lines: list[str], kinds: list[str]) -> list[str]:
+    """Treat a "-- " signature below the last quote as blank, so that a reply quoted on top
+    of the writer's signature ("text / > quote / -- / sig") still has a trailing quote."""
+    last_q = max((i for i, k in enumerate(kinds) if k == "q"), default=-1)
+    if last_q < 0:
+        return kinds
+    for i in range(last_q + 1, len(lines)):
+        if kinds[i] == "t":
+            if _SIG_DELIM_RE.match(lines[i]) and sum(k == "t" for k in kinds[i:]) <= 15:
+                return kinds[:i] + ["b"] * (len(kinds) - i)
+            return kinds
+    return kinds
+
+
+def _mobile_cut(lines: list[str], kinds: list[str], limit: int) -> int | None:
+    """Mobile clients write "Sent from my iPhone" and then paste the quote without header."""
+    for i in range(limit):
+        if kinds[i] == "t" and P.MOBILE_SIGNATURE_RE.match(clean(lines[i])):
+            if any(k == "t" for k in kinds[i + 1:limit]):
+                return i + 1
+            return None
+    return None
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines).strip("\n")
+
+
+def _strip_blank_edges(lines: list[str]) -> list[str]:
+    a, b = 0, len(lines)
+    while a < b and not clean(lines[a]):
+        a += 1
+    while b > a and not clean(lines[b - 1]):
+        b -= 1
+    return lines[a:b]
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """Return ``(new_text, quoted_text)`` for a plain-text reply.
+
+    The cut is at the first quote header (attribution line, "Original Message" marker,
+    Outlook header block, ...) or at a trailing block of ``>`` quotes.  Quotes followed by
+    the writer's own text (inline replies) are kept.  When the body *starts* with a header
+    (bottom-posting, or a plain forward), the text after the header and its quote is used.
+    """
+    try:
+        return _split_reply(normalize_newlines(text or ""), 0)
+    except Exception:  # never let a heuristic take the pipeline down
+        logger.exception("split_reply failed")
+        return (text or "").strip(), ""
+
+
+def _split_reply(text: str, level: int) -> tuple[str, str]:
+    all_lines = text.split("\n")
+    lines = all_lines[:_MAX_LINES]
+    overflow = all_lines[_MAX_LINES:]
+    kinds = _classify(lines)
+
+    header: HeaderSpan | None = find_header(lines, top_level_only=True)
+    candidates: list[int] = []
+    if header is not None:
+        candidates.append(header.start)
+    tq = _trailing_quote_start(_mask_signature_after_quotes(lines, kinds))
+    if tq is not None:
+        candidates.append(tq)
+    limit = min(candidates) if candidates else len(lines)
+    mc = _mobile_cut(lines, kinds, limit)
+    if mc is not None:
+        candidates.append(mc)
+
+    if not candidates:
+        return _join(_strip_blank_edges(all_lines)), ""
+
+    cut = min(candidates)
+    before = _strip_blank_edges(lines[:cut])
+    if any(k == "t" for k in _classify(before)) or level >= 3:
+        return _join(before), _join(lines[cut:] + overflow)
+
+    # Nothing of our own above the cut.
+    if header is not None and cut == header.start:
+        # Bottom-posting or a forward without a note: skip the header and any quote block
+        # right below it, and look for new text after that.
+        j = header.end
+        while j < len(lines) and kinds[j] in ("b", "q"):
+            j += 1
+        if j < len(lines):
+            new, quoted = _split_reply("\n".join(lines[j:] + overflow), level + 1)
+            if new:
+                prefix = _join(lines[:j])
+                return new, (prefix + ("\n" + quoted if quoted else "")).strip("\n")
+    # Only quotes: nothing new was written.
+    return "", _join(lines + overflow)

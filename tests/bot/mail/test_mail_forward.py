@@ -1,0 +1,71 @@
+"""find_forwarded on text bodies from different mail clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.mail.parse import Address, find_forwarded
+
+BODY = "Aenean quis diam urna.\nSed nec facilisis tellus."
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "---------- Forwarded message ---------\nFrom: John Doe <john@acme.example>\n"
+        "Date: Wed, Oct 27, 2021 at 9:31 AM\nSubject: Hi\nTo: <b@ourco.com>\n",
+        "> Begin forwarded message:\n>\n> From: John Doe <john@acme.example>\n> Subject: Hi\n"
+        "> Date: 25 October 2021 at 11:17:21 EEST\n> To: b@ourco.com\n>",
+        "-------- Message transféré --------\nSujet : \tHi\nDate : \tWed, 3 Nov 2021 15:51:30\n"
+        "De : \tJohn Doe <john@acme.example>\nPour : \tb@ourco.com\n",
+        "From: John Doe [mailto:john@acme.example]\nSent: 25 October 2021 11:17\n"
+        "To: b@ourco.com\nSubject: Hi\n",
+        "   ----- Forwarded Message ----- From: John Doe <john@acme.example>To: "
+        "\"b@ourco.com\" <b@ourco.com>Sent: Tuesday, November 2, 2021, 09:26:50 AM GMT+1"
+        "Subject: Hi",
+        "---------- メッセージを転送 ---------\n送信元：John Doe <john@acme.example>\n"
+        "日付：2022年9月19日月曜日 17:55:44 -0400\n件名：Hi\n送信先：b@ourco.com\n",
+        "On 28/10/2021 12:46, \"John Doe\" <john@acme.example> wrote:\n",
+    ],
+)
+def test_forward_formats(header: str) -> None:
+    body = BODY if not header.startswith(">") else "\n".join("> " + x for x in BODY.split("\n"))
+    part = find_forwarded(f"{header}\n{body}\n")
+    assert part is not None
+    assert part.sender == Address("John Doe", "john@acme.example")
+    assert "Aenean quis diam urna." in part.body
+    assert not part.body.lstrip().startswith(">")
+
+
+def test_note_above_forward_is_returned() -> None:
+    text = ("Please handle.\n\n---------- Forwarded message ---------\n"
+            "From: john@acme.example\nSubject: Hi\n\n" + BODY)
+    part = find_forwarded(text)
+    assert part.note == "Please handle."
+    assert part.sender == Address("", "john@acme.example")
+    assert part.subject == "Hi"
+    assert part.explicit
+
+
+def test_reply_attribution_with_angle_quotes_is_not_a_forward() -> None:
+    text = ("That's true!\n\n"
+            "On Wed, Oct 27, 2021 at 9:31 AM John <john@acme.example> wrote:\n> old\n")
+    assert find_forwarded(text) is None
+
+
+def test_outlook_block_with_reply_subject_is_not_a_forward() -> None:
+    text = ("Sure.\n\nFrom: John Doe <john@acme.example>\nSent: Monday\nTo: b@ourco.com\n"
+            "Subject: Hi\n\nold text\n")
+    assert find_forwarded(text, subject="RE: Hi") is None
+    assert find_forwarded(text, subject="FW: Hi") is not None
+
+
+def test_name_only_sender() -> None:
+    text = ("-----Original Message-----\nFrom: John Doe\nSent: 23 July 2022 07:53\n"
+            "To: Bessie\nSubject: Hi\n\n" + BODY)
+    part = find_forwarded(text)
+    assert part.sender == Address("John Doe", "")
+
+
+def test_plain_text_has_no_forward() -> None:
+    assert find_forwarded("Hello,\n\nplease send the report.\n\nThanks, Bob") is None

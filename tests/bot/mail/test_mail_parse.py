@@ -1,0 +1,340 @@
+"""parse_email on hand-built messages: headers, bodies, charsets, forwards, robustness."""
+
+from __future__ import annotations
+
+import os
+import random
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+
+from bot.mail.parse import Address, ParsedEmail, parse_email, strip_subject_prefix
+
+INTERNAL = ["ourco.com"]
+
+
+def _msg(body: str = "Hello", *, subject: str = "Question",
+         sender: str = "Jane Roe <Jane@Client.example>", **headers: str) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = sender
+    m["To"] = "Support <support@ourco.com>"
+    m["Subject"] = subject
+    m["Date"] = "Tue, 02 Nov 2021 09:26:50 +0100"
+    m["Message-ID"] = "<abc@client.example>"
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    m.set_content(body)
+    return m
+
+
+# --------------------------------------------------------------------------- subjects
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Re: Invoice 42", "Invoice 42"),
+        ("RE: Fwd: AW: WG: Invoice 42", "Invoice 42"),
+        ("TR: RV: SV: VS: Odp: Rif: Invoice", "Invoice"),
+        ("[EXT] Re: Invoice", "Invoice"),
+        ("Re[2]: Invoice", "Invoice"),
+        ("Fw: re: FWD: invoice", "invoice"),
+        ("Réponse à votre demande", "Réponse à votre demande"),
+        ("Reminder: renewal", "Reminder: renewal"),
+        ("  ", ""),
+    ],
+)
+def test_strip_subject_prefix(raw: str, clean: str) -> None:
+    assert strip_subject_prefix(raw) == clean
+
+
+# --------------------------------------------------------------------------- headers
+def test_basic_headers_and_json_shape() -> None:
+    m = _msg("Can you send the quote?\n", subject="Re: Quote", In_Reply_To="<prev@ourco.com>",
+             References="<a@x> <prev@ourco.com>", Cc="Bob <BOB@client.example>")
+    p = parse_email(m.as_bytes())
+    assert p.from_ == Address("Jane Roe", "jane@client.example")
+    assert p.to == [Address("Support", "support@ourco.com")]
+    assert p.cc == [Address("Bob", "bob@client.example")]
+    assert p.date == datetime(2021, 11, 2, 8, 26, 50, tzinfo=UTC)
+    assert p.subject == "Quote"
+    assert p.message_id == "abc@client.example"
+    assert p.in_reply_to == "prev@ourco.com"
+    assert p.references == ["a@x", "prev@ourco.com"]
+    assert p.new_text == "Can you send the quote?"
+    assert not p.forwarded and p.original_sender is None and p.quarantine_reason is None
+    j = p.to_json()
+    assert set(j) == {
+        "forwarded", "original_sender", "forwarded_by", "from", "to", "cc", "date", "subject",
+        "new_text", "quoted_text", "signature", "message_id", "in_reply_to", "references",
+        "auto_reply", "attachments", "forward_note", "truncated", "problems", "quarantine_reason",
+    }
+    assert j["date"] == "2021-11-02T08:26:50+00:00"
+    assert j["from"] == {"name": "Jane Roe", "address": "jane@client.example"}
+
+
+def test_reply_is_split_into_new_quoted_and_signature() -> None:
+    body = (
+        "Yes, Thursday works for us.\n\n"
+        "Best regards,\nJane Roe\nHead of Purchasing, Client Ltd\n+44 20 7946 0000\n\n"
+        "On Mon, 1 Nov 2021 at 10:00, Alice Smith <alice@ourco.com> wrote:\n"
+        "> Would Thursday work for a call?\n"
+    )
+    p = parse_email(_msg(body, subject="Re: Call").as_bytes(), internal_domains=INTERNAL)
+    assert p.new_text == "Yes, Thursday works for us."
+    assert p.signature.startswith("Best regards,")
+    assert "+44 20 7946 0000" in p.signature
+    assert p.quoted_text.startswith("On Mon, 1 Nov 2021")
+    assert not p.forwarded
+
+
+# --------------------------------------------------------------------------- forwards
+GMAIL_FORWARD = (
+    "Hi team, can someone pick this up?\n\n"
+    "Thanks,\nAlice Smith\nSupport lead, OurCo\nalice@ourco.com | +1 555 0100\n\n"
+    "---------- Forwarded message ---------\n"
+    "From: John Doe <John.Doe@acme.example>\n"
+    "Date: Wed, Oct 27, 2021 at 9:31 AM\n"
+    "Subject: Broken invoice\n"
+    "To: Alice Smith <alice@ourco.com>\n\n"
+    "Hello, the invoice total is wrong.\nPlease fix it.\n\n"
+    "John Doe\nAcme Corp\n+1 555 0199\n"
+)
+
+
+def test_gmail_forward_with_staff_note_and_internal_signature() -> None:
+    m = _msg(GMAIL_FORWARD, subject="Fwd: Broken invoice", sender="Alice Smith <alice@ourco.com>")
+    p = parse_email(m.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded
+    assert p.original_sender == Address("John Doe", "john.doe@acme.example")
+    assert p.forwarded_by == Address("Alice Smith", "alice@ourco.com")
+    assert p.new_text == "Hello, the invoice total is wrong.\nPlease fix it."
+    assert "Acme Corp" in p.signature
+    assert p.forward_note == "Hi team, can someone pick this up?"
+    assert p.subject == "Broken invoice"
+
+
+def test_forward_detected_from_body_even_without_fwd_subject() -> None:
+    m = _msg(GMAIL_FORWARD, subject="customer issue", sender="alice@ourco.com")
+    p = parse_email(m.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded and p.original_sender.address == "john.doe@acme.example"
+
+
+def test_outlook_forward_in_german() -> None:
+    body = (
+        "Bitte übernehmen.\n\n"
+        "________________________________\n"
+        "Von: Müller, Hans <hans.mueller@kunde.example>\n"
+        "Gesendet: Donnerstag, 28. Oktober 2021 12:46\n"
+        "An: Alice Smith <alice@ourco.com>\n"
+        "Betreff: Lieferung verspätet\n\n"
+        "Guten Tag,\nunsere Lieferung ist noch nicht angekommen.\n"
+    )
+    m = _msg(body, subject="WG: Lieferung verspätet", sender="alice@ourco.com")
+    p = parse_email(m.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded
+    assert p.original_sender == Address("Müller, Hans", "hans.mueller@kunde.example")
+    assert "unsere Lieferung ist noch nicht angekommen." in p.new_text
+    assert p.forward_note == "Bitte übernehmen."
+
+
+def test_outlook_block_with_reply_subject_is_a_reply() -> None:
+    body = (
+        "That works.\n\n"
+        "From: Alice Smith <alice@ourco.com>\nSent: Monday, 1 November 2021 10:00\n"
+        "To: Jane Roe <jane@client.example>\nSubject: Call\n\nThursday?\n"
+    )
+    p = parse_email(_msg(body, subject="RE: Call").as_bytes(), internal_domains=INTERNAL)
+    assert not p.forwarded
+    assert p.new_text == "That works."
+    assert p.quoted_text.startswith("From: Alice Smith")
+
+
+def test_external_sender_quoting_staff_is_not_a_forward() -> None:
+    body = (
+        "Fine by me.\n\n"
+        "From: Alice Smith <alice@ourco.com>\nSent: Monday, 1 November 2021 10:00\n"
+        "To: Jane Roe <jane@client.example>\nSubject: Call\n\nThursday?\n"
+    )
+    p = parse_email(_msg(body, subject="Call").as_bytes(), internal_domains=INTERNAL)
+    assert not p.forwarded
+    assert p.new_text == "Fine by me."
+
+
+def test_forward_as_message_rfc822_attachment() -> None:
+    inner = _msg("My order #123 never arrived.\n\nRegards,\nPeter Pan\n", subject="Order 123",
+                 sender="Peter Pan <peter@neverland.example>")
+    outer = EmailMessage()
+    outer["From"] = "Alice Smith <alice@ourco.com>"
+    outer["To"] = "support@ourco.com"
+    outer["Subject"] = "Fwd: Order 123"
+    outer.set_content("See attached, please handle.\n")
+    outer.add_attachment(inner)
+    p = parse_email(outer.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded
+    assert p.original_sender == Address("Peter Pan", "peter@neverland.example")
+    assert p.forwarded_by.address == "alice@ourco.com"
+    assert p.new_text == "My order #123 never arrived."
+    assert p.forward_note == "See attached, please handle."
+    assert [a.content_type for a in p.attachments] == ["message/rfc822"]
+    assert p.attachments[0].size > 0
+
+
+def test_forward_of_forward_innermost_external_sender_wins() -> None:
+    body = (
+        "FYI\n\n"
+        "---------- Forwarded message ---------\n"
+        "From: Bob Staff <bob@eu.ourco.com>\n"
+        "Date: Tue, 2 Nov 2021 at 08:00\n"
+        "Subject: Fwd: Refund\n"
+        "To: Alice Smith <alice@ourco.com>\n\n"
+        "Can you take this one?\n\n"
+        "---------- Forwarded message ---------\n"
+        "From: Carla Client <carla@customer.example>\n"
+        "Date: Mon, 1 Nov 2021 at 17:00\n"
+        "Subject: Refund\n"
+        "To: Bob Staff <bob@eu.ourco.com>\n\n"
+        "I would like a refund for order 77.\n"
+    )
+    m = _msg(body, subject="Fwd: Fwd: Refund", sender="alice@ourco.com")
+    p = parse_email(m.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded
+    # bob@eu.ourco.com is a subdomain of an internal domain: never the original sender.
+    assert p.original_sender == Address("Carla Client", "carla@customer.example")
+    assert p.new_text == "I would like a refund for order 77."
+    assert p.forward_note == "FYI"
+
+
+def test_forward_only_internal_senders_has_no_original_sender() -> None:
+    body = (
+        "---------- Forwarded message ---------\n"
+        "From: Bob Staff <bob@ourco.com>\nDate: Tue, 2 Nov 2021\nSubject: Lunch\n"
+        "To: alice@ourco.com\n\nPizza?\n"
+    )
+    p = parse_email(_msg(body, sender="alice@ourco.com").as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded and p.original_sender is None
+
+
+def test_reply_to_evidence_for_unparseable_forward() -> None:
+    m = _msg("see the customer's message in the ticket", subject="Fwd: help",
+             sender="alice@ourco.com", Reply_To="Dora <dora@client.example>")
+    p = parse_email(m.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded
+    assert p.original_sender.address == "dora@client.example"
+
+
+# --------------------------------------------------------------------------- bodies
+def test_html_only_mail() -> None:
+    m = EmailMessage()
+    m["From"] = "jane@client.example"
+    m["Subject"] = "Re: hello"
+    m.set_content(
+        "<html><body><p>Thanks, that <b>fixed</b> it!</p>"
+        "<div class='gmail_quote'><div>On Mon, Nov 1, 2021 at 10:00 AM "
+        "Alice &lt;alice@ourco.com&gt; wrote:</div>"
+        "<blockquote>Try restarting.</blockquote></div></body></html>",
+        subtype="html",
+    )
+    p = parse_email(m.as_bytes())
+    assert p.new_text == "Thanks, that fixed it!"
+    assert "Try restarting." in p.quoted_text
+    assert "<" not in p.body_text.split("\n")[0]
+
+
+def test_latin1_bytes_declared_utf8() -> None:
+    body = "Grüße aus München, das Café ist geöffnet.\n".encode("latin-1")
+    raw = (b"From: Jane <jane@client.example>\r\nSubject: Hallo\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body)
+    p = parse_email(raw)
+    assert p.new_text == "Grüße aus München, das Café ist geöffnet."
+    assert any("utf-8" in x for x in p.problems)
+    assert p.quarantine_reason is None
+
+
+def test_missing_charset_and_missing_headers() -> None:
+    raw = "From: jane@client.example\n\nPrivet: Привет, как дела?\n".encode("cp1251")
+    p = parse_email(raw)
+    assert "Привет" in p.new_text
+    assert p.subject == "" and p.date is None and p.message_id is None
+    assert p.quarantine_reason is None
+
+
+def test_no_from_header_is_quarantined() -> None:
+    p = parse_email(b"To: support@ourco.com\nSubject: hi\n\nhello\n")
+    assert p.from_ is None
+    assert p.quarantine_reason == "no sender address"
+    assert "no From header" in p.problems
+    assert p.new_text == "hello"
+
+
+def test_sender_header_used_when_from_missing() -> None:
+    p = parse_email(b"Sender: Jane <jane@client.example>\nSubject: hi\n\nhello\n")
+    assert p.from_ == Address("Jane", "jane@client.example")
+    assert p.quarantine_reason is None
+    assert "sender taken from Sender" in p.problems
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\xff\xfe", b"not an email at all", "héllo".encode(),
+                                 b"From:\n\n", b"Content-Type: multipart/mixed; boundary=x\n\n--x"])
+def test_garbage_never_raises_and_is_quarantined(raw: bytes) -> None:
+    p = parse_email(raw)
+    assert isinstance(p, ParsedEmail)
+    assert p.quarantine_reason
+
+
+def test_random_bytes_never_raise() -> None:
+    rnd = random.Random(7)
+    for _ in range(200):
+        data = os.urandom(rnd.randint(0, 2000)) if rnd.random() < 0.5 else (
+            b"From: a@b.example\nContent-Type: multipart/mixed; boundary=zz\n\n--zz\n"
+            + os.urandom(rnd.randint(0, 500)))
+        p = parse_email(data)
+        assert isinstance(p.to_json(), dict)
+
+
+def test_unknown_charset_is_decoded_anyway() -> None:
+    raw = (b"From: a@b.example\nContent-Type: text/plain; charset=klingon\n\n"
+           b"caf\xe9 ol\xe9\n")
+    p = parse_email(raw)
+    assert p.new_text == "café olé"
+    assert any("klingon" in x for x in p.problems)
+
+
+def test_huge_body_is_truncated() -> None:
+    m = _msg("A" * 50 + "\n" + ("line of text\n" * 20_000))
+    p = parse_email(m.as_bytes(), max_body_chars=10_000)
+    assert p.truncated
+    assert len(p.body_text) == 10_000
+    assert any("truncated" in x for x in p.problems)
+
+
+def test_attachments_listed() -> None:
+    m = _msg("See attached.")
+    m.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="q.pdf")
+    p = parse_email(m.as_bytes())
+    assert p.attachments[0].name == "q.pdf"
+    assert p.attachments[0].content_type == "application/pdf"
+    assert p.attachments[0].size == len(b"%PDF-1.4 fake")
+    assert p.to_json()["attachments"] == [{"name": "q.pdf", "type": "application/pdf", "size": 13}]
+
+
+# --------------------------------------------------------------------------- auto replies
+@pytest.mark.parametrize(
+    ("headers", "subject"),
+    [
+        ({"Auto_Submitted": "auto-replied"}, "Re: hi"),
+        ({"X_Autoreply": "yes"}, "hi"),
+        ({"Precedence": "bulk"}, "newsletter"),
+        ({"X_Auto_Response_Suppress": "All"}, "hi"),
+        ({}, "Out of Office: back Monday"),
+        ({}, "Automatische Antwort: Urlaub"),
+        ({}, "Réponse automatique : absent"),
+    ],
+)
+def test_auto_reply_detection(headers: dict[str, str], subject: str) -> None:
+    assert parse_email(_msg(subject=subject, **headers).as_bytes()).auto_reply
+
+
+def test_normal_mail_is_not_auto_reply() -> None:
+    p = parse_email(_msg(subject="Re: office move", Auto_Submitted="no").as_bytes())
+    assert not p.auto_reply

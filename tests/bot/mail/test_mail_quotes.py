@@ -1,0 +1,81 @@
+"""split_reply: quote stripping in several languages and layouts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.mail.parse import split_reply
+
+NEW = "Thanks, the new version works."
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "On Mon, Nov 1, 2021 at 10:00 AM Alice Smith <alice@ourco.com> wrote:",
+        "Am 01.11.2021 um 10:00 schrieb Alice Smith <alice@ourco.com>:",
+        "Le lun. 1 nov. 2021 à 10:00, Alice Smith <alice@ourco.com> a écrit :",
+        "El lun, 1 nov 2021 a las 10:00, Alice Smith (<alice@ourco.com>) escribió:",
+        "Il giorno lun 1 nov 2021 alle ore 10:00 Alice Smith <alice@ourco.com> ha scritto:",
+        "Op ma 1 nov. 2021 om 10:00 schreef Alice Smith <alice@ourco.com>:",
+        "Em seg., 1 de nov. de 2021 às 10:00, Alice Smith <alice@ourco.com> escreveu:",
+        "W dniu 01.11.2021 o 10:00 Alice Smith <alice@ourco.com> napisał:",
+        "пн, 1 нояб. 2021 г. в 10:00, Alice Smith <alice@ourco.com>:",
+        "2021-11-01 10:00 GMT+01:00 Alice Smith <alice@ourco.com>:",
+        "-----Original Message-----",
+        "-----Ursprüngliche Nachricht-----",
+    ],
+)
+def test_reply_header_languages(header: str) -> None:
+    text = f"{NEW}\n\n{header}\n> Please try the new version.\n> Alice\n"
+    new, quoted = split_reply(text)
+    assert new == NEW
+    assert quoted.startswith(header.split(",")[0][:10])
+
+
+def test_header_wrapped_over_two_lines() -> None:
+    text = (f"{NEW}\n\nOn Mon, Nov 1, 2021 at 10:00 AM Alice Smith <\nalice@ourco.com> wrote:\n\n"
+            "> quoted\n")
+    assert split_reply(text)[0] == NEW
+
+
+def test_outlook_header_block_in_french() -> None:
+    text = (f"{NEW}\n\nDe : Alice Smith <alice@ourco.com>\nEnvoyé : lundi 1 novembre 2021 10:00\n"
+            "À : jane@client.example\nObjet : Version\n\nEssayez la nouvelle version.\n")
+    new, quoted = split_reply(text)
+    assert new == NEW
+    assert "Essayez" in quoted
+
+
+def test_inline_reply_keeps_quotes_followed_by_text() -> None:
+    text = "> Can you make Thursday?\n\nYes, 3pm is fine.\n"
+    assert split_reply(text)[0] == "> Can you make Thursday?\n\nYes, 3pm is fine."
+
+
+def test_bottom_posted_reply() -> None:
+    text = ("On Mon, Nov 1, 2021 at 10:00 AM Alice <alice@ourco.com> wrote:\n"
+            "> Does it work?\n\nYes it does.\n")
+    assert split_reply(text)[0] == "Yes it does."
+
+
+def test_quote_only_has_no_new_text() -> None:
+    new, quoted = split_reply("> just a quote\n> more\n")
+    assert new == ""
+    assert "just a quote" in quoted
+
+
+def test_mobile_client_quote_without_header() -> None:
+    text = f"{NEW}\n\nSent from my iPhone\n\nOriginal text pasted without a header.\n"
+    new, quoted = split_reply(text)
+    assert new == f"{NEW}\n\nSent from my iPhone"
+    assert quoted == "Original text pasted without a header."
+
+
+def test_plain_text_is_untouched() -> None:
+    text = "Line one\n\nOn this day I wrote a lot.\nThe End.\n"
+    assert split_reply(text) == ("Line one\n\nOn this day I wrote a lot.\nThe End.", "")
+
+
+def test_code_fence_lines_are_not_quotes() -> None:
+    text = "Look:\n\n```\n> not a quote\n```\n\nDone.\n"
+    assert split_reply(text)[0] == text.strip()

@@ -1,0 +1,73 @@
+"""split_signature: delimiters, mobile footers, disclaimers, hand-typed sign-offs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.mail.parse import split_signature
+
+
+def test_dash_delimiter() -> None:
+    body, sig = split_signature("Please call me.\n\n-- \nJane Roe\nClient Ltd\n")
+    assert body == "Please call me."
+    assert sig == "-- \nJane Roe\nClient Ltd"
+
+
+@pytest.mark.parametrize(
+    "footer",
+    ["Sent from my iPhone", "Envoyé de mon iPhone", "Von meinem iPhone gesendet",
+     "Enviado desde mi Samsung Galaxy", "Get Outlook for Android", "Inviato da iPhone",
+     "Verzonden met BlackBerry Work", "Skickat från min iPhone"],
+)
+def test_mobile_footers(footer: str) -> None:
+    assert split_signature(f"On my way.\n\n{footer}\n") == ("On my way.", footer)
+
+
+def test_sign_off_name_title_phone() -> None:
+    text = ("The shipment left today.\n\nKind regards,\n\nJane Roe\nHead of Logistics\n"
+            "Client Ltd | +44 20 7946 0000\nwww.client.example\n")
+    body, sig = split_signature(text)
+    assert body == "The shipment left today."
+    assert sig.startswith("Kind regards,") and sig.endswith("www.client.example")
+
+
+def test_name_matching_sender() -> None:
+    body, sig = split_signature("Sounds good, see you then.\n\nBert\n", sender="Meyers, Bert")
+    assert (body, sig) == ("Sounds good, see you then.", "Bert")
+
+
+def test_german_sign_off() -> None:
+    body, sig = split_signature("Die Ware ist da.\n\nMit freundlichen Grüßen\nHans Müller\n")
+    assert body == "Die Ware ist da."
+    assert sig == "Mit freundlichen Grüßen\nHans Müller"
+
+
+def test_disclaimer_removed() -> None:
+    text = ("Invoice attached.\n\nJane\n\n"
+            "CONFIDENTIALITY NOTICE: This e-mail is intended only for the addressee and may "
+            "contain privileged information. If you have received this e-mail in error, "
+            "please delete it.\n")
+    body, sig = split_signature(text)
+    assert body == "Invoice attached."
+    assert "CONFIDENTIALITY NOTICE" in sig
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please call Kim.",
+        "This was completed.\n\nThanks",  # a bare sign-off is part of the message
+        "Meeting moved to 3pm.\n\nThank you!",
+        "Ha\tVicki\nMara\tSue\nWong\tMichael",  # a table of names
+        "Agenda\n\nProtocol Document and Data Copy Instructions\n\nCertification Document",
+        "Love to hear more.\nP.S. Call me tomorrow!",
+    ],
+)
+def test_no_false_signature(text: str) -> None:
+    assert split_signature(text) == (text, "")
+
+
+def test_infer_false_keeps_hand_typed_sign_off() -> None:
+    text = "Done.\n\nThanks,\nBob\n\n-- \nBob Builder | Builder Inc"
+    assert split_signature(text, infer=False)[0] == "Done.\n\nThanks,\nBob"
+    assert split_signature(text)[0] == "Done."
