@@ -193,7 +193,7 @@ def version() -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context, revision: str = "head") -> None:
+def db_upgrade(ctx: typer.Context, revision: str = "heads") -> None:
     """Apply the schema migrations (run automatically by other commands)."""
     from crm.db import current_revision
 
@@ -951,6 +951,28 @@ def demo(
         highlight=False,
     )
     console.print("Try: crmbot customer find acme", highlight=False)
+
+
+# ---------------------------------------------------------------- run
+
+@app.command()
+def run(ctx: typer.Context) -> None:
+    """Run crmbot: the Slack bot, the mail poller and the scheduled jobs that are configured."""
+    from bot.run import Runtime
+
+    state = _state(ctx)
+    runtime = Runtime(state.settings, state.db)
+    runtime.start()
+    for note in runtime.disabled:
+        err_console.print(f"{note.name} is off: {note.reason}", highlight=False, markup=False)
+    names = ", ".join(c.name for c in runtime.components) or "nothing"
+    err_console.print(f"crmbot {__version__} running: {names}. Press Ctrl+C to stop.", highlight=False, markup=False)
+    runtime.stop_on_signal()
+    runtime.wait()
+
+
+# --- sub-command groups of other areas (one add_typer line each) ---
+# --- end sub-command groups ---
 
 
 # ---------------------------------------------------------------- entry point

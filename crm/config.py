@@ -89,8 +89,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     outbox_dir: str = "./outbox"
 
-    # Mail capture
+    # --- Mail capture (IMAP poller, ingest, SMTP) ---
     mail_unknown_sender: Literal["create_lead", "ignore", "quarantine"] = "create_lead"
+    # --- end mail ---
+
+    # --- Analytics ---
+    # --- end analytics ---
+
+    # --- Digests and scheduler ---
+    # --- end digests ---
 
     # Slack (Slack's own names)
     slack_bot_token: str | None = Field(
@@ -108,6 +115,8 @@ class Settings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 3000
+    # --- more Slack settings ---
+    # --- end Slack ---
 
     @field_validator("internal_domains", mode="before")
     @classmethod

@@ -98,7 +98,7 @@ class Database:
                 session.rollback()
                 raise
 
-    def upgrade(self, revision: str = "head") -> None:
+    def upgrade(self, revision: str = "heads") -> None:
         upgrade(self.engine, revision)
 
     def dispose(self) -> None:
@@ -115,7 +115,7 @@ def alembic_config(connection: sa.Connection | None = None) -> Any:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` with the migrations shipped in the package."""
     from alembic import command
 
@@ -124,13 +124,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision(s) the database is at, comma-separated, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
+    """The newest revision(s) this crmbot ships, comma-separated."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return ",".join(sorted(ScriptDirectory.from_config(alembic_config()).get_heads())) or None
