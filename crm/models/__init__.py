@@ -1,5 +1,6 @@
 """SQLModel tables, one module per aggregate. Importing this package registers every table."""
 
+from crm.models.analytics import AnalyticsRun, ChurnScore, CustomerSegment, Finding
 from crm.models.audit import AuditEvent
 from crm.models.base import (
     Channel,
@@ -26,6 +27,10 @@ from crm.models.ops import ChannelLink, DigestRun, Lease, MailboxState, Quaranti
 from crm.models.user import User, UserCreate
 
 __all__ = [
+    "AnalyticsRun",
+    "ChurnScore",
+    "CustomerSegment",
+    "Finding",
     "AuditEvent",
     "Channel",
     "ChannelLink",

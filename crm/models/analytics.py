@@ -1,0 +1,87 @@
+"""Analytics results, stored per run so digests and /crm can read them and show change over time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from crm.models.base import json_column, utc_column, utcnow
+
+
+# One analytics refresh (or back-test): when, with which cutoff, and what the model was.
+class AnalyticsRun(SQLModel, table=True):
+    __tablename__ = "analytics_runs"
+    __table_args__ = (sa.Index("ix_analytics_runs_kind_finished", "kind", "finished_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default="refresh", sa_type=sa.String(32))
+    status: str = Field(default="running", sa_type=sa.String(16))  # running, done, failed
+    cutoff: datetime = Field(sa_column=utc_column())
+    started_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    finished_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    customers: int = Field(default=0)
+    # Model metadata: method (model / cold_start), validation AUC, features, data size, file...
+    meta: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+
+
+# A customer's segment in one run: RFM scores and named segment, plus the k-means cluster.
+class CustomerSegment(SQLModel, table=True):
+    __tablename__ = "customer_segments"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "customer_id", name="uq_customer_segments_run_customer"),
+        sa.Index("ix_customer_segments_customer", "customer_id", "run_id"),
+        sa.Index("ix_customer_segments_run_segment", "run_id", "rfm_segment"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
+    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    recency_score: int
+    frequency_score: int
+    monetary_score: int
+    rfm_segment: str = Field(sa_type=sa.String(40))
+    cluster: int | None = None
+    cluster_name: str | None = Field(default=None, sa_type=sa.String(120))
+
+
+# A customer's churn risk in one run, with the reasons in words.
+class ChurnScore(SQLModel, table=True):
+    __tablename__ = "churn_scores"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "customer_id", name="uq_churn_scores_run_customer"),
+        sa.Index("ix_churn_scores_customer", "customer_id", "run_id"),
+        sa.Index("ix_churn_scores_run_probability", "run_id", "probability"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
+    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    probability: float
+    risk_level: str = Field(sa_type=sa.String(16))  # low, medium, high
+    value_at_stake: float | None = None
+    reasons: list[str] | None = Field(default=None, sa_column=json_column())
+    method: str = Field(default="model", sa_type=sa.String(16))  # model or cold_start
+
+
+# Something a rep should do, found by the follow-up rules in one run.
+class Finding(SQLModel, table=True):
+    __tablename__ = "findings"
+    __table_args__ = (
+        sa.Index("ix_findings_run_owner", "run_id", "owner_id"),
+        sa.Index("ix_findings_customer", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
+    kind: str = Field(sa_type=sa.String(40))  # overdue_follow_up, rotting_deal, close_date_passed, unanswered_email, going_quiet
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", ondelete="CASCADE")
+    deal_id: int | None = Field(default=None, foreign_key="deals.id", ondelete="CASCADE")
+    follow_up_id: int | None = Field(default=None, foreign_key="follow_ups.id", ondelete="CASCADE")
+    owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    severity: int = Field(default=1)
+    why: str = Field(sa_type=sa.Text)
+    action: str = Field(sa_type=sa.Text)
+    since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -1,0 +1,168 @@
+"""Reading what analytics stored: a customer's segment and churn risk, the at-risk list, segment sizes.
+
+Writers live in ``crm.analytics``; every reader here looks at the latest finished run and,
+where change matters, the run before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from crm.models import AnalyticsRun, ChurnScore, Customer, CustomerSegment, Finding
+
+
+@dataclass(frozen=True)
+class Insight:
+    segment: str | None
+    cluster_name: str | None
+    churn_probability: float | None
+    risk_level: str | None
+    reasons: list[str]
+    method: str | None
+    scored_at: datetime | None
+    previous_probability: float | None = None
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    customer: Customer
+    score: ChurnScore
+    previous_probability: float | None
+
+
+@dataclass(frozen=True)
+class SegmentCount:
+    segment: str
+    customers: int
+    previous: int | None
+
+
+def finished_runs(session: Session, kind: str = "refresh", limit: int = 2) -> list[AnalyticsRun]:
+    stmt = (
+        select(AnalyticsRun)
+        .where(AnalyticsRun.kind == kind, AnalyticsRun.status == "done")
+        .order_by(col(AnalyticsRun.finished_at).desc(), col(AnalyticsRun.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(stmt))
+
+
+def latest_run(session: Session, kind: str = "refresh") -> AnalyticsRun | None:
+    runs = finished_runs(session, kind, 1)
+    return runs[0] if runs else None
+
+
+def customer_insight(session: Session, customer_id: int) -> Insight | None:
+    """The customer's segment and risk from the latest run; None when nothing is scored yet."""
+    runs = finished_runs(session)
+    if not runs:
+        return None
+    run = runs[0]
+    segment = session.exec(
+        select(CustomerSegment).where(CustomerSegment.run_id == run.id, CustomerSegment.customer_id == customer_id)
+    ).first()
+    score = session.exec(
+        select(ChurnScore).where(ChurnScore.run_id == run.id, ChurnScore.customer_id == customer_id)
+    ).first()
+    if segment is None and score is None:
+        return None
+    previous = None
+    if len(runs) > 1:
+        previous = session.exec(
+            select(ChurnScore.probability).where(ChurnScore.run_id == runs[1].id, ChurnScore.customer_id == customer_id)
+        ).first()
+    return Insight(
+        segment=segment.rfm_segment if segment else None,
+        cluster_name=segment.cluster_name if segment else None,
+        churn_probability=score.probability if score else None,
+        risk_level=score.risk_level if score else None,
+        reasons=list(score.reasons or []) if score else [],
+        method=score.method if score else None,
+        scored_at=run.finished_at,
+        previous_probability=previous,
+    )
+
+
+def at_risk_customers(
+    session: Session, *, limit: int = 10, owner_id: int | None = None, min_level: str = "medium"
+) -> list[AtRisk]:
+    """Customers with the highest churn risk in the latest run (optionally one owner's)."""
+    runs = finished_runs(session)
+    if not runs:
+        return []
+    levels = {"low": ["low", "medium", "high"], "medium": ["medium", "high"], "high": ["high"]}[min_level]
+    stmt = (
+        select(ChurnScore, Customer)
+        .join(Customer, col(Customer.id) == ChurnScore.customer_id)
+        .where(ChurnScore.run_id == runs[0].id, col(ChurnScore.risk_level).in_(levels))
+        .order_by(col(ChurnScore.probability).desc(), col(ChurnScore.customer_id))
+        .limit(limit)
+    )
+    if owner_id is not None:
+        stmt = stmt.where(Customer.owner_id == owner_id)
+    rows = list(session.exec(stmt))
+    previous: dict[int, float] = {}
+    if len(runs) > 1 and rows:
+        ids = [score.customer_id for score, _ in rows]
+        previous = dict(
+            session.exec(
+                select(ChurnScore.customer_id, ChurnScore.probability).where(
+                    ChurnScore.run_id == runs[1].id, col(ChurnScore.customer_id).in_(ids)
+                )
+            ).all()
+        )
+    return [AtRisk(customer=c, score=s, previous_probability=previous.get(s.customer_id)) for s, c in rows]
+
+
+def segment_counts(session: Session) -> list[SegmentCount]:
+    """Customers per RFM segment in the latest run, with the previous run's count."""
+    runs = finished_runs(session)
+    if not runs:
+        return []
+
+    def counts(run_id: int) -> dict[str, int]:
+        stmt = (
+            sa.select(CustomerSegment.rfm_segment, sa.func.count())
+            .where(CustomerSegment.run_id == run_id)
+            .group_by(CustomerSegment.rfm_segment)
+        )
+        return {segment: int(n) for segment, n in session.execute(stmt)}
+
+    now = counts(runs[0].id)  # type: ignore[arg-type]
+    before = counts(runs[1].id) if len(runs) > 1 else None  # type: ignore[arg-type]
+    return [
+        SegmentCount(segment=s, customers=n, previous=None if before is None else before.get(s, 0))
+        for s, n in sorted(now.items(), key=lambda kv: -kv[1])
+    ]
+
+
+def segment_moves(session: Session) -> list[tuple[str, str, int]]:
+    """(from segment, to segment, customers) between the two latest runs, largest first."""
+    runs = finished_runs(session)
+    if len(runs) < 2:
+        return []
+    new, old = sa.orm.aliased(CustomerSegment), sa.orm.aliased(CustomerSegment)
+    stmt = (
+        sa.select(old.rfm_segment, new.rfm_segment, sa.func.count())
+        .join(old, sa.and_(old.customer_id == new.customer_id, old.run_id == runs[1].id))
+        .where(new.run_id == runs[0].id, old.rfm_segment != new.rfm_segment)
+        .group_by(old.rfm_segment, new.rfm_segment)
+        .order_by(sa.func.count().desc())
+    )
+    return [(a, b, int(n)) for a, b, n in session.execute(stmt)]
+
+
+def findings_for(session: Session, *, owner_id: int | None = None, limit: int = 100) -> list[Finding]:
+    """What the follow-up rules found in the latest run (optionally one owner's), most severe first."""
+    run = latest_run(session)
+    if run is None:
+        return []
+    stmt = select(Finding).where(Finding.run_id == run.id)
+    if owner_id is not None:
+        stmt = stmt.where(Finding.owner_id == owner_id)
+    stmt = stmt.order_by(col(Finding.severity).desc(), col(Finding.since), col(Finding.id)).limit(limit)
+    return list(session.exec(stmt))
