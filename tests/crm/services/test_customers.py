@@ -206,3 +206,19 @@ def test_customer_card_collects_what_a_rep_needs(db, admin, settings):
     assert [d.title for d in card.open_deals] == ["Big one"]
     assert card.contacts[0].value == "jane@acme.com"
     assert card.next_follow_up is None and card.recent_interactions == []
+
+
+def test_fuzzy_search_scales_past_the_full_scan(db, admin):
+    """With many customers the token index picks candidates; typos and partial words still match."""
+    from crm.services import bulk
+
+    rows = [{"name": f"Person {i:05d} Sample", "company": f"Company {i % 97} Holdings"} for i in range(1_500)]
+    rows.append({"name": "Priyanka Chatterjee", "company": "Northwind Traders"})
+    with db.transaction() as s:
+        ids = bulk.insert_customers(s, rows, actor=admin, label="test")
+    target = ids[-1]
+    with db.session() as s:
+        assert customers.find_customers(s, "Priyanka Chaterjee")[0].customer.id == target
+        assert customers.find_customers(s, "chatterjee northwind")[0].customer.id == target
+        assert customers.find_customers(s, "Northwin")[0].customer.id == target
+        assert customers.find_customers(s, "zzzzqqq") == []
