@@ -1,0 +1,143 @@
+"""``crmbot digest``: preview, send now, subscriptions and history of the scheduled digests."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crm.services.errors import CRMError
+
+digest_app = typer.Typer(no_args_is_help=True, help="Scheduled digests: preview, send now, subscriptions.")
+
+KindArg = Annotated[str, typer.Argument(help="churn, followups or segments.")]
+
+
+def _kind(kind: str) -> str:
+    from bot.digests import KINDS
+
+    if kind not in KINDS:
+        raise CRMError(f"{kind!r} is not a digest.", hint="Digests: " + ", ".join(KINDS) + ".")
+    return kind
+
+
+@digest_app.command("preview")
+def preview(
+    ctx: typer.Context,
+    kind: KindArg,
+    for_user: Annotated[str | None, typer.Option("--for", help="User (email, Slack id or #id); follow-ups need one, default: the first rep.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, html or slack.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")] = None,
+) -> None:
+    """Show what a digest would say now, without sending it."""
+    from sqlmodel import col, select
+
+    from bot import digests
+    from bot.cli import _state
+    from crm.models import Role, User, utcnow
+    from crm.services import users as user_svc
+
+    state = _state(ctx)
+    kind = _kind(kind)
+    if fmt not in ("text", "html", "slack"):
+        raise CRMError(f"{fmt!r} is not a format.", hint="Use text, html or slack.")
+    now = utcnow()
+    with state.db.session() as session:
+        if kind == "followups":
+            if for_user:
+                user = user_svc.find_user(session, for_user)
+            else:
+                user = session.exec(select(User).where(User.role == Role.rep).order_by(col(User.id))).first()
+                if user is None:
+                    raise CRMError("There is no rep to preview follow-ups for.", hint="Give one with --for.")
+            digest = digests.build_followups_digest(session, state.settings, user=user, now=now)
+        elif kind == "churn":
+            digest = digests.build_churn_digest(session, state.settings, now=now)
+        else:
+            digest = digests.build_segments_digest(session, state.settings, now=now)
+    if fmt == "text":
+        body = digests.render_text(digest)
+    elif fmt == "html":
+        body = digests.render_html(digest, chart_cid=None)
+    else:
+        body = json.dumps(digests.render_slack(digest), indent=2, ensure_ascii=False)
+    if digest.empty:
+        typer.echo("(This digest is empty now, so it would not be sent.)", err=True)
+    if output:
+        output.write_text(body, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(body if body.endswith("\n") else body + "\n")
+
+
+@digest_app.command("send")
+def send(
+    ctx: typer.Context,
+    kind: KindArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say who would get what; send nothing.")] = False,
+    to: Annotated[str | None, typer.Option("--to", help="Only this recipient (email, Slack id or channel id).")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Send a digest now to its recipients (outside the schedule)."""
+    from bot.cli import _state
+    from bot.scheduler import DigestService
+
+    state = _state(ctx)
+    kind = _kind(kind)
+    service = DigestService(state.settings, state.db)
+    only = (lambda r: r.address.lower() == to.lower()) if to else None
+    results = service.send_now(kind, dry_run=dry_run, only=only)
+    if json_out:
+        typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
+        return
+    if not results:
+        typer.echo(f"The {kind} digest has no recipients: add users with emails or Slack ids, or configure a channel.")
+    for r in results:
+        typer.echo(f"{r.recipient}: {r.status}{' - ' + r.detail if r.detail else ''}")
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _subscription(ctx: typer.Context, user: str, kind: str, channel: str, subscribed: bool) -> None:
+    from bot.cli import _state
+    from crm.services import digest_runs
+    from crm.services import users as user_svc
+
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        target = user_svc.find_user(session, user)
+        changed = digest_runs.set_subscription(session, user=target, kind=_kind(kind), channel=channel,
+                                               subscribed=subscribed, actor=actor)
+        name = target.name
+    state_word = "gets" if subscribed else "no longer gets"
+    typer.echo(f"{name} {state_word} the {kind} digest by {channel}." + ("" if changed else " (unchanged)"))
+
+
+@digest_app.command("unsubscribe")
+def unsubscribe(ctx: typer.Context, user: str, kind: KindArg,
+                channel: Annotated[str, typer.Option(help="email or slack.")] = "email") -> None:
+    """Stop sending a digest to a user on a channel."""
+    _subscription(ctx, user, kind, channel, False)
+
+
+@digest_app.command("subscribe")
+def subscribe(ctx: typer.Context, user: str, kind: KindArg,
+              channel: Annotated[str, typer.Option(help="email or slack.")] = "email") -> None:
+    """Send a digest to a user again."""
+    _subscription(ctx, user, kind, channel, True)
+
+
+@digest_app.command("history")
+def history(ctx: typer.Context, kind: Annotated[str | None, typer.Argument()] = None, limit: int = 30) -> None:
+    """Recent digest sends: period, recipient, status, attempts, last error."""
+    from bot.cli import _state, _table
+    from crm.services import digest_runs
+
+    state = _state(ctx)
+    with state.db.session() as session:
+        runs = digest_runs.history(session, job=kind, limit=limit)
+    _table("Digest sends", ["job", "period", "recipient", "status", "attempts", "error"],
+           [[r.job, r.period, r.recipient, r.status, r.attempts, (r.last_error or "")[:80]] for r in runs])

@@ -1,0 +1,354 @@
+"""Scheduled jobs: digests (sent once per period and recipient) and the nightly analytics refresh.
+
+APScheduler drives a one-minute tick. Each tick asks, for every digest and recipient, which
+scheduled time (cron, in the team's or the rep's time zone) most recently passed; if it passed
+within the misfire grace, the send for that (digest, period, recipient) is claimed in the
+database and, if the claim is ours, sent. So:
+
+- restarts and several replicas send each digest once (the claim is a unique row);
+- after downtime, only the latest missed period is sent, and only within the grace;
+- a failed delivery is recorded and retried on later ticks, up to a limit.
+
+``tick(now)`` takes the clock as an argument so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlmodel import Session, col, select
+
+from bot import digests
+from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail
+from crm.config import Settings
+from crm.db import Database
+from crm.models import Role, User, utcnow
+from crm.services import digest_runs
+
+logger = logging.getLogger(__name__)
+
+TEAM_KINDS = ("churn", "segments")
+
+
+class ConfigError(ValueError):
+    """A schedule in the settings cannot be read."""
+
+
+def cron(expr: str, tz: str) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(expr, timezone=ZoneInfo(tz))
+    except ValueError as exc:
+        raise ConfigError(f"{expr!r} is not a cron expression (minute hour day month weekday): {exc}") from exc
+
+
+def latest_fire_time(trigger: CronTrigger, now: datetime, grace: timedelta) -> datetime | None:
+    """The last time ``trigger`` fired at or before ``now``, if that is within ``grace``."""
+    fire = trigger.get_next_fire_time(None, now - grace)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return latest
+
+
+@dataclass(frozen=True)
+class Recipient:
+    key: str  # "email:addr", "slack:U123" (DM), "channel:C123"
+    user: User | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.key.split(":", 1)[0]
+
+    @property
+    def address(self) -> str:
+        return self.key.split(":", 1)[1]
+
+
+@dataclass
+class Delivery:
+    kind: str
+    period: str
+    recipient: str
+    status: str  # sent, skipped, failed, already, dry-run
+    detail: str = ""
+
+
+class SlackPoster:
+    """Posts digests to channels and DMs; rate limits and 5xx are retried by slack_sdk."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        if client is None:
+            from slack_sdk import WebClient
+            from slack_sdk.http_retry.builtin_handlers import (
+                ConnectionErrorRetryHandler,
+                RateLimitErrorRetryHandler,
+                ServerErrorRetryHandler,
+            )
+
+            kwargs: dict[str, Any] = {"token": settings.slack_bot_token}
+            if settings.slack_api_url:
+                kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
+            client = WebClient(**kwargs)
+            client.retry_handlers.extend([RateLimitErrorRetryHandler(max_retry_count=3),
+                                          ServerErrorRetryHandler(max_retry_count=2),
+                                          ConnectionErrorRetryHandler(max_retry_count=2)])
+        self.client = client
+
+    def post(self, recipient: Recipient, messages: list[dict[str, Any]]) -> str:
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            channel = recipient.address
+            if recipient.channel == "slack":
+                opened = self.client.conversations_open(users=recipient.address)
+                channel = opened["channel"]["id"]
+            last = ""
+            for message in messages:
+                last = self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"])["ts"]
+            return last
+        except SlackApiError as exc:
+            raise DeliveryError(f"Slack: {exc.response.get('error', exc)}") from exc
+        except OSError as exc:
+            raise DeliveryError(f"Slack: {exc}") from exc
+
+
+class DigestService:
+    """Builds, claims and delivers digests."""
+
+    def __init__(self, settings: Settings, db: Database, *, mailer: Mailer | None = None,
+                 slack: SlackPoster | None = None, holder: str | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.mailer = mailer or Mailer(settings)
+        self.slack = slack if slack is not None else (SlackPoster(settings) if settings.slack_bot_token else None)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.grace = timedelta(minutes=settings.digest_misfire_grace_minutes)
+        self.triggers = {
+            "churn": settings.churn_digest_cron,
+            "followups": settings.followups_digest_cron,
+            "segments": settings.segments_digest_cron,
+        }
+        for expr in self.triggers.values():
+            cron(expr, settings.timezone)  # fail at start-up, not at 8 am
+
+    # -- recipients
+
+    def recipients(self, session: Session, kind: str) -> list[Recipient]:
+        users = list(session.exec(select(User).where(User.active == True).order_by(col(User.id))))  # noqa: E712
+        out: list[Recipient] = []
+        if kind == "followups":
+            for user in users:
+                if user.role == Role.viewer:
+                    continue
+                if user.slack_user_id and self.slack is not None:
+                    out.append(Recipient(f"slack:{user.slack_user_id}", user))
+                if user.email:
+                    out.append(Recipient(f"email:{user.email}", user))
+            return out
+        channel = self.settings.churn_digest_channel if kind == "churn" else self.settings.segments_digest_channel
+        if channel and self.slack is not None:
+            out.append(Recipient(f"channel:{channel}"))
+        seen: set[str] = set()
+        for user in users:
+            if user.role in (Role.manager, Role.admin) and user.email and user.email not in seen:
+                seen.add(user.email)
+                out.append(Recipient(f"email:{user.email}", user))
+        extra = self.settings.churn_digest_emails if kind == "churn" else self.settings.segments_digest_emails
+        out.extend(Recipient(f"email:{e}") for e in extra if e not in seen)
+        return out
+
+    # -- content
+
+    def build(self, session: Session, kind: str, recipient: Recipient, now: datetime) -> digests.Digest:
+        if kind == "followups":
+            assert recipient.user is not None
+            return digests.build_followups_digest(session, self.settings, user=recipient.user, now=now)
+        if kind == "churn":
+            return digests.build_churn_digest(session, self.settings, now=now)
+        return digests.build_segments_digest(session, self.settings, now=now)
+
+    def _unsubscribe(self, kind: str) -> str:
+        address = self.settings.digest_unsubscribe_mailto or self.settings.smtp_from
+        from email.utils import parseaddr
+
+        return f"mailto:{parseaddr(address)[1]}?subject={quote(f'unsubscribe {kind}')}"
+
+    def deliver(self, kind: str, recipient: Recipient, digest: digests.Digest) -> str:
+        if recipient.channel == "email":
+            unsubscribe = self._unsubscribe(kind)
+            images = [InlineImage(cid=f"chart-{kind}@crmbot", data=digest.chart_png)] if digest.chart_png else []
+            mail = OutgoingMail(
+                to=[recipient.address],
+                subject=f"{digest.title} · {digest.generated_at.astimezone(ZoneInfo(digest.tz)):%a %d %b}",
+                text=digests.render_text(digest, unsubscribe=unsubscribe),
+                html=digests.render_html(digest, unsubscribe=unsubscribe, chart_cid=images[0].cid if images else None),
+                images=images,
+                headers={"List-Unsubscribe": f"<{unsubscribe}>", "X-Crmbot-Digest": kind},
+            )
+            return self.mailer.send(mail)
+        if self.slack is None:
+            raise DeliveryError("Slack is off (no SLACK_BOT_TOKEN)")
+        return self.slack.post(recipient, digests.render_slack(digest))
+
+    # -- one send
+
+    def send_one(self, kind: str, period: str, recipient: Recipient, now: datetime, *, dry_run: bool = False) -> Delivery:
+        if dry_run:
+            with self.db.session() as session:
+                digest = self.build(session, kind, recipient, now)
+            return Delivery(kind, period, recipient.key, "dry-run", "empty, would not be sent" if digest.empty else f"{sum(len(s.items) for s in digest.visible_sections)} items")
+        with self.db.transaction() as session:
+            claim = digest_runs.claim(session, job=kind, period=period, recipient=recipient.key, holder=self.holder,
+                                      now=now, max_attempts=self.settings.digest_max_attempts)
+        if claim is None:
+            return Delivery(kind, period, recipient.key, "already")
+        try:
+            with self.db.session() as session:
+                if recipient.user is not None and recipient.user.id is not None and digest_runs.opted_out(
+                        session, user_id=recipient.user.id, kind=kind, channel="email" if recipient.channel == "email" else "slack"):
+                    digest = None
+                else:
+                    digest = self.build(session, kind, recipient, now)
+            if digest is None or digest.empty:
+                reason = "opted out" if digest is None else "nothing to report"
+                with self.db.transaction() as session:
+                    digest_runs.mark_skipped(session, claim=claim, reason=reason)
+                return Delivery(kind, period, recipient.key, "skipped", reason)
+            ref = self.deliver(kind, recipient, digest)
+        except DeliveryError as exc:
+            logger.warning("digest %s for %s (%s) failed, attempt %s: %s", kind, recipient.key, period, claim.attempt, exc)
+            with self.db.transaction() as session:
+                digest_runs.mark_failed(session, claim=claim, error=str(exc))
+            return Delivery(kind, period, recipient.key, "failed", str(exc))
+        except Exception as exc:  # a bug in one digest must not stop the others; it is recorded and retried
+            logger.exception("digest %s for %s (%s) crashed", kind, recipient.key, period)
+            with self.db.transaction() as session:
+                digest_runs.mark_failed(session, claim=claim, error=f"{type(exc).__name__}: {exc}")
+            return Delivery(kind, period, recipient.key, "failed", str(exc))
+        with self.db.transaction() as session:
+            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta={"ref": ref})
+        return Delivery(kind, period, recipient.key, "sent", ref)
+
+    # -- schedule
+
+    def due(self, kind: str, recipient: Recipient, now: datetime) -> str | None:
+        """The period whose scheduled time most recently passed for this recipient, if within the grace."""
+        tz = recipient.user.timezone if (kind == "followups" and recipient.user and recipient.user.timezone) else self.settings.timezone
+        fire = latest_fire_time(cron(self.triggers[kind], tz), now, self.grace)
+        return None if fire is None else fire.isoformat(timespec="minutes")
+
+    def tick(self, now: datetime | None = None) -> list[Delivery]:
+        now = now or utcnow()
+        results: list[Delivery] = []
+        for kind in digests.KINDS:
+            with self.db.session() as session:
+                recipients = self.recipients(session, kind)
+            for recipient in recipients:
+                period = self.due(kind, recipient, now)
+                if period is not None:
+                    results.append(self.send_one(kind, period, recipient, now))
+        results.extend(self.retry_failed(now))
+        return [r for r in results if r.status != "already"]
+
+    def retry_failed(self, now: datetime) -> list[Delivery]:
+        with self.db.session() as session:
+            runs = digest_runs.retryable_runs(session, now=now, max_attempts=self.settings.digest_max_attempts)
+            everyone = {r.key: r for kind in digests.KINDS for r in self.recipients(session, kind)}
+        results = []
+        for run in runs:
+            recipient = everyone.get(run.recipient)
+            if recipient is None:  # the user left or the channel was removed since
+                continue
+            results.append(self.send_one(run.job, run.period, recipient, now))
+        return results
+
+    def send_now(self, kind: str, *, now: datetime | None = None, dry_run: bool = False,
+                 only: Callable[[Recipient], bool] | None = None) -> list[Delivery]:
+        """``crmbot digest send``: an extra, manual period for every recipient of one digest."""
+        now = now or utcnow()
+        period = f"manual:{now.isoformat(timespec='seconds')}"
+        with self.db.session() as session:
+            recipients = [r for r in self.recipients(session, kind) if only is None or only(r)]
+        return [self.send_one(kind, period, r, now, dry_run=dry_run) for r in recipients]
+
+
+class SchedulerComponent:
+    """The APScheduler inside ``crmbot run``."""
+
+    name = "scheduler"
+
+    def __init__(self, settings: Settings, db: Database, *, refresh: Callable[[datetime], Any] | None = None,
+                 service: DigestService | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.service = service or DigestService(settings, db)
+        self.refresh = refresh
+        self.scheduler = BackgroundScheduler(timezone=ZoneInfo(settings.timezone))
+
+    def _tick(self) -> None:
+        for delivery in self.service.tick():
+            logger.info("digest %s %s -> %s: %s %s", delivery.kind, delivery.period, delivery.recipient, delivery.status, delivery.detail)
+
+    def _refresh(self) -> None:
+        if self.refresh is None:
+            return
+        now = utcnow()
+        fire = latest_fire_time(cron(self.settings.analytics_refresh_cron, self.settings.timezone), now, self.service.grace)
+        if fire is None:
+            return
+        # Claimed like a digest so only one replica refreshes a given night.
+        with self.db.transaction() as session:
+            claimed = digest_runs.claim(session, job="analytics_refresh", period=fire.isoformat(timespec="minutes"),
+                                        recipient="-", holder=self.service.holder, now=now, max_attempts=2,
+                                        stale_after=timedelta(hours=2))
+        if claimed is None:
+            return
+        try:
+            self.refresh(now)
+        except Exception as exc:
+            logger.exception("analytics refresh failed")
+            with self.db.transaction() as session:
+                digest_runs.mark_failed(session, claim=claimed, error=f"{type(exc).__name__}: {exc}")
+            return
+        with self.db.transaction() as session:
+            digest_runs.mark_sent(session, claim=claimed)
+
+    def start(self) -> None:
+        self.scheduler.add_job(self._tick, IntervalTrigger(minutes=1), id="digests", max_instances=1, coalesce=True,
+                               next_run_time=datetime.now(ZoneInfo(self.settings.timezone)))
+        self.scheduler.add_job(self._refresh, IntervalTrigger(minutes=5), id="analytics_refresh", max_instances=1,
+                               coalesce=True)
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
+
+
+def scheduler_factory(settings: Settings, db: Database) -> SchedulerComponent:
+    refresh = None
+    try:
+        from crm.analytics import refresh as refresh_module
+
+        run_refresh = getattr(refresh_module, "refresh_from_settings", None)
+        if run_refresh is not None:
+            def refresh(now: datetime) -> Any:
+                return run_refresh(db=db, settings=settings, now=now)
+    except ImportError:
+        logger.warning("analytics refresh is not available in this build")
+    return SchedulerComponent(settings, db, refresh=refresh)
+
+
+def iter_kinds(kind: str | None) -> Iterable[str]:
+    return digests.KINDS if kind is None else (kind,)
