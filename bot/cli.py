@@ -972,6 +972,9 @@ def run(ctx: typer.Context) -> None:
 
 
 # --- sub-command groups of other areas (one add_typer line each) ---
+from bot.cli_digest import digest_app  # noqa: E402
+
+app.add_typer(digest_app, name="digest")
 # --- end sub-command groups ---
 
 

@@ -41,6 +41,8 @@ def _factories() -> list[Factory]:
     """The components of a crmbot process, in start order. Imported lazily: each pulls in its own libraries."""
     factories: list[Factory] = []
     # --- component factories (one line each) ---
+    from bot.scheduler import scheduler_factory
+    factories.append(scheduler_factory)
     # --- end component factories ---
     return factories
 

@@ -97,6 +97,36 @@ class Settings(BaseSettings):
     # --- end analytics ---
 
     # --- Digests and scheduler ---
+    # Outgoing mail. Without an SMTP host, emails are written as .eml files to outbox_dir.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_from: str = "crmbot <crmbot@localhost>"
+    smtp_timeout: float = 30.0
+    # A CA bundle to trust for the SMTP server's certificate (an internal relay), besides the system's.
+    smtp_ca_file: str | None = None
+    # Where List-Unsubscribe mails go (default: the From address); a URL is added when public_url is set.
+    digest_unsubscribe_mailto: str | None = None
+    public_url: str | None = None
+    # Schedules (cron, 5 fields) in the team time zone; follow-up digests run in each rep's own zone.
+    analytics_refresh_cron: str = "30 2 * * *"
+    churn_digest_cron: str = "0 8 * * mon-fri"
+    followups_digest_cron: str = "30 8 * * mon-fri"
+    segments_digest_cron: str = "0 9 * * mon"
+    # A digest whose time passed while crmbot was down is still sent within this many minutes.
+    digest_misfire_grace_minutes: int = Field(default=240, ge=0)
+    digest_max_attempts: int = Field(default=5, ge=1)
+    # Slack channels for the team digests (ids or #names); empty: no channel post.
+    churn_digest_channel: str | None = None
+    segments_digest_channel: str | None = None
+    # Extra email recipients per digest, comma-separated (besides the users who receive it).
+    churn_digest_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    segments_digest_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Churn digest: how big a rise in risk since the last run is worth a mention
+    churn_high_risk: float = Field(default=0.6, gt=0, lt=1)
+    churn_rise_alert: float = Field(default=0.15, ge=0, le=1)
     # --- end digests ---
 
     # Slack (Slack's own names)
@@ -124,6 +154,14 @@ class Settings(BaseSettings):
         value = _split_csv(value)
         if isinstance(value, list):
             return [str(v).strip().lower().lstrip("@") for v in value if str(v).strip()]
+        return value
+
+    @field_validator("churn_digest_emails", "segments_digest_emails", mode="before")
+    @classmethod
+    def _emails(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return [str(v).strip().lower() for v in value if str(v).strip()]
         return value
 
     @field_validator("deal_stages", mode="before")

@@ -20,6 +20,7 @@ from crm.models.customer import (
     CustomerPublic,
     CustomerUpdate,
 )
+from crm.models.digest import DigestOptOut
 from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate
@@ -45,6 +46,7 @@ __all__ = [
     "DealCreate",
     "DealStageChange",
     "DealStatus",
+    "DigestOptOut",
     "DigestRun",
     "Direction",
     "FollowUp",
