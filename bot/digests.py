@@ -20,11 +20,20 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from slack_sdk.models.blocks import ActionsBlock, Block, ContextBlock, DividerBlock, HeaderBlock, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 from sqlmodel import Session, col, select
 
-from bot import blocks as kit
-from bot.rendering import register_filters, truncate
+from bot import action_ids
+from bot.rendering import register_filters, slack_escape, truncate
 from crm.config import Settings
 from crm.models import Customer, Deal, FollowUp, FollowUpStatus, Interaction, Role, User
 from crm.services import insights
@@ -308,6 +317,17 @@ def segment_chart(counts: Sequence[insights.SegmentCount]) -> tuple[bytes | None
 
 # ---------------------------------------------------------------- rendering
 
+MAX_MESSAGE_BLOCKS = 50  # Slack's limit per message
+MAX_TEXT = 3000  # Slack's limit per text object
+
+
+def _md(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=truncate(text, MAX_TEXT))
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(text=truncate(text, 75), action_id=action_id, value=value, style=style)
+
 
 def _environment(autoescape: bool) -> Environment:
     folder = resources.files("bot.templates")
@@ -356,17 +376,18 @@ def render_html(digest: Digest, *, unsubscribe: str | None = None, chart_cid: st
 
 def _item_blocks(digest: Digest, item: Item) -> list[Block]:
     text = _text_env().get_template("digests/slack_item.md.j2").render(item=item)
-    out: list[Block] = [kit.section(truncate(text.strip(), kit.MAX_TEXT))]
+    out: list[Block] = [SectionBlock(text=_md(text.strip()))]
     buttons = []
     if item.follow_up_id is not None:
         fid = str(item.follow_up_id)
-        buttons += [kit.button("Mark done", kit.A_DONE, fid, style="primary"),
-                    kit.button("Snooze 1 day", kit.A_SNOOZE_DAY, fid), kit.button("Snooze 1 week", kit.A_SNOOZE_WEEK, fid)]
+        buttons += [_button("Mark done", action_ids.FOLLOW_UP_DONE, fid, style="primary"),
+                    _button("Snooze 1 day", action_ids.FOLLOW_UP_SNOOZE_DAY, fid),
+                    _button("Snooze 1 week", action_ids.FOLLOW_UP_SNOOZE_WEEK, fid)]
     if item.customer_id is not None:
         cid = str(item.customer_id)
-        buttons += [kit.button("Open customer", kit.A_SHOW, cid)]
+        buttons += [_button("Open customer", action_ids.OPEN_CUSTOMER, cid)]
         if digest.kind == "followups":
-            buttons += [kit.button("Log note", kit.A_LOG_NOTE, cid)]
+            buttons += [_button("Log note", action_ids.LOG_NOTE, cid)]
     if buttons:
         block_id = f"digest:{digest.kind}:{item.follow_up_id or ''}:{item.customer_id or ''}:{item.deal_id or ''}"
         out.append(ActionsBlock(block_id=block_id[:255], elements=buttons[:5]))
@@ -379,13 +400,13 @@ def render_slack(digest: Digest) -> list[dict[str, Any]]:
     # Units stay together (an item's text and its buttons); messages hold at most 49 blocks,
     # leaving room for the "Part n of m" line.
     units: list[list[Block]] = [[HeaderBlock(text=truncate(f"{digest.title} · {digest.recipient}", 150)),
-                                 kit.section(truncate(header_text, kit.MAX_TEXT))]]
+                                 SectionBlock(text=_md(header_text))]]
     for section in digest.visible_sections:
         summary = "\n".join(f"• {line}" for line in section.summary)
         heading = f"*{_mrkdwn(section.heading)}*" + (f"\n{_mrkdwn(summary)}" if summary else "")
-        units.append([DividerBlock(), SectionBlock(text=kit.md(truncate(heading, kit.MAX_TEXT)))])
+        units.append([DividerBlock(), SectionBlock(text=_md(heading))])
         units.extend(_item_blocks(digest, item) for item in section.items)
-    capacity = kit.MAX_MESSAGE_BLOCKS - 1
+    capacity = MAX_MESSAGE_BLOCKS - 1
     messages: list[list[Block]] = [[]]
     for unit in units:
         if len(messages[-1]) + len(unit) > capacity:
@@ -395,13 +416,11 @@ def render_slack(digest: Digest) -> list[dict[str, Any]]:
     out = []
     for n, chunk in enumerate(messages, 1):
         if total > 1:
-            chunk = [*chunk, ContextBlock(elements=[kit.md(f"Part {n} of {total}")])]
+            chunk = [*chunk, ContextBlock(elements=[_md(f"Part {n} of {total}")])]
         fallback = f"{digest.title} for {digest.recipient}" + (f" (part {n} of {total})" if total > 1 else "")
-        out.append({"text": fallback, "blocks": kit.payload(chunk, fallback)})
+        out.append({"text": fallback, "blocks": [b.to_dict() for b in chunk]})
     return out
 
 
 def _mrkdwn(text: str) -> str:
-    from bot.rendering import slack_escape
-
     return slack_escape(text)
