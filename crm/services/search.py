@@ -16,8 +16,8 @@ import bisect
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
-from itertools import chain
+import time
+from datetime import datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -29,6 +29,10 @@ from crm.services.normalise import name_key
 
 CANDIDATES = 400  # names scored in full per query
 TOKEN_CUTOFF = 75.0  # how alike a query word and a name word must be to count as shared
+# Change detection looks back this far (rows committed late by another replica), and the whole
+# index is rebuilt this often (to drop merged-away customers and anything missed).
+LOOKBACK = timedelta(seconds=30)
+FULL_RELOAD_EVERY = 600.0
 
 
 @dataclass
@@ -37,6 +41,8 @@ class _Index:
     keys: list[str] = field(default_factory=list)
     position: dict[int, int] = field(default_factory=dict)
     postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # postings as arrays, built on demand
+    loaded_at: float = 0.0
     vocabulary: list[str] = field(default_factory=list)  # sorted, for prefix search
     vocabulary_dirty: bool = True
     mark: datetime | None = None
@@ -56,6 +62,13 @@ class _Index:
                 self.vocabulary_dirty = True
             if not postings or postings[-1] != pos:
                 postings.append(pos)
+                self.arrays.pop(token, None)
+
+    def positions(self, word: str) -> np.ndarray:
+        array = self.arrays.get(word)
+        if array is None:
+            array = self.arrays[word] = np.asarray(self.postings.get(word, ()), dtype=np.int64)
+        return array
 
     def words(self) -> list[str]:
         if self.vocabulary_dirty:
@@ -76,7 +89,7 @@ class NameIndex:
         return session.execute(stmt.order_by(Customer.id))
 
     def _full_load(self, session: Session) -> None:
-        index = _Index()
+        index = _Index(loaded_at=time.monotonic())
         for cid, key, company, updated in self._rows(session, None):
             index.put(cid, _search_key(key, company))
             if index.mark is None or updated > index.mark:
@@ -85,33 +98,34 @@ class NameIndex:
         self._index = index
 
     def refresh(self, session: Session) -> None:
-        count, mark = session.execute(
-            sa.select(sa.func.count(Customer.id), sa.func.max(Customer.updated_at))
-        ).one()
-        if isinstance(mark, str):
-            mark = datetime.fromisoformat(mark)
+        """Pick up customers added or changed since the last search (one indexed max() query)."""
         index = self._index
-        newest = mark.replace(tzinfo=None) if mark is not None else None
-        current = index.mark.replace(tzinfo=None) if index.mark else None
-        if count == index.count and newest == current:
+        if index.mark is None or time.monotonic() - index.loaded_at > FULL_RELOAD_EVERY:
+            self._full_load(session)
             return
-        if index.mark is None or count < index.count:
-            self._full_load(session)  # first use, or customers were merged away
+        newest = session.execute(sa.select(sa.func.max(Customer.updated_at))).scalar_one()
+        if isinstance(newest, str):
+            newest = datetime.fromisoformat(newest)
+        if newest is None:
             return
-        for cid, key, company, updated in self._rows(session, index.mark):
+        newest_naive = newest.replace(tzinfo=None)
+        if newest_naive <= index.mark.replace(tzinfo=None):
+            return
+        for cid, key, company, updated in self._rows(session, index.mark - LOOKBACK):
             index.put(cid, _search_key(key, company))
             if updated > index.mark:
                 index.mark = updated
         index.count = len(index.ids)
-        if index.count != count:
-            self._full_load(session)
 
     def _candidates(self, index: _Index, query: str) -> list[int]:
         tokens = query.split()
         if not tokens or len(index.ids) <= CANDIDATES:
             return list(range(len(index.ids)))
         vocabulary = index.words()
-        hits: list[list[int]] = []
+        # shared[p]: how many query words name p has (a name counts once per query word,
+        # however many of its words resemble it)
+        shared = np.zeros(len(index.ids), dtype=np.int32)
+        matched = False
         for token in set(tokens):
             similar = {w for w, _, _ in process.extract(token, vocabulary, scorer=fuzz.ratio, score_cutoff=TOKEN_CUTOFF, limit=25)}
             if len(token) >= 3:  # a word being typed: "acm" finds "acme"
@@ -120,11 +134,19 @@ class NameIndex:
                     if not word.startswith(token):
                         break
                     similar.add(word)
-            hits.append(sorted({p for w in similar for p in index.postings[w]}))
-        if not any(hits):
+            if similar:
+                has_word = np.zeros(len(index.ids), dtype=bool)
+                for word in similar:
+                    has_word[index.positions(word)] = True
+                shared += has_word
+                matched = True
+        if not matched:
             return []
-        shared = np.bincount(np.fromiter(chain.from_iterable(hits), dtype=np.int64), minlength=len(index.ids))
-        ranked = np.argsort(-shared, kind="stable")[:CANDIDATES]
+        if len(shared) > CANDIDATES:
+            top = np.argpartition(-shared, CANDIDATES)[:CANDIDATES]
+        else:
+            top = np.arange(len(shared))
+        ranked = top[np.lexsort((top, -shared[top]))]
         return [int(p) for p in ranked if shared[p] > 0]
 
     def search(self, session: Session, query: str, limit: int = 10, cutoff: float = 60.0) -> list[tuple[int, float]]:
