@@ -337,16 +337,12 @@ class SchedulerComponent:
 
 
 def scheduler_factory(settings: Settings, db: Database) -> SchedulerComponent:
-    refresh = None
-    try:
-        from crm.analytics import refresh as refresh_module
+    def refresh(now: datetime) -> Any:
+        from crm.analytics.refresh import refresh as run_refresh
+        from crm.services.actor import Actor
 
-        run_refresh = getattr(refresh_module, "refresh_from_settings", None)
-        if run_refresh is not None:
-            def refresh(now: datetime) -> Any:
-                return run_refresh(db=db, settings=settings, now=now)
-    except ImportError:
-        logger.warning("analytics refresh is not available in this build")
+        return run_refresh(db, settings=settings, actor=Actor.system("scheduler"), cutoff=now)
+
     return SchedulerComponent(settings, db, refresh=refresh)
 
 
