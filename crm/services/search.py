@@ -43,6 +43,7 @@ class _Index:
     postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # postings as arrays, built on demand
     loaded_at: float = 0.0
+    max_id: int = 0
     vocabulary: list[str] = field(default_factory=list)  # sorted, for prefix search
     vocabulary_dirty: bool = True
     mark: datetime | None = None
@@ -50,6 +51,8 @@ class _Index:
 
     def put(self, cid: int, key: str) -> None:
         pos = self.position.get(cid)
+        if cid > self.max_id:
+            self.max_id = cid
         if pos is None:
             pos = self.position[cid] = len(self.ids)
             self.ids.append(cid)
@@ -98,20 +101,35 @@ class NameIndex:
         self._index = index
 
     def refresh(self, session: Session) -> None:
-        """Pick up customers added or changed since the last search (one indexed max() query)."""
+        """Pick up customers added (higher id) or changed (newer updated_at) since the last search.
+
+        Two indexed max() lookups; new rows are found by id, so rows written with old
+        timestamps (imports, demo data) are seen at once too.
+        """
         index = self._index
         if index.mark is None or time.monotonic() - index.loaded_at > FULL_RELOAD_EVERY:
             self._full_load(session)
             return
-        newest = session.execute(sa.select(sa.func.max(Customer.updated_at))).scalar_one()
+        table = Customer.__table__
+        newest_id, newest = session.execute(
+            sa.select(sa.select(sa.func.max(table.c.id)).scalar_subquery(),
+                      sa.select(sa.func.max(table.c.updated_at)).scalar_subquery())
+        ).one()
         if isinstance(newest, str):
             newest = datetime.fromisoformat(newest)
-        if newest is None:
+        if newest_id is None:
             return
-        newest_naive = newest.replace(tzinfo=None)
-        if newest_naive <= index.mark.replace(tzinfo=None):
+        changed = newest is not None and newest.replace(tzinfo=None) > index.mark.replace(tzinfo=None)
+        added = newest_id > index.max_id
+        if not changed and not added:
             return
-        for cid, key, company, updated in self._rows(session, index.mark - LOOKBACK):
+        stmt = sa.select(Customer.id, Customer.name_key, Customer.company, Customer.updated_at)
+        conditions = []
+        if changed:
+            conditions.append(Customer.updated_at >= index.mark - LOOKBACK)
+        if added:
+            conditions.append(Customer.id > index.max_id)
+        for cid, key, company, updated in session.execute(stmt.where(sa.or_(*conditions)).order_by(Customer.id)):
             index.put(cid, _search_key(key, company))
             if updated > index.mark:
                 index.mark = updated

@@ -222,3 +222,20 @@ def test_fuzzy_search_scales_past_the_full_scan(db, admin):
         assert customers.find_customers(s, "chatterjee northwind")[0].customer.id == target
         assert customers.find_customers(s, "Northwin")[0].customer.id == target
         assert customers.find_customers(s, "zzzzqqq") == []
+
+
+def test_search_sees_rows_written_with_old_timestamps(db, admin):
+    """Imports and demo data carry old updated_at values; the index must still pick them up."""
+    from datetime import UTC, datetime
+
+    from crm.services import bulk
+
+    add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    with db.session() as s:
+        customers.find_customers(s, "Jane Doe")  # the index is built now
+    with db.transaction() as s:
+        bulk.insert_customers(s, [{"name": "Old Timer", "company": "Vintage Works",
+                                   "updated_at": datetime(2020, 1, 1, tzinfo=UTC),
+                                   "created_at": datetime(2020, 1, 1, tzinfo=UTC)}], actor=admin, label="test")
+    with db.session() as s:
+        assert customers.find_customers(s, "Old Timer")[0].customer.name == "Old Timer"
