@@ -19,8 +19,14 @@ _MENTIONS_TIME = re.compile(
 )
 
 
-def parse_when(text: str, *, tz: str | ZoneInfo, now: datetime | None = None) -> datetime:
-    """The moment ``text`` means for someone in ``tz``, as an aware UTC datetime."""
+def parse_when(
+    text: str, *, tz: str | ZoneInfo, now: datetime | None = None, languages: tuple[str, ...] = ("en",)
+) -> datetime:
+    """The moment ``text`` means for someone in ``tz``, as an aware UTC datetime.
+
+    The languages are fixed rather than detected: detection makes dateparser load every
+    language on the first unknown phrase (seconds), and guesses wrong on short phrases.
+    """
     import dateparser
 
     zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
@@ -32,6 +38,7 @@ def parse_when(text: str, *, tz: str | ZoneInfo, now: datetime | None = None) ->
         warnings.simplefilter("ignore")
         parsed = dateparser.parse(
             phrase,
+            languages=list(languages),
             settings={
                 "TIMEZONE": zone.key,
                 "RETURN_AS_TIMEZONE_AWARE": True,
