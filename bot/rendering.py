@@ -7,6 +7,7 @@ in Slack, so Slack templates use the ``slack_escape`` filter instead.
 from __future__ import annotations
 
 import logging
+
 from jinja2 import Environment
 
 logger = logging.getLogger(__name__)
@@ -29,4 +30,3 @@ def register_filters(env: Environment) -> Environment:
     env.filters["slack_escape"] = slack_escape
     env.filters["truncate_chars"] = truncate
     return env
-

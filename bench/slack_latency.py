@@ -1,0 +1,411 @@
+"""/crm show and /crm find latency over real HTTP, on a large demo data set.
+
+    python bench/slack_latency.py        # 100k customers / ~1M interactions, both stores
+    python bench/slack_latency.py --customers 2000 --requests 300 --backend sqlite
+
+The bot runs as in production (HTTP server, Bolt app, listeners after ``ack()``). Requests are
+signed like Slack's, 20 in flight at once. A local server stands in for Slack: it answers
+auth.test/users.info and receives the ``respond()`` calls on the response URL. Printed per
+store and verb, in ms:
+
+- *HTTP*: send to the HTTP answer (Slack's 3000 ms deadline applies to this);
+- *respond*: send to the card or list arriving at the response URL (what the user waits for);
+- *baseline*: the same service calls in-process, one at a time, with no Slack layer at all.
+
+Goal: p99 < 150 ms for both HTTP and respond.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import multiprocessing
+import os
+import random
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sqlalchemy as sa  # noqa: E402
+from slack_sdk.signature import SignatureVerifier  # noqa: E402
+
+from bench.common import demo_database, percentiles  # noqa: E402
+from bot.slack_app import create_app  # noqa: E402
+from bot.slack_runtime import SlackHTTPComponent  # noqa: E402
+from crm.config import Settings  # noqa: E402
+from crm.db import Database  # noqa: E402
+from crm.models import ContactPoint, Customer, User  # noqa: E402
+from crm.services import customers as customer_svc  # noqa: E402
+from crm.services import insights  # noqa: E402
+
+GOAL_MS = 150.0
+SECRET = "bench-signing-secret"
+BENCH_USER = "UBENCH0001"
+
+
+class FakeSlackCloud:
+    """Answers the Web API calls the bot makes and timestamps each response-URL post."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.bodies: dict[str, str] = {}
+        self._lock = threading.Lock()
+        cloud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                now = time.monotonic()
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = urlsplit(self.path).path
+                if path.startswith("/respond/"):
+                    with cloud._lock:
+                        cloud.arrived[path.rsplit("/", 1)[-1]] = now
+                        cloud.bodies[path.rsplit("/", 1)[-1]] = raw.decode()
+                    body = {"ok": True}
+                elif path.endswith("auth.test"):
+                    body = {
+                        "ok": True,
+                        "user_id": "UBOT",
+                        "bot_id": "BBOT",
+                        "team_id": "TBENCH",
+                        "user": "crmbot",
+                    }
+                elif path.endswith("users.info"):
+                    body = {
+                        "ok": True,
+                        "user": {
+                            "id": BENCH_USER,
+                            "team_id": "TBENCH",
+                            "tz": "UTC",
+                            "profile": {
+                                "real_name": "Bench Rep",
+                                "email": "bench.rep@bench.invalid",
+                            },
+                        },
+                    }
+                else:
+                    body = {"ok": True}
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _workload(db: Any, n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Half ``show`` (by email, by #id), half ``find`` (by domain, by a name fragment)."""
+    with db.session() as s:
+        emails = [
+            r[0]
+            for r in s.execute(
+                sa.select(ContactPoint.value).where(ContactPoint.kind == "email").limit(20_000)
+            )
+        ]
+        rows = s.execute(sa.select(Customer.id, Customer.name, Customer.domain).limit(20_000)).all()
+    work: list[tuple[str, str]] = []
+    for i in range(n):
+        cid, name, domain = rng.choice(rows)
+        kind = i % 4
+        if kind == 0:
+            work.append(("show", rng.choice(emails)))
+        elif kind == 1:
+            work.append(("show", f"#{cid}"))
+        elif kind == 2:
+            work.append(("find", domain or name))
+        else:
+            work.append(("find", name.split()[-1][:6]))
+    return work
+
+
+def _baseline(db: Any, work: list[tuple[str, str]]) -> dict[str, list[float]]:
+    """The service calls alone, sequentially: what the Slack layer adds is the difference."""
+    out: dict[str, list[float]] = {"show": [], "find": []}
+    for verb, arg in work:
+        started = time.monotonic()
+        with db.session() as s:
+            if verb == "find":
+                customer_svc.find_customers(s, arg, limit=11)
+            else:
+                customer = customer_svc.resolve_customer(s, arg)
+                customer_svc.customer_card(s, customer.id)  # type: ignore[arg-type]
+                insights.customer_insight(s, customer.id)  # type: ignore[arg-type]
+        out[verb].append((time.monotonic() - started) * 1000)
+    return out
+
+
+def _fire(
+    base_url: str, cloud: FakeSlackCloud, work: list[tuple[str, str]], concurrency: int, tag: str
+) -> dict[str, dict[str, list[float]]]:
+    verifier = SignatureVerifier(SECRET)
+    parts = urlsplit(base_url)
+    results: dict[str, dict[str, list[float]]] = {
+        "show": {"http": [], "respond": []},
+        "find": {"http": [], "respond": []},
+    }
+    sent: dict[str, tuple[str, float, float]] = {}
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def one(i: int) -> None:
+        verb, arg = work[i]
+        key = f"{tag}-{i}"
+        form = urlencode(
+            {
+                "command": "/crm",
+                "text": f"{verb} {arg}",
+                "user_id": BENCH_USER,
+                "team_id": "TBENCH",
+                "channel_id": "CBENCH",
+                "response_url": f"{cloud.url}/respond/{key}",
+                "trigger_id": key,
+            }
+        )
+        ts = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": verifier.generate_signature(timestamp=ts, body=form),
+        }
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        started = time.monotonic()
+        conn.request("POST", "/slack/events", body=form.encode(), headers=headers)
+        response = conn.getresponse()
+        response.read()
+        answered = time.monotonic()
+        conn.close()
+        if response.status != 200:
+            failures.append(f"{verb} {arg}: HTTP {response.status}")
+        with lock:
+            sent[key] = (verb, started, answered)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(len(work))))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(k not in cloud.arrived for k in sent):
+        time.sleep(0.01)
+    for key, (verb, started, answered) in sent.items():
+        results[verb]["http"].append((answered - started) * 1000)
+        if key in cloud.arrived:
+            results[verb]["respond"].append((cloud.arrived[key] - started) * 1000)
+        else:
+            failures.append(f"{key}: no respond()")
+        body = cloud.bodies.get(key, "")
+        if (
+            ":warning:" in body
+            and "No customer" not in body
+            and "Did you mean" not in body
+            and "Which one" not in body
+        ):
+            failures.append(f"{key}: error reply {body[:200]}")
+    if failures:
+        print(f"  {len(failures)} failure(s), e.g. {failures[:3]}", flush=True)
+    return results
+
+
+def _row(label: str, samples: list[float]) -> str:
+    if len(samples) < 2:
+        return f"  {label:<28} (too few samples)"
+    p = percentiles(samples)
+    verdict = "ok" if p["p99"] < GOAL_MS else "OVER GOAL"
+    return (
+        f"  {label:<28} n={len(samples):>5}  p50 {p['p50']:7.1f}  p95 {p['p95']:7.1f}  "
+        f"p99 {p['p99']:7.1f}  max {p['max']:7.1f}  {verdict}"
+    )
+
+
+def _serve_bot(database_url: str, api_url: str, workers: int, conn: Any) -> None:
+    """The bot in its own process, as ``crmbot run`` runs it; the load generator keeps its GIL."""
+    logging.basicConfig(level=logging.WARNING)
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        slack_bot_token="xoxb-bench",  # type: ignore[call-arg]
+        slack_signing_secret=SECRET,
+        slack_api_url=api_url,
+        http_workers=workers,
+    )
+    db = Database(database_url)
+    server = SlackHTTPComponent(
+        create_app(settings, db),
+        db,
+        host="127.0.0.1",
+        port=0,
+        signing_secret=SECRET,
+        workers=workers,
+        settings=settings,
+    )
+    server.start()
+    pids = [os.getpid()] + [process.pid for process, _ in server._workers]
+    conn.send((server.url, pids))
+    conn.recv()  # until told to stop
+    server.stop()
+    db.dispose()
+
+
+class BotProcess:
+    def __init__(self, database_url: str, api_url: str, workers: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        # Not a daemon: it starts the extra HTTP worker processes itself.
+        self._process = ctx.Process(target=_serve_bot, args=(database_url, api_url, workers, child))
+        self._process.start()
+        if not self._conn.poll(120):
+            raise RuntimeError("the bot process did not start")
+        self.url, self.pids = self._conn.recv()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the bot's processes so far (Linux /proc), or None elsewhere."""
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()
+
+
+def run(backend: str, customers: int, requests: int, concurrency: int, workers: int) -> bool:
+    db = demo_database(backend, customers)
+    with db.session() as s:
+        n_customers = s.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+        n_inter = s.execute(sa.text("SELECT count(*) FROM interactions")).scalar_one()
+    print(
+        f"\n{backend}: {n_customers:,} customers, {n_inter:,} interactions; "
+        f"{requests} requests, {concurrency} concurrent, {workers} bot HTTP process(es)",
+        flush=True,
+    )
+    cloud = FakeSlackCloud()
+    server = BotProcess(db.url, cloud.url + "/api/", workers)
+    rng = random.Random(7)
+    ok = True
+    try:
+        # Warm-up, not timed: the first find loads the fuzzy-name index; the first request
+        # creates the bench user from users.info.
+        warm = _workload(db, 20, rng)
+        started = time.monotonic()
+        _fire(server.url, cloud, warm[:1], 1, "warm0")
+        _fire(server.url, cloud, warm, concurrency, "warm")
+        print(
+            f"  warm-up (name index load, first user): {time.monotonic() - started:.1f}s",
+            flush=True,
+        )
+        work = _workload(db, requests, rng)
+        _baseline(db, warm)  # this process's own name index, loaded before timing
+        base = _baseline(db, work)
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        measured = _fire(server.url, cloud, work, concurrency, "run")
+        cpu_after, wall = server.cpu_seconds(), time.monotonic() - wall_before
+        for verb in ("show", "find"):
+            print(_row(f"/crm {verb}  HTTP", measured[verb]["http"]))
+            print(_row(f"/crm {verb}  respond", measured[verb]["respond"]))
+            print(
+                _row(f"/crm {verb}  baseline (no Slack)", base[verb])
+                .replace("OVER GOAL", "")
+                .rstrip()
+            )
+        every_http = measured["show"]["http"] + measured["find"]["http"]
+        every_respond = measured["show"]["respond"] + measured["find"]["respond"]
+        print(_row("all  HTTP", every_http))
+        print(_row("all  respond", every_respond))
+        if cpu_before is not None and cpu_after is not None:
+            per_request = (cpu_after - cpu_before) / len(work) * 1000
+            print(
+                f"  throughput {len(work) / wall:.0f} req/s; "
+                f"bot CPU {per_request:.1f} ms per request "
+                f"(so about {1000 / per_request:.0f} req/s per free core); "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
+        ok = (
+            len(every_respond) == len(work)
+            and percentiles(every_http)["p99"] < GOAL_MS
+            and percentiles(every_respond)["p99"] < GOAL_MS
+        )
+    finally:
+        server.stop()
+        cloud.stop()
+        with db.transaction() as s:  # leave the cached data set as it was
+            ids = [
+                str(i)
+                for i in s.execute(
+                    sa.select(User.id).where(User.slack_user_id == BENCH_USER)
+                ).scalars()
+            ]
+            s.execute(
+                sa.text(
+                    "DELETE FROM audit_events WHERE actor = 'slack' AND entity = 'user' "
+                    "AND entity_id = :id"
+                ),
+                [{"id": i} for i in ids] or [{"id": ""}],
+            )
+            s.execute(sa.delete(User).where(User.slack_user_id == BENCH_USER))
+        db.dispose()
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="bot HTTP processes (CRM_HTTP_WORKERS); default: one per core",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    print(f"Slack /crm latency; goal p99 < {GOAL_MS:.0f} ms (Slack's deadline is 3000 ms)")
+    results = {
+        b: run(b, args.customers, args.requests, args.concurrency, args.workers) for b in backends
+    }
+    print(
+        "\n"
+        + ", ".join(f"{b}: {'goal met' if ok else 'goal NOT met'}" for b, ok in results.items())
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Buttons and menus on cards, lists, digests and the Home tab: they act directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import blocks
+from bot.handlers.commands import VerbRequest, run_verb
+from bot.handlers.common import (
+    BotContext,
+    acting_user,
+    bot_context,
+    direct_message,
+    read,
+    write,
+)
+from bot.handlers.home import publish_home
+from crm.services import customers as customer_svc
+from crm.services import deals as deal_svc
+from crm.services import followups as followup_svc
+from crm.services.errors import CRMError
+
+logger = logging.getLogger(__name__)
+
+
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    return (body.get("actions") or [{}])[0]
+
+
+def _from_home(body: dict[str, Any]) -> bool:
+    return (body.get("view") or {}).get("type") == "home"
+
+
+def _reply(
+    bot: BotContext,
+    client: WebClient,
+    body: dict[str, Any],
+    respond: Respond,
+    reply: dict[str, Any],
+    *,
+    failed: bool = False,
+) -> None:
+    """Answer where the click came from: refresh the Home tab, or post back to the message."""
+    if not _from_home(body):
+        respond(**reply)
+        return
+    publish_home(bot, client, body["user"]["id"])
+    if failed:
+        # Home has no response URL: a mistake is explained in the app's DM.
+        direct_message(client, body["user"]["id"], reply)
+
+
+def _int_value(action: dict[str, Any]) -> int:
+    raw = str(action.get("value") or (action.get("selected_option") or {}).get("value") or "")
+    head = raw.split(":", 1)[0]
+    if not head.isdigit():
+        raise CRMError("That button carries no valid id.")
+    return int(head)
+
+
+def _customer_of(bot: BotContext, action: dict[str, Any]) -> Any:
+    return read(bot, lambda s: customer_svc.get_customer(s, _int_value(action)))
+
+
+def open_card_modal(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
+) -> None:
+    """Log note / New deal / Follow up on a customer card: open the matching form."""
+    ack()
+    bot = bot_context(context)
+    action = _action(body)
+    try:
+        _user, actor = acting_user(bot, client, body["user"]["id"])
+        actor.require_write()
+        customer = _customer_of(bot, action)
+    except CRMError as err:
+        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
+        return
+    settings = bot.settings
+    view = {
+        blocks.A_LOG_NOTE: lambda: blocks.log_note_modal(customer),
+        blocks.A_FOLLOW_UP: lambda: blocks.follow_up_modal(customer),
+        blocks.A_NEW_DEAL: lambda: blocks.deal_new_modal(
+            stages=settings.open_stages, currency=settings.default_currency, customer=customer
+        ),
+    }[action["action_id"]]()
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def show_or_timeline(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
+) -> None:
+    ack()
+    bot = bot_context(context)
+    action = _action(body)
+    user, actor = acting_user(bot, client, body["user"]["id"])
+    verb = "timeline" if action["action_id"] == blocks.A_TIMELINE else "show"
+    reply = run_verb(
+        VerbRequest(
+            bot=bot,
+            client=client,
+            user=user,
+            actor=actor,
+            verb=verb,
+            args=f"#{action.get('value', '')}",
+        )
+    )
+    if _from_home(body):
+        direct_message(client, body["user"]["id"], reply)
+    else:
+        respond(**reply)
+
+
+def next_page(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
+) -> None:
+    ack()
+    bot = bot_context(context)
+    try:
+        state = json.loads(_action(body).get("value") or "{}")
+        verb, args, offset = str(state["verb"]), str(state.get("args", "")), int(state["offset"])
+    except (ValueError, KeyError, TypeError):
+        respond(**blocks.note("That page button is broken; run the command again."))
+        return
+    user, actor = acting_user(bot, client, body["user"]["id"])
+    reply = run_verb(
+        VerbRequest(
+            bot=bot,
+            client=client,
+            user=user,
+            actor=actor,
+            verb=verb,
+            args=args,
+            offset=max(0, offset),
+        )
+    )
+    respond(**reply, replace_original=True)
+
+
+def follow_up_button(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
+) -> None:
+    """Mark done / Snooze 1 day / Snooze 1 week."""
+    ack()
+    bot = bot_context(context)
+    action = _action(body)
+    user, actor = acting_user(bot, client, body["user"]["id"])
+    tz = user.timezone or bot.settings.timezone
+    try:
+        follow_up_id = _int_value(action)
+        if action["action_id"] == blocks.A_DONE:
+            write(
+                bot,
+                lambda s: followup_svc.complete_follow_up(
+                    s, follow_up_id=follow_up_id, actor=actor
+                ),
+            )
+            reply = blocks.changed(f"Follow-up #{follow_up_id} is done.")
+        else:
+            days = 1 if action["action_id"] == blocks.A_SNOOZE_DAY else 7
+            f = write(
+                bot,
+                lambda s: followup_svc.snooze_follow_up(
+                    s, follow_up_id=follow_up_id, actor=actor, until=timedelta(days=days), tz=tz
+                ),
+            )
+            reply = blocks.changed(
+                f"Follow-up #{follow_up_id} snoozed to {blocks.when(f.due_at, tz)}."
+            )
+    except CRMError as err:
+        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
+        return
+    _reply(bot, client, body, respond, reply)
+
+
+def move_stage(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
+) -> None:
+    """The "Move to…" menu next to a deal."""
+    ack()
+    bot = bot_context(context)
+    action = _action(body)
+    _user, actor = acting_user(bot, client, body["user"]["id"])
+    value = str((action.get("selected_option") or {}).get("value") or "")
+    deal_part, _, stage = value.partition(":")
+    try:
+        if not deal_part.isdigit() or not stage:
+            raise CRMError("That menu option carries no deal and stage.")
+        deal_id = int(deal_part)
+        if stage == "lost":
+            raise CRMError(
+                "A lost deal needs a reason.", hint=f"Use `/crm deal {deal_id} lost <reason>`."
+            )
+        deal = write(
+            bot,
+            lambda s: deal_svc.move_deal(
+                s, deal_id=deal_id, stage=stage, actor=actor, settings=bot.settings
+            ),
+        )
+        reply = blocks.deal_changed(deal, "moved")
+    except CRMError as err:
+        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
+        return
+    _reply(bot, client, body, respond, reply)
+
+
+def register(app: App) -> None:
+    for action_id in (blocks.A_LOG_NOTE, blocks.A_NEW_DEAL, blocks.A_FOLLOW_UP):
+        app.action(action_id)(open_card_modal)
+    app.action(blocks.A_TIMELINE)(show_or_timeline)
+    app.action(blocks.A_SHOW)(show_or_timeline)
+    app.action(blocks.A_PAGE)(next_page)
+    for action_id in (blocks.A_DONE, blocks.A_SNOOZE_DAY, blocks.A_SNOOZE_WEEK):
+        app.action(action_id)(follow_up_button)
+    app.action(blocks.A_MOVE_STAGE)(move_stage)

@@ -1,0 +1,656 @@
+"""``/crm <verb> ...``: one slash command, many verbs; each parses, calls a service, renders."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from bot import blocks
+from bot.handlers.common import BotContext, acting_user, bot_context, read, write
+from crm.analytics import pipeline as pipeline_stats
+from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate, User
+from crm.services import customers as customer_svc
+from crm.services import deals as deal_svc
+from crm.services import followups as followup_svc
+from crm.services import insights, slack_capture
+from crm.services import interactions as interaction_svc
+from crm.services import users as user_svc
+from crm.services.actor import Actor
+from crm.services.dates import parse_when
+from crm.services.errors import CRMError
+
+logger = logging.getLogger(__name__)
+
+# (usage, what it does, example): the help text and the "right form" shown on a mistake.
+VERBS: list[tuple[str, str, str]] = [
+    ("help", "list the verbs", "help"),
+    ("find <text>", "customers by email, domain or name", "find acme"),
+    ("show <customer>", "a customer card", "show jane@acme.com"),
+    ("add <name> <email> [company]", "add a customer", 'add "Jane Doe" jane@acme.com Acme Inc'),
+    (
+        "set <customer> field=value ...",
+        "change a customer: name, company, domain, status, owner, tags, email, phone",
+        "set #42 status=active owner=@maria",
+    ),
+    ("merge <keep> <merge>", "fold the second customer into the first", "merge #42 #57"),
+    ("deal new", "open a deal (a form)", "deal new"),
+    ("deal <id> move <stage>", "move a deal to a stage", "deal 42 move proposal"),
+    ("deal <id> won", "mark a deal won", "deal 42 won"),
+    ("deal <id> lost <reason>", "mark a deal lost", "deal 42 lost went with a competitor"),
+    ("deals [mine|all|@user|<stage>]", "list open deals", "deals mine"),
+    ("pipeline [mine|@user]", "deals per stage, conversion, forecast, win rates", "pipeline"),
+    (
+        "log [call|meeting] <customer>: <text>",
+        "log a note, call or meeting",
+        "log call acme.com: talked renewal",
+    ),
+    (
+        "followup <customer> <when> [note]",
+        "remind yourself (your time zone)",
+        "followup acme tomorrow 9am send quote",
+    ),
+    ("followups", "your open follow-ups, due first", "followups"),
+    ("timeline <customer>", "everything recorded with a customer", "timeline jane@acme.com"),
+    ("at-risk [n]", "customers most at risk of churning", "at-risk 10"),
+    ("segments", "customers per segment", "segments"),
+    (
+        "link #channel <customer>",
+        "capture a channel's messages for a customer (admins)",
+        "link #acme-shared acme.com",
+    ),
+    ("unlink #channel", "stop capturing a channel (admins)", "unlink #acme-shared"),
+    (
+        "role @user <role>",
+        "set a user's role: admin, manager, rep, viewer (admins)",
+        "role @maria manager",
+    ),
+]
+
+
+def usage(verb: str) -> str | None:
+    for text, _what, _example in VERBS:
+        if text.split()[0] == verb:
+            return " / ".join(u for u, _w, _e in VERBS if u.split()[0] == verb)
+    return None
+
+
+@dataclass
+class VerbRequest:
+    bot: BotContext
+    client: WebClient
+    user: User
+    actor: Actor
+    verb: str
+    args: str
+    offset: int = 0
+    trigger_id: str | None = None
+    channel_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> str:
+        return self.user.timezone or self.bot.settings.timezone
+
+
+class UsageError(CRMError):
+    """The command's shape is wrong; the reply shows the right form."""
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_CHANNEL = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$")
+_LABELLED = re.compile(r"^([^:\"]{1,200}):\s+(.*)$", re.DOTALL)
+
+
+def split_customer(text: str) -> tuple[str, str]:
+    """(customer reference, the rest): a quoted name, ``name with spaces: rest``, or one word."""
+    text = text.strip()
+    if not text:
+        return "", ""
+    if text[0] in "\"'":
+        end = text.find(text[0], 1)
+        if end > 1:
+            return text[1:end].strip(), text[end + 1 :].strip()
+    if m := _LABELLED.match(text):
+        return m.group(1).strip(), m.group(2).strip()
+    head, _, rest = text.partition(" ")
+    return head, rest.strip()
+
+
+def slack_user_ref(token: str) -> str:
+    """A user as typed: <@U123|name> (Slack's escaped mention), U123, an email or a name."""
+    if m := _MENTION.match(token.strip()):
+        return m.group(1)
+    return token.strip()
+
+
+def channel_ref(token: str) -> str:
+    if m := _CHANNEL.match(token.strip()):
+        return m.group(1)
+    raw = token.strip()
+    if raw.startswith("#"):
+        raise UsageError(
+            f"I could not read {raw} as a channel.",
+            hint="Pick the channel from Slack's #-autocomplete so it arrives as a link.",
+        )
+    return raw
+
+
+def _deal_id(token: str) -> int:
+    value = token.lstrip("#")
+    if not value.isdigit():
+        raise UsageError(f"{token!r} is not a deal number.")
+    return int(value)
+
+
+def _customer_names(session: Session, ids: set[int]) -> dict[int, str]:
+    return {cid: customer_svc.get_customer(session, cid).name for cid in ids}
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def v_help(req: VerbRequest) -> dict[str, Any]:
+    """List the verbs."""
+    return blocks.help_message(VERBS)
+
+
+def v_find(req: VerbRequest) -> dict[str, Any]:
+    if not req.args:
+        raise UsageError("What should I look for?")
+
+    def run(session: Session) -> list[customer_svc.CustomerMatch]:
+        return customer_svc.find_customers(
+            session, req.args, limit=req.offset + blocks.PAGE_SIZE + 1
+        )
+
+    found = read(req.bot, run)
+    page = found[req.offset : req.offset + blocks.PAGE_SIZE]
+    return blocks.customer_matches(
+        page, req.args, offset=req.offset, has_more=len(found) > req.offset + len(page)
+    )
+
+
+def v_show(req: VerbRequest) -> dict[str, Any]:
+    if not req.args:
+        raise UsageError("Which customer?")
+
+    def run(session: Session) -> dict[str, Any]:
+        customer = customer_svc.resolve_customer(session, req.args)
+        card = customer_svc.customer_card(session, customer.id)  # type: ignore[arg-type]
+        insight = insights.customer_insight(session, customer.id)  # type: ignore[arg-type]
+        scored = insight is not None or insights.latest_run(session) is not None
+        return blocks.customer_card(card, insight, tz=req.tz, scored=scored)
+
+    return read(req.bot, run)
+
+
+def v_add(req: VerbRequest) -> dict[str, Any]:
+    try:
+        tokens = shlex.split(req.args)
+    except ValueError as exc:
+        raise UsageError(f"I could not read that: {exc}.") from None
+    at = next((i for i, t in enumerate(tokens) if "@" in t and "." in t.split("@")[-1]), None)
+    if at is None or at == 0:
+        raise UsageError("A new customer needs a name and an email.")
+    name, email, company = " ".join(tokens[:at]), tokens[at], " ".join(tokens[at + 1 :]) or None
+
+    def run(session: Session) -> dict[str, Any]:
+        customer = customer_svc.create_customer(
+            session,
+            actor=req.actor,
+            customer_in=CustomerCreate(name=name, email=email, company=company),
+        )
+        return blocks.changed(f"Added customer *{blocks.esc(blocks.customer_label(customer))}*.")
+
+    return write(req.bot, run)
+
+
+_SET_FIELDS = ("name", "company", "domain", "status", "owner", "tags", "email", "phone")
+
+
+def v_set(req: VerbRequest) -> dict[str, Any]:
+    try:
+        tokens = shlex.split(req.args)
+    except ValueError as exc:
+        raise UsageError(f"I could not read that: {exc}.") from None
+    first = next((i for i, t in enumerate(tokens) if "=" in t), None)
+    if not first:
+        raise UsageError("Give the customer, then field=value pairs.")
+    ref = " ".join(tokens[:first])
+    pairs: dict[str, str] = {}
+    for token in tokens[first:]:
+        key, sep, value = token.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _SET_FIELDS:
+            raise UsageError(
+                f"{token!r} is not a field=value pair I know.",
+                hint="Fields: " + ", ".join(_SET_FIELDS) + ".",
+            )
+        pairs[key] = value.strip()
+
+    def run(session: Session) -> dict[str, Any]:
+        customer = customer_svc.resolve_customer(session, ref)
+        cid: int = customer.id  # type: ignore[assignment]
+        data: dict[str, Any] = {
+            k: v for k, v in pairs.items() if k in ("name", "company", "domain", "status")
+        }
+        if "owner" in pairs:
+            data["owner_id"] = user_svc.find_user(session, slack_user_ref(pairs["owner"])).id
+        if "tags" in pairs:
+            data["tags"] = [t for t in pairs["tags"].split(",") if t.strip()]
+        try:
+            changes = CustomerUpdate(**data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise UsageError(
+                f"{where}: {first.get('msg')}", hint="Status: lead, active or churned."
+            ) from None
+        if data:
+            customer = customer_svc.update_customer(
+                session, customer_id=cid, changes=changes, actor=req.actor
+            )
+        for kind in ("email", "phone"):
+            if kind in pairs:
+                customer_svc.add_contact_point(
+                    session, customer_id=cid, kind=kind, value=pairs[kind], actor=req.actor
+                )
+        return blocks.changed(
+            f"Updated *{blocks.esc(blocks.customer_label(customer))}*: "
+            + blocks.esc(", ".join(f"{k}={v}" for k, v in pairs.items()))
+        )
+
+    return write(req.bot, run)
+
+
+def v_merge(req: VerbRequest) -> dict[str, Any]:
+    try:
+        tokens = shlex.split(req.args)
+    except ValueError as exc:
+        raise UsageError(f"I could not read that: {exc}.") from None
+    if len(tokens) != 2:
+        raise UsageError("Give exactly two customers (quote names with spaces, or use #ids).")
+
+    def run(session: Session) -> dict[str, Any]:
+        keep = customer_svc.resolve_customer(session, tokens[0])
+        gone = customer_svc.resolve_customer(session, tokens[1])
+        gone_label = blocks.customer_label(gone)
+        kept = customer_svc.merge_customers(
+            session,
+            keep_id=keep.id,
+            merge_id=gone.id,
+            actor=req.actor,  # type: ignore[arg-type]
+        )  # type: ignore[arg-type]
+        return blocks.changed(
+            f"Merged {blocks.esc(gone_label)} into *{blocks.esc(blocks.customer_label(kept))}*."
+        )
+
+    return write(req.bot, run)
+
+
+def v_deal(req: VerbRequest) -> dict[str, Any]:
+    parts = req.args.split(None, 2)
+    settings = req.bot.settings
+    if not parts:
+        raise UsageError("What about the deal?")
+    if parts[0].lower() == "new":
+        req.actor.require_write()
+        if not req.trigger_id:
+            raise UsageError("`deal new` opens a form, which needs Slack's trigger.")
+        req.client.views_open(
+            trigger_id=req.trigger_id,
+            view=blocks.deal_new_modal(
+                stages=settings.open_stages, currency=settings.default_currency, customer=None
+            ),
+        )
+        return {}
+    deal_id = _deal_id(parts[0])
+    action = parts[1].lower() if len(parts) > 1 else ""
+    rest = parts[2].strip() if len(parts) > 2 else ""
+    if action == "move":
+        if not rest:
+            raise UsageError(
+                f"Move deal #{deal_id} to which stage?",
+                hint="Stages: " + ", ".join(settings.stage_names) + ".",
+            )
+        fn: Callable[[Session], Any] = lambda s: deal_svc.move_deal(  # noqa: E731
+            s, deal_id=deal_id, stage=rest, actor=req.actor, settings=settings
+        )
+        verb = "moved"
+    elif action == "won":
+        fn = lambda s: deal_svc.win_deal(s, deal_id=deal_id, actor=req.actor, settings=settings)  # noqa: E731
+        verb = "won :tada:"
+    elif action == "lost":
+        if not rest:
+            raise UsageError(f"Why was deal #{deal_id} lost?")
+        fn = lambda s: deal_svc.lose_deal(  # noqa: E731
+            s, deal_id=deal_id, reason=rest, actor=req.actor, settings=settings
+        )
+        verb = "lost"
+    else:
+        raise UsageError(
+            f"I don't know `deal {deal_id} {action}`." if action else f"What about deal #{deal_id}?"
+        )
+    deal = write(req.bot, fn)
+    return blocks.deal_changed(deal, verb)
+
+
+def v_deals(req: VerbRequest) -> dict[str, Any]:
+    arg = req.args.strip()
+    settings = req.bot.settings
+
+    def run(session: Session) -> dict[str, Any]:
+        owner_id: int | None = None
+        stage: str | None = None
+        title = "your open deals"
+        if arg in ("", "mine"):
+            owner_id = req.user.id
+        elif arg == "all":
+            title = "all open deals"
+        elif arg.lower() in settings.stage_names:
+            stage = arg.lower()
+            title = f"open deals in {stage}"
+        else:
+            owner = user_svc.find_user(session, slack_user_ref(arg))
+            owner_id, title = owner.id, f"open deals of {owner.name}"
+        status = None if stage in ("won", "lost") else DealStatus.open
+        found = deal_svc.list_deals(
+            session,
+            owner_id=owner_id,
+            stage=stage,
+            status=status,
+            limit=blocks.PAGE_SIZE + 1,
+            offset=req.offset,
+        )
+        page = found[: blocks.PAGE_SIZE]
+        names = _customer_names(session, {d.customer_id for d in page})
+        return blocks.deal_list(
+            page,
+            names,
+            title=title,
+            args=arg,
+            offset=req.offset,
+            has_more=len(found) > len(page),
+            stages=settings.stage_names,
+        )
+
+    return read(req.bot, run)
+
+
+def v_pipeline(req: VerbRequest) -> dict[str, Any]:
+    arg = req.args.strip()
+
+    def run(session: Session) -> dict[str, Any]:
+        owner_id, who = None, "everyone"
+        if arg == "mine":
+            owner_id, who = req.user.id, req.user.name
+        elif arg:
+            owner = user_svc.find_user(session, slack_user_ref(arg))
+            owner_id, who = owner.id, owner.name
+        report = pipeline_stats.pipeline_report(
+            session, settings=req.bot.settings, owner_id=owner_id
+        )
+        return blocks.pipeline(report, who=who)
+
+    return read(req.bot, run)
+
+
+_LOG_KINDS = {"call": Channel.call, "meeting": Channel.meeting, "note": Channel.note}
+
+
+def v_log(req: VerbRequest) -> dict[str, Any]:
+    text = req.args
+    kind = Channel.note
+    head, _, rest = text.partition(" ")
+    if head.lower() in _LOG_KINDS:
+        kind, text = _LOG_KINDS[head.lower()], rest
+    ref, body = split_customer(text)
+    if not ref or not body:
+        raise UsageError("Give the customer and what happened.")
+
+    def run(session: Session) -> dict[str, Any]:
+        customer = customer_svc.resolve_customer(session, ref)
+        interaction_svc.record_interaction(
+            session,
+            actor=req.actor,
+            default_currency=req.bot.settings.default_currency,
+            interaction_in=InteractionCreate(
+                customer_id=customer.id,  # type: ignore[arg-type]
+                channel=kind,
+                body=body,  # type: ignore[arg-type]
+                author=req.user.email or req.user.name,
+                source="slack:command",
+            ),
+        )
+        return blocks.changed(
+            f"Logged a {kind.value} for *{blocks.esc(blocks.customer_label(customer))}*."
+        )
+
+    return write(req.bot, run)
+
+
+def split_when(text: str, tz: str) -> tuple[str, str]:
+    """The longest leading phrase that reads as a time, and the note after it."""
+    if m := re.match(r"^(.*?)\s*(?:[:|]|--)\s+(.*)$", text, re.DOTALL):
+        return m.group(1), m.group(2)
+    words = text.split()
+    for n in range(min(len(words), 6), 0, -1):
+        phrase = " ".join(words[:n])
+        try:
+            parse_when(phrase, tz=tz)
+        except CRMError:
+            continue
+        return phrase, " ".join(words[n:])
+    raise UsageError(
+        f"I could not find a time in {text!r}.",
+        hint="Try 'tomorrow 9am', 'in 3 days' or 'next friday'.",
+    )
+
+
+def v_followup(req: VerbRequest) -> dict[str, Any]:
+    ref, rest = split_customer(req.args)
+    if not ref or not rest:
+        raise UsageError("Give the customer and when.")
+    when, note = split_when(rest, req.tz)
+
+    def run(session: Session) -> dict[str, Any]:
+        customer = customer_svc.resolve_customer(session, ref)
+        follow_up = followup_svc.create_follow_up(
+            session,
+            customer_id=customer.id,  # type: ignore[arg-type]
+            when=when,
+            note=note,
+            actor=req.actor,
+            tz=req.tz,  # type: ignore[arg-type]
+        )
+        return blocks.changed(
+            f"Follow-up #{follow_up.id} with *{blocks.esc(blocks.customer_label(customer))}* "
+            f"on {blocks.when(follow_up.due_at, req.tz)}."
+        )
+
+    return write(req.bot, run)
+
+
+def v_followups(req: VerbRequest) -> dict[str, Any]:
+    def run(session: Session) -> dict[str, Any]:
+        found = followup_svc.list_follow_ups(
+            session, owner_id=req.user.id, limit=blocks.PAGE_SIZE + 1, offset=req.offset
+        )
+        page = found[: blocks.PAGE_SIZE]
+        names = _customer_names(session, {f.customer_id for f in page})
+        return blocks.follow_up_list(
+            page, names, tz=req.tz, offset=req.offset, has_more=len(found) > len(page)
+        )
+
+    return read(req.bot, run)
+
+
+def v_timeline(req: VerbRequest) -> dict[str, Any]:
+    if not req.args:
+        raise UsageError("Whose timeline?")
+
+    def run(session: Session) -> dict[str, Any]:
+        customer = customer_svc.resolve_customer(session, req.args)
+        items = interaction_svc.timeline(
+            session,
+            customer_id=customer.id,
+            limit=req.offset + blocks.PAGE_SIZE + 1,  # type: ignore[arg-type]
+        )  # type: ignore[arg-type]
+        page = items[req.offset : req.offset + blocks.PAGE_SIZE]
+        return blocks.timeline(
+            customer,
+            page,
+            tz=req.tz,
+            offset=req.offset,
+            has_more=len(items) > req.offset + len(page),
+        )
+
+    return read(req.bot, run)
+
+
+def v_at_risk(req: VerbRequest) -> dict[str, Any]:
+    arg = req.args.strip()
+    if arg and not arg.isdigit():
+        raise UsageError(f"{arg!r} is not a number.")
+    n = max(1, min(int(arg or 10), 40))
+
+    def run(session: Session) -> dict[str, Any]:
+        rows = insights.at_risk_customers(session, limit=n)
+        scored = bool(rows) or insights.latest_run(session) is not None
+        return blocks.at_risk(rows, scored=scored)
+
+    return read(req.bot, run)
+
+
+def v_segments(req: VerbRequest) -> dict[str, Any]:
+    return read(req.bot, lambda s: blocks.segments(insights.segment_counts(s)))
+
+
+def v_link(req: VerbRequest) -> dict[str, Any]:
+    channel_token, _, ref = req.args.strip().partition(" ")
+    if not channel_token or not ref.strip():
+        raise UsageError("Give the channel and the customer.")
+    channel = channel_ref(channel_token)
+
+    def run(session: Session) -> dict[str, Any]:
+        req.actor.require_admin("link channels")
+        customer = customer_svc.resolve_customer(session, ref.strip())
+        slack_capture.link_channel(
+            session,
+            channel_id=channel,
+            customer_id=customer.id,
+            actor=req.actor,  # type: ignore[arg-type]
+        )  # type: ignore[arg-type]
+        return blocks.changed(
+            f"Messages in <#{channel}> are now captured for "
+            f"*{blocks.esc(blocks.customer_label(customer))}*. "
+            "Invite me to the channel if I am not in it."
+        )
+
+    return write(req.bot, run)
+
+
+def v_unlink(req: VerbRequest) -> dict[str, Any]:
+    if not req.args.strip():
+        raise UsageError("Which channel?")
+    channel = channel_ref(req.args.split()[0])
+    write(req.bot, lambda s: slack_capture.unlink_channel(s, channel_id=channel, actor=req.actor))
+    return blocks.changed(f"<#{channel}> is no longer captured.")
+
+
+def v_role(req: VerbRequest) -> dict[str, Any]:
+    parts = req.args.split()
+    if len(parts) != 2:
+        raise UsageError("Give the user and the role.")
+
+    def run(session: Session) -> dict[str, Any]:
+        req.actor.require_admin("change roles")
+        target = user_svc.find_user(session, slack_user_ref(parts[0]))
+        user = user_svc.set_role(session, user_id=target.id, role=parts[1], actor=req.actor)  # type: ignore[arg-type]
+        return blocks.changed(f"{blocks.esc(user.name)} is now {blocks.esc(user.role)}.")
+
+    return write(req.bot, run)
+
+
+HANDLERS: dict[str, Callable[[VerbRequest], dict[str, Any]]] = {
+    "help": v_help,
+    "find": v_find,
+    "show": v_show,
+    "add": v_add,
+    "set": v_set,
+    "merge": v_merge,
+    "deal": v_deal,
+    "deals": v_deals,
+    "pipeline": v_pipeline,
+    "log": v_log,
+    "followup": v_followup,
+    "followups": v_followups,
+    "timeline": v_timeline,
+    "at-risk": v_at_risk,
+    "segments": v_segments,
+    "link": v_link,
+    "unlink": v_unlink,
+    "role": v_role,
+}
+
+
+def run_verb(req: VerbRequest) -> dict[str, Any]:
+    """The reply to one verb; a user mistake becomes an ephemeral note with the right form."""
+    handler = HANDLERS.get(req.verb)
+    if handler is None:
+        err = CRMError(f"I don't know the verb {req.verb!r}.", hint="`/crm help` lists them.")
+        return blocks.error_message(err)
+    try:
+        return handler(req)
+    except CRMError as err:
+        logger.info("/crm %s by %s: %s", req.verb, req.actor.name, err)
+        return blocks.error_message(err, usage(req.verb) if isinstance(err, UsageError) else None)
+
+
+def parse_command(text: str) -> tuple[str, str]:
+    text = (text or "").strip()
+    verb, _, args = text.partition(" ")
+    return (verb.lower() or "help"), args.strip()
+
+
+def crm_command(
+    ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, context: dict[str, Any]
+) -> None:
+    """/crm: acknowledge at once, then answer through the response URL."""
+    ack()
+    bot = bot_context(context)
+    try:
+        user, actor = acting_user(bot, client, command["user_id"])
+    except CRMError as err:
+        respond(**blocks.error_message(err))
+        return
+    verb, args = parse_command(command.get("text", ""))
+    reply = run_verb(
+        VerbRequest(
+            bot=bot,
+            client=client,
+            user=user,
+            actor=actor,
+            verb=verb,
+            args=args,
+            trigger_id=command.get("trigger_id"),
+            channel_id=command.get("channel_id"),
+        )
+    )
+    if reply:
+        respond(**reply)
+
+
+def register(app: App) -> None:
+    app.command("/crm")(crm_command)

@@ -1,0 +1,142 @@
+"""What every listener shares: the store and settings, the acting user, error replies."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from crm.config import Settings
+from crm.db import Database
+from crm.models import User
+from crm.services import users as user_svc
+from crm.services.actor import Actor
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BotContext:
+    """Put into Bolt's context by a middleware; listeners open their own sessions from ``db``."""
+
+    settings: Settings
+    db: Database
+
+
+def bot_context(context: dict[str, Any]) -> BotContext:
+    return context["crm"]  # type: ignore[no-any-return]
+
+
+def _profile(client: WebClient, slack_user_id: str) -> dict[str, Any]:
+    """users.info as plain values; a failed lookup still lets the user act (as default role)."""
+    try:
+        user = client.users_info(user=slack_user_id)["user"] or {}
+    except SlackApiError as exc:
+        logger.warning("users.info for %s failed: %s", slack_user_id, exc.response.get("error"))
+        user = {}
+    profile = user.get("profile") or {}
+    return {
+        "name": profile.get("real_name")
+        or user.get("real_name")
+        or user.get("name")
+        or slack_user_id,
+        "email": profile.get("email"),
+        "timezone": user.get("tz"),
+    }
+
+
+def acting_user(bot: BotContext, client: WebClient, slack_user_id: str) -> tuple[User, Actor]:
+    """The CRM user behind a Slack user (created from users.info when met for the first time)."""
+    with bot.db.session() as session:
+        user = session.exec(select(User).where(User.slack_user_id == slack_user_id)).first()
+    if user is None:
+        profile = _profile(client, slack_user_id)
+        try:
+            with bot.db.transaction() as session:
+                user = user_svc.ensure_slack_user(
+                    session,
+                    slack_user_id=slack_user_id,
+                    name=profile["name"],
+                    email=profile["email"],
+                    timezone=profile["timezone"],
+                    default_role=bot.settings.default_role,
+                )
+        except IntegrityError:
+            # A second request from the same new user created them first: use that row.
+            with bot.db.session() as session:
+                user = session.exec(select(User).where(User.slack_user_id == slack_user_id)).one()
+    return user, user_svc.actor_for(user, "slack")
+
+
+def write(bot: BotContext, fn: Callable[[Session], T]) -> T:
+    """One unit of work: everything ``fn`` changes commits together, or nothing does."""
+    with bot.db.transaction() as session:
+        return fn(session)
+
+
+def read(bot: BotContext, fn: Callable[[Session], T]) -> T:
+    with bot.db.session() as session:
+        return fn(session)
+
+
+@dataclass(frozen=True)
+class Author:
+    email: str | None
+    name: str | None
+    external: bool
+
+
+_AUTHORS: dict[str, tuple[float, Author]] = {}
+_AUTHOR_TTL_SECONDS = 600.0
+
+
+def author_facts(client: WebClient, slack_user_id: str | None, home_team: str | None) -> Author:
+    """Who wrote a message: email, name, and whether they are from another organisation.
+
+    Cached for a few minutes: a busy linked channel must not cost one users.info per message.
+    """
+    if not slack_user_id:
+        return Author(None, None, False)
+    now = time.monotonic()
+    cached = _AUTHORS.get(slack_user_id)
+    if cached and now - cached[0] < _AUTHOR_TTL_SECONDS:
+        return cached[1]
+    try:
+        user = client.users_info(user=slack_user_id)["user"] or {}
+    except SlackApiError as exc:
+        logger.warning("users.info for %s failed: %s", slack_user_id, exc.response.get("error"))
+        return Author(None, None, False)
+    profile = user.get("profile") or {}
+    team = user.get("team_id") or profile.get("team")
+    external = bool(user.get("is_stranger")) or bool(home_team and team and team != home_team)
+    author = Author(
+        email=profile.get("email"),
+        name=profile.get("real_name") or user.get("real_name") or user.get("name"),
+        external=external,
+    )
+    if len(_AUTHORS) > 10_000:
+        _AUTHORS.clear()
+    _AUTHORS[slack_user_id] = (now, author)
+    return author
+
+
+def forget_authors() -> None:
+    _AUTHORS.clear()
+
+
+def direct_message(client: WebClient, slack_user_id: str, reply: dict[str, Any]) -> None:
+    """Post to the app's DM with a user; the change it reports is saved whatever happens here."""
+    try:
+        channel = client.conversations_open(users=slack_user_id)["channel"]["id"]
+        client.chat_postMessage(channel=channel, text=reply["text"], blocks=reply.get("blocks"))
+    except SlackApiError as exc:
+        logger.warning("message to %s failed: %s", slack_user_id, exc.response.get("error"))

@@ -1,0 +1,75 @@
+"""App Home: my follow-ups due, my open deals (rotting ones flagged), my customers at risk."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from bot import blocks
+from bot.handlers.common import BotContext, acting_user, bot_context, read
+from crm.analytics.pipeline import rotting_deals
+from crm.models import User, utcnow
+from crm.services import customers as customer_svc
+from crm.services import deals as deal_svc
+from crm.services import followups as followup_svc
+from crm.services import insights
+
+logger = logging.getLogger(__name__)
+
+
+def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+
+    def run(session: Session) -> dict[str, Any]:
+        # "Due" on the Home tab: overdue and due within the next day.
+        due = followup_svc.list_follow_ups(
+            session, owner_id=user.id, due_before=now + timedelta(days=1), limit=11
+        )
+        rotting = {
+            r.deal.id: r
+            for r in rotting_deals(session, settings=bot.settings, owner_id=user.id, now=now)
+        }
+        # Rotting deals first: they are the ones that need the rep today.
+        others = [
+            d
+            for d in deal_svc.list_deals(session, owner_id=user.id, limit=21 + len(rotting))
+            if d.id not in rotting
+        ]
+        deals = ([r.deal for r in rotting.values()] + others)[:21]
+        risk = insights.at_risk_customers(session, owner_id=user.id, limit=10)
+        scored = bool(risk) or insights.latest_run(session) is not None
+        ids = {f.customer_id for f in due} | {d.customer_id for d in deals}
+        names = {cid: customer_svc.get_customer(session, cid).name for cid in ids}
+        return blocks.home_view(
+            user=user,
+            follow_ups=due,
+            follow_up_names=names,
+            deals=deals,
+            deal_names=names,
+            rotting={k: v for k, v in rotting.items() if k is not None},
+            at_risk_rows=risk,
+            scored=scored,
+            stages=bot.settings.stage_names,
+        )
+
+    return read(bot, run)
+
+
+def publish_home(bot: BotContext, client: WebClient, slack_user_id: str) -> None:
+    user, _actor = acting_user(bot, client, slack_user_id)
+    client.views_publish(user_id=slack_user_id, view=home_for(bot, user))
+
+
+def app_home_opened(event: dict[str, Any], client: WebClient, context: dict[str, Any]) -> None:
+    if event.get("tab", "home") != "home":
+        return
+    publish_home(bot_context(context), client, event["user"])
+
+
+def register(app: App) -> None:
+    app.event("app_home_opened")(app_home_opened)

@@ -1,0 +1,52 @@
+"""The message shortcut "Log to CRM": a form to pick the customer (and deal) for any message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot import blocks
+from bot.handlers.common import acting_user, bot_context
+from crm.services.errors import CRMError
+
+logger = logging.getLogger(__name__)
+
+
+def log_to_crm(
+    ack: Ack, shortcut: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> None:
+    ack()
+    bot = bot_context(context)
+    user_id = shortcut["user"]["id"]
+    message = shortcut.get("message") or {}
+    _user, actor = acting_user(bot, client, user_id)
+    try:
+        actor.require_write()
+    except CRMError as err:
+        client.chat_postEphemeral(
+            channel=(shortcut.get("channel") or {}).get("id") or user_id,
+            user=user_id,
+            text=str(err),
+        )
+        return
+    # Ids only in the form's metadata: the text is fetched again on submit.
+    meta = {
+        "channel": (shortcut.get("channel") or {}).get("id"),
+        "ts": message.get("ts"),
+        "thread_ts": message.get("thread_ts"),
+        "team": (shortcut.get("team") or {}).get("id"),
+    }
+    in_thread = bool(message.get("thread_ts")) or int(message.get("reply_count") or 0) > 0
+    client.views_open(
+        trigger_id=shortcut["trigger_id"],
+        view=blocks.log_message_modal(
+            meta=meta, preview=str(message.get("text") or ""), in_thread=in_thread
+        ),
+    )
+
+
+def register(app: App) -> None:
+    app.shortcut(blocks.SHORTCUT_LOG)(log_to_crm)

@@ -1,0 +1,283 @@
+"""Form submissions: new deal, log note, follow-up, and "Log to CRM" for a message.
+
+The change is made before ``ack()`` so a mistake can be shown on the form itself
+(``response_action: errors``); the services are fast enough for Slack's 3 seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.handlers.common import acting_user, bot_context, direct_message, write
+from bot.handlers.events import chat_message
+from crm.models import Channel, DealCreate, InteractionCreate
+from crm.services import customers as customer_svc
+from crm.services import deals as deal_svc
+from crm.services import followups as followup_svc
+from crm.services import interactions as interaction_svc
+from crm.services import slack_capture
+from crm.services.errors import CRMError
+
+logger = logging.getLogger(__name__)
+
+
+def _values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{block_id: the element's state} for the form's inputs."""
+    values = (view.get("state") or {}).get("values") or {}
+    return {block: next(iter(actions.values()), {}) for block, actions in values.items() if actions}
+
+
+def _text(values: dict[str, dict[str, Any]], block: str) -> str:
+    return str((values.get(block) or {}).get("value") or "").strip()
+
+
+def _selected(values: dict[str, dict[str, Any]], block: str) -> str:
+    return str(((values.get(block) or {}).get("selected_option") or {}).get("value") or "")
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        raise CRMError("This form is damaged; open it again.") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _field_for(err: CRMError, blocks_present: list[str], default: str) -> str:
+    text = str(err).lower()
+    for block in blocks_present:
+        if re.search(rf"\b{re.escape(block)}\b", text):
+            return block
+    return default
+
+
+def _form_error(ack: Ack, err: CRMError, view: dict[str, Any], default: str) -> None:
+    present = [
+        b.get("block_id")
+        for b in view.get("blocks") or []
+        if b.get("type") == "input" and b.get("block_id")
+    ]
+    ack(response_action="errors", errors={_field_for(err, present, default): str(err)[:150]})
+
+
+def _confirm(client: WebClient, user_id: str, reply: dict[str, Any]) -> None:
+    # The data is saved already; a failed confirmation must not look like a failed save.
+    direct_message(client, user_id, reply)
+
+
+# DealCreate's fields -> the form's blocks
+_DEAL_BLOCKS = {"customer_id": "customer", "expected_close_date": "close"}
+
+
+def deal_new(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> None:
+    bot = bot_context(context)
+    values = _values(view)
+    user_id = body["user"]["id"]
+    _user, actor = acting_user(bot, client, user_id)
+    try:
+        customer = _selected(values, "customer")
+        if not customer.isdigit():
+            raise CRMError("Choose a customer.")
+        close = (values.get("close") or {}).get("selected_date")
+        deal_in = DealCreate(
+            customer_id=int(customer),
+            title=_text(values, "title"),
+            amount=_text(values, "amount") or "0",  # type: ignore[arg-type]
+            currency=_text(values, "currency") or None,
+            stage=_selected(values, "stage") or None,
+            expected_close_date=date.fromisoformat(close) if close else None,
+        )
+        deal = write(
+            bot,
+            lambda s: deal_svc.open_deal(s, deal_in=deal_in, actor=actor, settings=bot.settings),
+        )
+    except CRMError as err:
+        _form_error(ack, err, view, "title")
+        return
+    except ValidationError as err:  # e.g. an amount that is not a number
+        first = err.errors()[0]
+        field = str((first.get("loc") or ("title",))[0])
+        block = _DEAL_BLOCKS.get(field, field)
+        ack(response_action="errors", errors={block: str(first.get("msg"))[:150]})
+        return
+    except ValueError:
+        ack(response_action="errors", errors={"close": "That is not a date."})
+        return
+    ack()
+    _confirm(client, user_id, blocks.deal_changed(deal, "opened"))
+
+
+def log_note(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> None:
+    bot = bot_context(context)
+    values = _values(view)
+    user_id = body["user"]["id"]
+    user, actor = acting_user(bot, client, user_id)
+    try:
+        meta = _metadata(view)
+        kind = Channel(_selected(values, "kind") or "note")
+        text = _text(values, "text")
+        if not text:
+            raise CRMError("Write what happened.")
+
+        def run(session: Any) -> Any:
+            customer = customer_svc.get_customer(session, int(meta.get("customer_id") or 0))
+            interaction_svc.record_interaction(
+                session,
+                actor=actor,
+                default_currency=bot.settings.default_currency,
+                interaction_in=InteractionCreate(
+                    customer_id=customer.id,  # type: ignore[arg-type]
+                    channel=kind,
+                    body=text,  # type: ignore[arg-type]
+                    author=user.email or user.name,
+                    source="slack:form",
+                ),
+            )
+            return customer
+
+        customer = write(bot, run)
+    except CRMError as err:
+        _form_error(ack, err, view, "text")
+        return
+    ack()
+    _confirm(
+        client,
+        user_id,
+        blocks.changed(
+            f"Logged a {kind.value} for *{blocks.esc(blocks.customer_label(customer))}*."
+        ),
+    )
+
+
+def follow_up(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> None:
+    bot = bot_context(context)
+    values = _values(view)
+    user_id = body["user"]["id"]
+    user, actor = acting_user(bot, client, user_id)
+    tz = user.timezone or bot.settings.timezone
+    try:
+        meta = _metadata(view)
+        made = write(
+            bot,
+            lambda s: followup_svc.create_follow_up(
+                s,
+                customer_id=int(meta.get("customer_id") or 0),
+                when=_text(values, "when"),
+                note=_text(values, "note"),
+                actor=actor,
+                tz=tz,
+            ),
+        )
+    except CRMError as err:
+        _form_error(ack, err, view, "when")
+        return
+    ack()
+    _confirm(
+        client,
+        user_id,
+        blocks.changed(f"Follow-up #{made.id} set for {blocks.when(made.due_at, tz)}."),
+    )
+
+
+def _fetch_messages(
+    client: WebClient, meta: dict[str, Any], whole_thread: bool
+) -> list[dict[str, Any]]:
+    channel, ts = meta.get("channel"), meta.get("ts")
+    if not channel or not ts:
+        raise CRMError("This form lost track of its message; use the shortcut again.")
+    root = meta.get("thread_ts") or ts
+    messages: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.conversations_replies(channel=channel, ts=root, cursor=cursor, limit=200)
+        messages.extend(page.get("messages") or [])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not whole_thread or not cursor:
+            break
+    if not whole_thread:
+        messages = [m for m in messages if m.get("ts") == ts]
+    if not messages:
+        raise CRMError("Slack did not return that message; it may have been deleted.")
+    for m in messages:
+        m.setdefault("channel", channel)
+    return messages
+
+
+def log_message(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> None:
+    """Store the message (or its whole thread) with a permalink, for the chosen customer/deal."""
+    bot = bot_context(context)
+    values = _values(view)
+    user_id = body["user"]["id"]
+    _user, actor = acting_user(bot, client, user_id)
+    try:
+        actor.require_write()
+        meta = _metadata(view)
+        customer = _selected(values, "customer")
+        if not customer.isdigit():
+            raise CRMError("Choose a customer.")
+        deal = _selected(values, "deal")
+        whole_thread = bool((values.get("thread") or {}).get("selected_options"))
+        try:
+            raw = _fetch_messages(client, meta, whole_thread)
+            permalinks = {
+                m["ts"]: client.chat_getPermalink(channel=meta["channel"], message_ts=m["ts"]).get(
+                    "permalink"
+                )
+                for m in raw
+            }
+        except SlackApiError as exc:
+            raise CRMError(
+                f"Slack would not give me the message ({exc.response.get('error')})."
+            ) from None
+        team = meta.get("team") or (body.get("team") or {}).get("id")
+        messages = [
+            chat_message(m, team=team, client=client, permalink=permalinks.get(m["ts"]))
+            for m in raw
+        ]
+        results = write(
+            bot,
+            lambda s: slack_capture.log_messages(
+                s,
+                customer_id=int(customer),
+                deal_id=int(deal) if deal.isdigit() else None,
+                messages=messages,
+                actor=actor,
+            ),
+        )
+    except CRMError as err:
+        _form_error(ack, err, view, "customer")
+        return
+    ack()
+    stored = sum(1 for r in results if r.created)
+    already = sum(1 for r in results if r.interaction is not None and not r.created)
+    text = (
+        f"Logged {stored} message(s) to customer #{customer}"
+        + (f" ({already} were logged already)" if already else "")
+        + "."
+    )
+    _confirm(client, user_id, blocks.changed(text))
+
+
+def register(app: App) -> None:
+    app.view(blocks.V_DEAL_NEW)(deal_new)
+    app.view(blocks.V_LOG_NOTE)(log_note)
+    app.view(blocks.V_FOLLOW_UP)(follow_up)
+    app.view(blocks.V_LOG_MESSAGE)(log_message)

@@ -1,0 +1,129 @@
+"""The Slack app: a Bolt ``App`` wired to the CRM. The entry point only wires things up."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from bot import blocks
+from bot.handlers import actions, commands, events, home, options, shortcuts, views
+from bot.handlers.common import BotContext
+from crm.config import Settings
+from crm.db import Database
+from crm.services.dates import parse_when
+from crm.services.errors import CRMError
+
+logger = logging.getLogger(__name__)
+
+
+class ServerErrorRetryHandler(RetryHandler):
+    """Retries Slack's 5xx answers (a brief outage) with the SDK's backoff."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code >= 500
+
+
+def retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=max_retries),
+        RateLimitErrorRetryHandler(max_retry_count=max_retries),
+        ServerErrorRetryHandler(max_retry_count=max_retries),
+    ]
+
+
+def make_client(settings: Settings, token: str | None = None) -> WebClient:
+    kwargs: dict[str, Any] = {
+        "token": token or settings.slack_bot_token,
+        "retry_handlers": retry_handlers(),
+    }
+    if settings.slack_api_url:
+        kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
+    return WebClient(**kwargs)
+
+
+def register_listeners(app: App) -> None:
+    for module in (commands, actions, views, shortcuts, events, home, options):
+        module.register(app)
+
+
+def handle_error(
+    error: Exception, body: dict[str, Any], logger: logging.Logger, respond: Any = None
+) -> BoltResponse | None:
+    """The one place unexpected failures land: logged with the traceback, the user told briefly."""
+    logger.exception("Slack listener failed: %s", error, exc_info=error)
+    if respond is not None and (body.get("response_url") or body.get("response_urls")):
+        try:
+            respond(
+                **blocks.note(
+                    ":x: Something went wrong on our side; it is logged. Please try again."
+                )
+            )
+        except Exception:  # the user notice is best effort; the failure is logged above
+            logger.warning("could not tell the user about the failure")
+    return None
+
+
+def warm_up_date_parsing(tz: str) -> None:
+    """dateparser loads its language data on first use: ~1 s, and ~5 s for the first phrase it
+    cannot read (it tries every language). Pay that at start-up, not inside Slack's 3 seconds."""
+    parse_when("tomorrow 9am", tz=tz)
+    with contextlib.suppress(CRMError):
+        parse_when("no such time", tz=tz)
+
+
+def create_app(
+    settings: Settings,
+    db: Database,
+    *,
+    client: WebClient | None = None,
+    process_before_response: bool = False,
+    listener_threads: int = 32,
+) -> App:
+    """A Bolt app for the CRM. ``settings`` must hold the bot token and signing secret."""
+    if not settings.slack_signing_secret:
+        raise ValueError("SLACK_SIGNING_SECRET is needed to verify Slack's requests")
+    app = App(
+        client=client or make_client(settings),
+        signing_secret=settings.slack_signing_secret,
+        process_before_response=process_before_response,
+        # Bolt's default pool has 5 threads; the HTTP answer waits for a free one to run ack(),
+        # so a burst of requests would queue for Slack's 3 seconds. Listeners mostly wait on
+        # the database and Slack, so more threads than cores is right.
+        listener_executor=ThreadPoolExecutor(
+            max_workers=listener_threads, thread_name_prefix="slack-listener"
+        ),
+        # Checked at start-up by the runtime's auth.test; no network call while building the app.
+        token_verification_enabled=False,
+    )
+    crm = BotContext(settings=settings, db=db)
+
+    def attach_crm(context: dict[str, Any], next: Any) -> None:  # noqa: A002 (Bolt's argument name)
+        # Only the handles go into the context; each listener opens its own session.
+        context["crm"] = crm
+        next()
+
+    warm_up_date_parsing(settings.timezone)
+    app.use(attach_crm)
+    app.error(handle_error)
+    register_listeners(app)
+    return app

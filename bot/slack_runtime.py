@@ -1,0 +1,286 @@
+"""Running the Slack app: an HTTP server (``/slack/events``, ``GET /healthz``) or Socket Mode.
+
+HTTP mode is stateless, so many replicas can sit behind one load balancer. The server is
+the standard library's threading HTTP server: one thread per connection is plenty for
+Slack's request rates, and it needs no extra dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import socket
+import threading
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from slack_bolt import App, BoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+
+from bot.run import Component, Disabled
+from crm.config import Settings
+from crm.db import Database
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything absurd
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _SlackHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's name)
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _send(
+        self, status: int, body: bytes | str = b"", headers: dict[str, Any] | None = None
+    ) -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        sent_type = False
+        for name, value in (headers or {}).items():
+            if name.lower() in ("content-length", "connection"):
+                continue
+            sent_type = sent_type or name.lower() == "content-type"
+            for item in value if isinstance(value, list) else [value]:
+                self.send_header(name, str(item))
+        if not sent_type:
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
+        if urlsplit(self.path).path != HEALTH_PATH:
+            self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        try:
+            with self.server.db.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning("health check: database unreachable: %s", exc)
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, "database unreachable\n")
+            return
+        self._send(HTTPStatus.OK, "ok\n")
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib's name)
+        parts = urlsplit(self.path)
+        if parts.path != EVENTS_PATH:
+            self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._send(HTTPStatus.BAD_REQUEST, "bad content length\n")
+            return
+        raw = self.rfile.read(length)
+        headers: dict[str, str | Sequence[str]] = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._send(HTTPStatus.BAD_REQUEST, "body is not UTF-8\n")
+            return
+        # Signature first: an unsigned request learns nothing, not even whether it parsed.
+        if not self.server.verifier.is_valid_request(body, dict(self.headers.items())):
+            self._send(HTTPStatus.UNAUTHORIZED, "invalid signature or stale timestamp\n")
+            return
+        try:
+            request = BoltRequest(body=body, query=parts.query, headers=headers)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Bolt parses while building the request; a body of the wrong shape fails in there.
+            logger.info("malformed Slack request: %s", exc)
+            self._send(HTTPStatus.BAD_REQUEST, "malformed payload\n")
+            return
+        if not isinstance(request.body, dict) or not request.body:
+            self._send(HTTPStatus.BAD_REQUEST, "malformed payload\n")
+            return
+        response = self.server.app.dispatch(request)
+        self._send(response.status, response.body or b"", response.headers)
+
+
+class _SlackHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: App,
+        db: Database,
+        signing_secret: str,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
+        self.reuse_port = reuse_port
+        super().__init__(address, _Handler)
+        self.app = app
+        self.db = db
+        self.verifier = SignatureVerifier(signing_secret)
+
+    def server_bind(self) -> None:
+        if self.reuse_port:
+            # Several worker processes listen on one port; the kernel spreads connections.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def _http_worker(settings: Settings, host: str, port: int, conn: Connection) -> None:
+    """A worker process: its own store connections and Bolt app, serving the shared port."""
+    from bot.slack_app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper())
+    db = Database(settings.database_url)
+    server = _SlackHTTPServer(
+        (host, port),
+        create_app(settings, db),
+        db,
+        settings.slack_signing_secret or "",
+        reuse_port=True,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="slack-http", daemon=True)
+    thread.start()
+    conn.send("ready")
+    with contextlib.suppress(EOFError):
+        conn.recv()  # until the parent says stop, or goes away
+    server.shutdown()
+    server.server_close()
+    db.dispose()
+
+
+class SlackHTTPComponent:
+    """Serves Slack's requests over HTTP until stopped."""
+
+    name = "slack (HTTP)"
+
+    def __init__(
+        self,
+        app: App,
+        db: Database,
+        *,
+        host: str,
+        port: int,
+        signing_secret: str,
+        workers: int = 1,
+        settings: Settings | None = None,
+    ) -> None:
+        if workers > 1 and settings is None:
+            raise ValueError("extra HTTP workers rebuild the app from the settings; pass them")
+        self.app = app
+        self.server = _SlackHTTPServer(
+            (host, port), app, db, signing_secret, reuse_port=workers > 1
+        )
+        self._thread: threading.Thread | None = None
+        self._extra = workers - 1
+        self._settings = settings
+        self._workers: list[tuple[BaseProcess, Connection]] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        host, port = self.server.server_address[:2]
+        ctx = multiprocessing.get_context("spawn")  # no forked copies of live DB connections
+        for _ in range(self._extra):
+            parent, child = ctx.Pipe()
+            process: BaseProcess = ctx.Process(
+                target=_http_worker, args=(self._settings, host, port, child), daemon=True
+            )
+            process.start()
+            self._workers.append((process, parent))
+        for process, parent in self._workers:
+            if not parent.poll(60) or parent.recv() != "ready":
+                raise RuntimeError(f"Slack HTTP worker {process.pid} did not start")
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="slack-http", daemon=True
+        )
+        self._thread.start()
+        logger.info(
+            "Slack HTTP on %s%s (%d process(es))", self.url, EVENTS_PATH, 1 + len(self._workers)
+        )
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for process, parent in self._workers:
+            with contextlib.suppress(OSError):
+                parent.send("stop")
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+        self._workers.clear()
+
+
+class SlackSocketModeComponent:
+    """Connects out to Slack over a websocket (no public URL needed)."""
+
+    name = "slack (Socket Mode)"
+
+    def __init__(self, app: App, *, app_token: str, api_url: str | None = None) -> None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+        from slack_sdk import WebClient
+
+        web_client = WebClient(base_url=api_url.rstrip("/") + "/") if api_url else WebClient()
+        self.handler = SocketModeHandler(app, app_token=app_token, web_client=web_client)
+
+    def start(self) -> None:
+        self.handler.connect()
+
+    def stop(self) -> None:
+        self.handler.close()
+
+
+def slack_component(settings: Settings, db: Database) -> Component | Disabled:
+    """The runtime's Slack component, or why Slack is off."""
+    if not settings.slack_bot_token:
+        return Disabled(
+            "slack", "SLACK_BOT_TOKEN is not set; replies and digests go to the console/outbox"
+        )
+    from bot.slack_app import create_app
+
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        return Disabled(
+            "slack", "SLACK_SIGNING_SECRET is not set, so Slack's HTTP requests cannot be verified"
+        )
+    # Socket Mode requests are not signed; the app still wants a secret for its HTTP verifier.
+    if not settings.slack_signing_secret:
+        settings = settings.model_copy(update={"slack_signing_secret": "socket-mode-unsigned"})
+    app = create_app(settings, db)
+    try:
+        auth = app.client.auth_test()
+        logger.info("Slack: connected as %s in %s", auth.get("user"), auth.get("team"))
+    except SlackApiError as exc:
+        return Disabled("slack", f"Slack rejected the bot token ({exc.response.get('error')})")
+    except OSError as exc:
+        return Disabled("slack", f"Slack's Web API is unreachable ({exc})")
+    if settings.slack_app_token:
+        return SlackSocketModeComponent(
+            app, app_token=settings.slack_app_token, api_url=settings.slack_api_url
+        )
+    return SlackHTTPComponent(
+        app,
+        db,
+        host=settings.http_host,
+        port=settings.http_port,
+        signing_secret=settings.slack_signing_secret or "",
+        workers=settings.http_workers,
+        settings=settings,
+    )

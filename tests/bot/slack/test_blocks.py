@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import SectionBlock
+
+from bot import blocks
+from bot.handlers.commands import VERBS, split_customer, split_when
+from crm.models import Customer, Deal, FollowUp, Interaction, User, utcnow
+from crm.services.customers import CustomerCard
+
+
+def _customer(**kw):
+    return Customer(id=kw.pop("id", 7), name=kw.pop("name", "Acme"), name_key="acme", **kw)
+
+
+def test_block_models_raise_on_slack_limits():
+    with pytest.raises(SlackObjectFormationError):
+        SectionBlock(text="x" * 3001).to_dict()
+    with pytest.raises(ValueError):
+        blocks.message([blocks.section("x")] * 51, "too many")
+    assert len(blocks.section("y" * 5000).to_dict()["text"]["text"]) == 3000
+
+
+def test_card_with_huge_user_text_stays_within_limits():
+    long = "<b>" + "z" * 5000
+    c = _customer(name="N" * 200, company=long)
+    card = CustomerCard(
+        customer=c,
+        owner=None,
+        contacts=[],
+        open_deals=[
+            Deal(id=i, customer_id=7, title=long[:200], stage="lead", amount=Decimal("1"))
+            for i in range(40)
+        ],
+        recent_interactions=[
+            Interaction(
+                id=1,
+                customer_id=7,
+                channel="note",
+                direction="internal",
+                occurred_at=utcnow(),
+                body=long,
+            )
+        ],
+        next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note=long[:2000]),
+        last_touch_at=utcnow(),
+    )
+    out = blocks.customer_card(card, None, tz="Europe/Berlin", scored=False)
+    assert len(out["blocks"]) <= blocks.MAX_MESSAGE_BLOCKS
+    text = str(out["blocks"])
+    assert "<b>" not in text and "&lt;b&gt;" in text
+    assert "and 30 more" in text
+
+
+def test_options_are_capped_and_labels_shortened():
+    many = [blocks.customer_option(_customer(id=i, name="Q" * 100)) for i in range(150)]
+    out = blocks.options(many)
+    assert len(out["options"]) == 100
+    assert all(len(o["text"]["text"]) <= 75 for o in out["options"])
+
+
+def test_home_view_with_many_items_fits_in_100_blocks():
+    user = User(id=1, name="Rita", timezone="Europe/Berlin")
+    deals = [
+        Deal(id=i, customer_id=1, title=f"D{i}", stage="lead", amount=Decimal("5"))
+        for i in range(60)
+    ]
+    follow_ups = [
+        FollowUp(id=i, customer_id=1, due_at=utcnow() - timedelta(days=1)) for i in range(30)
+    ]
+    view = blocks.home_view(
+        user=user,
+        follow_ups=follow_ups,
+        follow_up_names={1: "Acme"},
+        deals=deals,
+        deal_names={1: "Acme"},
+        rotting={},
+        at_risk_rows=[],
+        scored=False,
+        stages=["lead", "qualified", "won", "lost"],
+    )
+    assert view["type"] == "home" and len(view["blocks"]) <= blocks.MAX_VIEW_BLOCKS
+    assert "and more" in str(view["blocks"])
+
+
+def test_help_has_every_verb_and_each_text_fits():
+    out = blocks.help_message(VERBS)
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in out["blocks"])
+    assert str(out["blocks"]).count("/crm ") >= 2 * len(VERBS)
+
+
+def test_parsing_customer_references_and_times():
+    assert split_customer('"Acme Corp" hello there') == ("Acme Corp", "hello there")
+    assert split_customer("Acme Corp: hello there") == ("Acme Corp", "hello there")
+    assert split_customer("acme.com hello") == ("acme.com", "hello")
+    assert split_customer("acme called at 10:30") == ("acme", "called at 10:30")
+    assert split_when("tomorrow 9am send the quote", "UTC") == ("tomorrow 9am", "send the quote")
+    assert split_when("next friday: review", "UTC") == ("next friday", "review")
+    assert split_when("in 3 days", "UTC") == ("in 3 days", "")

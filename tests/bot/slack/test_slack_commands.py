@@ -1,0 +1,386 @@
+"""Every /crm verb over real signed HTTP, with the replies read back from the response URL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlmodel import select
+
+from crm.models import (
+    AnalyticsRun,
+    AuditEvent,
+    ChannelLink,
+    ChurnScore,
+    Customer,
+    CustomerSegment,
+    Deal,
+    DealStatus,
+    FollowUp,
+    Interaction,
+    Role,
+    User,
+    utcnow,
+)
+from tests.factories import add_customer, add_deal
+
+
+def _actor_events(db, actor_prefix: str) -> list[AuditEvent]:
+    with db.session() as session:
+        return [e for e in session.exec(select(AuditEvent)) if e.actor.startswith(actor_prefix)]
+
+
+def _score(db, customers, *, segment="At risk", probability=0.8, level="high", finished=True):
+    with db.transaction() as session:
+        run = AnalyticsRun(
+            kind="refresh",
+            status="done" if finished else "running",
+            cutoff=utcnow(),
+            finished_at=utcnow() if finished else None,
+            customers=len(customers),
+        )
+        session.add(run)
+        session.flush()
+        for c in customers:
+            session.add(
+                CustomerSegment(
+                    run_id=run.id,
+                    customer_id=c.id,
+                    recency_score=1,
+                    frequency_score=2,
+                    monetary_score=3,
+                    rfm_segment=segment,
+                )
+            )
+            session.add(
+                ChurnScore(
+                    run_id=run.id,
+                    customer_id=c.id,
+                    probability=probability,
+                    risk_level=level,
+                    reasons=["No order in 120 days", "Support tickets up"],
+                )
+            )
+    return run
+
+
+def test_help_lists_every_verb_with_examples(slack, fake_slack):
+    reply = slack.command("help")
+    assert reply.status == 200
+    for verb in (
+        "find",
+        "show",
+        "add",
+        "set",
+        "merge",
+        "deal new",
+        "deals",
+        "pipeline",
+        "log",
+        "followup",
+        "followups",
+        "timeline",
+        "at-risk",
+        "segments",
+        "link",
+        "unlink",
+    ):
+        assert f"/crm {verb}" in reply.text
+    assert reply.respond["response_type"] == "ephemeral"
+    # An empty /crm is help too; an unknown verb says so and points at help.
+    assert "/crm find" in slack.command("").text
+    assert "don't know the verb 'frobnicate'" in slack.command("frobnicate").text
+
+
+def test_add_find_show_card_with_buttons(slack, db, admin, settings):
+    reply = slack.command('add "Jane Doe" jane@acme.com Acme Inc', user="UREP00001")
+    assert "Added customer" in reply.text and "Jane Doe (Acme Inc)" in reply.text
+    with db.session() as session:
+        jane = session.exec(select(Customer).where(Customer.name == "Jane Doe")).one()
+        rita = session.exec(select(User).where(User.slack_user_id == "UREP00001")).one()
+    assert jane.owner_id == rita.id and jane.domain == "acme.com"
+    events = _actor_events(db, "slack:UREP00001")
+    assert [(e.action, e.entity) for e in events] == [("create", "customer")]
+
+    add_customer(db, admin, name="Acme Billing", email="billing@acme.com")
+    found = slack.command("find acme.com")
+    assert "Jane Doe" in found.text and "Acme Billing" in found.text
+
+    deal = add_deal(
+        db, admin, settings, jane.id, title="Team <plan> & more", amount=Decimal("1200")
+    )
+    card = slack.command("show jane@acme.com")
+    assert "Jane Doe" in card.text and "rita@ourco.com" not in card.text
+    assert f"#{deal.id} *Team &lt;plan&gt; &amp; more*" in card.text  # user text escaped for mrkdwn
+    assert "not scored yet" in card.text
+    actions = [b for b in card.respond["blocks"] if b["type"] == "actions"][-1]
+    assert [e["text"]["text"] for e in actions["elements"]] == [
+        "Log note",
+        "New deal",
+        "Follow up",
+        "Open timeline",
+    ]
+
+
+def test_unknown_customer_suggests_and_ambiguous_asks(slack, db, admin):
+    add_customer(db, admin, name="Globex Corporation", email="a@globex.com")
+    add_customer(db, admin, name="Jane Smith", email="jane@one.com")
+    add_customer(db, admin, name="Jane Smith", email="jane@two.com")
+    close = slack.command("show Glebux Corp")
+    assert "Did you mean" in close.text and "Globex Corporation" in close.text
+    ambiguous = slack.command("show Jane Smith")
+    assert "2 customers match" in ambiguous.text and "Which one?" in ambiguous.text
+    assert "jane@one.com" not in ambiguous.text or "jane@two.com" not in ambiguous.text
+    assert "No customer matches" in slack.command("show zzzzqqqq").text
+
+
+def test_find_paginates_long_lists(slack, db, admin):
+    for i in range(23):
+        add_customer(db, admin, name=f"Initech Branch {i:02d}", email=f"b{i}@initech{i}.com")
+    first = slack.command("find initech branch")
+    assert first.text.count("Initech Branch") == 10
+    pager = [b for b in first.respond["blocks"] if b["type"] == "actions"][-1]["elements"][0]
+    assert pager["action_id"] == "page"
+    second = slack.block_action({"action_id": "page", "value": pager["value"], "type": "button"})
+    assert second.respond["replace_original"] is True
+    assert second.text.count("Initech Branch") == 10 and "Showing 11–20" in second.text
+
+
+def test_set_updates_fields_contacts_and_owner(slack, db, admin, people):
+    c = add_customer(db, admin, name="Umbrella", email="x@umbrella.com")
+    reply = slack.command(
+        f'set #{c.id} status=active company="Umbrella Corp" tags=vip,eu phone=+4930123456 '
+        "owner=<@UREP00001|rita>",
+        user="UMGR00001",
+    )
+    assert "Updated" in reply.text, reply.text
+    with db.session() as session:
+        c2 = session.get(Customer, c.id)
+    assert c2.status == "active" and c2.company == "Umbrella Corp" and c2.tags == ["eu", "vip"]
+    assert c2.owner_id == people["UREP00001"].id
+    bad = slack.command(f"set #{c.id} colour=blue", user="UMGR00001")
+    assert "not a field=value pair" in bad.text and "Usage:" in bad.text
+    bad_status = slack.command(f"set #{c.id} status=sleeping", user="UMGR00001")
+    assert ":warning:" in bad_status.text
+    # A rep cannot hand a customer to someone else.
+    denied = slack.command(f"set #{c.id} owner=<@UREP00002|ray>", user="UREP00001")
+    assert "Only managers and admins" in denied.text
+
+
+def test_merge_is_for_managers(slack, db, admin):
+    a = add_customer(db, admin, name="Hooli", email="a@hooli.com")
+    b = add_customer(db, admin, name="Hooli XYZ", email="b@hooli.xyz")
+    assert (
+        "Only managers and admins can merge"
+        in slack.command(f"merge #{a.id} #{b.id}", user="UREP00001").text
+    )
+    assert "exactly two customers" in slack.command(f"merge #{a.id}", user="UMGR00001").text
+    reply = slack.command(f"merge #{a.id} #{b.id}", user="UMGR00001")
+    assert "Merged" in reply.text
+    with db.session() as session:
+        assert session.get(Customer, b.id) is None
+
+
+def test_deal_verbs_and_their_mistakes(slack, db, admin, settings, people):
+    c = add_customer(db, admin, name="Stark", email="t@stark.com")
+    with db.transaction() as session:
+        pass
+    d = add_deal(
+        db,
+        admin,
+        settings,
+        c.id,
+        title="Armor",
+        owner_id=people["UREP00001"].id,
+        amount=Decimal("500"),
+    )
+    no_stage = slack.command(f"deal {d.id} move", user="UREP00001")
+    assert (
+        "to which stage" in no_stage.text
+        and "lead, qualified, proposal, negotiation, won, lost" in no_stage.text
+    )
+    bad_stage = slack.command(f"deal {d.id} move heaven", user="UREP00001")
+    assert "'heaven' is not a deal stage" in bad_stage.text and "Stages:" in bad_stage.text
+    assert "moved" in slack.command(f"deal {d.id} move proposal", user="UREP00001").text
+    # Reps change only their own deals; managers change all.
+    assert "Only its owner" in slack.command(f"deal {d.id} move negotiation", user="UREP00002").text
+    assert "moved" in slack.command(f"deal {d.id} move negotiation", user="UMGR00001").text
+    assert "Why was deal" in slack.command(f"deal {d.id} lost", user="UREP00001").text
+    assert (
+        "lost" in slack.command(f"deal {d.id} lost went with a competitor", user="UREP00001").text
+    )
+    assert "won" in slack.command(f"deal {d.id} won", user="UREP00001").text
+    with db.session() as session:
+        deal = session.get(Deal, d.id)
+    assert deal.status == DealStatus.won
+    assert "There is no deal #999" in slack.command("deal 999 won").text
+    assert "not a deal number" in slack.command("deal abc won").text
+    assert "I don't know `deal" in slack.command(f"deal {d.id} frob").text
+    events = _actor_events(db, "slack:UREP00001 (")
+    assert [e.action for e in events if e.entity == "deal"] == ["move", "lose", "win"]
+
+
+def test_deal_new_opens_the_form(slack, fake_slack):
+    reply = slack.command("deal new", wait=False)
+    assert reply.status == 200
+    view = fake_slack.wait_for("views.open")[0].params["view"]
+    assert view["callback_id"] == "deal_new"
+    assert [b["block_id"] for b in view["blocks"]] == [
+        "customer",
+        "title",
+        "amount",
+        "currency",
+        "stage",
+        "close",
+    ]
+    assert fake_slack.wait_for("views.open")[0].params["trigger_id"].startswith("trigger-")
+    viewer = slack.command("deal new", user="UVIEW0001")
+    assert "viewer" in viewer.text
+
+
+def test_deals_lists_and_pipeline(slack, db, admin, settings, people):
+    c = add_customer(db, admin, name="Wayne", email="b@wayne.com")
+    for i in range(12):
+        add_deal(
+            db,
+            admin,
+            settings,
+            c.id,
+            title=f"Deal {i}",
+            owner_id=people["UREP00001"].id,
+            amount=Decimal("100"),
+        )
+    add_deal(db, admin, settings, c.id, title="Ray's deal", owner_id=people["UREP00002"].id)
+    mine = slack.command("deals", user="UREP00001")
+    assert mine.text.count("Deal ") >= 10 and "Ray's deal" not in mine.text
+    assert any(b["type"] == "actions" for b in mine.respond["blocks"])  # next page
+    assert "Ray&#x27;s" not in slack.command("deals <@UREP00002|ray>").text
+    assert "Ray's deal" in slack.command("deals <@UREP00002|ray>").text
+    assert "open deals in lead" in slack.command("deals lead").text
+    assert "No user matches" in slack.command("deals <@UNOBODY01|x>").text
+    pipe = slack.command("pipeline")
+    assert "Pipeline: everyone" in pipe.text and "*lead*: 13 deal(s)" in pipe.text
+    assert "Weighted forecast" in pipe.text and "120.00 USD" in pipe.text  # 1200 at 10 %
+    assert "Pipeline: Rita Rep" in slack.command("pipeline mine", user="UREP00001").text
+
+
+def test_log_followup_followups_timeline(slack, db, admin, fake_slack):
+    c = add_customer(db, admin, name="Acme Corp", email="jane@acme.com")
+    assert (
+        "Logged a call"
+        in slack.command(
+            "log call Acme Corp: talked about the renewal <soon>", user="UREP00001"
+        ).text
+    )
+    assert "Logged a note" in slack.command("log jane@acme.com quick note", user="UREP00001").text
+    assert (
+        "Give the customer and what happened"
+        in slack.command("log acme.com", user="UREP00001").text
+    )
+    assert "viewer" in slack.command("log acme.com a note", user="UVIEW0001").text
+    reply = slack.command("followup acme.com tomorrow 9am send the quote", user="UREP00001")
+    assert "Follow-up #" in reply.text and "09:00" in reply.text
+    with db.session() as session:
+        fu = session.exec(select(FollowUp)).one()
+    assert fu.note == "send the quote"
+    # 9am in the user's Slack time zone (Europe/Berlin), stored in UTC.
+    assert fu.due_at.hour in (7, 8)
+    assert (
+        "could not find a time"
+        in slack.command("followup acme.com whenever works", user="UREP00001").text
+    )
+    listing = slack.command("followups", user="UREP00001")
+    assert "send the quote" in listing.text and "Mark done" in listing.text
+    assert "no open follow-ups" in slack.command("followups", user="UREP00002").text
+    timeline = slack.command("timeline acme.com")
+    assert (
+        "talked about the renewal &lt;soon&gt;" in timeline.text and "quick note" in timeline.text
+    )
+    with db.session() as session:
+        notes = list(session.exec(select(Interaction).where(Interaction.customer_id == c.id)))
+    assert {n.author for n in notes} == {"rita@ourco.com"}
+
+
+def test_insights_say_plainly_when_nothing_is_scored(slack, db, admin):
+    c = add_customer(db, admin, name="Soylent", email="a@soylent.com")
+    assert "Nothing is scored yet" in slack.command("at-risk").text
+    assert "Nothing is scored yet" in slack.command("segments").text
+    _score(db, [c], finished=False)  # a run still going is not a result
+    assert "Nothing is scored yet" in slack.command("at-risk").text
+    _score(db, [c])
+    risky = slack.command("at-risk 5")
+    assert "Soylent" in risky.text and "80%" in risky.text and "No order in 120 days" in risky.text
+    assert "At risk*: 1 (100%)" in slack.command("segments").text
+    card = slack.command("show soylent.com")
+    assert "*Segment:* At risk" in card.text and "high (80%)" in card.text
+    assert "not a number" in slack.command("at-risk lots").text
+
+
+def test_link_unlink_and_roles_are_admin_only(slack, db, admin, people):
+    c = add_customer(db, admin, name="Acme", email="jane@acme.com")
+    denied = slack.command("link <#C0ACME001|acme-shared> acme.com", user="UMGR00001")
+    assert "Only admins can link channels" in denied.text
+    assert "now captured" in slack.command("link <#C0ACME001|acme-shared> acme.com").text
+    with db.session() as session:
+        link = session.exec(select(ChannelLink)).one()
+    assert link.channel_id == "C0ACME001" and link.customer_id == c.id
+    assert "from Slack's #-autocomplete" in slack.command("link #acme-shared acme.com").text
+    assert (
+        "Only admins can unlink"
+        in slack.command("unlink <#C0ACME001|acme-shared>", user="UREP00001").text
+    )
+    assert "no longer captured" in slack.command("unlink <#C0ACME001|acme-shared>").text
+    assert "not linked" in slack.command("unlink <#C0ACME001|acme-shared>").text
+
+    assert (
+        "Only admins can change roles"
+        in slack.command("role <@UREP00001|rita> admin", user="UMGR00001").text
+    )
+    assert "now manager" in slack.command("role <@UREP00001|rita> manager").text
+    assert "is not a role" in slack.command("role <@UREP00001|rita> boss").text
+    with db.session() as session:
+        assert session.get(User, people["UREP00001"].id).role == Role.manager
+
+
+def test_viewers_read_but_cannot_write(slack, db, admin, settings):
+    c = add_customer(db, admin, name="Acme", email="jane@acme.com")
+    d = add_deal(db, admin, settings, c.id)
+    assert "Acme" in slack.command("show acme.com", user="UVIEW0001").text
+    assert "Pipeline" in slack.command("pipeline", user="UVIEW0001").text
+    for text in (
+        "add Bob bob@bob.com",
+        "set acme.com status=active",
+        f"deal {d.id} won",
+        "followup acme.com tomorrow",
+        "log acme.com hi",
+    ):
+        reply = slack.command(text, user="UVIEW0001")
+        assert "viewer" in reply.text or "Only" in reply.text, text
+    with db.session() as session:
+        assert session.get(Deal, d.id).status == DealStatus.open
+        assert len(list(session.exec(select(Customer)))) == 1
+
+
+def test_first_time_user_is_created_from_users_info(slack, db, fake_slack, settings):
+    reply = slack.command("followups", user="UNEW00001")
+    assert "no open follow-ups" in reply.text
+    with db.session() as session:
+        nora = session.exec(select(User).where(User.slack_user_id == "UNEW00001")).one()
+    assert (nora.name, nora.email, nora.timezone, nora.role) == (
+        "Nora New",
+        "nora@ourco.com",
+        "America/New_York",
+        settings.default_role,
+    )
+    assert [c.params["user"] for c in fake_slack.calls_to("users.info")] == ["UNEW00001"]
+    slack.command("followups", user="UNEW00001")
+    assert len(fake_slack.calls_to("users.info")) == 1  # known now: no second lookup
+
+
+def test_followup_due_time_uses_the_slack_users_zone(slack, db, admin):
+    add_customer(db, admin, name="Acme", email="jane@acme.com")
+    slack.command("followup acme.com tomorrow 9am", user="UNEW00001")
+    with db.session() as session:
+        fu = session.exec(select(FollowUp)).one()
+    assert fu.due_at.hour in (13, 14)  # 9am in New York
+    assert fu.due_at > utcnow() + timedelta(hours=1)

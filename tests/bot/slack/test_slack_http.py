@@ -1,0 +1,202 @@
+"""The transport: signatures, malformed requests, health, Slack API retries, runtime start-up."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from urllib.parse import urlencode, urlsplit
+
+from sqlmodel import select
+
+from bot.run import Disabled, Runtime
+from bot.slack_runtime import SlackHTTPComponent, SlackSocketModeComponent, slack_component
+from crm.models import Customer, Deal
+from tests.bot.slack.conftest import SlackClientSim
+from tests.bot.slack.fake_socket import FakeSocketMode
+from tests.factories import add_customer
+
+
+def _command_form(fake, text="add Bob bob@bob.com"):
+    return urlencode(
+        {
+            "command": "/crm",
+            "text": text,
+            "user_id": "UADMIN001",
+            "team_id": fake.team_id,
+            "channel_id": "C0GEN0001",
+            "response_url": fake.response_url("x"),
+            "trigger_id": "t",
+        }
+    )
+
+
+def _customers(db) -> int:
+    with db.session() as session:
+        return len(list(session.exec(select(Customer))))
+
+
+def test_bad_signature_and_stale_timestamp_are_rejected(slack, db, fake_slack):
+    form = _command_form(fake_slack)
+    status, _ = slack.post(
+        form,
+        "application/x-www-form-urlencoded",
+        sign=False,
+        headers={"X-Slack-Signature": "v0=" + "0" * 64},
+    )
+    assert status == 401
+    status, _ = slack.post(form, "application/x-www-form-urlencoded", sign=False)
+    assert status == 401
+    stale = int(time.time()) - 60 * 10
+    status, _ = slack.post(form, "application/x-www-form-urlencoded", timestamp=stale)
+    assert status == 401
+    forged = SlackClientSim(slack.base_url, fake_slack, secret="not-the-secret")
+    assert forged.post(form, "application/x-www-form-urlencoded")[0] == 401
+    time.sleep(0.2)
+    assert _customers(db) == 0 and fake_slack.calls_to("respond") == []
+
+
+def test_malformed_payloads_get_400_and_the_server_keeps_serving(slack, fake_slack):
+    ct_form, ct_json = "application/x-www-form-urlencoded", "application/json"
+    assert slack.post("payload=%7Bnot-json", ct_form)[0] == 400
+    assert slack.post("{not json", ct_json)[0] == 400
+    assert slack.post("", ct_json)[0] == 400
+    assert slack.post("[1, 2]", ct_json)[0] in (400, 404)
+    assert slack.post(urlencode({"payload": json.dumps({"type": "block_actions"})}), ct_form)[
+        0
+    ] in (400, 404)
+    assert slack.post(
+        urlencode({"payload": json.dumps({"type": "view_submission", "view": {}})}), ct_form
+    )[0] in (400, 404)
+    # Still alive and answering properly.
+    assert "/crm find" in slack.command("help").text
+
+
+def test_health_url_verification_and_unknown_paths(slack):
+    parts = urlsplit(slack.base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    conn.request("GET", "/healthz")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"ok\n")
+    conn.request("GET", "/nope")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 404
+    conn.close()
+    status, body = slack.post(
+        json.dumps({"type": "url_verification", "challenge": "abc123", "token": "t"}),
+        "application/json",
+    )
+    assert status == 200 and "abc123" in body
+    assert slack.post("x=1", "application/x-www-form-urlencoded", path="/other")[0] == 404
+
+
+def test_rate_limits_and_server_errors_from_slack_are_retried(slack, fake_slack, db, admin):
+    add_customer(db, admin, name="Acme", email="jane@acme.com")
+    fake_slack.failures["views.open"] = [(429, {"Retry-After": "0"}), (503, {})]
+    slack.command("deal new", wait=False)
+    opened = fake_slack.wait_for("views.open")
+    assert len(opened) == 1
+    assert [c.method for c in fake_slack.calls if c.method.startswith("views.open")] == [
+        "views.open:failed",
+        "views.open:failed",
+        "views.open",
+    ]
+
+
+def test_a_failed_post_never_loses_the_change(slack, fake_slack, db, admin):
+    c = add_customer(db, admin, name="Acme", email="jane@acme.com")
+    fake_slack.failures["chat.postMessage"] = [(500, {})] * 10
+    values = {
+        "customer": {"customer_options": {"selected_option": {"value": str(c.id)}}},
+        "title": {"value": {"value": "Kept anyway"}},
+        "stage": {"value": {"selected_option": {"value": "lead"}}},
+    }
+    status, body = slack.submit("deal_new", values)
+    assert status == 200 and body == ""
+    fake_slack.wait_for("chat.postMessage:failed", 4)
+    with db.session() as session:
+        assert session.exec(select(Deal)).one().title == "Kept anyway"
+
+
+def test_runtime_factory_says_why_slack_is_off(slack_settings, db):
+    off = slack_component(slack_settings.model_copy(update={"slack_bot_token": None}), db)
+    assert isinstance(off, Disabled) and "SLACK_BOT_TOKEN" in off.reason
+    unsigned = slack_component(slack_settings.model_copy(update={"slack_signing_secret": None}), db)
+    assert isinstance(unsigned, Disabled) and "SLACK_SIGNING_SECRET" in unsigned.reason
+
+
+def test_runtime_rejected_token_is_reported(slack_settings, db, fake_slack):
+    fake_slack.overrides["auth.test"] = lambda _p: {"ok": False, "error": "invalid_auth"}
+    off = slack_component(slack_settings, db)
+    assert isinstance(off, Disabled) and "invalid_auth" in off.reason
+
+
+def test_runtime_serves_http_with_the_configured_api_url(slack_settings, db, fake_slack, people):
+    runtime = Runtime(slack_settings, db, factories=[slack_component])
+    runtime.start()
+    try:
+        assert runtime.disabled == []
+        (component,) = runtime.components
+        assert isinstance(component, SlackHTTPComponent)
+        sim = SlackClientSim(component.url, fake_slack)
+        assert "/crm find" in sim.command("help").text
+        assert fake_slack.calls_to("auth.test")  # the token was checked against SLACK_API_URL
+    finally:
+        runtime.stop()
+
+
+def test_socket_mode_starts_and_handles_a_command(slack_settings, db, fake_slack, people):
+    ws = FakeSocketMode().start()
+    fake_slack.socket_url = ws.url
+    settings = slack_settings.model_copy(update={"slack_app_token": "xapp-test"})
+    component = slack_component(settings, db)
+    assert isinstance(component, SlackSocketModeComponent)
+    component.start()
+    try:
+        assert ws.connected.wait(10)
+        opened = fake_slack.wait_for("apps.connections.open")[0]
+        assert opened.headers["authorization"] == "Bearer xapp-test"
+        ws.send(
+            {
+                "envelope_id": "env-1",
+                "type": "slash_commands",
+                "accepts_response_payload": True,
+                "payload": {
+                    "command": "/crm",
+                    "text": "help",
+                    "user_id": "UADMIN001",
+                    "team_id": fake_slack.team_id,
+                    "channel_id": "C0GEN0001",
+                    "response_url": fake_slack.response_url("sock"),
+                    "trigger_id": "t1",
+                },
+            }
+        )
+        ack = ws.next_received()
+        assert ack["envelope_id"] == "env-1"
+        deadline = time.monotonic() + 10
+        while not fake_slack.calls_to("respond") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (reply,) = fake_slack.calls_to("respond")
+        assert reply.params["_key"] == "sock" and "/crm find" in reply.params["text"] + json.dumps(
+            reply.params
+        )
+    finally:
+        component.stop()
+        ws.stop()
+
+
+def test_several_http_worker_processes_share_the_port(slack_settings, db, fake_slack, people):
+    settings = slack_settings.model_copy(update={"http_workers": 2})
+    component = slack_component(settings, db)
+    assert isinstance(component, SlackHTTPComponent)
+    component.start()
+    try:
+        sim = SlackClientSim(component.url, fake_slack)
+        replies = [sim.command("help") for _ in range(8)]
+        assert all("/crm find" in r.text for r in replies)
+        assert len(component._workers) == 1 and component._workers[0][0].is_alive()
+    finally:
+        component.stop()
+    assert component._workers == []

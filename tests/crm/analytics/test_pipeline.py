@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from crm.analytics import pipeline
+from crm.models import (
+    Channel,
+    DealStageChange,
+    FollowUp,
+    InteractionCreate,
+    Role,
+    utcnow,
+)
+from crm.services import deals, interactions
+from tests.conftest import make_user
+from tests.factories import add_customer, add_deal
+
+
+def _move(db, actor, settings, deal_id, *stages):
+    with db.transaction() as session:
+        for stage in stages:
+            if stage == "lost":
+                deals.lose_deal(
+                    session, deal_id=deal_id, reason="price", actor=actor, settings=settings
+                )
+            else:
+                deals.move_deal(
+                    session, deal_id=deal_id, stage=stage, actor=actor, settings=settings
+                )
+
+
+def test_stage_counts_values_forecast_and_conversion(db, settings, admin):
+    ada, ada_actor = make_user(db, "Ada", Role.rep)
+    bob, bob_actor = make_user(db, "Bob", Role.rep)
+    c = add_customer(db, admin)
+    add_deal(db, ada_actor, settings, c.id, amount=Decimal("1000"))  # lead
+    d2 = add_deal(db, ada_actor, settings, c.id, amount=Decimal("2000"))
+    d3 = add_deal(db, bob_actor, settings, c.id, amount=Decimal("500"), currency="EUR")
+    d4 = add_deal(db, bob_actor, settings, c.id, amount=Decimal("300"))
+    d5 = add_deal(db, ada_actor, settings, c.id, amount=Decimal("700"))
+    _move(db, ada_actor, settings, d2.id, "qualified", "proposal")
+    _move(db, bob_actor, settings, d3.id, "proposal")  # skips qualified
+    _move(db, bob_actor, settings, d4.id, "qualified", "won")
+    _move(db, ada_actor, settings, d5.id, "lost")
+
+    with db.session() as session:
+        report = pipeline.pipeline_report(session, settings=settings)
+
+    by_stage = {s.stage: s for s in report.stages}
+    assert [s.stage for s in report.stages] == settings.open_stages
+    assert by_stage["lead"].count == 1 and by_stage["lead"].value == {"USD": Decimal("1000.00")}
+    assert by_stage["proposal"].count == 2
+    assert by_stage["proposal"].value == {"EUR": Decimal("500.00"), "USD": Decimal("2000.00")}
+    # lead 10 %, proposal 50 %: 100 + 1000 USD, 250 EUR
+    assert report.forecast == {"USD": Decimal("1100.00"), "EUR": Decimal("250.00")}
+    assert report.open_value == {"USD": Decimal("3000.00"), "EUR": Decimal("500.00")}
+    # All 5 reached lead; d2, d3, d4 reached qualified or later; d2, d3, d4(won) reached proposal.
+    assert by_stage["lead"].reached == 5
+    assert by_stage["lead"].conversion_to_next == 3 / 5
+    assert by_stage["qualified"].reached == 3
+    assert by_stage["proposal"].reached == 3 - 1 + 1  # d4 skipped proposal but won
+    assert (
+        by_stage["negotiation"].reached == 1 and by_stage["negotiation"].conversion_to_next == 1.0
+    )
+    assert report.won == 1 and report.lost == 1 and report.win_rate == 0.5
+    rates = {r.owner_name: (r.won, r.lost) for r in report.win_rates}
+    assert rates == {"Bob": (1, 0), "Ada": (0, 1)}
+    assert report.win_rates[0].owner_name == "Bob"
+
+    with db.session() as session:
+        mine = pipeline.pipeline_report(session, settings=settings, owner_id=ada.id)
+    assert mine.open_deals == 2
+    assert {s.stage: s.count for s in mine.stages}["proposal"] == 1
+    assert mine.win_rate == 0.0
+
+
+def test_median_days_in_stage_uses_finished_stays(db, settings, admin):
+    c = add_customer(db, admin)
+    ids = [add_deal(db, admin, settings, c.id).id for _ in range(4)]
+    for deal_id in ids:
+        _move(db, admin, settings, deal_id, "qualified")
+    start = utcnow() - timedelta(days=100)
+    # Time in lead: 2, 4, 6, 10 days -> median 5.
+    with db.transaction() as session:
+        for deal_id, days in zip(ids, (2, 4, 6, 10), strict=True):
+            changes = (
+                session.exec(
+                    sa.select(DealStageChange)
+                    .where(DealStageChange.deal_id == deal_id)
+                    .order_by(DealStageChange.id)
+                )
+                .scalars()
+                .all()
+            )
+            changes[0].changed_at = start
+            changes[1].changed_at = start + timedelta(days=days)
+            session.add_all(changes)
+    with db.session() as session:
+        medians = pipeline.median_days_in_stage(session)
+    assert abs(medians["lead"] - 5.0) < 1e-6
+    assert "qualified" not in medians  # nobody has left qualified yet
+    # Odd count: drop the longest stay -> median of 2, 4, 6 is 4.
+    _move(db, admin, settings, ids[3], "lost")
+    with db.transaction() as session:
+        session.execute(sa.delete(DealStageChange).where(DealStageChange.deal_id == ids[3]))
+    with db.session() as session:
+        assert abs(pipeline.median_days_in_stage(session)["lead"] - 4.0) < 1e-6
+
+
+def test_empty_pipeline_reports_zero_without_dividing_by_zero(db, settings):
+    with db.session() as session:
+        report = pipeline.pipeline_report(session, settings=settings)
+    assert report.open_deals == 0 and report.forecast == {} and report.win_rate is None
+    assert all(s.conversion_to_next is None and s.median_days is None for s in report.stages)
+
+
+def test_rotting_deals_respect_activity_and_next_steps(db, settings, admin):
+    rep, rep_actor = make_user(db, "Rita", Role.rep)
+    quiet = add_customer(db, admin, name="Quiet Co", email="a@quiet.com")
+    busy = add_customer(db, admin, name="Busy Co", email="a@busy.com")
+    planned = add_customer(db, admin, name="Planned Co", email="a@planned.com")
+    fresh = add_customer(db, admin, name="Fresh Co", email="a@fresh.com")
+    old = utcnow() - timedelta(days=30)
+    made = {}
+    for customer in (quiet, busy, planned, fresh):
+        made[customer.name] = add_deal(db, rep_actor, settings, customer.id)
+    with db.transaction() as session:
+        for name, deal in made.items():
+            if name != "Fresh Co":
+                deal.stage_entered_at = old
+                session.add(deal)
+        interactions.record_interaction(
+            session,
+            actor=admin,
+            interaction_in=InteractionCreate(
+                customer_id=busy.id, channel=Channel.call, occurred_at=utcnow() - timedelta(days=2)
+            ),
+        )
+        # An old interaction does not save a deal from rotting.
+        interactions.record_interaction(
+            session,
+            actor=admin,
+            interaction_in=InteractionCreate(
+                customer_id=quiet.id,
+                channel=Channel.note,
+                occurred_at=utcnow() - timedelta(days=20),
+            ),
+        )
+        session.add(
+            FollowUp(customer_id=planned.id, owner_id=rep.id, due_at=utcnow() + timedelta(days=3))
+        )
+        # A past-due follow-up is not a next step.
+        session.add(
+            FollowUp(customer_id=quiet.id, owner_id=rep.id, due_at=utcnow() - timedelta(days=3))
+        )
+
+    with db.session() as session:
+        rotting = pipeline.rotting_deals(session, settings=settings)
+        mine = pipeline.rotting_deals(session, settings=settings, owner_id=rep.id)
+        nobody = pipeline.rotting_deals(session, settings=settings, owner_id=rep.id + 100)
+    assert [r.customer_name for r in rotting] == ["Quiet Co"]
+    assert rotting[0].idle_days == 20 and rotting[0].rotting_days == 14
+    assert [r.deal.id for r in mine] == [made["Quiet Co"].id]
+    assert nobody == []
+
+    deal = rotting[0].deal
+    now = utcnow()
+    assert pipeline.is_rotting(
+        deal,
+        settings=settings,
+        last_activity_at=rotting[0].last_activity_at,
+        has_next_step=False,
+        now=now,
+    )
+    assert not pipeline.is_rotting(
+        deal,
+        settings=settings,
+        last_activity_at=rotting[0].last_activity_at,
+        has_next_step=True,
+        now=now,
+    )
+    assert not pipeline.is_rotting(
+        deal, settings=settings, last_activity_at=now, has_next_step=False, now=now
+    )
