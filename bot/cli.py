@@ -975,6 +975,9 @@ def run(ctx: typer.Context) -> None:
 from bot.cli_digest import digest_app  # noqa: E402
 
 app.add_typer(digest_app, name="digest")
+from bot.cli_mail import register as _register_mail  # noqa: E402
+
+_register_mail(app)  # crmbot mail ..., crmbot ingest
 from bot.cli_slack import slack_app  # noqa: E402
 
 app.add_typer(slack_app, name="slack")

@@ -43,6 +43,8 @@ def _factories() -> list[Factory]:
     # --- component factories (one line each) ---
     from bot.scheduler import scheduler_factory
     factories.append(scheduler_factory)
+    from bot.mail.poller import poller_component
+    factories.append(poller_component)
     from bot.slack_runtime import slack_component
     factories.append(slack_component)
     # --- end component factories ---

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -91,6 +91,37 @@ class Settings(BaseSettings):
 
     # --- Mail capture (IMAP poller, ingest, SMTP) ---
     mail_unknown_sender: Literal["create_lead", "ignore", "quarantine"] = "create_lead"
+    # Characters of body text kept per message; longer bodies are cut and the cut noted.
+    mail_max_body_chars: int = Field(default=100_000, ge=1_000)
+    # Processes that parse mail in parallel during large syncs and imports (0: one per CPU).
+    mail_parse_workers: int = Field(default=0, ge=0, le=64)
+    imap_host: str | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)  # 993 (tls) or 143
+    # tls: implicit TLS; starttls: upgrade a plain connection; plaintext only when set so.
+    imap_security: Literal["tls", "starttls", "plaintext"] = "tls"
+    imap_tls_verify: bool = True
+    imap_ca_file: str | None = None
+    imap_user: str | None = None
+    imap_password: SecretStr | None = None
+    # XOAUTH2 (Gmail, Microsoft 365): a command that prints a fresh access token.
+    imap_oauth2_token_command: str | None = None
+    imap_folder: str = "INBOX"
+    # After a message is stored: mark it \Seen, or move it to imap_processed_folder.
+    imap_processed_action: Literal["seen", "move"] = "seen"
+    imap_processed_folder: str = "Processed"
+    # Name of the mailbox in the CRM (interaction source "imap:<name>"); default user@host/folder.
+    imap_mailbox_name: str | None = None
+    imap_batch_size: int = Field(default=200, ge=1, le=5_000)
+    # Bytes of mail fetched at once (memory bound); a bigger message is fetched on its own.
+    imap_batch_bytes: int = Field(default=50_000_000, ge=100_000)
+    imap_poll_seconds: float = Field(default=60.0, gt=0)
+    # IDLE is re-issued before servers drop it (RFC 9051 allows them to after 30 minutes).
+    imap_idle_seconds: float = Field(default=25 * 60.0, gt=0, le=29 * 60.0)
+    imap_timeout_seconds: float = Field(default=60.0, gt=0)
+    imap_lease_seconds: float = Field(default=90.0, ge=5)
+    imap_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # Consecutive failures before an alert (log error, and Slack when it is on).
+    imap_alert_after_failures: int = Field(default=3, ge=1)
     # --- end mail ---
 
     # --- Analytics ---

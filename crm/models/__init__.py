@@ -24,6 +24,7 @@ from crm.models.digest import DigestOptOut
 from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate
+from crm.models.mail import interactions_external_id_index  # noqa: F401  (registers the index)
 from crm.models.ops import ChannelLink, DigestRun, Lease, MailboxState, QuarantinedMessage
 from crm.models.user import User, UserCreate
 

@@ -17,8 +17,12 @@ class MailboxState(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     mailbox: str = Field(sa_type=sa.String(300), unique=True)
-    uid_validity: int | None = None
-    last_uid: int = Field(default=0)
+    # IMAP UIDs and UIDVALIDITY are unsigned 32-bit: beyond a signed INTEGER.
+    uid_validity: int | None = Field(default=None, sa_type=sa.BigInteger)
+    last_uid: int = Field(default=0, sa_type=sa.BigInteger)
+    # Highest UID whose post-commit step (\Seen or move) is done; below last_uid after a crash.
+    flagged_uid: int = Field(default=0, sa_type=sa.BigInteger)
+    last_attempt_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_success_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     last_error_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

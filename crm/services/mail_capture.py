@@ -1,0 +1,950 @@
+"""Mail capture: store incoming mail as interactions with the right customer, exactly once.
+
+Transports (the IMAP poller, ``crmbot ingest``) parse messages and hand over neutral
+:class:`IncomingMail` objects; nothing here knows about IMAP or MIME.
+
+- Who the mail is about: the original sender of a forward (never the staff member who
+  forwarded it), else the sender; mail from our own staff to a customer (a BCC to the CRM
+  inbox) is an outbound interaction matched on its recipients.
+- Matching: a contact point with that address, then the company domain (never a free-mail
+  domain), then the policy for unknown senders (create a lead, ignore, or quarantine).
+- Idempotent: one interaction per (source, Message-ID), or per content hash when the
+  Message-ID is missing; the same mail again is reported as a duplicate and changes nothing.
+- Threading: ``thread_key`` follows In-Reply-To and References to mail already stored, else
+  the thread's root Message-ID. The subject never joins mails into a thread.
+- Unusable mail is quarantined raw with the reason; one bad message never stops a batch.
+
+Batches are stored with a few set-based queries; when anything in the fast path fails the
+batch is redone message by message, each in its own savepoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from crm.models import (
+    AuditEvent,
+    Channel,
+    ContactKind,
+    ContactPoint,
+    Customer,
+    CustomerCreate,
+    CustomerStatus,
+    Direction,
+    Interaction,
+    MailboxState,
+    QuarantinedMessage,
+    utcnow,
+)
+from crm.services.actor import Actor
+from crm.services.audit import _jsonable, record_event
+from crm.services.customers import create_customer
+from crm.services.errors import CRMError
+from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key
+
+logger = logging.getLogger(__name__)
+
+_interactions = Interaction.__table__  # type: ignore[attr-defined]
+_audit_events = AuditEvent.__table__  # type: ignore[attr-defined]
+
+MAX_BODY_CHARS = 100_000
+MAX_QUOTED_CHARS = 20_000
+MAX_REFERENCES = 30
+MAX_LISTED = 50
+# A Date header further ahead than this is wrong (bad clock, spam); the receive time is used.
+_FUTURE_SLACK = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class MailAddress:
+    name: str
+    address: str  # lower-case; "" when only a name is known
+
+    def display(self) -> str:
+        if self.name and self.address:
+            return f"{self.name} <{self.address}>"
+        return self.address or self.name
+
+
+@dataclass(frozen=True)
+class MailAttachment:
+    name: str
+    content_type: str
+    size: int
+
+
+# A message as the CRM sees it: already parsed, no transport details.
+@dataclass
+class IncomingMail:
+    source: str  # "imap:<mailbox>" or "ingest:<name>"
+    content_hash: str  # identifies the message when it has no Message-ID
+    raw: bytes = b""  # kept only when the message ends up in quarantine
+    raw_size: int = 0
+    message_id: str | None = None
+    from_: MailAddress | None = None
+    original_sender: MailAddress | None = None  # the customer behind a forward
+    forwarded: bool = False
+    forwarded_by: MailAddress | None = None
+    to: list[MailAddress] = field(default_factory=list)
+    cc: list[MailAddress] = field(default_factory=list)
+    subject: str = ""
+    new_text: str = ""
+    quoted_text: str = ""
+    signature: str = ""
+    forward_note: str = ""
+    date: datetime | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    auto_reply: bool = False
+    attachments: list[MailAttachment] = field(default_factory=list)
+    truncated: bool = False
+    problems: list[str] = field(default_factory=list)
+    # Set by the parser when the message cannot be used at all (e.g. no headers).
+    unusable_reason: str | None = None
+
+    @property
+    def external_id(self) -> str:
+        """The idempotency key within the source."""
+        if self.message_id:
+            mid = _no_nul(self.message_id).strip()
+            if mid and len(mid) <= 500:
+                return mid
+            if mid:
+                return "mid-sha256:" + hashlib.sha256(mid.encode("utf-8", "replace")).hexdigest()
+        return "sha256:" + self.content_hash
+
+    @property
+    def sender(self) -> MailAddress | None:
+        return self.original_sender if self.forwarded else self.from_
+
+
+class CaptureOutcome(StrEnum):
+    stored = "stored"
+    duplicate = "duplicate"
+    quarantined = "quarantined"
+    ignored = "ignored"
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    outcome: CaptureOutcome
+    external_id: str
+    interaction_id: int | None = None
+    customer_id: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CapturePolicy:
+    internal_domains: tuple[str, ...] = ()
+    unknown_sender: str = "create_lead"  # create_lead | ignore | quarantine
+    # Addresses of the CRM's own mailboxes: never a customer even outside internal_domains.
+    own_addresses: frozenset[str] = frozenset()
+    max_body_chars: int = MAX_BODY_CHARS
+
+    def __post_init__(self) -> None:
+        if self.unknown_sender not in ("create_lead", "ignore", "quarantine"):
+            raise CRMError(
+                f"{self.unknown_sender!r} is not a policy for unknown senders.",
+                hint="Use create_lead, ignore or quarantine.",
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Any, own_addresses: Iterable[str] = ()) -> CapturePolicy:
+        return cls(
+            internal_domains=tuple(settings.internal_domains),
+            unknown_sender=settings.mail_unknown_sender,
+            own_addresses=frozenset(a.lower() for a in own_addresses if a),
+            max_body_chars=getattr(settings, "mail_max_body_chars", MAX_BODY_CHARS),
+        )
+
+    def is_internal(self, address: str) -> bool:
+        if not address:
+            return False
+        if address.lower() in self.own_addresses:
+            return True
+        domain = address.rsplit("@", 1)[-1].lower().strip(".")
+        return any(domain == d or domain.endswith("." + d) for d in self.internal_domains)
+
+
+@dataclass
+class CaptureSummary:
+    stored: int = 0
+    duplicate: int = 0
+    quarantined: int = 0
+    ignored: int = 0
+
+    def add(self, results: Iterable[CaptureResult]) -> None:
+        for r in results:
+            setattr(self, r.outcome.value, getattr(self, r.outcome.value) + 1)
+
+    @property
+    def total(self) -> int:
+        return self.stored + self.duplicate + self.quarantined + self.ignored
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "stored": self.stored,
+            "duplicate": self.duplicate,
+            "quarantined": self.quarantined,
+            "ignored": self.ignored,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; mail sometimes carries one.
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def _clean(value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = _no_nul(value)
+    return text[:limit]
+
+
+def _addr_list(addresses: Sequence[MailAddress]) -> list[str]:
+    return [_no_nul(a.display())[:320] for a in addresses[:MAX_LISTED]]
+
+
+def _domain_candidates(address: str) -> list[str]:
+    """``a@eu.mail.acme.com`` -> eu.mail.acme.com, mail.acme.com, acme.com (never free mail)."""
+    domain = address.rsplit("@", 1)[-1].lower().strip(".")
+    if not domain or domain in FREE_MAIL_DOMAINS:
+        return []
+    labels = domain.split(".")
+    out = []
+    for i in range(0, max(1, len(labels) - 1)):
+        candidate = ".".join(labels[i:])
+        if candidate.count(".") < 1 or candidate in FREE_MAIL_DOMAINS:
+            break
+        out.append(candidate)
+    return out
+
+
+def _forwarded_by_customer(mail: IncomingMail, policy: CapturePolicy) -> bool:
+    """A forward sent by someone outside our domains (only knowable when they are set)."""
+    by = mail.forwarded_by
+    return bool(
+        mail.forwarded
+        and by is not None
+        and by.address
+        and policy.internal_domains
+        and not policy.is_internal(by.address)
+    )
+
+
+def _thread_root(mail: IncomingMail) -> str:
+    if mail.references:
+        return mail.references[0]
+    if mail.in_reply_to:
+        return mail.in_reply_to
+    return mail.external_id
+
+
+def _parents(mail: IncomingMail) -> list[str]:
+    """Message-IDs this mail answers, nearest first."""
+    out: list[str] = []
+    if mail.in_reply_to:
+        out.append(mail.in_reply_to)
+    out.extend(reversed(mail.references[-MAX_REFERENCES:]))
+    seen: set[str] = set()
+    return [m for m in out if m and not (m in seen or seen.add(m))]  # type: ignore[func-returns-value]
+
+
+@dataclass
+class _Plan:
+    """What one mail will become, worked out before writing."""
+
+    mail: IncomingMail
+    key: str
+    direction: Direction | None = None
+    party: MailAddress | None = None  # the customer-side address
+    customer_id: int | None = None
+    matched_on: str | None = None
+    result: CaptureResult | None = None  # decided already (duplicate, ignored, quarantine)
+    quarantine_reason: str | None = None
+
+
+class _Lookups:
+    """Set-based lookups for a batch, so a batch costs a few queries, not a few per mail."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.by_email: dict[str, int] = {}
+        self.by_domain: dict[str, int] = {}
+        self.domain_counts: dict[str, int] = {}
+        self.threads: dict[str, str] = {}
+
+    def load(self, emails: set[str], domains: set[str], message_ids: set[str]) -> None:
+        s = self.session
+        for chunk in _chunks(sorted(emails), 500):
+            rows = s.exec(
+                select(ContactPoint.value, ContactPoint.customer_id).where(
+                    ContactPoint.kind == ContactKind.email, col(ContactPoint.value).in_(chunk)
+                )
+            )
+            self.by_email.update({v: cid for v, cid in rows})
+        for chunk in _chunks(sorted(domains), 500):
+            domain_rows = s.exec(
+                select(Customer.domain, Customer.id)
+                .where(col(Customer.domain).in_(chunk))
+                .order_by(col(Customer.id))
+            )
+            for domain, cid in domain_rows:
+                if domain is None or cid is None:
+                    continue
+                # Several customers may share a company domain: the oldest one wins, and the
+                # count is noted so a reader knows the match was a choice.
+                self.by_domain.setdefault(domain, cid)
+                self.domain_counts[domain] = self.domain_counts.get(domain, 0) + 1
+        for chunk in _chunks(sorted(message_ids), 500):
+            thread_rows = s.exec(
+                select(Interaction.external_id, Interaction.thread_key).where(
+                    col(Interaction.external_id).in_(chunk),
+                    Interaction.channel == Channel.email,
+                )
+            )
+            for mid, thread in thread_rows:
+                if mid and thread:
+                    self.threads.setdefault(mid, thread)
+
+    def match(self, address: str) -> tuple[int, str] | None:
+        if not address:
+            return None
+        cid = self.by_email.get(address)
+        if cid is not None:
+            return cid, "email"
+        for domain in _domain_candidates(address):
+            cid = self.by_domain.get(domain)
+            if cid is not None:
+                n = self.domain_counts.get(domain, 1)
+                return cid, "domain" if n == 1 else f"domain (oldest of {n} customers)"
+        return None
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def capture_mail(
+    session: Session, *, mail: IncomingMail, policy: CapturePolicy, actor: Actor
+) -> CaptureResult:
+    """Store one mail (see :func:`capture_mails`)."""
+    return capture_mails(session, mails=[mail], policy=policy, actor=actor)[0]
+
+
+def capture_mails(
+    session: Session, *, mails: Sequence[IncomingMail], policy: CapturePolicy, actor: Actor
+) -> list[CaptureResult]:
+    """Store a batch of mails in the caller's transaction; one result per mail, same order.
+
+    Never raises for a bad message (it is quarantined); raises only when the database
+    itself fails, in which case the caller's transaction rolls back and nothing is half-written.
+    """
+    actor.require_write()
+    if not mails:
+        return []
+    try:
+        with session.begin_nested():
+            return _capture_fast(session, mails, policy, actor)
+    except (SQLAlchemyError, CRMError, ValueError, TypeError) as exc:
+        # The savepoint rolled back: redo mail by mail so one bad message cannot sink the rest.
+        logger.info("batch of %d mails stored one by one (%s)", len(mails), exc)
+    return [_capture_one_safely(session, m, policy, actor) for m in mails]
+
+
+def _capture_one_safely(
+    session: Session, mail: IncomingMail, policy: CapturePolicy, actor: Actor
+) -> CaptureResult:
+    try:
+        with session.begin_nested():
+            return _capture_fast(session, [mail], policy, actor)[0]
+    except IntegrityError:
+        # Stored concurrently by another replica between our check and insert.
+        with session.begin_nested():
+            existing = _existing_interactions(session, mail.source, [mail.external_id])
+        if mail.external_id in existing:
+            iid, cid = existing[mail.external_id]
+            return CaptureResult(CaptureOutcome.duplicate, mail.external_id, iid, cid)
+        reason = "could not be stored: the database refused it (constraint)"
+    except (SQLAlchemyError, CRMError, ValueError, TypeError) as exc:
+        logger.warning("mail %s could not be stored: %s", mail.external_id, exc, exc_info=True)
+        reason = f"could not be stored: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    with session.begin_nested():
+        return _quarantine(session, mail, reason, actor)
+
+
+def _existing_interactions(
+    session: Session, source: str, keys: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(list(keys), 500):
+        rows = session.exec(
+            select(Interaction.external_id, Interaction.id, Interaction.customer_id).where(
+                Interaction.source == source, col(Interaction.external_id).in_(chunk)
+            )
+        )
+        for key, iid, cid in rows:
+            if key is not None and iid is not None:
+                found[key] = (iid, cid)
+    return found
+
+
+def _open_quarantine(session: Session, source: str, keys: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(keys), 500):
+        rows = session.exec(
+            select(QuarantinedMessage.external_id, QuarantinedMessage.id).where(
+                QuarantinedMessage.source == source,
+                col(QuarantinedMessage.external_id).in_(chunk),
+                col(QuarantinedMessage.resolved_at).is_(None),
+            )
+        )
+        found.update({k: qid for k, qid in rows if qid is not None})
+    return found
+
+
+def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
+    """Decide direction and the customer-side address, or a reason to stop."""
+    mail = plan.mail
+    if mail.unusable_reason:
+        plan.quarantine_reason = mail.unusable_reason
+        return
+    if mail.auto_reply:
+        plan.result = CaptureResult(CaptureOutcome.ignored, plan.key, reason="automatic reply")
+        return
+    sender = mail.sender
+    if _forwarded_by_customer(mail, policy):
+        # A customer forwarding something to us is the one writing to us: credit them; the
+        # author of what they forwarded is kept in the interaction's meta.
+        sender = mail.forwarded_by
+    if mail.forwarded and (sender is None or not (sender.address or sender.name)):
+        plan.quarantine_reason = "forwarded mail without a recognisable original sender"
+        return
+    if sender is None:
+        plan.quarantine_reason = "no sender address"
+        return
+    if sender.address and policy.is_internal(sender.address):
+        # Staff writing to a customer with the CRM inbox in BCC (or forwarding their own mail).
+        plan.direction = Direction.outbound
+        recipients = [
+            a for a in [*mail.to, *mail.cc] if a.address and not policy.is_internal(a.address)
+        ]
+        if not recipients:
+            plan.result = CaptureResult(
+                CaptureOutcome.ignored,
+                plan.key,
+                reason="internal mail: no customer among the recipients",
+            )
+            return
+        plan.party = recipients[0]
+        return
+    plan.direction = Direction.inbound
+    plan.party = sender
+
+
+def _capture_fast(
+    session: Session, mails: Sequence[IncomingMail], policy: CapturePolicy, actor: Actor
+) -> list[CaptureResult]:
+    plans = [_Plan(mail=m, key=m.external_id) for m in mails]
+    source_keys: dict[str, list[str]] = {}
+    for p in plans:
+        source_keys.setdefault(p.mail.source, []).append(p.key)
+    existing: dict[tuple[str, str], tuple[int, int]] = {}
+    quarantined: dict[tuple[str, str], int] = {}
+    for source, keys in source_keys.items():
+        existing.update(
+            {(source, k): v for k, v in _existing_interactions(session, source, keys).items()}
+        )
+        quarantined.update(
+            {(source, k): v for k, v in _open_quarantine(session, source, keys).items()}
+        )
+
+    seen_in_batch: set[tuple[str, str]] = set()
+    for p in plans:
+        ident = (p.mail.source, p.key)
+        if ident in existing:
+            iid, cid = existing[ident]
+            p.result = CaptureResult(CaptureOutcome.duplicate, p.key, iid, cid)
+        elif ident in seen_in_batch:
+            p.result = CaptureResult(CaptureOutcome.duplicate, p.key, reason="twice in one batch")
+        else:
+            seen_in_batch.add(ident)
+            _plan_party(p, policy)
+
+    # One round of lookups for every address, domain and parent Message-ID in the batch.
+    emails: set[str] = set()
+    domains: set[str] = set()
+    parent_ids: set[str] = set()
+    for p in plans:
+        if p.result is None and p.quarantine_reason is None and p.party is not None:
+            addresses = [p.party.address]
+            if p.direction == Direction.outbound:
+                addresses = [
+                    a.address
+                    for a in [*p.mail.to, *p.mail.cc]
+                    if a.address and not policy.is_internal(a.address)
+                ]
+            for a in addresses:
+                if a:
+                    emails.add(a)
+                    domains.update(_domain_candidates(a))
+            parent_ids.update(_parents(p.mail))
+            parent_ids.add(_thread_root(p.mail))
+    lookups = _Lookups(session)
+    lookups.load(emails, domains, parent_ids)
+
+    for p in plans:
+        if p.result is not None or p.quarantine_reason is not None:
+            continue
+        _match_customer(session, p, lookups, policy, actor)
+
+    results: list[CaptureResult] = []
+    new_rows: list[tuple[_Plan, dict[str, Any]]] = []
+    batch_threads: dict[str, str] = {}
+    now = utcnow()
+    for p in plans:
+        if p.result is None and p.quarantine_reason is None and p.customer_id is not None:
+            new_rows.append((p, _build_interaction(p, lookups, batch_threads, policy, now)))
+    stored: dict[int, tuple[int, int]] = {}
+    if new_rows:
+        # One multi-row INSERT ... RETURNING for the batch (the ORM unit of work per object
+        # costs more than parsing the mail); the unique (source, external_id) constraint
+        # still guards against a concurrent writer: a conflict sends the batch to the
+        # one-by-one path.
+        ids = (
+            session.execute(
+                sa.insert(_interactions).returning(
+                    _interactions.c.id, sort_by_parameter_order=True
+                ),
+                [row for _, row in new_rows],
+            )
+            .scalars()
+            .all()
+        )
+        events = []
+        for (p, row), iid in zip(new_rows, ids, strict=True):
+            stored[id(p)] = (iid, row["customer_id"])
+            events.append(
+                {
+                    "at": now,
+                    "actor": actor.name[:200],
+                    "action": "capture",
+                    "entity": "interaction",
+                    "entity_id": str(iid),
+                    "before": None,
+                    "after": _jsonable(
+                        {
+                            "customer_id": row["customer_id"],
+                            "direction": row["direction"],
+                            "occurred_at": row["occurred_at"],
+                            "subject": row["subject"],
+                            "source": row["source"],
+                            "external_id": row["external_id"],
+                            "matched_on": (row["meta"] or {}).get("matched_on"),
+                            "captured_by": (row["meta"] or {}).get("captured_by"),
+                        }
+                    ),
+                }
+            )
+        # Audit rows in the same transaction as the interactions they describe.
+        session.execute(sa.insert(_audit_events), events)
+    resolved_keys: list[tuple[str, str]] = []
+    for p in plans:
+        if p.quarantine_reason is not None:
+            ident = (p.mail.source, p.key)
+            if ident in quarantined:
+                results.append(
+                    CaptureResult(
+                        CaptureOutcome.duplicate,
+                        p.key,
+                        reason="already in quarantine: " + p.quarantine_reason,
+                    )
+                )
+            else:
+                results.append(_quarantine(session, p.mail, p.quarantine_reason, actor))
+        elif id(p) in stored:
+            iid, cid = stored[id(p)]
+            if (p.mail.source, p.key) in quarantined:
+                resolved_keys.append((p.mail.source, p.key))
+            results.append(CaptureResult(CaptureOutcome.stored, p.key, iid, cid))
+        else:
+            results.append(
+                p.result
+                or CaptureResult(
+                    CaptureOutcome.ignored, p.key, reason="no customer (policy ignore)"
+                )
+            )
+    for source, key in resolved_keys:
+        # The mail could not be used before (e.g. unknown sender); now it is stored.
+        session.execute(
+            sa.update(QuarantinedMessage)
+            .where(
+                col(QuarantinedMessage.source) == source,
+                col(QuarantinedMessage.external_id) == key,
+                col(QuarantinedMessage.resolved_at).is_(None),
+            )
+            .values(resolved_at=now)
+        )
+    session.flush()
+    return results
+
+
+def _match_customer(
+    session: Session, p: _Plan, lookups: _Lookups, policy: CapturePolicy, actor: Actor
+) -> None:
+    assert p.party is not None
+    candidates = [p.party]
+    if p.direction == Direction.outbound:
+        candidates = [
+            a for a in [*p.mail.to, *p.mail.cc] if a.address and not policy.is_internal(a.address)
+        ]
+    for candidate in candidates:
+        found = lookups.match(candidate.address)
+        if found is not None:
+            p.customer_id, p.matched_on = found
+            p.party = candidate
+            return
+    party = p.party
+    if not party.address:
+        # A forward that names the customer but prints no address: a unique exact name will do.
+        ids = list(
+            session.exec(
+                select(Customer.id).where(Customer.name_key == name_key(party.name)).limit(2)
+            )
+        )
+        if len(ids) == 1 and ids[0] is not None:
+            p.customer_id, p.matched_on = ids[0], "name"
+            return
+        p.quarantine_reason = (
+            f"the original sender {party.name!r} is named without an address"
+            " and matches no single customer"
+        )
+        return
+    if policy.unknown_sender == "ignore":
+        p.result = CaptureResult(
+            CaptureOutcome.ignored, p.key, reason=f"unknown sender {party.address} (policy ignore)"
+        )
+        return
+    if policy.unknown_sender == "quarantine":
+        p.quarantine_reason = f"unknown sender {party.address} (policy quarantine)"
+        return
+    if not is_email(party.address):
+        p.quarantine_reason = f"{party.address!r} is not a usable email address"
+        return
+    p.customer_id = _create_lead(session, party, actor)
+    p.matched_on = "new lead"
+    # Later mails in the same batch from this address or company find the new lead.
+    lookups.by_email[party.address] = p.customer_id
+    for domain in _domain_candidates(party.address)[:1]:
+        lookups.by_domain.setdefault(domain, p.customer_id)
+
+
+def _create_lead(session: Session, party: MailAddress, actor: Actor) -> int:
+    name = " ".join(_no_nul(party.name).split())[:200] or party.address.split("@", 1)[0][:200]
+    try:
+        with session.begin_nested():
+            customer = create_customer(
+                session,
+                actor=actor,
+                customer_in=CustomerCreate(
+                    name=name or party.address, email=party.address, status=CustomerStatus.lead
+                ),
+            )
+    except IntegrityError:
+        # Another replica created the same lead a moment ago.
+        existing = session.exec(
+            select(ContactPoint.customer_id).where(
+                ContactPoint.kind == ContactKind.email, ContactPoint.value == party.address
+            )
+        ).first()
+        if existing is None:
+            raise
+        return existing
+    assert customer.id is not None
+    return customer.id
+
+
+def _build_interaction(
+    p: _Plan,
+    lookups: _Lookups,
+    batch_threads: dict[str, str],
+    policy: CapturePolicy,
+    now: datetime,
+) -> dict[str, Any]:
+    """The interaction row for one mail."""
+    mail = p.mail
+    thread_key: str | None = None
+    for parent in _parents(mail):
+        thread_key = batch_threads.get(parent) or lookups.threads.get(parent)
+        if thread_key:
+            break
+    if not thread_key:
+        root = _thread_root(mail)
+        thread_key = batch_threads.get(root) or lookups.threads.get(root) or f"mail:{root}"
+    thread_key = _no_nul(thread_key)[:500]
+    if mail.message_id:
+        batch_threads[p.key] = thread_key
+
+    occurred_at = mail.date
+    problems = list(mail.problems)
+    if occurred_at is None or occurred_at.tzinfo is None or occurred_at > now + _FUTURE_SLACK:
+        if occurred_at is not None:
+            problems.append("Date header ignored (in the future or without a time zone)")
+        occurred_at = now
+
+    body = _no_nul(mail.new_text or "")
+    meta: dict[str, Any] = {
+        "message_id": mail.message_id,
+        "from": mail.from_.display() if mail.from_ else None,
+        "to": _addr_list(mail.to),
+        "cc": _addr_list(mail.cc),
+        "matched_on": p.matched_on,
+        "raw_size": mail.raw_size,
+    }
+    if p.party is not None and p.direction == Direction.outbound:
+        meta["recipient"] = p.party.display()
+    if mail.forwarded and mail.forwarded_by is not None:
+        by = mail.forwarded_by.display()
+        meta["forwarded_by"] = by
+        if _forwarded_by_customer(mail, policy):
+            if mail.original_sender is not None:
+                meta["forwarded_from"] = mail.original_sender.display()
+        else:
+            meta["captured_by"] = f"captured by {by} via forward"
+        if mail.forward_note:
+            meta["forward_note"] = _clean(mail.forward_note, 2_000)
+    if mail.in_reply_to:
+        meta["in_reply_to"] = mail.in_reply_to
+    if mail.references:
+        meta["references"] = mail.references[-MAX_REFERENCES:]
+    if mail.quoted_text:
+        meta["quoted_text"] = _clean(mail.quoted_text, MAX_QUOTED_CHARS)
+        if len(mail.quoted_text) > MAX_QUOTED_CHARS:
+            meta["quoted_text_chars"] = len(mail.quoted_text)
+    if mail.signature:
+        meta["signature"] = _clean(mail.signature, 2_000)
+    if mail.attachments:
+        meta["attachments"] = [
+            {"name": _no_nul(a.name)[:300], "type": a.content_type[:100], "size": a.size}
+            for a in mail.attachments[:MAX_LISTED]
+        ]
+    limit = min(policy.max_body_chars, MAX_BODY_CHARS)
+    if len(body) > limit:
+        meta["truncated_from_chars"] = len(body)
+        body = body[:limit]
+    if mail.truncated:
+        meta["truncated"] = True
+    if problems:
+        meta["problems"] = [_no_nul(x)[:300] for x in problems[:20]]
+    meta = {k: _jsonable(_strip_nul_deep(v)) for k, v in meta.items() if v not in (None, [], "")}
+    author = p.party if p.direction == Direction.inbound else mail.from_
+    subject = " ".join(_no_nul(mail.subject or "").split())[:500] or None
+    return {
+        "customer_id": p.customer_id,
+        "deal_id": None,
+        "channel": Channel.email,
+        "direction": p.direction or Direction.inbound,
+        "occurred_at": occurred_at,
+        "subject": subject,
+        "body": body,
+        "author": (author.display() if author else "")[:320] or None,
+        "source": mail.source[:200],
+        "external_id": p.key,
+        "thread_key": thread_key,
+        "amount": None,
+        "currency": None,
+        "meta": meta or None,
+        "deleted_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _strip_nul_deep(value: Any) -> Any:
+    if isinstance(value, str):
+        return _no_nul(value)
+    if isinstance(value, list):
+        return [_strip_nul_deep(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _strip_nul_deep(v) for k, v in value.items()}
+    return value
+
+
+def _quarantine(session: Session, mail: IncomingMail, reason: str, actor: Actor) -> CaptureResult:
+    key = mail.external_id
+    item = QuarantinedMessage(
+        source=mail.source[:200], external_id=key, reason=_no_nul(reason), raw=mail.raw
+    )
+    try:
+        with session.begin_nested():
+            session.add(item)
+            session.flush()
+    except IntegrityError:
+        # The same mail is in quarantine already (and unresolved or resolved): keep the first.
+        return CaptureResult(
+            CaptureOutcome.duplicate, key, reason="already in quarantine: " + reason
+        )
+    logger.info("mail %s from %s quarantined: %s", key, mail.source, reason)
+    record_event(
+        session,
+        actor=actor,
+        action="quarantine",
+        entity="mail",
+        entity_id=item.id,
+        after={"source": item.source, "external_id": key, "reason": item.reason},
+    )
+    return CaptureResult(CaptureOutcome.quarantined, key, reason=reason)
+
+
+def quarantine_raw(
+    session: Session, *, source: str, raw: bytes, content_hash: str, reason: str, actor: Actor
+) -> CaptureResult:
+    """Quarantine bytes a transport could not even turn into an IncomingMail."""
+    actor.require_write()
+    mail = IncomingMail(source=source, content_hash=content_hash, raw=raw, raw_size=len(raw))
+    with session.begin_nested():
+        return _quarantine(session, mail, reason, actor)
+
+
+def list_quarantine(
+    session: Session, *, source: str | None = None, include_resolved: bool = False, limit: int = 50
+) -> list[QuarantinedMessage]:
+    stmt = select(QuarantinedMessage)
+    if source:
+        stmt = stmt.where(QuarantinedMessage.source == source)
+    if not include_resolved:
+        stmt = stmt.where(col(QuarantinedMessage.resolved_at).is_(None))
+    return list(session.exec(stmt.order_by(col(QuarantinedMessage.id).desc()).limit(limit)))
+
+
+# --------------------------------------------------------------------------- mailbox sync state
+
+
+def get_mailbox_state(session: Session, mailbox: str) -> MailboxState | None:
+    return session.exec(select(MailboxState).where(MailboxState.mailbox == mailbox)).first()
+
+
+def mailbox_states(session: Session) -> list[MailboxState]:
+    return list(session.exec(select(MailboxState).order_by(col(MailboxState.mailbox))))
+
+
+def _state_for_update(session: Session, mailbox: str) -> MailboxState:
+    state = session.exec(
+        select(MailboxState).where(MailboxState.mailbox == mailbox).with_for_update()
+    ).first()
+    if state is None:
+        try:
+            with session.begin_nested():
+                state = MailboxState(mailbox=mailbox[:300])
+                session.add(state)
+                session.flush()
+        except IntegrityError:
+            state = session.exec(
+                select(MailboxState).where(MailboxState.mailbox == mailbox).with_for_update()
+            ).first()
+            assert state is not None
+    return state
+
+
+def begin_mailbox_sync(
+    session: Session, *, mailbox: str, uid_validity: int, actor: Actor
+) -> MailboxState:
+    """Note an attempt; on a new UIDVALIDITY start over from UID 0 (duplicates are skipped)."""
+    state = _state_for_update(session, mailbox)
+    state.last_attempt_at = utcnow()
+    if state.uid_validity != uid_validity:
+        if state.uid_validity is not None:
+            logger.warning(
+                "mailbox %s: UIDVALIDITY changed from %s to %s; resyncing every message",
+                mailbox,
+                state.uid_validity,
+                uid_validity,
+            )
+            record_event(
+                session,
+                actor=actor,
+                action="uidvalidity_reset",
+                entity="mailbox",
+                entity_id=state.id,
+                before={"uid_validity": state.uid_validity, "last_uid": state.last_uid},
+                after={"uid_validity": uid_validity, "last_uid": 0},
+            )
+        state.uid_validity = uid_validity
+        state.last_uid = 0
+        state.flagged_uid = 0
+    session.add(state)
+    session.flush()
+    return state
+
+
+def advance_mailbox(
+    session: Session,
+    *,
+    mailbox: str,
+    uid_validity: int,
+    last_uid: int,
+    results: Sequence[CaptureResult] = (),
+) -> MailboxState:
+    """Move the sync point in the same transaction as the mails it covers."""
+    state = _state_for_update(session, mailbox)
+    if state.uid_validity != uid_validity:
+        raise CRMError(
+            f"Mailbox {mailbox} changed UIDVALIDITY during the sync; it will start over."
+        )
+    state.last_uid = max(state.last_uid, last_uid)
+    summary = CaptureSummary()
+    summary.add(results)
+    state.stored_count += summary.stored
+    state.duplicate_count += summary.duplicate
+    state.quarantined_count += summary.quarantined
+    session.add(state)
+    session.flush()
+    return state
+
+
+def mark_flagged(session: Session, *, mailbox: str, uid_validity: int, uid: int) -> None:
+    """The post-commit step (\\Seen or move) is done up to ``uid``."""
+    state = _state_for_update(session, mailbox)
+    if state.uid_validity == uid_validity:
+        state.flagged_uid = max(state.flagged_uid, min(uid, state.last_uid))
+        session.add(state)
+
+
+def record_sync_success(session: Session, *, mailbox: str) -> MailboxState:
+    state = _state_for_update(session, mailbox)
+    state.last_success_at = utcnow()
+    state.consecutive_failures = 0
+    session.add(state)
+    session.flush()
+    return state
+
+
+def record_sync_failure(session: Session, *, mailbox: str, error: str) -> MailboxState:
+    state = _state_for_update(session, mailbox)
+    now = utcnow()
+    state.last_attempt_at = now
+    state.last_error = _no_nul(error)[:2_000]
+    state.last_error_at = now
+    state.consecutive_failures += 1
+    session.add(state)
+    session.flush()
+    return state
