@@ -65,6 +65,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _empty_tables(db: Database) -> None:
+    from crm.services.search import forget_indexes
+
+    forget_indexes()  # ids restart below: cached name indexes would describe rows that are gone
     names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with db.engine.begin() as conn:
         conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")

@@ -119,6 +119,9 @@ class NameIndex:
             newest = datetime.fromisoformat(newest)
         if newest_id is None:
             return
+        if newest_id < index.max_id:  # rows vanished (merges, a restored backup): start afresh
+            self._full_load(session)
+            return
         changed = newest is not None and newest.replace(tzinfo=None) > index.mark.replace(tzinfo=None)
         added = newest_id > index.max_id
         if not changed and not added:
@@ -198,3 +201,9 @@ def name_index_for(session: Session) -> NameIndex:
         if index is None:
             index = _indexes[url] = NameIndex()
     return index
+
+
+def forget_indexes() -> None:
+    """Drop every cached index (e.g. after the database was emptied or restored under us)."""
+    with _indexes_lock:
+        _indexes.clear()
