@@ -56,7 +56,11 @@ def latest_fire_time(trigger: CronTrigger, now: datetime, grace: timedelta) -> d
     """The last time ``trigger`` fired at or before ``now``, if that is within ``grace``."""
     fire = trigger.get_next_fire_time(None, now - grace)
     latest = None
-    while fire is not None and fire <= now:
+    # Bounded, and stops when the trigger stops advancing: around a DST change APScheduler can
+    # hand back the same local time again (the repeated autumn hour).
+    for _ in range(10_000):
+        if fire is None or fire > now or (latest is not None and fire <= latest):
+            break
         latest = fire
         fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
     return latest

@@ -111,8 +111,12 @@ def _load(
     assert raw is not None
     column_list = ", ".join(f'"{n}"' for n in names)
     if dialect == "sqlite":
-        verb = "INSERT OR IGNORE" if skip_conflicts_on else "INSERT"
-        sql = f'{verb} INTO "{table.name}" ({column_list}) VALUES ({", ".join("?" * len(names))})'
+        sql = f'INSERT INTO "{table.name}" ({column_list}) VALUES ({", ".join("?" * len(names))})'
+        if skip_conflicts_on:
+            # Only collisions on these keys are skipped (as on PostgreSQL); any other broken
+            # constraint still fails the whole batch.
+            keys = ", ".join(f'"{k}"' for k in skip_conflicts_on)
+            sql += f" ON CONFLICT ({keys}) DO NOTHING"
         before = raw.total_changes
         cursor = raw.cursor()
         for start in range(0, len(values), CHUNK):

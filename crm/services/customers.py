@@ -176,7 +176,7 @@ def _normalise_contact(kind: ContactKind, value: str) -> str:
     return normalise_slack_id(value)
 
 
-def _check_owner(session: Session, owner_id: int | None) -> None:
+def check_owner(session: Session, owner_id: int | None) -> None:
     if owner_id is not None and session.get(User, owner_id) is None:
         raise NotFound(f"There is no user #{owner_id}.", hint="Add the user with `user add` first.")
 
@@ -190,8 +190,10 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
     domain = normalise_domain(customer_in.domain) if customer_in.domain else None
     if domain is None and email:
         domain = company_domain(email)
-    _check_owner(session, customer_in.owner_id)
+    check_owner(session, customer_in.owner_id)
     owner_id = customer_in.owner_id if customer_in.owner_id is not None else actor.user_id
+    if owner_id is not None and owner_id != actor.user_id:
+        actor.require_manager("add a customer in someone else's name")
     tags = sorted({t.strip().lower() for t in customer_in.tags if t.strip()}) or None
     customer = Customer(
         name=name or "",
@@ -226,12 +228,11 @@ def update_customer(
     customer = get_customer(session, customer_id)
     actor.require_write()
     data = changes.model_dump(exclude_unset=True)
-    if (
-        "owner_id" in data
-        and data["owner_id"] != customer.owner_id
-        and data["owner_id"] != actor.user_id
-    ):
-        actor.require_manager("give a customer to someone else")
+    if "owner_id" in data and data["owner_id"] != customer.owner_id:
+        # Reps may claim an unowned customer; moving a customer between owners is a manager's call.
+        claiming = customer.owner_id is None and data["owner_id"] == actor.user_id
+        if not claiming:
+            actor.require_manager("change who owns a customer")
     if not data:
         raise CRMError("Nothing to change.", hint="Give at least one field, e.g. status=active.")
     before = snapshot(customer)
@@ -243,7 +244,7 @@ def update_customer(
     if data.get("domain"):
         data["domain"] = normalise_domain(data["domain"])
     if "owner_id" in data:
-        _check_owner(session, data["owner_id"])
+        check_owner(session, data["owner_id"])
     if "tags" in data and data["tags"] is not None:
         data["tags"] = sorted({t.strip().lower() for t in data["tags"] if t.strip()}) or None
     customer.sqlmodel_update(data)
@@ -312,11 +313,15 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
         session.execute(
             sa.update(model).where(model.customer_id == gone.id).values(customer_id=keep.id)  # type: ignore[attr-defined]
         )
-    for attr in ("company", "domain", "owner_id", "external_id"):
+    if keep.external_id is None and gone.external_id is not None:
+        # The id is unique: free it on the merged-away row before the kept row takes it.
+        moved_external_id, gone.external_id = gone.external_id, None
+        session.add(gone)
+        session.flush()
+        keep.external_id = moved_external_id
+    for attr in ("company", "domain", "owner_id"):
         if getattr(keep, attr) is None and getattr(gone, attr) is not None:
             setattr(keep, attr, getattr(gone, attr))
-            if attr == "external_id":
-                gone.external_id = None
     tags = sorted(set(keep.tags or []) | set(gone.tags or []))
     keep.tags = tags or None
     if keep.status == CustomerStatus.lead and gone.status != CustomerStatus.lead:

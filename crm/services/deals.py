@@ -10,7 +10,7 @@ from crm.config import LOST_STAGE, WON_STAGE, Settings
 from crm.models import Deal, DealCreate, DealStageChange, DealStatus, utcnow
 from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
-from crm.services.customers import get_customer
+from crm.services.customers import check_owner, get_customer
 from crm.services.errors import CRMError, NotFound
 from crm.services.normalise import clean_text, normalise_currency, parse_money
 
@@ -42,6 +42,7 @@ def open_deal(session: Session, *, deal_in: DealCreate, actor: Actor, settings: 
     owner_id = deal_in.owner_id if deal_in.owner_id is not None else actor.user_id
     actor.require_owner(owner_id, "deal") if owner_id is not None else actor.require_write()
     customer = get_customer(session, deal_in.customer_id)
+    check_owner(session, owner_id)
     stage = _stage(settings, deal_in.stage, open_only=True)
     now = utcnow()
     deal = Deal(
@@ -171,6 +172,7 @@ def update_deal(
         deal.expected_close_date = expected_close_date
     if owner_id is not None and owner_id != deal.owner_id:
         actor.require_manager("give a deal to someone else")
+        check_owner(session, owner_id)
         deal.owner_id = owner_id
     deal.updated_at = utcnow()
     session.add(deal)

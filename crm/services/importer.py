@@ -452,6 +452,9 @@ def import_transactions(
                 _get(row, cols, "currency") or None, settings.default_currency
             )
             email = normalise_email(_get(row, cols, "email")) if _get(row, cols, "email") else None
+            name = clean_text(_get(row, cols, "name"), field="name", max_length=200)
+            if len(ref) > 200:
+                raise CRMError("The customer id is longer than 200 characters.")
         except CRMError as exc:
             raise _at_line(line, exc) from None
         triple = (ref, when.isoformat(), str(amount))
@@ -467,7 +470,7 @@ def import_transactions(
                 when,
                 amount,
                 currency,
-                {"email": email, "name": _get(row, cols, "name") or None, "external_id": digest},
+                {"email": email, "name": name, "external_id": digest},
             )
         )
         if progress and result.rows % 5000 == 0:
@@ -486,6 +489,15 @@ def import_transactions(
         for ref, when, *_ in purchases:
             if ref in new_refs and (ref not in first_seen or when < first_seen[ref]):
                 first_seen[ref] = when
+        # Two new customers in one file may share an address (a family, a shared inbox): the
+        # first one seen gets it as a contact point; the others keep it only in their name row.
+        claimed: set[str] = set(taken)
+        for ref, extra in new_refs.items():
+            email = extra["email"]
+            if email and email in claimed:
+                extra["email"] = None
+            elif email:
+                claimed.add(email)
         rows_in = [
             {
                 "name": extra["name"] or f"Customer {ref}",
@@ -507,7 +519,7 @@ def import_transactions(
                     "value": extra["email"],
                 }
                 for ref, extra in new_refs.items()
-                if extra["email"] and extra["email"] not in taken
+                if extra["email"]
             ],
         )
         result.customers_created = len(ids)

@@ -197,3 +197,18 @@ def test_bad_cron_fails_at_start_up(db, bad):
 
     with pytest.raises(ConfigError):
         DigestService(_settings(db, churn_digest_cron=bad), db, slack=None)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # autumn: 02:30 happens twice in Berlin on 2026-10-25
+        (datetime(2026, 10, 25, 1, 40, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 3, 0, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        # spring: 02:30 does not exist in Berlin on 2026-03-29
+        (datetime(2026, 3, 29, 4, 0, tzinfo=UTC), None),
+    ],
+)
+def test_latest_fire_time_survives_daylight_saving_changes(now, expected):
+    fired = latest_fire_time(cron("30 2 * * *", "Europe/Berlin"), now, timedelta(hours=4))
+    assert (fired.astimezone(UTC) if fired else None) == expected or (expected is None and fired is not None and fired <= now)

@@ -239,3 +239,44 @@ def test_search_sees_rows_written_with_old_timestamps(db, admin):
                                    "created_at": datetime(2020, 1, 1, tzinfo=UTC)}], actor=admin, label="test")
     with db.session() as s:
         assert customers.find_customers(s, "Old Timer")[0].customer.name == "Old Timer"
+
+
+def test_merge_moves_the_external_id_of_the_merged_customer(db, admin):
+    keep = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    imported = add_customer(db, admin, "J Doe", "j@acme.com")
+    with db.transaction() as s:
+        row = s.get(Customer, imported.id)
+        row.external_id = "SHOP-17"
+        s.add(row)
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=keep.id, merge_id=imported.id, actor=admin)
+    with db.session() as s:
+        assert s.get(Customer, keep.id).external_id == "SHOP-17"
+
+
+def test_reps_claim_unowned_customers_but_cannot_take_others(db, admin):
+    rita, rita_actor = make_user(db, "Rita Rep", Role.rep)
+    rob, rob_actor = make_user(db, "Rob Rep", Role.rep)
+    _, mia = make_user(db, "Mia Manager", Role.manager)
+    unowned = add_customer(db, admin, "Free Agent", "free@agent.com")
+    with db.transaction() as s:
+        customers.update_customer(s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rita.id), actor=rita_actor)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        customers.update_customer(s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rob.id), actor=rob_actor)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        customers.create_customer(s, actor=rob_actor, customer_in=CustomerCreate(name="X", owner_id=rita.id))
+    with db.transaction() as s:
+        customers.update_customer(s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rob.id), actor=mia)
+    with db.session() as s:
+        assert s.get(Customer, unowned.id).owner_id == rob.id
+
+
+def test_unknown_owner_is_a_clear_error(db, admin, settings):
+    from crm.services import deals
+
+    customer = add_customer(db, admin)
+    with db.transaction() as s, pytest.raises(NotFound, match="no user #999"):
+        customers.update_customer(s, customer_id=customer.id, changes=CustomerUpdate(owner_id=999), actor=admin)
+    deal = add_deal(db, admin, settings, customer.id)
+    with db.transaction() as s, pytest.raises(NotFound, match="no user #999"):
+        deals.update_deal(s, deal_id=deal.id, actor=admin, settings=settings, owner_id=999)

@@ -95,3 +95,19 @@ def test_bad_transaction_date_is_reported(db, admin, settings):
     with pytest.raises(CRMError, match="Line 2"), db.transaction() as s:
         importer.import_transactions(s, io.StringIO("customer_id,date,amount\n1,yesterday-ish,3\n"), actor=admin, settings=settings)
     assert _count(db, Interaction) == 0
+
+
+def test_new_customers_sharing_an_email_in_one_file(db, admin, settings):
+    text = "customer_id,date,amount,email,name\nC1,2026-01-02,5,shared@family.com,Ann\nC2,2026-01-03,7,shared@family.com,Ben\n"
+    with db.transaction() as s:
+        result = importer.import_transactions(s, io.StringIO(text), actor=admin, settings=settings)
+    assert (result.created, result.customers_created) == (2, 2)
+    with db.session() as s:
+        points = s.exec(select(ContactPoint)).all()
+        assert [(p.value) for p in points] == ["shared@family.com"]
+
+
+def test_overlong_names_in_transactions_are_reported_with_their_line(db, admin, settings):
+    text = "customer_id,date,amount,name\nC1,2026-01-02,5," + "x" * 300 + "\n"
+    with pytest.raises(CRMError, match="Line 2"), db.transaction() as s:
+        importer.import_transactions(s, io.StringIO(text), actor=admin, settings=settings)
