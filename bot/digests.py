@@ -374,7 +374,7 @@ def render_html(digest: Digest, *, unsubscribe: str | None = None, chart_cid: st
         **_context(digest, {"unsubscribe": unsubscribe, "chart_cid": chart_cid}))
 
 
-def _item_blocks(digest: Digest, item: Item) -> list[Block]:
+def _item_blocks(digest: Digest, item: Item, key: str) -> list[Block]:
     text = _text_env().get_template("digests/slack_item.md.j2").render(item=item)
     out: list[Block] = [SectionBlock(text=_md(text.strip()))]
     buttons = []
@@ -389,8 +389,8 @@ def _item_blocks(digest: Digest, item: Item) -> list[Block]:
         if digest.kind == "followups":
             buttons += [_button("Log note", action_ids.LOG_NOTE, cid)]
     if buttons:
-        block_id = f"digest:{digest.kind}:{item.follow_up_id or ''}:{item.customer_id or ''}:{item.deal_id or ''}"
-        out.append(ActionsBlock(block_id=block_id[:255], elements=buttons[:5]))
+        # Slack rejects a message whose block ids repeat; one customer can appear in two sections.
+        out.append(ActionsBlock(block_id=f"digest:{digest.kind}:{key}"[:255], elements=buttons[:5]))
     return out
 
 
@@ -405,7 +405,7 @@ def render_slack(digest: Digest) -> list[dict[str, Any]]:
         summary = "\n".join(f"• {line}" for line in section.summary)
         heading = f"*{_mrkdwn(section.heading)}*" + (f"\n{_mrkdwn(summary)}" if summary else "")
         units.append([DividerBlock(), SectionBlock(text=_md(heading))])
-        units.extend(_item_blocks(digest, item) for item in section.items)
+        units.extend(_item_blocks(digest, item, f"{section.key}:{n}") for n, item in enumerate(section.items))
     capacity = MAX_MESSAGE_BLOCKS - 1
     messages: list[list[Block]] = [[]]
     for unit in units:

@@ -110,22 +110,25 @@ class SlackPoster:
                                           ConnectionErrorRetryHandler(max_retry_count=2)])
         self.client = client
 
-    def post(self, recipient: Recipient, messages: list[dict[str, Any]]) -> str:
+    def post(self, recipient: Recipient, messages: list[dict[str, Any]], *, already_sent: int = 0) -> str:
+        """Post the messages in order, skipping the first ``already_sent`` (a retry resumes)."""
         from slack_sdk.errors import SlackApiError
 
+        sent = already_sent
         try:
             channel = recipient.address
             if recipient.channel == "slack":
                 opened = self.client.conversations_open(users=recipient.address)
                 channel = opened["channel"]["id"]
             last = ""
-            for message in messages:
+            for message in messages[already_sent:]:
                 last = self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"])["ts"]
+                sent += 1
             return last
         except SlackApiError as exc:
-            raise DeliveryError(f"Slack: {exc.response.get('error', exc)}") from exc
+            raise DeliveryError(f"Slack: {exc.response.get('error', exc)}", progress={"parts_sent": sent}) from exc
         except OSError as exc:
-            raise DeliveryError(f"Slack: {exc}") from exc
+            raise DeliveryError(f"Slack: {exc}", progress={"parts_sent": sent}) from exc
 
 
 class DigestService:
@@ -189,7 +192,7 @@ class DigestService:
 
         return f"mailto:{parseaddr(address)[1]}?subject={quote(f'unsubscribe {kind}')}"
 
-    def deliver(self, kind: str, recipient: Recipient, digest: digests.Digest) -> str:
+    def deliver(self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0) -> str:
         if recipient.channel == "email":
             unsubscribe = self._unsubscribe(kind)
             images = [InlineImage(cid=f"chart-{kind}@crmbot", data=digest.chart_png)] if digest.chart_png else []
@@ -204,7 +207,7 @@ class DigestService:
             return self.mailer.send(mail)
         if self.slack is None:
             raise DeliveryError("Slack is off (no SLACK_BOT_TOKEN)")
-        return self.slack.post(recipient, digests.render_slack(digest))
+        return self.slack.post(recipient, digests.render_slack(digest), already_sent=already_sent)
 
     # -- one send
 
@@ -230,11 +233,11 @@ class DigestService:
                 with self.db.transaction() as session:
                     digest_runs.mark_skipped(session, claim=claim, reason=reason)
                 return Delivery(kind, period, recipient.key, "skipped", reason)
-            ref = self.deliver(kind, recipient, digest)
+            ref = self.deliver(kind, recipient, digest, already_sent=int((claim.progress or {}).get("parts_sent", 0)))
         except DeliveryError as exc:
             logger.warning("digest %s for %s (%s) failed, attempt %s: %s", kind, recipient.key, period, claim.attempt, exc)
             with self.db.transaction() as session:
-                digest_runs.mark_failed(session, claim=claim, error=str(exc))
+                digest_runs.mark_failed(session, claim=claim, error=str(exc), progress=exc.progress)
             return Delivery(kind, period, recipient.key, "failed", str(exc))
         except Exception as exc:  # a bug in one digest must not stop the others; it is recorded and retried
             logger.exception("digest %s for %s (%s) crashed", kind, recipient.key, period)
@@ -261,9 +264,16 @@ class DigestService:
                 recipients = self.recipients(session, kind)
             for recipient in recipients:
                 period = self.due(kind, recipient, now)
-                if period is not None:
+                if period is None:
+                    continue
+                try:
                     results.append(self.send_one(kind, period, recipient, now))
-        results.extend(self.retry_failed(now))
+                except Exception:  # e.g. the database is briefly unavailable: the next tick tries again
+                    logger.exception("digest %s for %s (%s) could not be processed", kind, recipient.key, period)
+        try:
+            results.extend(self.retry_failed(now))
+        except Exception:
+            logger.exception("retrying failed digests did not work this time")
         return [r for r in results if r.status != "already"]
 
     def retry_failed(self, now: datetime) -> list[Delivery]:

@@ -24,7 +24,14 @@ logger = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
-    """Sending failed; the message says why (the caller records it and retries later)."""
+    """Sending failed; the message says why (the caller records it and retries later).
+
+    ``progress`` says what did go out before the failure, so a retry can resume.
+    """
+
+    def __init__(self, message: str, *, progress: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.progress = progress
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class Mailer:
                 client: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=context)
             else:
                 client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
-            with client:
+            try:
                 client.ehlo()
                 if s.smtp_security == "starttls":
                     client.starttls(context=context)
@@ -129,6 +136,14 @@ class Mailer:
                 if s.smtp_username:
                     client.login(s.smtp_username, s.smtp_password or "")
                 refused = client.send_message(msg, to_addrs=[parseaddr(r)[1] for r in recipients])
+            except BaseException:
+                client.close()
+                raise
+            # The server has the message: a failed goodbye must not turn into a retry (a duplicate).
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from exc
         if refused:

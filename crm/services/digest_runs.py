@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,8 @@ class Claim:
     period: str
     recipient: str
     attempt: int
+    # What an earlier failed attempt recorded (e.g. how many parts of a long message went out).
+    progress: dict[str, Any] | None = None
 
 
 def claim(
@@ -75,7 +78,7 @@ def claim(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    return Claim(existing.id, job, period, recipient, existing.attempts + 1)  # type: ignore[arg-type]
+    return Claim(existing.id, job, period, recipient, existing.attempts + 1, existing.meta)  # type: ignore[arg-type]
 
 
 def retry_backoff(attempts: int) -> timedelta:
@@ -97,10 +100,11 @@ def mark_skipped(session: Session, *, claim: Claim, reason: str) -> None:
     )
 
 
-def mark_failed(session: Session, *, claim: Claim, error: str) -> None:
-    session.execute(
-        sa.update(DigestRun).where(col(DigestRun.id) == claim.run_id).values(status=FAILED, last_error=error[:2000])
-    )
+def mark_failed(session: Session, *, claim: Claim, error: str, progress: dict[str, Any] | None = None) -> None:
+    values: dict[str, Any] = {"status": FAILED, "last_error": error[:2000]}
+    if progress is not None:
+        values["meta"] = progress
+    session.execute(sa.update(DigestRun).where(col(DigestRun.id) == claim.run_id).values(**values))
 
 
 def retryable_runs(session: Session, *, now: datetime | None = None, max_attempts: int = 5,

@@ -92,6 +92,7 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
         self.fail_next: list[tuple[int, dict, dict]] = []  # (status, body, headers)
+        self.fail_after: int | None = None  # answer every call after this many with an error
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,6 +106,8 @@ class FakeSlack:
                     body = json.loads(raw or "{}")
                 else:
                     body = {k: v[0] for k, v in parse_qs(raw).items()}
+                if fake.fail_after is not None and len(fake.calls) >= fake.fail_after:
+                    fake.fail_next.append((200, {"ok": False, "error": "channel_not_found"}, {}))
                 if fake.fail_next:
                     status, payload, headers = fake.fail_next.pop(0)
                     self.send_response(status)

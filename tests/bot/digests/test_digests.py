@@ -135,3 +135,23 @@ def test_segments_digest_sizes_moves_chart(db, admin, settings):
     assert moves.summary[0] == "2 moved from Loyal to At Risk"
     assert {i.customer_id for i in attention.items} == {customers[0].id, customers[1].id, customers[3].id}
     assert digest.chart_png and digest.chart_png.startswith(b"\x89PNG")
+
+
+def test_block_ids_are_unique_when_a_deal_appears_in_two_sections(db, admin, settings):
+    from tests.factories import add_deal
+
+    rep, rep_actor = make_user(db, "Rita Rep", Role.rep)
+    customer = add_customer(db, admin, "Dora Due", "dora@due.com", owner_id=rep.id)
+    deal = add_deal(db, rep_actor, settings, customer.id, "Renewal")
+    with db.transaction() as s:
+        run = AnalyticsRun(cutoff=NOW, status="done", finished_at=NOW)
+        s.add(run)
+        s.flush()
+        for kind in ("rotting_deal", "close_date_passed"):
+            s.add(Finding(run_id=run.id, kind=kind, customer_id=customer.id, deal_id=deal.id, owner_id=rep.id,
+                          why=kind, action="act"))
+    with db.session() as s:
+        digest = digests.build_followups_digest(s, settings, user=s.get(type(rep), rep.id), now=NOW)
+    for message in digests.render_slack(digest):
+        ids = [b["block_id"] for b in message["blocks"] if "block_id" in b]
+        assert len(ids) == len(set(ids)) == 2

@@ -212,3 +212,24 @@ def test_bad_cron_fails_at_start_up(db, bad):
 def test_latest_fire_time_survives_daylight_saving_changes(now, expected):
     fired = latest_fire_time(cron("30 2 * * *", "Europe/Berlin"), now, timedelta(hours=4))
     assert (fired.astimezone(UTC) if fired else None) == expected or (expected is None and fired is not None and fired <= now)
+
+
+def test_a_long_slack_digest_resumes_after_a_failed_part(db, admin, fake_slack, tmp_path):
+    rep_id = _rep_with_work(db, admin, slack_id="U0RITA", email=None)
+    with db.transaction() as s:
+        for n in range(20):  # overdue, and due later today: two full sections, two messages
+            s.add(FollowUp(customer_id=1, owner_id=rep_id, due_at=datetime(2026, 11, 20, 9, tzinfo=UTC), note=f"late {n}"))
+            s.add(FollowUp(customer_id=1, owner_id=rep_id, due_at=datetime(2026, 11, 23, 15, tzinfo=UTC), note=f"today {n}"))
+    settings = _settings(db, outbox_dir=str(tmp_path / "outbox"), slack_bot_token="xoxb-test", slack_api_url=fake_slack.url)
+    service = DigestService(settings, db, slack=SlackPoster(settings))
+    # conversations.open and part 1 go through; part 2 fails for good this time
+    fake_slack.fail_after = 2
+    first = service.tick(datetime(2026, 11, 23, 7, 31, tzinfo=UTC))
+    assert [d.status for d in first] == ["failed"]
+    assert len(fake_slack.posts()) == 1
+    fake_slack.fail_after = None
+    second = service.tick(datetime(2026, 11, 23, 7, 33, tzinfo=UTC))
+    assert [d.status for d in second] == ["sent"]
+    texts = [p["text"] for p in fake_slack.posts()]
+    assert len(texts) == len(set(texts))  # no part was posted twice
+    assert texts[0].endswith("(part 1 of 2)") and texts[-1].endswith("(part 2 of 2)")
