@@ -22,7 +22,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, SQLModel
 
 from crm import __version__
@@ -47,8 +47,9 @@ from crm.services import users as user_svc
 from crm.services.actor import Actor
 from crm.services.errors import CRMError
 
-console = Console()
-err_console = Console(stderr=True)
+# No markup: customer names such as "Acme [eu] Ltd" are data, printed exactly as they are.
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -328,9 +329,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         _emit_json(data)
         return
     c = card.customer
-    console.print(
-        f"[bold]#{c.id} {c.name}[/bold]" + (f" — {c.company}" if c.company else ""), highlight=False
-    )
+    console.print(f"#{c.id} {c.name}" + (f" — {c.company}" if c.company else ""), style="bold")
     console.print(
         f"status: {c.status}   owner: {data['owner'] or '-'}   domain: {c.domain or '-'}   tags: {', '.join(c.tags or []) or '-'}",
         highlight=False,
@@ -981,10 +980,17 @@ _register_mail(app)  # crmbot mail ..., crmbot ingest
 from bot.cli_slack import slack_app  # noqa: E402
 
 app.add_typer(slack_app, name="slack")
+from bot.cli_analytics import analytics_app  # noqa: E402
+
+app.add_typer(analytics_app, name="analytics")
 # --- end sub-command groups ---
 
 
 # ---------------------------------------------------------------- entry point
+
+
+def _say(message: str) -> None:
+    err_console.print(message, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -992,25 +998,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except CRMError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        _say(f"error: {exc}")
         sys.exit(2)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        err_console.print(
-            f"error: configuration: {where}: {first.get('msg')}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+        kind = "configuration" if exc.title == "Settings" else "input"
+        _say(f"error: {kind}: {where}: {first.get('msg')}")
         sys.exit(2)
     except OperationalError as exc:
-        err_console.print(
-            f"error: database: {str(exc.orig).strip().splitlines()[0]}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+        _say(f"error: database: {str(exc.orig).strip().splitlines()[0]}")
+        sys.exit(1)
+    except DBAPIError as exc:  # a constraint or value the services did not foresee: say so, no traceback
+        _say(f"error: the database refused the change, nothing was written: {str(exc.orig).strip().splitlines()[0]}")
         sys.exit(1)
 
 

@@ -93,6 +93,8 @@ def send(
     if json_out:
         typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
         return
+    if not results and to:
+        raise CRMError(f"{to!r} does not receive the {kind} digest.", hint="Run without --to to see its recipients.")
     if not results:
         typer.echo(f"The {kind} digest has no recipients: add users with emails or Slack ids, or configure a channel.")
     for r in results:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from crm.services import leases
 from crm.services import mail_capture as capture
@@ -78,7 +79,8 @@ def mail_inspect(
         ),
     ]
     for label, value in lines:
-        cli.console.print(f"[bold]{label:>16}[/bold]  {value}", highlight=False, markup=True)
+        # The value is mail content: never read as markup.
+        cli.console.print(Text.assemble((f"{label:>16}", "bold"), "  ", str(value)))
     for label, key in (
         ("new text", "new_text"),
         ("signature", "signature"),

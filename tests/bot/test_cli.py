@@ -124,3 +124,10 @@ def test_real_process_usage_error_and_version(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bot.cli", "version"], cwd=tmp_path, capture_output=True, text=True,
                           env=env | {"PYTHONPATH": ":".join(sys.path)})
     assert done.returncode == 0 and "crmbot" in done.stdout
+
+
+def test_names_with_brackets_are_printed_as_written(crmbot):
+    code, out, err = crmbot("customer", "add", "Acme [/bold] Ltd [eu]", "--email", "x@acme-eu.com")
+    assert code == 0 and "Acme [/bold] Ltd [eu]" in out, err
+    code, out, _ = crmbot("customer", "find", "acme")
+    assert code == 0 and "[eu]" in out
