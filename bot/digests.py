@@ -140,10 +140,15 @@ def build_churn_digest(session: Session, settings: Settings, *, now: datetime, r
                     intro="Customers whose churn risk is high or rose since the last scoring run.")
     if run is None:
         return digest
-    rows = insights.at_risk_customers(session, limit=500, owner_id=owner_id, min_level="low")
-    high = [r for r in rows if r.score.probability >= settings.churn_high_risk]
-    rose = [r for r in rows if r.previous_probability is not None
-            and r.score.probability - r.previous_probability >= settings.churn_rise_alert and r not in high]
+    # High risk: the top of the latest run. Rising: compared across all scored customers in SQL,
+    # so a jump from a low score is caught too.
+    high = [r for r in insights.at_risk_customers(session, limit=limit * 4, owner_id=owner_id, min_level="low")
+            if r.score.probability >= settings.churn_high_risk]
+    high_ids = {r.customer.id for r in high}
+    rose = [r for r in insights.risk_risers(session, min_rise=settings.churn_rise_alert, limit=limit * 2, owner_id=owner_id)
+            if r.customer.id not in high_ids]
+    rows = high + rose
+    high_total = insights.count_at_risk(session, min_probability=settings.churn_high_risk, owner_id=owner_id)
     touches = _last_touch(session, [r.customer.id for r in high[:limit] + rose[:limit]])  # type: ignore[misc]
     owners = _owner_names(session, {r.customer.owner_id for r in rows})
 
@@ -167,10 +172,10 @@ def build_churn_digest(session: Session, settings: Settings, *, now: datetime, r
                     action=action, customer_id=c.id)
 
     digest.sections = [
-        Section("high", f"High risk ({len(high)})", [item(r) for r in high[:limit]]),
+        Section("high", f"High risk ({high_total})", [item(r) for r in high[:limit]]),
         Section("rose", f"Risk rose since the last run ({len(rose)})", [item(r) for r in rose[:limit]]),
     ]
-    digest.intro = f"Scored {run.finished_at:%Y-%m-%d}: {len(high)} customers at high risk, {len(rose)} rising." if run.finished_at else digest.intro
+    digest.intro = f"Scored {run.finished_at:%Y-%m-%d}: {high_total} customers at high risk, {len(rose)} rising." if run.finished_at else digest.intro
     return digest
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from crm.services.errors import CRMError
@@ -54,4 +54,8 @@ def parse_when(
     local = parsed.astimezone(zone)
     if not _MENTIONS_TIME.search(phrase):
         local = datetime.combine(local.date(), DEFAULT_TIME_OF_DAY, tzinfo=zone)
+        if local.date() == now.date() and local < now:
+            # "today" said after 9 am means later today: the next quarter hour, not the past.
+            minutes = (now.minute // 15 + 1) * 15
+            local = now.replace(minute=0, second=0, microsecond=0) + timedelta(minutes=minutes)
     return local.astimezone(UTC)

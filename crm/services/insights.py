@@ -118,6 +118,41 @@ def at_risk_customers(
     return [AtRisk(customer=c, score=s, previous_probability=previous.get(s.customer_id)) for s, c in rows]
 
 
+def count_at_risk(session: Session, *, min_probability: float, owner_id: int | None = None) -> int:
+    """How many customers the latest run scored at or above ``min_probability``."""
+    run = latest_run(session)
+    if run is None:
+        return 0
+    stmt = sa.select(sa.func.count()).select_from(ChurnScore).where(
+        ChurnScore.run_id == run.id, ChurnScore.probability >= min_probability
+    )
+    if owner_id is not None:
+        stmt = stmt.join(Customer, Customer.id == ChurnScore.customer_id).where(Customer.owner_id == owner_id)
+    return int(session.execute(stmt).scalar_one())
+
+
+def risk_risers(
+    session: Session, *, min_rise: float, limit: int = 50, owner_id: int | None = None
+) -> list[AtRisk]:
+    """Customers whose churn probability rose by at least ``min_rise`` between the two latest runs."""
+    runs = finished_runs(session)
+    if len(runs) < 2:
+        return []
+    new, old = sa.orm.aliased(ChurnScore), sa.orm.aliased(ChurnScore)
+    rise = new.probability - old.probability
+    stmt = (
+        select(new, Customer, old.probability)
+        .join(old, sa.and_(old.customer_id == new.customer_id, old.run_id == runs[1].id))
+        .join(Customer, col(Customer.id) == new.customer_id)
+        .where(new.run_id == runs[0].id, rise >= min_rise)
+        .order_by(rise.desc(), new.customer_id)
+        .limit(limit)
+    )
+    if owner_id is not None:
+        stmt = stmt.where(Customer.owner_id == owner_id)
+    return [AtRisk(customer=c, score=score, previous_probability=before) for score, c, before in session.exec(stmt)]
+
+
 def segment_counts(session: Session) -> list[SegmentCount]:
     """Customers per RFM segment in the latest run, with the previous run's count."""
     runs = finished_runs(session)

@@ -155,3 +155,21 @@ def test_block_ids_are_unique_when_a_deal_appears_in_two_sections(db, admin, set
     for message in digests.render_slack(digest):
         ids = [b["block_id"] for b in message["blocks"] if "block_id" in b]
         assert len(ids) == len(set(ids)) == 2
+
+
+def test_a_jump_from_a_low_score_is_reported_even_among_many(db, admin, settings):
+    from crm.services import bulk
+
+    with db.transaction() as s:
+        ids = bulk.insert_customers(s, [{"name": f"Steady {n}"} for n in range(600)] + [{"name": "Jumper"}], actor=admin, label="t")
+    from crm.models import Customer
+
+    with db.session() as s:
+        rows = [s.get(Customer, i) for i in ids]
+    before = [0.5] * 600 + [0.05]
+    after = [0.55] * 600 + [0.35]
+    _scored(db, rows, previous=before, probabilities=after)
+    with db.session() as s:
+        digest = digests.build_churn_digest(s, settings, now=NOW)
+    rose = {sec.key: sec for sec in digest.sections}["rose"]
+    assert [i.title for i in rose.items] == ["Jumper"]

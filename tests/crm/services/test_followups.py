@@ -26,6 +26,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
         ("friday 4pm", datetime(2026, 11, 27, 16, 0)),
         ("in 2 hours", datetime(2026, 11, 23, 16, 30)),
         ("2026-12-01 14:00", datetime(2026, 12, 1, 14, 0)),
+        ("today", datetime(2026, 11, 23, 14, 45)),  # said at 14:30: later today, not 09:00
     ],
 )
 def test_natural_language_times_in_the_users_zone(text, expected_local):
