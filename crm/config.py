@@ -125,6 +125,23 @@ class Settings(BaseSettings):
     # --- end mail ---
 
     # --- Analytics ---
+    # Where churn model files go (metadata is stored with each analytics run).
+    model_dir: str = "./models"
+    churn_horizon_days: int = Field(default=90, ge=7, le=730)
+    churn_training_cutoffs: int = Field(default=4, ge=2, le=12)
+    churn_cutoff_step_days: int = Field(default=30, ge=1, le=365)
+    churn_min_labelled: int = Field(default=200, ge=10)
+    churn_high_risk: float = Field(default=0.6, gt=0, lt=1)
+    churn_medium_risk: float = Field(default=0.3, gt=0, lt=1)
+    segment_k_min: int = Field(default=3, ge=2, le=20)
+    segment_k_max: int = Field(default=6, ge=2, le=20)
+    segment_silhouette_sample: int = Field(default=4_000, ge=500, le=50_000)
+    analytics_seed: int = 7
+    unanswered_business_hours: float = Field(default=8, gt=0)
+    awaiting_reply_days: int = Field(default=5, ge=1)
+    quiet_days_high: int = Field(default=14, ge=1)
+    quiet_days_mid: int = Field(default=30, ge=1)
+    quiet_days_low: int = Field(default=60, ge=1)
     # --- end analytics ---
 
     # --- Digests and scheduler ---
@@ -156,7 +173,7 @@ class Settings(BaseSettings):
     churn_digest_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     segments_digest_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Churn digest: how big a rise in risk since the last run is worth a mention
-    churn_high_risk: float = Field(default=0.6, gt=0, lt=1)
+    # (who counts as high risk is churn_high_risk, in the analytics settings).
     churn_rise_alert: float = Field(default=0.15, ge=0, le=1)
     # --- end digests ---
 

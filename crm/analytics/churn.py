@@ -1,0 +1,530 @@
+"""Churn risk: who is likely to go quiet in the next horizon, and why, in words.
+
+Label: a customer who has engaged before (bought or written to us) *churns* at a cutoff when
+they neither buy nor send anything inbound in the ``horizon`` days after it.
+
+Time-based training, so nothing from the future leaks in:
+
+* the labelled cutoffs are ``cutoff - horizon``, ``cutoff - 2*horizon``, ... : each label
+  window ends on or before the scoring cutoff, and each feature set only reads rows before
+  its own cutoff;
+* model choice: every candidate (logistic regression, histogram gradient boosting) is fitted
+  on the older cutoffs and compared by AUC on the newest one, whose label window starts only
+  where the training windows end;
+* the winner is refitted on all labelled cutoffs but the newest, and its probabilities are
+  calibrated (sigmoid) on the newest one, which that fit has not seen.
+
+Cold start: with fewer than ``min_labelled`` labelled customers (or too few of either
+outcome), no model is trained. The transparent score is then
+
+    risk = 1 - exp(-days_since_engagement / usual_gap)
+
+where ``usual_gap`` is the customer's average days between purchase days (at least 7, at
+most 365; half the horizon when they bought once or never): the longer the silence compared
+with their own rhythm, the higher the risk. Scores carry ``method="cold_start"`` and the run
+says so.
+
+Reasons: for each customer at medium or high risk, each group of related features is reset
+to the population's median; the groups whose reset lowers the risk most are the reasons,
+rendered with the customer's own numbers ("no reply to 2 emails in 21 days").
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sqlmodel import Session
+
+from crm.analytics.features import (
+    CUSTOMERS,
+    MODEL_FEATURES,
+    build_features,
+    engagement_after,
+    model_matrix,
+)
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    horizon_days: int = 90
+    training_cutoffs: int = 4
+    # Labelled cutoffs are this far apart: monthly snapshots give more (and more recent) examples.
+    cutoff_step_days: int = 30
+    min_labelled: int = 200
+    min_per_class: int = 20
+    max_rows_per_cutoff: int = 50_000
+    high_risk: float = 0.6
+    medium_risk: float = 0.3
+    max_reasons: int = 3
+    # Reasons cost a prediction per feature group; the riskiest customers get them first.
+    max_explained: int = 100_000
+    seed: int = 7
+
+
+@dataclass
+class LabelledSet:
+    cutoff: datetime
+    features: pd.DataFrame
+    churned: np.ndarray  # 1 = no purchase or inbound message in the horizon
+
+
+@dataclass
+class ChurnModel:
+    """A fitted, calibrated model plus what is needed to explain it."""
+
+    estimator: Any
+    kind: str
+    medians: dict[str, float]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.estimator.predict_proba(model_matrix(frame))[:, 1]
+
+
+@dataclass
+class ChurnScores:
+    frame: pd.DataFrame  # probability, risk_level, value_at_stake, reasons, method
+    method: str
+    meta: dict[str, Any]
+    model: ChurnModel | None = None
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class FillEmptyColumns(TransformerMixin, BaseEstimator):
+    """Columns with no value at all in training (e.g. no emails in a purchases-only data set)
+    become 0: the gradient boosting's binning cannot handle an all-missing column."""
+
+    def fit(self, x: np.ndarray, y: Any = None) -> FillEmptyColumns:
+        self.empty_ = np.isnan(x).all(axis=0)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if not self.empty_.any():
+            return x
+        x = x.copy()
+        x[:, self.empty_] = 0.0
+        return x
+
+
+def candidates(seed: int) -> dict[str, Any]:
+    """The models compared by time-based validation."""
+    return {
+        "logistic_regression": make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            FunctionTransformer(_signed_log),
+            StandardScaler(),
+            LogisticRegression(max_iter=2000, C=0.5),
+        ),
+        "hist_gradient_boosting": make_pipeline(
+            FillEmptyColumns(),
+            HistGradientBoostingClassifier(
+                learning_rate=0.1,
+                max_iter=150,
+                max_leaf_nodes=31,
+                min_samples_leaf=40,
+                l2_regularization=1.0,
+                early_stopping=False,
+                random_state=seed,
+            ),
+        ),
+    }
+
+
+def labelled_set(
+    bind: Session | sa.Connection,
+    cutoff: datetime,
+    config: ChurnConfig,
+    *,
+    rng: np.random.Generator,
+) -> LabelledSet:
+    """Features at ``cutoff`` of customers who had engaged by then, labelled from the horizon after it."""
+    every = max(1, customer_count(bind) // config.max_rows_per_cutoff)
+    features = build_features(bind, cutoff, every=every)
+    features = features[features["engaged"]]
+    if len(features) > config.max_rows_per_cutoff:
+        # Learning saturates long before a million rows; a fixed-seed sample keeps fits fast.
+        keep = np.sort(rng.choice(len(features), config.max_rows_per_cutoff, replace=False))
+        features = features.iloc[keep]
+    engaged = engagement_after(bind, cutoff, cutoff + timedelta(days=config.horizon_days))
+    churned = (~features.index.isin(engaged)).astype(np.int64)
+    return LabelledSet(cutoff=cutoff, features=features, churned=churned)
+
+
+def customer_count(bind: Session | sa.Connection) -> int:
+    conn = bind.connection() if isinstance(bind, Session) else bind
+    return int(conn.execute(sa.select(sa.func.count()).select_from(CUSTOMERS)).scalar_one())
+
+
+def _enough(sets: list[LabelledSet], config: ChurnConfig) -> str | None:
+    y = np.concatenate([s.churned for s in sets]) if sets else np.array([])
+    if len(sets) < 2:
+        return "not enough history for a training and a validation cutoff"
+    if len(y) < config.min_labelled:
+        return f"only {len(y)} labelled customers (need {config.min_labelled})"
+    for s in sets:
+        positives = int(s.churned.sum())
+        if min(positives, len(s.churned) - positives) < config.min_per_class:
+            return f"too few customers of one outcome at {s.cutoff:%Y-%m-%d}"
+    return None
+
+
+def train(
+    bind: Session | sa.Connection,
+    cutoff: datetime,
+    config: ChurnConfig = ChurnConfig(),
+    *,
+    progress: Progress | None = None,
+) -> tuple[ChurnModel | None, dict[str, Any]]:
+    """Fit on past cutoffs only; returns (model, meta), or (None, meta with the cold-start reason)."""
+    say = progress or (lambda _msg: None)
+    rng = np.random.default_rng(config.seed)
+    horizon = timedelta(days=config.horizon_days)
+    step = timedelta(days=config.cutoff_step_days)
+    cutoffs = [cutoff - horizon - step * n for n in range(max(2, config.training_cutoffs))]
+    sets: list[LabelledSet] = []
+    for past in cutoffs:
+        say(f"labelling customers at {past:%Y-%m-%d}")
+        s = labelled_set(bind, past, config, rng=rng)
+        if len(s.features):
+            sets.append(s)
+    meta: dict[str, Any] = {
+        "horizon_days": config.horizon_days,
+        "label_cutoffs": [s.cutoff.isoformat() for s in sets],
+        "labelled_rows": int(sum(len(s.churned) for s in sets)),
+        "churn_rate": float(np.mean(np.concatenate([s.churned for s in sets]))) if sets else None,
+    }
+    problem = _enough(sets, config)
+    if problem:
+        meta["cold_start_reason"] = problem
+        return None, meta
+    valid = sets[0]
+    # Selection trains only on cutoffs whose label window has closed by the validation cutoff,
+    # so the validation period is unseen; with too short a history, on all older cutoffs.
+    older = [s for s in sets[1:] if s.cutoff + horizon <= valid.cutoff] or sets[1:]
+    x_train = np.vstack([model_matrix(s.features) for s in older])
+    y_train = np.concatenate([s.churned for s in older])
+    x_valid, y_valid = model_matrix(valid.features), valid.churned
+    aucs: dict[str, float] = {}
+    fitted: dict[str, Any] = {}
+    for name, estimator in candidates(config.seed).items():
+        say(f"validating {name.replace('_', ' ')}")
+        fitted[name] = estimator.fit(x_train, y_train)
+        aucs[name] = float(roc_auc_score(y_valid, estimator.predict_proba(x_valid)[:, 1]))
+    best = max(aucs, key=lambda n: aucs[n])
+    rest = sets[1:]
+    if len(rest) == len(older):
+        final = fitted[best]
+    else:
+        say(f"fitting {best.replace('_', ' ')} on all older labelled cutoffs")
+        final = candidates(config.seed)[best].fit(
+            np.vstack([model_matrix(s.features) for s in rest]),
+            np.concatenate([s.churned for s in rest]),
+        )
+    say("calibrating on the newest labelled cutoff")
+    # Calibrated out of time: the newest cutoff was not seen by the fit it calibrates.
+    calibrated = CalibratedClassifierCV(FrozenEstimator(final), method="sigmoid")
+    calibrated.fit(x_valid, y_valid)
+    x_all = np.vstack([x_valid, *(model_matrix(s.features) for s in rest)])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns have no median
+        medians = {
+            name: float(v)
+            for name, v in zip(MODEL_FEATURES, np.nanmedian(x_all, axis=0), strict=True)
+        }
+    meta |= {
+        "model": best,
+        "validation_auc": aucs[best],
+        "candidates_auc": aucs,
+        "validation_cutoff": valid.cutoff.isoformat(),
+        "selection_cutoffs": [s.cutoff.isoformat() for s in older],
+        "features": list(MODEL_FEATURES),
+        "trained_at": datetime.now(UTC).isoformat(),
+        "training_rows": int(sum(len(s.churned) for s in rest)),
+        "calibration_rows": int(len(y_valid)),
+    }
+    return ChurnModel(estimator=calibrated, kind=best, medians=medians, meta=meta), meta
+
+
+def save_model(model: ChurnModel, directory: Path, cutoff: datetime) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"churn-{cutoff:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.joblib"
+    joblib.dump(
+        {
+            "estimator": model.estimator,
+            "kind": model.kind,
+            "medians": model.medians,
+            "meta": model.meta,
+        },
+        path,
+    )
+    return path
+
+
+def load_model(path: Path) -> ChurnModel:
+    data = joblib.load(path)
+    return ChurnModel(
+        estimator=data["estimator"], kind=data["kind"], medians=data["medians"], meta=data["meta"]
+    )
+
+
+# ------------------------------------------------------------------ reasons in words
+
+
+def _days(v: float) -> int:
+    return int(round(v))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _reason_recency(r: Any) -> str | None:
+    d, gap = r["recency_days"], r["avg_purchase_gap_days"]
+    if pd.notna(d):
+        if pd.notna(gap) and gap >= 1 and d > gap:
+            return f"no purchase in {_days(d)} days (usually every {_days(gap)})"
+        return f"no purchase in {_days(d)} days" if d >= 14 else None
+    return None  # never bought: the silence and frequency reasons say it
+
+
+def _reason_orders(r: Any) -> str | None:
+    before, now = r["purchases_prev_90"], r["purchases_90"]
+    if before > 0 and now < before:
+        return f"orders down {round(100 * (before - now) / before)}% vs the previous quarter"
+    vb, vn = r["value_prev_90"], r["value_90"]
+    if vb > 0 and vn < 0.8 * vb:
+        return f"spend down {round(100 * (vb - vn) / vb)}% vs the previous quarter"
+    return None
+
+
+def _reason_frequency(r: Any) -> str | None:
+    n = int(r["purchase_days"])
+    if n == 0:
+        return "has never bought"
+    return "bought only once" if n == 1 else (f"only {n} purchases so far" if n <= 3 else None)
+
+
+def _reason_silence(r: Any) -> str | None:
+    d = r["days_since_inbound"]
+    return f"no message from them in {_days(d)} days" if pd.notna(d) and d >= 14 else None
+
+
+def _reason_unanswered(r: Any) -> str | None:
+    n = int(r["unanswered_inbound"])
+    if n <= 0:
+        return None
+    return f"no reply to {_plural(n, 'email')} in {_days(r['unanswered_days'])} days"
+
+
+def _reason_outreach(r: Any) -> str | None:
+    d = r["days_since_outbound"]
+    if pd.isna(d):
+        return "we have never reached out"
+    return f"no outreach from us in {_days(d)} days" if d >= 21 else None
+
+
+def _reason_activity(r: Any) -> str | None:
+    before, now = r["interactions_prev_90"], r["interactions_90"]
+    if before > 0 and now < before:
+        return f"interactions down {round(100 * (before - now) / before)}% vs the previous quarter"
+    return None
+
+
+def _reason_deals(r: Any) -> str | None:
+    if r["lost_deals_90"] > 0:
+        return f"lost {_plural(int(r['lost_deals_90']), 'deal')} in the last 90 days"
+    return None
+
+
+def _reason_follow_ups(r: Any) -> str | None:
+    n = int(r["overdue_follow_ups"])
+    return f"{_plural(n, 'follow-up')} overdue" if n else None
+
+
+def _reason_tenure(r: Any) -> str | None:
+    return f"new customer ({_days(r['tenure_days'])} days)" if r["tenure_days"] < 90 else None
+
+
+# Feature groups: reset together to the median to see how much they push the risk.
+REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] = {
+    "recency": (("recency_days", "overdue_ratio", "days_since_engagement"), _reason_recency),
+    "orders": (
+        (
+            "purchases_30",
+            "purchases_90",
+            "purchases_prev_90",
+            "purchase_trend",
+            "value_90",
+            "value_prev_90",
+            "value_trend",
+        ),
+        _reason_orders,
+    ),
+    "frequency": (
+        (
+            "frequency",
+            "purchase_days",
+            "monetary",
+            "purchase_value",
+            "purchases_365",
+            "avg_purchase_gap_days",
+        ),
+        _reason_frequency,
+    ),
+    "silence": (("days_since_inbound", "inbound_30", "inbound_90", "inbound_365"), _reason_silence),
+    "unanswered": (("unanswered_inbound", "unanswered_days"), _reason_unanswered),
+    "outreach": (
+        ("days_since_outbound", "outbound_30", "outbound_90", "outbound_365"),
+        _reason_outreach,
+    ),
+    "activity": (
+        (
+            "interactions_30",
+            "interactions_90",
+            "interactions_365",
+            "interactions_prev_90",
+            "interaction_trend",
+            *(
+                f
+                for f in MODEL_FEATURES
+                if f.split("_")[0] in ("email", "slack", "call", "meeting", "note")
+            ),
+        ),
+        _reason_activity,
+    ),
+    "deals": (
+        ("open_deals", "won_deals", "lost_deals", "lost_deals_90", "open_deal_value", "won_value"),
+        _reason_deals,
+    ),
+    "follow_ups": (("overdue_follow_ups",), _reason_follow_ups),
+    "tenure": (("tenure_days", "first_purchase_days"), _reason_tenure),
+}
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    # Plain dicts: a pandas Series per row costs ~50x more and reasons need only a few lookups.
+    return frame.to_dict("records")
+
+
+def explain(
+    model: ChurnModel, frame: pd.DataFrame, base: np.ndarray, max_reasons: int = 3
+) -> list[list[str]]:
+    """For each row: the feature groups pushing its risk up most, in words."""
+    if frame.empty:
+        return []
+    x = model_matrix(frame)
+    index = {name: n for n, name in enumerate(MODEL_FEATURES)}
+    pushes = np.zeros((len(frame), len(REASON_GROUPS)))
+    for g, (cols, _) in enumerate(REASON_GROUPS.values()):
+        reset = x.copy()
+        for col in cols:
+            reset[:, index[col]] = model.medians[col]
+        pushes[:, g] = base - model.estimator.predict_proba(reset)[:, 1]
+    texts = list(REASON_GROUPS.values())
+    out: list[list[str]] = []
+    for row_n, row in enumerate(_records(frame)):
+        reasons: list[str] = []
+        for g in np.argsort(-pushes[row_n]):
+            if pushes[row_n, g] <= 0.01 or len(reasons) >= max_reasons:
+                break
+            text = texts[g][1](row)
+            if text:
+                reasons.append(text)
+        out.append(reasons)
+    return out
+
+
+def rule_reasons(row: Any, max_reasons: int = 3) -> list[str]:
+    """The cold-start score's reasons: the plain facts behind it."""
+    found = [
+        fn(row)
+        for fn in (
+            _reason_recency,
+            _reason_unanswered,
+            _reason_follow_ups,
+            _reason_orders,
+            _reason_deals,
+        )
+    ]
+    return [t for t in found if t][:max_reasons]
+
+
+def cold_start_score(frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """The documented transparent score: silence against the customer's own rhythm."""
+    gap = frame["avg_purchase_gap_days"].where(frame["purchase_days"] >= 2)
+    gap = gap.fillna(horizon_days / 2).clip(7, 365)
+    silence = frame["days_since_engagement"].fillna(frame["tenure_days"])
+    return (1 - np.exp(-silence / gap)).to_numpy()
+
+
+def risk_levels(p: np.ndarray, config: ChurnConfig) -> np.ndarray:
+    return np.where(
+        p >= config.high_risk, "high", np.where(p >= config.medium_risk, "medium", "low")
+    )
+
+
+def score(
+    features: pd.DataFrame,
+    model: ChurnModel | None,
+    config: ChurnConfig = ChurnConfig(),
+    *,
+    meta: dict[str, Any] | None = None,
+) -> ChurnScores:
+    """Scores for customers who have engaged (bought or written); reasons for medium and high risk."""
+    frame = features[features["engaged"]]
+    method = "model" if model is not None else "cold_start"
+    p = model.predict(frame) if model is not None else cold_start_score(frame, config.horizon_days)
+    levels = risk_levels(p, config)
+    out = pd.DataFrame(
+        {
+            "probability": p,
+            "risk_level": levels,
+            "value_at_stake": frame["value_365"].to_numpy() + frame["open_deal_value"].to_numpy(),
+            "method": method,
+        },
+        index=frame.index,
+    )
+    reasons: list[list[str]] = [[] for _ in range(len(frame))]
+    flagged = np.flatnonzero(levels != "low")
+    if len(flagged) > config.max_explained:
+        flagged = np.sort(flagged[np.argsort(-p[flagged], kind="stable")[: config.max_explained]])
+    if len(flagged):
+        sub = frame.iloc[flagged]
+        if model is not None:
+            texts = explain(model, sub, p[flagged], config.max_reasons)
+        else:
+            texts = [rule_reasons(row, config.max_reasons) for row in _records(sub)]
+        for n, text in zip(flagged, texts, strict=True):
+            reasons[n] = text
+    if model is None:
+        note = "cold start: transparent score 1 - exp(-days since engagement / usual gap)"
+        reasons = [[*r, note] if levels[n] != "low" else r for n, r in enumerate(reasons)]
+    out["reasons"] = reasons
+    return ChurnScores(frame=out, method=method, meta=meta or {}, model=model)

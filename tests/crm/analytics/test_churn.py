@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from crm.analytics import churn
+from crm.analytics.features import build_features
+from crm.config import Settings
+from crm.demo import generate_demo
+from crm.models import Channel, Direction
+from crm.services import bulk
+from crm.services.actor import Actor
+from tests.crm.analytics.analytics_data import CUTOFF, customer, days, interaction, purchase
+
+CONFIG = churn.ChurnConfig(
+    horizon_days=60, training_cutoffs=3, cutoff_step_days=30, min_labelled=100
+)
+
+
+@pytest.fixture
+def demo_db(db):
+    with db.transaction() as session:
+        generate_demo(
+            session,
+            settings=Settings(_env_file=None),
+            customers=500,
+            seed=3,
+            anchor=date(2026, 1, 1),
+        )
+    return db
+
+
+def _future_rows(db, cutoff: datetime) -> None:
+    """Everyone buys and writes right after the cutoff: a leaky model would learn from it."""
+    with db.session() as session:
+        ids = [r[0] for r in session.connection().exec_driver_sql("SELECT id FROM customers")]
+    rows = []
+    for n, cid in enumerate(ids):
+        for k, (channel, direction, amount) in enumerate(
+            [("purchase", "inbound", 5000), ("email", "inbound", None), ("email", "outbound", None)]
+        ):
+            rows.append(
+                {
+                    "customer_id": cid,
+                    "channel": channel,
+                    "direction": direction,
+                    "occurred_at": cutoff + timedelta(hours=1 + n % 48, minutes=k),
+                    "amount": amount,
+                    "source": "future",
+                    "external_id": f"f{cid}-{k}",
+                    "body": "",
+                    "subject": None,
+                }
+            )
+    with db.transaction() as session:
+        bulk.insert_interactions(session, rows, actor=Actor.system("test"), label="future")
+
+
+def test_training_and_scores_ignore_everything_after_the_cutoff(demo_db):
+    cutoff = datetime(2025, 11, 1, tzinfo=UTC)
+    with demo_db.session() as session:
+        model, meta = churn.train(session, cutoff, CONFIG)
+        before = churn.score(build_features(session, cutoff), model, CONFIG).frame
+    assert model is not None and meta["model"] in ("logistic_regression", "hist_gradient_boosting")
+    assert 0.5 < meta["validation_auc"] <= 1.0
+    # Every label window closes by the scoring cutoff.
+    assert all(
+        datetime.fromisoformat(c) + timedelta(days=CONFIG.horizon_days) <= cutoff
+        for c in meta["label_cutoffs"]
+    )
+    _future_rows(demo_db, cutoff)
+    with demo_db.session() as session:
+        model2, meta2 = churn.train(session, cutoff, CONFIG)
+        after = churn.score(build_features(session, cutoff), model2, CONFIG).frame
+    assert meta2["candidates_auc"] == meta["candidates_auc"]
+    assert (
+        meta2["labelled_rows"] == meta["labelled_rows"]
+        and meta2["churn_rate"] == meta["churn_rate"]
+    )
+    np.testing.assert_allclose(after["probability"].to_numpy(), before["probability"].to_numpy())
+    assert after["reasons"].tolist() == before["reasons"].tolist()
+    # The same future rows do change a later cutoff's scores (the test can fail).
+    later = cutoff + timedelta(days=3)
+    with demo_db.session() as session:
+        moved = churn.score(build_features(session, later), model2, CONFIG).frame
+    assert not np.allclose(
+        moved["probability"].to_numpy(),
+        before.reindex(moved.index)["probability"].fillna(0).to_numpy(),
+    )
+
+
+def test_model_round_trips_through_its_file(demo_db, tmp_path):
+    cutoff = datetime(2025, 11, 1, tzinfo=UTC)
+    with demo_db.session() as session:
+        model, _ = churn.train(session, cutoff, CONFIG)
+        features = build_features(session, cutoff)
+    path = churn.save_model(model, tmp_path / "models", cutoff)
+    loaded = churn.load_model(path)
+    engaged = features[features["engaged"]]
+    np.testing.assert_allclose(loaded.predict(engaged), model.predict(engaged))
+    assert loaded.meta["features"] == model.meta["features"]
+
+
+def test_high_risk_customers_get_reasons_in_words(demo_db):
+    cutoff = datetime(2025, 11, 1, tzinfo=UTC)
+    with demo_db.session() as session:
+        model, _ = churn.train(session, cutoff, CONFIG)
+        scores = churn.score(build_features(session, cutoff), model, CONFIG).frame
+    flagged = scores[scores["risk_level"] != "low"]
+    assert len(flagged) > 0
+    with_reasons = flagged[flagged["reasons"].map(len) > 0]
+    assert len(with_reasons) >= 0.8 * len(flagged)
+    words = " ".join(r for rs in with_reasons["reasons"] for r in rs)
+    assert "days" in words
+    assert scores.loc[scores["risk_level"] == "low", "reasons"].map(len).max() == 0
+
+
+def test_cold_start_uses_the_transparent_score_and_says_so(db):
+    quiet = customer(db, "Quiet", days(400))
+    purchase(db, quiet, days(200))
+    purchase(db, quiet, days(180))  # usual gap: 20 days
+    busy = customer(db, "Busy", days(400))
+    interaction(db, busy, days(1), Channel.email, Direction.inbound)
+    with db.session() as session:
+        model, meta = churn.train(session, CUTOFF, CONFIG)
+        result = churn.score(build_features(session, CUTOFF), model, CONFIG, meta=meta)
+    assert model is None and meta["cold_start_reason"]
+    assert result.method == "cold_start"
+    s = result.frame
+    assert s.loc[quiet, "probability"] == pytest.approx(1 - math.exp(-180 / 20))
+    assert s.loc[quiet, "risk_level"] == "high"
+    assert "no purchase in 180 days (usually every 20)" in s.loc[quiet, "reasons"]
+    assert any("cold start" in r for r in s.loc[quiet, "reasons"])
+    # Written yesterday, never bought: usual gap defaults to half the horizon.
+    assert s.loc[busy, "probability"] == pytest.approx(1 - math.exp(-1 / 30))
+    assert set(s["method"]) == {"cold_start"}
