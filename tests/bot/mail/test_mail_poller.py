@@ -24,7 +24,7 @@ def _external_ids(db: Database) -> list[str]:
         return sorted(session.exec(select(Interaction.external_id)).all())
 
 
-def _wait_until(predicate, timeout: float = 20.0) -> bool:
+def _wait_until(predicate, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -97,7 +97,7 @@ def test_server_kick_mid_sync_then_reconnect_loses_and_doubles_nothing(db, imap_
     poller = MailboxPoller(settings, db, after_commit=kick_after_second_batch)
     poller.start()
     try:
-        assert _wait_until(lambda: _count(db) == 40, timeout=30)
+        assert _wait_until(lambda: _count(db) == 40, timeout=120)
         assert _wait_until(lambda: imap_account.seen_and_unseen()[1] == [], timeout=15)
     finally:
         poller.stop()
@@ -195,14 +195,14 @@ def test_two_pollers_on_postgresql_share_the_mailbox_without_double_ingest(
     try:
         for i in range(20, 40):
             imap_account.append(make_mail(i))
-        assert _wait_until(lambda: _count(db) == 40, timeout=30)
+        assert _wait_until(lambda: _count(db) == 40, timeout=120)
         with db.session() as session:
             holder = session.get(Lease, first.lease_name).holder
         active, standby = (first, second) if holder == "replica-a" else (second, first)
         # The active replica goes away; the other takes over once the lease runs out.
         active.stop()
         imap_account.append(*(make_mail(i) for i in range(40, 45)))
-        assert _wait_until(lambda: _count(db) == 45, timeout=30)
+        assert _wait_until(lambda: _count(db) == 45, timeout=120)
         with db.session() as session:
             assert session.get(Lease, first.lease_name).holder == standby.holder
     finally:
