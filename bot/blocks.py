@@ -323,6 +323,11 @@ def changed(text: str) -> dict[str, Any]:
     return note(f":white_check_mark: {text}")
 
 
+def not_logged(err: Exception) -> dict[str, Any]:
+    """A "Log to CRM" that failed after its form closed; nothing was stored."""
+    return note(f":warning: Nothing was logged to the CRM: {esc(str(err))}")
+
+
 # ---------------------------------------------------------------- deals
 
 

@@ -54,9 +54,14 @@ VERBS: list[tuple[str, str, str]] = [
         "log call acme.com: talked renewal",
     ),
     (
-        "followup <customer> <when> [note]",
-        "remind yourself (your time zone)",
+        "followup <customer> <when>[:] [note]",
+        "remind yourself (your time zone); a colon may end the time, e.g. tomorrow 9am: send quote",
         "followup acme tomorrow 9am send quote",
+    ),
+    (
+        'followup "<name with spaces>" <when>[:] [note]',
+        "a customer name with spaces is quoted, or ends with a colon: Acme Corp: next friday: call",
+        'followup "Acme Corp" next friday',
     ),
     ("followups", "your open follow-ups, due first", "followups"),
     ("timeline <customer>", "everything recorded with a customer", "timeline jane@acme.com"),
@@ -113,7 +118,10 @@ _LABELLED = re.compile(r"^([^:\"]{1,200}):\s+(.*)$", re.DOTALL)
 
 
 def split_customer(text: str) -> tuple[str, str]:
-    """(customer reference, the rest): a quoted name, ``name with spaces: rest``, or one word."""
+    """(customer reference, the rest): a quoted name, ``name with spaces: rest``, or one word.
+
+    For verbs whose rest is free text (``log``); ``followup`` has its own rules (split_followup).
+    """
     text = text.strip()
     if not text:
         return "", ""
@@ -288,10 +296,10 @@ def v_merge(req: VerbRequest) -> dict[str, Any]:
         gone_label = blocks.customer_label(gone)
         kept = customer_svc.merge_customers(
             session,
-            keep_id=keep.id,
-            merge_id=gone.id,
-            actor=req.actor,  # type: ignore[arg-type]
-        )  # type: ignore[arg-type]
+            keep_id=keep.id,  # type: ignore[arg-type]
+            merge_id=gone.id,  # type: ignore[arg-type]
+            actor=req.actor,
+        )
         return blocks.changed(
             f"Merged {blocks.esc(gone_label)} into *{blocks.esc(blocks.customer_label(kept))}*."
         )
@@ -440,29 +448,82 @@ def v_log(req: VerbRequest) -> dict[str, Any]:
     return write(req.bot, run)
 
 
-def split_when(text: str, tz: str) -> tuple[str, str]:
-    """The longest leading phrase that reads as a time, and the note after it."""
-    if m := re.match(r"^(.*?)\s*(?:[:|]|--)\s+(.*)$", text, re.DOTALL):
-        return m.group(1), m.group(2)
+def _reads_as_time(phrase: str, tz: str) -> bool:
+    try:
+        parse_when(phrase, tz=tz)
+    except CRMError:
+        return False
+    return True
+
+
+def _leading_time(text: str, tz: str) -> tuple[str, str] | None:
+    """The longest leading phrase (up to six words) that reads as a time, and the words after it."""
     words = text.split()
     for n in range(min(len(words), 6), 0, -1):
         phrase = " ".join(words[:n])
-        try:
-            parse_when(phrase, tz=tz)
-        except CRMError:
-            continue
-        return phrase, " ".join(words[n:])
+        if _reads_as_time(phrase, tz):
+            return phrase, " ".join(words[n:])
+    return None
+
+
+# A colon (or "|", "--") followed by a space separates parts; "10:30" is not a separator.
+_SEPARATOR = re.compile(r"^(.*?)\s*(?:[:|]|--)\s+(.*)$", re.DOTALL)
+
+
+def split_when(text: str, tz: str) -> tuple[str, str]:
+    """The time and the note: split at the first ``: ``, else after the longest time phrase."""
+    if m := _SEPARATOR.match(text):
+        return m.group(1), m.group(2)
+    if found := _leading_time(text, tz):
+        return found
     raise UsageError(
         f"I could not find a time in {text!r}.",
         hint="Try 'tomorrow 9am', 'in 3 days' or 'next friday'.",
     )
 
 
+def split_followup(text: str, tz: str) -> tuple[str, str, str]:
+    """(customer, when, note) of ``followup``, by these rules, first match wins:
+
+    1. ``"Acme Corp" next friday call``: a quoted customer name, then the time and note.
+    2. ``acme tomorrow 9am: send quote``: before the first ``: `` stand one word and a
+       time, so that colon starts the note.
+    3. ``Acme Corp: next friday: call``: a time follows the first ``: ``, so the words
+       before it are the customer (a name with spaces).
+    4. ``acme tomorrow 9am send quote``: the first word is the customer.
+
+    The time is the longest leading phrase that reads as one (or the text up to the next
+    ``: ``); the note is what follows it.
+    """
+    text = text.strip()
+    if not text:
+        return "", "", ""
+
+    def when_and_note(rest: str) -> tuple[str, str]:
+        rest = rest.strip()
+        return split_when(rest, tz) if rest else ("", "")
+
+    if text[0] in "\"'":
+        end = text.find(text[0], 1)
+        if end <= 1:
+            raise UsageError("The customer's name has no closing quote.")
+        return text[1:end].strip(), *when_and_note(text[end + 1 :])
+    if m := _LABELLED.match(text):
+        head, tail = m.group(1).strip(), m.group(2).strip()
+        first, _, after_first = head.partition(" ")
+        if after_first.strip() and _reads_as_time(after_first, tz):
+            return first, after_first.strip(), tail
+        time_part = m2.group(1) if (m2 := _SEPARATOR.match(tail)) else tail
+        if _leading_time(time_part, tz) is not None:
+            return head, *when_and_note(tail)
+    first, _, rest = text.partition(" ")
+    return first, *when_and_note(rest)
+
+
 def v_followup(req: VerbRequest) -> dict[str, Any]:
-    ref, rest = split_customer(req.args)
-    if not ref or not rest:
+    ref, when, note = split_followup(req.args, req.tz)
+    if not ref or not when:
         raise UsageError("Give the customer and when.")
-    when, note = split_when(rest, req.tz)
 
     def run(session: Session) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, ref)
@@ -504,9 +565,9 @@ def v_timeline(req: VerbRequest) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, req.args)
         items = interaction_svc.timeline(
             session,
-            customer_id=customer.id,
-            limit=req.offset + blocks.PAGE_SIZE + 1,  # type: ignore[arg-type]
-        )  # type: ignore[arg-type]
+            customer_id=customer.id,  # type: ignore[arg-type]
+            limit=req.offset + blocks.PAGE_SIZE + 1,
+        )
         page = items[req.offset : req.offset + blocks.PAGE_SIZE]
         return blocks.timeline(
             customer,
@@ -549,9 +610,9 @@ def v_link(req: VerbRequest) -> dict[str, Any]:
         slack_capture.link_channel(
             session,
             channel_id=channel,
-            customer_id=customer.id,
-            actor=req.actor,  # type: ignore[arg-type]
-        )  # type: ignore[arg-type]
+            customer_id=customer.id,  # type: ignore[arg-type]
+            actor=req.actor,
+        )
         return blocks.changed(
             f"Messages in <#{channel}> are now captured for "
             f"*{blocks.esc(blocks.customer_label(customer))}*. "

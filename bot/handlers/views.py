@@ -2,6 +2,7 @@
 
 The change is made before ``ack()`` so a mistake can be shown on the form itself
 (``response_action: errors``); the services are fast enough for Slack's 3 seconds.
+"Log to CRM" is the exception: it checks the form, acks, then reads the thread from Slack.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
-from bot.handlers.common import acting_user, bot_context, direct_message, write
+from bot.handlers.common import acting_user, bot_context, direct_message, read, write
 from bot.handlers.events import chat_message
 from crm.models import Channel, DealCreate, InteractionCreate
 from crm.services import customers as customer_svc
@@ -198,9 +199,7 @@ def follow_up(
 def _fetch_messages(
     client: WebClient, meta: dict[str, Any], whole_thread: bool
 ) -> list[dict[str, Any]]:
-    channel, ts = meta.get("channel"), meta.get("ts")
-    if not channel or not ts:
-        raise CRMError("This form lost track of its message; use the shortcut again.")
+    channel, ts = meta["channel"], meta["ts"]
     root = meta.get("thread_ts") or ts
     messages: list[dict[str, Any]] = []
     cursor = None
@@ -219,10 +218,44 @@ def _fetch_messages(
     return messages
 
 
+# https://<workspace>.slack.com/archives/<channel>/p<ts without the dot>[?thread_ts=...]
+_PERMALINK = re.compile(r"^(?P<base>https?://[^?#\s]+/archives/[A-Z0-9]+)/p\d+(?:\?\S*)?$")
+
+
+def _permalinks(
+    client: WebClient, channel: str, messages: list[dict[str, Any]]
+) -> dict[str, str | None]:
+    """{ts: permalink}, asking Slack once: the others follow the first one's pattern.
+
+    One chat.getPermalink per message would make a long thread cost a call per reply.
+    Should Slack ever answer in another shape, each message is asked for instead.
+    """
+    first = messages[0]
+    link = client.chat_getPermalink(channel=channel, message_ts=first["ts"]).get("permalink")
+    pattern = _PERMALINK.match(link or "")
+    links: dict[str, str | None] = {first["ts"]: link}
+    for m in messages[1:]:
+        ts = str(m["ts"])
+        if pattern is None:
+            links[ts] = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+            continue
+        url = f"{pattern['base']}/p{ts.replace('.', '')}"
+        thread_ts = m.get("thread_ts")
+        if thread_ts and thread_ts != ts:
+            url += f"?thread_ts={thread_ts}&cid={channel}"
+        links[ts] = url
+    return links
+
+
 def log_message(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    """Store the message (or its whole thread) with a permalink, for the chosen customer/deal."""
+    """Store the message (or its whole thread) with a permalink, for the chosen customer/deal.
+
+    Only the form is checked before ``ack()``: reading a long thread from Slack can take
+    longer than the 3 seconds Slack waits for the answer, so the messages are fetched and
+    stored after it, and the outcome is sent to the user's DM.
+    """
     bot = bot_context(context)
     values = _values(view)
     user_id = body["user"]["id"]
@@ -230,24 +263,43 @@ def log_message(
     try:
         actor.require_write()
         meta = _metadata(view)
+        if not meta.get("channel") or not meta.get("ts"):
+            raise CRMError("This form lost track of its message; use the shortcut again.")
         customer = _selected(values, "customer")
         if not customer.isdigit():
             raise CRMError("Choose a customer.")
-        deal = _selected(values, "deal")
-        whole_thread = bool((values.get("thread") or {}).get("selected_options"))
+    except CRMError as err:
+        _form_error(ack, err, view, "customer")
+        return
+    deal = _selected(values, "deal")
+    customer_id, deal_id = int(customer), (int(deal) if deal.isdigit() else None)
+
+    def problem(session: Any) -> tuple[str, CRMError] | None:
+        try:
+            customer_svc.get_customer(session, customer_id)
+        except CRMError as err:
+            return "customer", err
+        try:
+            slack_capture.check_log_target(session, customer_id=customer_id, deal_id=deal_id)
+        except CRMError as err:
+            return "deal", err
+        return None
+
+    if found := read(bot, problem):
+        field, mistake = found
+        ack(response_action="errors", errors={field: str(mistake)[:150]})
+        return
+    ack()
+    whole_thread = bool((values.get("thread") or {}).get("selected_options"))
+    team = meta.get("team") or (body.get("team") or {}).get("id")
+    try:
         try:
             raw = _fetch_messages(client, meta, whole_thread)
-            permalinks = {
-                m["ts"]: client.chat_getPermalink(channel=meta["channel"], message_ts=m["ts"]).get(
-                    "permalink"
-                )
-                for m in raw
-            }
+            permalinks = _permalinks(client, meta["channel"], raw)
         except SlackApiError as exc:
             raise CRMError(
                 f"Slack would not give me the message ({exc.response.get('error')})."
             ) from None
-        team = meta.get("team") or (body.get("team") or {}).get("id")
         messages = [
             chat_message(m, team=team, client=client, permalink=permalinks.get(m["ts"]))
             for m in raw
@@ -255,21 +307,17 @@ def log_message(
         results = write(
             bot,
             lambda s: slack_capture.log_messages(
-                s,
-                customer_id=int(customer),
-                deal_id=int(deal) if deal.isdigit() else None,
-                messages=messages,
-                actor=actor,
+                s, customer_id=customer_id, deal_id=deal_id, messages=messages, actor=actor
             ),
         )
     except CRMError as err:
-        _form_error(ack, err, view, "customer")
+        logger.info("Log to CRM by %s failed: %s", user_id, err)
+        _confirm(client, user_id, blocks.not_logged(err))
         return
-    ack()
     stored = sum(1 for r in results if r.created)
     already = sum(1 for r in results if r.interaction is not None and not r.created)
     text = (
-        f"Logged {stored} message(s) to customer #{customer}"
+        f"Logged {stored} message(s) to customer #{customer_id}"
         + (f" ({already} were logged already)" if already else "")
         + "."
     )

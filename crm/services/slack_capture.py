@@ -20,6 +20,7 @@ from crm.models import (
     ChannelLink,
     ContactKind,
     ContactPoint,
+    Deal,
     Direction,
     Interaction,
     InteractionCreate,
@@ -125,9 +126,9 @@ def link_channel(
     if link is None:
         link = ChannelLink(
             channel_id=channel_id,
-            customer_id=customer.id,
-            linked_by=actor.name[:200],  # type: ignore[arg-type]
-        )  # type: ignore[arg-type]
+            customer_id=customer.id,  # type: ignore[arg-type]
+            linked_by=actor.name[:200],
+        )
         action = "link"
     else:
         link.customer_id, link.linked_by = customer.id, actor.name[:200]  # type: ignore[assignment]
@@ -283,6 +284,22 @@ def capture_delete(
     )
 
 
+def check_log_target(session: Session, *, customer_id: int, deal_id: int | None) -> None:
+    """The customer exists and the deal, if any, is one of theirs."""
+    get_customer(session, customer_id)
+    if deal_id is None:
+        return
+    deal = session.get(Deal, deal_id)
+    if deal is None:
+        raise NotFound(f"There is no deal #{deal_id}.")
+    if deal.customer_id != customer_id:
+        raise CRMError(
+            f"Deal #{deal_id} belongs to customer #{deal.customer_id}, "
+            f"not to customer #{customer_id}.",
+            hint="Choose one of this customer's deals, or none.",
+        )
+
+
 def log_messages(
     session: Session,
     *,
@@ -293,7 +310,9 @@ def log_messages(
 ) -> list[CaptureResult]:
     """Store messages a person chose to log ("Log to CRM"), e.g. one message or its whole thread."""
     actor.require_write()
-    get_customer(session, customer_id)
+    # Checked up front, not only when a row is created: a message stored before (e.g. from a
+    # linked channel) gets the deal attached below, and must never get another customer's.
+    check_log_target(session, customer_id=customer_id, deal_id=deal_id)
     if not messages:
         raise CRMError("There is no message to log.")
     results: list[CaptureResult] = []

@@ -1,7 +1,8 @@
 """A local stand-in for Slack's cloud: the Web API (``/api/<method>``) and response URLs.
 
 It records every call so tests can assert on what the bot sent, answers like Slack does,
-and can be told to fail (429 with Retry-After, 5xx) to exercise the client's retries.
+can be told to fail (429 with Retry-After, 5xx) to exercise the client's retries, and can
+be told to answer slowly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Call:
     method: str
     params: dict[str, Any]
     headers: dict[str, str]
+    # time.monotonic() when the answer was sent (None while a delayed answer is pending)
+    answered_at: float | None = None
 
 
 @dataclass
@@ -33,6 +36,8 @@ class FakeSlack:
     # method -> list of (status, headers) answered before the method succeeds
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     overrides: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    # method -> seconds to wait before answering: a slow Slack
+    delays: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -108,8 +113,12 @@ class FakeSlack:
                         extra,
                     )
                     return
-                fake._record(Call(method, params, headers))
+                call = Call(method, params, headers)
+                fake._record(call)
+                if fake.delays.get(method):
+                    time.sleep(fake.delays[method])
                 self._answer(200, fake.answer(method, params))
+                call.answered_at = time.monotonic()
 
             do_GET = _handle
             do_POST = _handle

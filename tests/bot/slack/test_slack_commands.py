@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlmodel import select
 
+from bot.handlers.commands import UsageError, split_followup
 from crm.models import (
     AnalyticsRun,
     AuditEvent,
@@ -384,3 +386,57 @@ def test_followup_due_time_uses_the_slack_users_zone(slack, db, admin):
         fu = session.exec(select(FollowUp)).one()
     assert fu.due_at.hour in (13, 14)  # 9am in New York
     assert fu.due_at > utcnow() + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("acme tomorrow 9am send quote", ("acme", "tomorrow 9am", "send quote")),
+        ("acme tomorrow 9am: send quote", ("acme", "tomorrow 9am", "send quote")),
+        ('"Acme Corp" next friday', ("Acme Corp", "next friday", "")),
+        ("Acme Corp: next friday: call", ("Acme Corp", "next friday", "call")),
+        ("Acme Corp: next friday", ("Acme Corp", "next friday", "")),
+        ("acme: in 3 days call back", ("acme", "in 3 days", "call back")),
+        ("acme tomorrow 10:30: call them", ("acme", "tomorrow 10:30", "call them")),
+        # A note that starts like a time does not pull the time into the customer.
+        ("acme tomorrow 9am: friday prep", ("acme", "tomorrow 9am", "friday prep")),
+        ("'Acme Corp' tomorrow", ("Acme Corp", "tomorrow", "")),
+        ("acme", ("acme", "", "")),
+    ],
+)
+def test_split_followup_forms(text, expected):
+    assert split_followup(text, "Europe/Berlin") == expected
+
+
+def test_split_followup_refuses_what_it_cannot_read():
+    with pytest.raises(UsageError, match="no closing quote"):
+        split_followup('"Acme Corp next friday', "Europe/Berlin")
+    with pytest.raises(UsageError, match="could not find a time"):
+        split_followup("acme whenever works", "Europe/Berlin")
+
+
+def test_followup_forms_over_slack(slack, db, admin):
+    acme = add_customer(db, admin, name="Acme Corp", email="jane@acme.com")
+    add_customer(db, admin, name="Acme Corporation Holdings", email="x@holdings.example")
+    commands = {
+        "followup acme.com tomorrow 9am send quote": "send quote",
+        "followup acme.com tomorrow 9am: send the quote": "send the quote",
+        'followup "Acme Corp" next friday': "",
+        "followup Acme Corp: next friday: call": "call",
+    }
+    for n, (text, note) in enumerate(commands.items(), start=1):
+        reply = slack.command(text, user="UREP00001")
+        assert f"Follow-up #{n} with *#{acme.id} Acme Corp*" in reply.text, (text, reply.text)
+        with db.session() as session:
+            made = session.exec(select(FollowUp).order_by(FollowUp.id.desc())).first()
+        assert (made.customer_id, made.note) == (acme.id, note), text
+    with db.session() as session:
+        dues = [f.due_at for f in session.exec(select(FollowUp).order_by(FollowUp.id))]
+    assert dues[0] == dues[1] and dues[2] == dues[3] and dues[2].weekday() == 4
+    assert dues[0].hour in (7, 8)  # 9am in Berlin
+
+
+def test_help_shows_how_to_name_a_followup_customer(slack):
+    text = slack.command("help").text
+    assert "/crm followup &lt;customer&gt; &lt;when&gt;[:] [note]" in text
+    assert "Acme Corp: next friday: call" in text and '"Acme Corp" next friday' in text

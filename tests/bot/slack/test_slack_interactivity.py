@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -262,30 +263,103 @@ def test_log_to_crm_shortcut_stores_message_or_thread_once(slack, db, admin, set
         "log_message", values, private_metadata=view["private_metadata"], user="UREP00001"
     )
     assert status == 200 and body == ""
+    assert "Logged 2 message(s)" in fake_slack.wait_for("chat.postMessage")[0].params["text"]
     status, body = slack.submit(
         "log_message", values, private_metadata=view["private_metadata"], user="UREP00001"
     )
     assert body == ""
+    assert "were logged already" in fake_slack.wait_for("chat.postMessage", 2)[-1].params["text"]
     with db.session() as session:
         rows = list(session.exec(select(Interaction).order_by(Interaction.occurred_at)))
     assert len(rows) == 2  # logged twice, stored once
     assert rows[0].direction == "inbound" and rows[0].author == "joe@acme.com"
     assert rows[0].meta["contact"] == "joe@acme.com"
     assert rows[0].meta["permalink"].endswith("/C0ACME001/p1700000100000100")
+    # One chat.getPermalink per logging, not per message: the reply's link follows the root's.
+    assert len(fake_slack.calls_to("chat.getPermalink")) == 2
+    assert rows[1].meta["permalink"] == (
+        "https://home.example/archives/C0ACME001/p1700000200000200"
+        "?thread_ts=1700000100.000100&cid=C0ACME001"
+    )
     assert rows[1].direction == "outbound" and rows[0].thread_key == rows[1].thread_key
     assert all(r.deal_id == d.id for r in rows)
     assert (
         rows[0].source == f"slack:{fake_slack.team_id}"
         and rows[0].external_id == "C0ACME001:1700000100.000100"
     )
-    assert "were logged already" in fake_slack.wait_for("chat.postMessage", 2)[-1].params["text"]
 
+    # Slack's answer comes after the form has closed: a failure is told in the DM.
     gone = dict(values, thread={"value": {"selected_options": []}})
     meta = json.dumps(
         {"channel": "C0ACME001", "ts": "1700009999.1", "thread_ts": None, "team": "THOME0001"}
     )
     status, body = slack.submit("log_message", gone, private_metadata=meta)
-    assert "thread_not_found" in json.loads(body)["errors"]["customer"]
+    assert status == 200 and body == ""
+    failed = fake_slack.wait_for("chat.postMessage", 3)[-1].params
+    assert failed["channel"] == "D_UADMIN001"
+    assert "Nothing was logged" in failed["text"] and "thread_not_found" in failed["text"]
+    # Mistakes in the form itself still show on the form, before Slack is asked anything.
+    fake_slack.reset()
+    other = add_customer(db, admin, name="Other", email="x@other.com")
+    status, body = slack.submit(
+        "log_message",
+        dict(values, customer={"customer_options": {"selected_option": {"value": str(other.id)}}}),
+        private_metadata=view["private_metadata"],
+    )
+    assert "belongs to customer" in json.loads(body)["errors"]["deal"]
+    status, body = slack.submit(
+        "log_message",
+        dict(values, customer={"customer_options": {"selected_option": {"value": "99999"}}}),
+        private_metadata=view["private_metadata"],
+    )
+    assert "customer" in json.loads(body)["errors"]
+    status, body = slack.submit("log_message", values, private_metadata="{}")
+    assert "lost track" in json.loads(body)["errors"]["customer"]
+    assert fake_slack.calls_to("conversations.replies") == []
+
+
+def test_log_to_crm_answers_slack_before_reading_a_slow_thread(slack, db, admin, fake_slack):
+    """Slack waits 3 s for the form's answer; a long thread takes longer to read than that."""
+    c = add_customer(db, admin, name="Acme", email="jane@acme.com")
+    root_ts = "1700000100.000100"
+    thread = [
+        {
+            "type": "message",
+            "user": "UEXT00001" if n % 2 else "UREP00001",
+            "ts": f"{1700000100 + n}.000100",
+            "text": f"message {n}",
+            "thread_ts": root_ts,
+        }
+        for n in range(30)
+    ]
+    fake_slack.threads[("C0ACME001", root_ts)] = thread
+    delay = 1.5
+    fake_slack.delays = {"conversations.replies": delay, "chat.getPermalink": delay}
+    meta = json.dumps(
+        {"channel": "C0ACME001", "ts": root_ts, "thread_ts": root_ts, "team": "THOME0001"}
+    )
+    values = {
+        "customer": {"customer_options": {"selected_option": {"value": str(c.id)}}},
+        "deal": {"deal_options": {"selected_option": None}},
+        "thread": {"value": {"selected_options": [{"value": "thread"}]}},
+    }
+    started = time.monotonic()
+    status, body = slack.submit("log_message", values, private_metadata=meta, user="UREP00001")
+    answered = time.monotonic()
+    assert status == 200 and body == ""
+    assert answered - started < delay, f"the form's answer took {answered - started:.2f}s"
+    # The answer went out before Slack had returned the thread.
+    replies = fake_slack.wait_for("conversations.replies")
+    assert all(c.answered_at is None or c.answered_at > answered for c in replies)
+
+    done = fake_slack.wait_for("chat.postMessage", timeout=20)[0].params
+    assert done["channel"] == "D_UREP00001" and "Logged 30 message(s)" in done["text"]
+    assert len(fake_slack.calls_to("chat.getPermalink")) == 1
+    with db.session() as session:
+        rows = list(session.exec(select(Interaction).order_by(Interaction.occurred_at)))
+    assert [r.body for r in rows] == [f"message {n}" for n in range(30)]
+    base = "https://home.example/archives/C0ACME001/p"
+    assert all(r.meta["permalink"].startswith(base) for r in rows)
 
 
 def test_customer_options_are_capped_at_100(slack, db, admin):

@@ -153,3 +153,37 @@ def test_log_messages_stores_thread_once_and_checks_the_deal(db, admin, settings
         capture.log_messages(session, customer_id=acme.id, messages=[_msg(ts="9.0")], actor=viewer)
     with db.session() as session:
         assert len(list(session.exec(select(Interaction)))) == 2
+
+
+def test_relogging_a_captured_message_refuses_another_customers_deal(db, admin, settings):
+    acme = add_customer(db, admin, name="Acme", email="jane@acme.com")
+    other = add_customer(db, admin, name="Other", email="x@other.com")
+    foreign = add_deal(db, admin, settings, other.id)
+    own = add_deal(db, admin, settings, acme.id)
+    with db.transaction() as session:
+        capture.link_channel(session, channel_id="C1", customer_id=acme.id, actor=admin)
+        captured = capture.capture_message(session, message=_msg(), actor=BOT)
+    assert captured.created and captured.interaction.deal_id is None
+    # Logged by hand now, for the right customer but with a deal of another customer.
+    with db.transaction() as session, pytest.raises(CRMError, match="belongs to customer"):
+        capture.log_messages(
+            session, customer_id=acme.id, deal_id=foreign.id, messages=[_msg()], actor=admin
+        )
+    with db.transaction() as session, pytest.raises(NotFound):
+        capture.log_messages(
+            session, customer_id=acme.id, deal_id=10_000, messages=[_msg()], actor=admin
+        )
+    with db.session() as session:
+        row = session.exec(select(Interaction)).one()
+        attached = session.exec(select(AuditEvent).where(AuditEvent.action == "attach_deal"))
+        assert row.deal_id is None and list(attached) == []
+    # The customer's own deal is attached to the stored row, with an audit event.
+    with db.transaction() as session:
+        results = capture.log_messages(
+            session, customer_id=acme.id, deal_id=own.id, messages=[_msg()], actor=admin
+        )
+    assert [r.created for r in results] == [False]
+    with db.session() as session:
+        assert session.exec(select(Interaction)).one().deal_id == own.id
+        attached = session.exec(select(AuditEvent).where(AuditEvent.action == "attach_deal"))
+        assert [e.after for e in attached] == [{"deal_id": own.id}]
