@@ -186,15 +186,22 @@ class DigestService:
             return digests.build_churn_digest(session, self.settings, now=now)
         return digests.build_segments_digest(session, self.settings, now=now)
 
-    def _unsubscribe(self, kind: str) -> str:
-        address = self.settings.digest_unsubscribe_mailto or self.settings.smtp_from
+    def _unsubscribe(self, kind: str, recipient: Recipient) -> tuple[str, dict[str, str]]:
+        """The footer link and the List-Unsubscribe headers for one email."""
         from email.utils import parseaddr
 
-        return f"mailto:{parseaddr(address)[1]}?subject={quote(f'unsubscribe {kind}')}"
+        address = self.settings.digest_unsubscribe_mailto or self.settings.smtp_from
+        mailto = f"mailto:{parseaddr(address)[1]}?subject={quote(f'unsubscribe {kind}')}"
+        s = self.settings
+        if s.public_url and s.secret_key and recipient.user is not None and recipient.user.id is not None:
+            token = digest_runs.unsubscribe_token(s.secret_key, user_id=recipient.user.id, kind=kind, channel="email")
+            url = f"{s.public_url.rstrip('/')}/digests/unsubscribe?t={token}"
+            return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        return mailto, {"List-Unsubscribe": f"<{mailto}>"}
 
     def deliver(self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0) -> str:
         if recipient.channel == "email":
-            unsubscribe = self._unsubscribe(kind)
+            unsubscribe, unsubscribe_headers = self._unsubscribe(kind, recipient)
             images = [InlineImage(cid=f"chart-{kind}@crmbot", data=digest.chart_png)] if digest.chart_png else []
             mail = OutgoingMail(
                 to=[recipient.address],
@@ -202,7 +209,7 @@ class DigestService:
                 text=digests.render_text(digest, unsubscribe=unsubscribe),
                 html=digests.render_html(digest, unsubscribe=unsubscribe, chart_cid=images[0].cid if images else None),
                 images=images,
-                headers={"List-Unsubscribe": f"<{unsubscribe}>", "X-Crmbot-Digest": kind},
+                headers={**unsubscribe_headers, "X-Crmbot-Digest": kind},
             )
             return self.mailer.send(mail)
         if self.slack is None:

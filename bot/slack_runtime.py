@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from slack_bolt import App, BoltRequest
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+UNSUBSCRIBE_PATH = "/digests/unsubscribe"
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything absurd
 
 
@@ -61,7 +62,47 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _unsubscribe(self, *, confirm: bool, token: str) -> None:
+        """One-click unsubscribe from a digest email (RFC 8058). GET only shows a button, so mail
+        scanners that open links do not unsubscribe anyone; POST does it."""
+        from html import escape
+
+        from bot.digests import TITLES
+        from crm.models import User
+        from crm.services import digest_runs
+        from crm.services.errors import CRMError
+        from crm.services.users import actor_for
+
+        settings = self.server.settings
+        if settings is None or not settings.secret_key:
+            self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        page = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head><body style='font-family:sans-serif'>{}</body></html>"
+        try:
+            user_id, kind, channel = digest_runs.read_unsubscribe_token(settings.secret_key, token)
+            if not confirm:
+                body = (f"<p>Stop the {escape(TITLES[kind].lower())} digest by {escape(channel)}?</p>"
+                        f"<form method='post'><input type='hidden' name='t' value='{escape(token)}'>"
+                        "<button type='submit'>Unsubscribe</button></form>")
+                self._send(HTTPStatus.OK, page.format(body), {"Content-Type": "text/html; charset=utf-8"})
+                return
+            with self.server.db.transaction() as session:
+                user = session.get(User, user_id)
+                if user is None:
+                    raise CRMError("This unsubscribe link is not valid.")
+                digest_runs.set_subscription(session, user=user, kind=kind, channel=channel, subscribed=False,
+                                             actor=actor_for(user, "unsubscribe-link"))
+        except CRMError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, page.format(f"<p>{escape(str(exc))}</p>"), {"Content-Type": "text/html; charset=utf-8"})
+            return
+        self._send(HTTPStatus.OK, page.format(f"<p>Done: you will no longer get the {escape(TITLES[kind].lower())} digest by {escape(channel)}.</p>"),
+                   {"Content-Type": "text/html; charset=utf-8"})
+
     def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
+        parts = urlsplit(self.path)
+        if parts.path == UNSUBSCRIBE_PATH:
+            self._unsubscribe(confirm=False, token=(parse_qs(parts.query).get("t") or [""])[0])
+            return
         if urlsplit(self.path).path != HEALTH_PATH:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
@@ -76,6 +117,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (stdlib's name)
         parts = urlsplit(self.path)
+        if parts.path == UNSUBSCRIBE_PATH:
+            # The token comes in the query (mail clients' one-click POST) or in our form's body.
+            length = int(self.headers.get("Content-Length") or 0) if (self.headers.get("Content-Length") or "0").isdigit() else 0
+            form = parse_qs(self.rfile.read(length).decode("utf-8", "replace")) if 0 < length <= 10_000 else {}
+            token = (parse_qs(parts.query).get("t") or form.get("t") or [""])[0]
+            self._unsubscribe(confirm=True, token=token)
+            return
         if parts.path != EVENTS_PATH:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
@@ -125,11 +173,13 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         signing_secret: str,
         *,
         reuse_port: bool = False,
+        settings: Settings | None = None,
     ) -> None:
         self.reuse_port = reuse_port
         super().__init__(address, _Handler)
         self.app = app
         self.db = db
+        self.settings = settings  # for the digest unsubscribe page
         self.verifier = SignatureVerifier(signing_secret)
 
     def server_bind(self) -> None:
@@ -151,6 +201,7 @@ def _http_worker(settings: Settings, host: str, port: int, conn: Connection) -> 
         db,
         settings.slack_signing_secret or "",
         reuse_port=True,
+        settings=settings,
     )
     thread = threading.Thread(target=server.serve_forever, name="slack-http", daemon=True)
     thread.start()
@@ -182,7 +233,7 @@ class SlackHTTPComponent:
             raise ValueError("extra HTTP workers rebuild the app from the settings; pass them")
         self.app = app
         self.server = _SlackHTTPServer(
-            (host, port), app, db, signing_secret, reuse_port=workers > 1
+            (host, port), app, db, signing_secret, reuse_port=workers > 1, settings=settings
         )
         self._thread: threading.Thread | None = None
         self._extra = workers - 1

@@ -157,7 +157,10 @@ class Settings(BaseSettings):
     smtp_ca_file: str | None = None
     # Where List-Unsubscribe mails go (default: the From address); a URL is added when public_url is set.
     digest_unsubscribe_mailto: str | None = None
+    # With both set, digest emails carry a one-click unsubscribe link served by crmbot's HTTP
+    # endpoint at <public_url>/digests/unsubscribe (RFC 8058).
     public_url: str | None = None
+    secret_key: str | None = None
     # Schedules (cron, 5 fields) in the team time zone; follow-up digests run in each rep's own zone.
     analytics_refresh_cron: str = "30 2 * * *"
     churn_digest_cron: str = "0 8 * * mon-fri"

@@ -11,6 +11,9 @@ that one digest can go out twice: we prefer that to losing it.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+import base64
+import hashlib
+import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,3 +159,29 @@ def set_subscription(session: Session, *, user: User, kind: str, channel: str, s
     record_event(session, actor=actor, action="subscribe" if subscribed else "unsubscribe", entity="user",
                  entity_id=user.id, after={"digest": kind, "channel": channel})
     return True
+
+
+def unsubscribe_token(secret: str, *, user_id: int, kind: str, channel: str) -> str:
+    """A signed token for a one-click unsubscribe link (user, digest, channel); it does not expire."""
+    _check(kind, channel)
+    payload = f"{user_id}:{kind}:{channel}"
+    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(payload.encode() + b"." + mac).decode().rstrip("=")
+
+
+def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str, str]:
+    """(user id, digest, channel) from a token made by ``unsubscribe_token``; CRMError if it was altered."""
+    bad = CRMError("This unsubscribe link is not valid.", hint="Ask an admin to change your digest settings.")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload, mac = raw[:-17], raw[-16:]
+        if raw[-17:-16] != b".":
+            raise bad
+        expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(mac, expected):
+            raise bad
+        user_id, kind, channel = payload.decode().split(":")
+        _check(kind, channel)
+        return int(user_id), kind, channel
+    except (ValueError, UnicodeDecodeError):
+        raise bad from None
