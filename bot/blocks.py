@@ -35,6 +35,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot import action_ids
 from bot.rendering import slack_escape as esc
 from bot.rendering import truncate
 from crm.analytics.pipeline import PipelineReport, RottingDeal
@@ -51,14 +52,15 @@ MAX_OPTIONS = 100
 PAGE_SIZE = 10
 
 # action and callback ids, shared with the listeners
-A_LOG_NOTE = "card_log_note"
+# (the ones digests carry too come from bot.action_ids, so both always agree)
+A_LOG_NOTE = action_ids.LOG_NOTE
 A_NEW_DEAL = "card_new_deal"
 A_FOLLOW_UP = "card_follow_up"
 A_TIMELINE = "card_timeline"
-A_SHOW = "card_show"
-A_DONE = "followup_done"
-A_SNOOZE_DAY = "followup_snooze_day"
-A_SNOOZE_WEEK = "followup_snooze_week"
+A_SHOW = action_ids.OPEN_CUSTOMER
+A_DONE = action_ids.FOLLOW_UP_DONE
+A_SNOOZE_DAY = action_ids.FOLLOW_UP_SNOOZE_DAY
+A_SNOOZE_WEEK = action_ids.FOLLOW_UP_SNOOZE_WEEK
 A_MOVE_STAGE = "deal_move_stage"
 A_PAGE = "page"
 V_DEAL_NEW = "deal_new"
