@@ -131,7 +131,8 @@ def _root(
         stream=sys.stderr,
     )
     if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for noisy in ("alembic", "apscheduler"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = State(settings=settings, acting_as=acting_as)
 
 
