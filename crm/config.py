@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     imap_batch_size: int = Field(default=200, ge=1, le=5_000)
     # Bytes of mail fetched at once (memory bound); a bigger message is fetched on its own.
     imap_batch_bytes: int = Field(default=50_000_000, ge=100_000)
+    # How often to sync without IDLE; with IDLE, the longest a missed new-mail notice can delay a sync.
     imap_poll_seconds: float = Field(default=60.0, gt=0)
     # IDLE is re-issued before servers drop it (RFC 9051 allows them to after 30 minutes).
     imap_idle_seconds: float = Field(default=25 * 60.0, gt=0, le=29 * 60.0)

@@ -384,17 +384,20 @@ class MailboxPoller:
             return
         client.idle()
         started = time.monotonic()
+        # A message that lands between the last sync's search and the IDLE command may never be
+        # announced; syncing again at least every poll interval bounds how late it can be.
+        limit = min(self.settings.imap_idle_seconds, self.settings.imap_poll_seconds)
         try:
             while not self._stop.is_set():
-                left = self.settings.imap_idle_seconds - (time.monotonic() - started)
+                left = limit - (time.monotonic() - started)
                 responses = client.idle_check(timeout=max(0.05, min(_WAKE_SECONDS, left)))
                 if any(
                     isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT")
                     for r in responses
                 ):
                     break
-                if time.monotonic() - started >= self.settings.imap_idle_seconds:
-                    break  # re-issue IDLE (and sync) before the server's 30-minute limit
+                if time.monotonic() - started >= limit:
+                    break  # sync, then re-issue IDLE (also well before the server's 30-minute limit)
                 self.renew_lease()
         finally:
             client.idle_done()

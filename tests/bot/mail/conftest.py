@@ -243,6 +243,7 @@ class ImapAccount:
             "imap_timeout_seconds": 10,
             "imap_backoff_max_seconds": 0.5,
             "imap_lease_seconds": 6,
+            "imap_poll_seconds": 5,  # the safety-net re-sync, so a missed IDLE notice costs seconds
             "mail_parse_workers": 1,
         }
         values.update(overrides)
