@@ -350,23 +350,3 @@ def rotting_deals(
         )
     found.sort(key=lambda r: r.last_activity_at)
     return found
-
-
-def is_rotting(
-    deal: Deal,
-    *,
-    settings: Settings,
-    last_activity_at: datetime | None,
-    has_next_step: bool,
-    now: datetime,
-) -> bool:
-    """The same rule for one deal whose facts are already at hand (e.g. a digest's rows)."""
-    if deal.status != DealStatus.open or has_next_step:
-        return False
-    stage = settings.stage(deal.stage)
-    if stage is None or stage.rotting_days <= 0:
-        return False
-    last = (
-        max(deal.stage_entered_at, last_activity_at) if last_activity_at else deal.stage_entered_at
-    )
-    return now - last > timedelta(days=stage.rotting_days)

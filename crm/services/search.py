@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-import time
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -41,13 +41,14 @@ class _Index:
     keys: list[str] = field(default_factory=list)
     position: dict[int, int] = field(default_factory=dict)
     postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # postings as arrays, built on demand
+    arrays: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # postings as arrays, built on demand
     loaded_at: float = 0.0
     max_id: int = 0
     vocabulary: list[str] = field(default_factory=list)  # sorted, for prefix search
     vocabulary_dirty: bool = True
     mark: datetime | None = None
-    count: int = 0
 
     def put(self, cid: int, key: str) -> None:
         pos = self.position.get(cid)
@@ -97,7 +98,6 @@ class NameIndex:
             index.put(cid, _search_key(key, company))
             if index.mark is None or updated > index.mark:
                 index.mark = updated
-        index.count = len(index.ids)
         self._index = index
 
     def refresh(self, session: Session) -> None:
@@ -112,8 +112,10 @@ class NameIndex:
             return
         table = Customer.__table__
         newest_id, newest = session.execute(
-            sa.select(sa.select(sa.func.max(table.c.id)).scalar_subquery(),
-                      sa.select(sa.func.max(table.c.updated_at)).scalar_subquery())
+            sa.select(
+                sa.select(sa.func.max(table.c.id)).scalar_subquery(),
+                sa.select(sa.func.max(table.c.updated_at)).scalar_subquery(),
+            )
         ).one()
         if isinstance(newest, str):
             newest = datetime.fromisoformat(newest)
@@ -122,7 +124,9 @@ class NameIndex:
         if newest_id < index.max_id:  # rows vanished (merges, a restored backup): start afresh
             self._full_load(session)
             return
-        changed = newest is not None and newest.replace(tzinfo=None) > index.mark.replace(tzinfo=None)
+        changed = newest is not None and newest.replace(tzinfo=None) > index.mark.replace(
+            tzinfo=None
+        )
         added = newest_id > index.max_id
         if not changed and not added:
             return
@@ -132,11 +136,12 @@ class NameIndex:
             conditions.append(Customer.updated_at >= index.mark - LOOKBACK)
         if added:
             conditions.append(Customer.id > index.max_id)
-        for cid, key, company, updated in session.execute(stmt.where(sa.or_(*conditions)).order_by(Customer.id)):
+        for cid, key, company, updated in session.execute(
+            stmt.where(sa.or_(*conditions)).order_by(Customer.id)
+        ):
             index.put(cid, _search_key(key, company))
             if updated > index.mark:
                 index.mark = updated
-        index.count = len(index.ids)
 
     def _candidates(self, index: _Index, query: str) -> list[int]:
         tokens = query.split()
@@ -148,7 +153,12 @@ class NameIndex:
         shared = np.zeros(len(index.ids), dtype=np.int32)
         matched = False
         for token in set(tokens):
-            similar = {w for w, _, _ in process.extract(token, vocabulary, scorer=fuzz.ratio, score_cutoff=TOKEN_CUTOFF, limit=25)}
+            similar = {
+                w
+                for w, _, _ in process.extract(
+                    token, vocabulary, scorer=fuzz.ratio, score_cutoff=TOKEN_CUTOFF, limit=25
+                )
+            }
             if len(token) >= 3:  # a word being typed: "acm" finds "acme"
                 start = bisect.bisect_left(vocabulary, token)
                 for word in vocabulary[start : start + 25]:
@@ -170,14 +180,18 @@ class NameIndex:
         ranked = top[np.lexsort((top, -shared[top]))]
         return [int(p) for p in ranked if shared[p] > 0]
 
-    def search(self, session: Session, query: str, limit: int = 10, cutoff: float = 60.0) -> list[tuple[int, float]]:
+    def search(
+        self, session: Session, query: str, limit: int = 10, cutoff: float = 60.0
+    ) -> list[tuple[int, float]]:
         with self._lock:
             self.refresh(session)
             index = self._index
             wanted = name_key(query)
             positions = self._candidates(index, wanted)
             choices = {p: index.keys[p] for p in positions}
-            matches = process.extract(wanted, choices, scorer=fuzz.WRatio, limit=limit, score_cutoff=cutoff)
+            matches = process.extract(
+                wanted, choices, scorer=fuzz.WRatio, limit=limit, score_cutoff=cutoff
+            )
             return [(index.ids[pos], float(score)) for _, score, pos in matches]
 
 

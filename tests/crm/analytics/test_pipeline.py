@@ -166,22 +166,3 @@ def test_rotting_deals_respect_activity_and_next_steps(db, settings, admin):
     assert [r.deal.id for r in mine] == [made["Quiet Co"].id]
     assert nobody == []
 
-    deal = rotting[0].deal
-    now = utcnow()
-    assert pipeline.is_rotting(
-        deal,
-        settings=settings,
-        last_activity_at=rotting[0].last_activity_at,
-        has_next_step=False,
-        now=now,
-    )
-    assert not pipeline.is_rotting(
-        deal,
-        settings=settings,
-        last_activity_at=rotting[0].last_activity_at,
-        has_next_step=True,
-        now=now,
-    )
-    assert not pipeline.is_rotting(
-        deal, settings=settings, last_activity_at=now, has_next_step=False, now=now
-    )
