@@ -46,6 +46,7 @@ def preview(
         raise CRMError(f"{fmt!r} is not a format.", hint="Use text, html or slack.")
     now = utcnow()
     with state.db.session() as session:
+        user = None
         if kind == "followups":
             if for_user:
                 user = user_svc.find_user(session, for_user)
@@ -53,11 +54,7 @@ def preview(
                 user = session.exec(select(User).where(User.role == Role.rep).order_by(col(User.id))).first()
                 if user is None:
                     raise CRMError("There is no rep to preview follow-ups for.", hint="Give one with --for.")
-            digest = digests.build_followups_digest(session, state.settings, user=user, now=now)
-        elif kind == "churn":
-            digest = digests.build_churn_digest(session, state.settings, now=now)
-        else:
-            digest = digests.build_segments_digest(session, state.settings, now=now)
+        digest = digests.build_digest(session, state.settings, kind, now=now, user=user)
     if fmt == "text":
         body = digests.render_text(digest)
     elif fmt == "html":

@@ -320,6 +320,19 @@ def segment_chart(counts: Sequence[insights.SegmentCount]) -> tuple[bytes | None
     return buffer.getvalue(), alt
 
 
+def build_digest(session: Session, settings: Settings, kind: str, *, now: datetime, user: User | None = None) -> Digest:
+    """The digest of this kind as of ``now``; follow-ups are per user and need one."""
+    if kind == "followups":
+        if user is None:
+            raise ValueError("the follow-ups digest is built for one user")
+        return build_followups_digest(session, settings, user=user, now=now)
+    if kind == "churn":
+        return build_churn_digest(session, settings, now=now)
+    if kind == "segments":
+        return build_segments_digest(session, settings, now=now)
+    raise ValueError(f"unknown digest {kind!r}")
+
+
 # ---------------------------------------------------------------- rendering
 
 MAX_MESSAGE_BLOCKS = 50  # Slack's limit per message

@@ -152,8 +152,12 @@ class DigestService:
 
     # -- recipients
 
-    def recipients(self, session: Session, kind: str) -> list[Recipient]:
+    def all_recipients(self, session: Session) -> dict[str, list[Recipient]]:
+        """Who receives each digest, from one read of the users."""
         users = list(session.exec(select(User).where(User.active == True).order_by(col(User.id))))  # noqa: E712
+        return {kind: self._recipients(users, kind) for kind in digests.KINDS}
+
+    def _recipients(self, users: list[User], kind: str) -> list[Recipient]:
         out: list[Recipient] = []
         if kind == "followups":
             for user in users:
@@ -179,12 +183,7 @@ class DigestService:
     # -- content
 
     def build(self, session: Session, kind: str, recipient: Recipient, now: datetime) -> digests.Digest:
-        if kind == "followups":
-            assert recipient.user is not None
-            return digests.build_followups_digest(session, self.settings, user=recipient.user, now=now)
-        if kind == "churn":
-            return digests.build_churn_digest(session, self.settings, now=now)
-        return digests.build_segments_digest(session, self.settings, now=now)
+        return digests.build_digest(session, self.settings, kind, now=now, user=recipient.user)
 
     def _unsubscribe(self, kind: str, recipient: Recipient) -> tuple[str, dict[str, str]]:
         """The footer link and the List-Unsubscribe headers for one email."""
@@ -266,9 +265,9 @@ class DigestService:
     def tick(self, now: datetime | None = None) -> list[Delivery]:
         now = now or utcnow()
         results: list[Delivery] = []
-        for kind in digests.KINDS:
-            with self.db.session() as session:
-                recipients = self.recipients(session, kind)
+        with self.db.session() as session:
+            by_kind = self.all_recipients(session)
+        for kind, recipients in by_kind.items():
             for recipient in recipients:
                 period = self.due(kind, recipient, now)
                 if period is None:
@@ -278,15 +277,15 @@ class DigestService:
                 except Exception:  # e.g. the database is briefly unavailable: the next tick tries again
                     logger.exception("digest %s for %s (%s) could not be processed", kind, recipient.key, period)
         try:
-            results.extend(self.retry_failed(now))
+            results.extend(self.retry_failed(now, by_kind))
         except Exception:
             logger.exception("retrying failed digests did not work this time")
         return [r for r in results if r.status != "already"]
 
-    def retry_failed(self, now: datetime) -> list[Delivery]:
+    def retry_failed(self, now: datetime, by_kind: dict[str, list[Recipient]]) -> list[Delivery]:
         with self.db.session() as session:
             runs = digest_runs.retryable_runs(session, now=now, max_attempts=self.settings.digest_max_attempts)
-            everyone = {r.key: r for kind in digests.KINDS for r in self.recipients(session, kind)}
+        everyone = {r.key: r for recipients in by_kind.values() for r in recipients}
         results = []
         for run in runs:
             recipient = everyone.get(run.recipient)
@@ -301,7 +300,7 @@ class DigestService:
         now = now or utcnow()
         period = f"manual:{now.isoformat(timespec='seconds')}"
         with self.db.session() as session:
-            recipients = [r for r in self.recipients(session, kind) if only is None or only(r)]
+            recipients = [r for r in self.all_recipients(session)[kind] if only is None or only(r)]
         return [self.send_one(kind, period, r, now, dry_run=dry_run) for r in recipients]
 
 
