@@ -117,3 +117,25 @@ def make_user(db: Database, name: str, role: Role, email: str | None = None) -> 
         session.flush()
         actor = Actor(name=f"test:{user.name}", role=role, user_id=user.id)
     return user, actor
+
+
+@pytest.fixture
+def crmbot(db: Database, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run the crmbot command line in-process on the test database: (exit code, stdout, stderr).
+
+    A test module that needs more settings overrides this fixture and sets them first.
+    """
+    from bot.cli import main
+
+    monkeypatch.setenv("CRM_DATABASE_URL", db.url)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

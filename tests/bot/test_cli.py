@@ -8,24 +8,12 @@ import sys
 
 import pytest
 
-from bot.cli import main
-
 
 @pytest.fixture
-def crmbot(db, capsys, monkeypatch):
-    monkeypatch.setenv("CRM_DATABASE_URL", db.url)
+def crmbot(crmbot, monkeypatch):
+    """The shared in-process runner, with this module's settings."""
     monkeypatch.setenv("CRM_TIMEZONE", "Europe/Berlin")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return crmbot
 
 
 def test_customer_lifecycle_with_json(crmbot):

@@ -9,27 +9,16 @@ from email.message import EmailMessage
 import pytest
 from sqlmodel import col, func, select
 
-from bot.cli import main
 from bot.mail.ingest import content_hash, ingest_path, iter_messages
 from crm.config import Settings
 from crm.models import Interaction, QuarantinedMessage
 
 
 @pytest.fixture
-def crmbot(db, capsys, monkeypatch):
-    monkeypatch.setenv("CRM_DATABASE_URL", db.url)
+def crmbot(crmbot, monkeypatch):
+    """The shared in-process runner, with this module's settings."""
     monkeypatch.setenv("CRM_INTERNAL_DOMAINS", "ourco.com")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return crmbot
 
 
 def _interactions(db) -> list[Interaction]:

@@ -6,25 +6,14 @@ import json
 
 import pytest
 
-from bot.cli import main
 from tests.crm.analytics.analytics_data import CUTOFF, customer, days, purchase
 
 
 @pytest.fixture
-def crmbot(db, capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("CRM_DATABASE_URL", db.url)
+def crmbot(crmbot, monkeypatch, tmp_path):
+    """The shared in-process runner, with this module's settings."""
     monkeypatch.setenv("CRM_MODEL_DIR", str(tmp_path / "models"))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return crmbot
 
 
 def test_refresh_with_cutoff_shows_progress_and_stores_a_backtest(crmbot, db):
