@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from crm.models import (
     Finding,
 )
 from crm.models.base import UTCDateTime
+from crm.services import bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event
 
@@ -317,41 +318,6 @@ def _stored(value: Any, kind: str, dialect: str) -> Any:
     return value
 
 
-def _insert(
-    session: Session, table: sa.Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
-) -> int:
-    """Set-based insert of plain tuples: executemany on SQLite, COPY on PostgreSQL."""
-    conn = session.connection()
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    names = ", ".join(f'"{c}"' for c in columns)
-    n = 0
-    if conn.dialect.name == "sqlite":
-        cursor = raw.cursor()
-        batch: list[tuple[Any, ...]] = []
-        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= 50_000:
-                cursor.executemany(sql, batch)
-                n += len(batch)
-                batch = []
-        if batch:
-            cursor.executemany(sql, batch)
-            n += len(batch)
-        cursor.close()
-    else:
-        pg: Any = raw  # psycopg: cursors are context managers with COPY
-        with (
-            pg.cursor() as cursor,
-            cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-                n += 1
-    return n
-
-
 def record_run(session: Session, *, actor: Actor, results: RunResults) -> AnalyticsRun:
     """Store a finished run and its snapshots in the open transaction, with an audit event."""
     actor.require_manager("refresh analytics")
@@ -369,7 +335,7 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
     session.flush()
     run_id = int(run.id)  # type: ignore[arg-type]
     seg = results.segments
-    _insert(
+    bulk.write_rows(
         session,
         CustomerSegment.__table__,  # type: ignore[attr-defined]
         (
@@ -395,7 +361,7 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
         ),
     )
     sc = results.scores
-    _insert(
+    bulk.write_rows(
         session,
         ChurnScore.__table__,  # type: ignore[attr-defined]
         (
@@ -418,7 +384,7 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
             strict=True,
         ),
     )
-    _insert(
+    bulk.write_rows(
         session,
         Finding.__table__,  # type: ignore[attr-defined]
         (

@@ -10,7 +10,8 @@ ORM column types would store them, so rows written here read back like any other
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -69,6 +70,53 @@ def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any] | N
     return None
 
 
+def write_rows(
+    session: Session,
+    table: sa.Table,
+    names: Sequence[str],
+    values: Iterable[tuple[Any, ...]],
+    *,
+    skip_conflicts_on: Sequence[str] = (),
+) -> int:
+    """Write tuples already in the driver's form with the database's fastest loader
+    (``executemany`` on SQLite, ``COPY`` on PostgreSQL); returns rows added. Rows colliding on
+    ``skip_conflicts_on`` are skipped; any other broken constraint fails the whole batch."""
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    column_list = ", ".join(f'"{n}"' for n in names)
+    if session.get_bind().dialect.name == "sqlite":
+        sql = f'INSERT INTO "{table.name}" ({column_list}) VALUES ({", ".join("?" * len(names))})'
+        if skip_conflicts_on:
+            keys = ", ".join(f'"{k}"' for k in skip_conflicts_on)
+            sql += f" ON CONFLICT ({keys}) DO NOTHING"
+        before = raw.total_changes
+        cursor = raw.cursor()
+        rows = iter(values)
+        while chunk := list(islice(rows, CHUNK)):
+            cursor.executemany(sql, chunk)
+        cursor.close()
+        return int(raw.total_changes - before)
+    with raw.cursor() as cursor:
+        target = table.name
+        if skip_conflicts_on:
+            target = f"_load_{table.name}"
+            cursor.execute(f'CREATE TEMP TABLE "{target}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP')
+        added = 0
+        with cursor.copy(f'COPY "{target}" ({column_list}) FROM STDIN') as copy:
+            for row in values:
+                copy.write_row(row)
+                added += 1
+        if skip_conflicts_on:
+            keys = ", ".join(f'"{k}"' for k in skip_conflicts_on)
+            cursor.execute(
+                f'INSERT INTO "{table.name}" ({column_list}) SELECT {column_list} FROM "{target}" '
+                f"ON CONFLICT ({keys}) DO NOTHING"
+            )
+            added = cursor.rowcount
+            cursor.execute(f'DROP TABLE "{target}"')
+    return added
+
+
 def _load(
     session: Session,
     model: Any,
@@ -107,41 +155,7 @@ def _load(
         raw_values = [row.get(name) for row in full]
         columns_out.append(list(map(fn, raw_values)) if fn else raw_values)
     values = list(zip(*columns_out, strict=True))
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    column_list = ", ".join(f'"{n}"' for n in names)
-    if dialect == "sqlite":
-        sql = f'INSERT INTO "{table.name}" ({column_list}) VALUES ({", ".join("?" * len(names))})'
-        if skip_conflicts_on:
-            # Only collisions on these keys are skipped (as on PostgreSQL); any other broken
-            # constraint still fails the whole batch.
-            keys = ", ".join(f'"{k}"' for k in skip_conflicts_on)
-            sql += f" ON CONFLICT ({keys}) DO NOTHING"
-        before = raw.total_changes
-        cursor = raw.cursor()
-        for start in range(0, len(values), CHUNK):
-            cursor.executemany(sql, values[start : start + CHUNK])
-        cursor.close()
-        added = raw.total_changes - before
-    else:
-        with raw.cursor() as cursor:
-            target = table.name
-            if skip_conflicts_on:
-                target = f"_load_{table.name}"
-                cursor.execute(f'CREATE TEMP TABLE "{target}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP')
-            with cursor.copy(f'COPY "{target}" ({column_list}) FROM STDIN') as copy:
-                for row in values:
-                    copy.write_row(row)
-            if skip_conflicts_on:
-                keys = ", ".join(f'"{k}"' for k in skip_conflicts_on)
-                cursor.execute(
-                    f'INSERT INTO "{table.name}" ({column_list}) SELECT {column_list} FROM "{target}" '
-                    f"ON CONFLICT ({keys}) DO NOTHING"
-                )
-                added = cursor.rowcount
-                cursor.execute(f'DROP TABLE "{target}"')
-            else:
-                added = len(values)
+    added = write_rows(session, table, names, values, skip_conflicts_on=skip_conflicts_on)
     return ids, added
 
 
