@@ -33,6 +33,7 @@ from datetime import time as dtime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))  # run as a script: make the repository importable
 DATA = ROOT / ".data"
 ANCHOR = date(2026, 1, 1)
 CUTOFF = datetime.combine(ANCHOR, dtime(0), tzinfo=UTC)
@@ -49,71 +50,13 @@ def _settings(url: str):  # type: ignore[no-untyped-def]
     return Settings(_env_file=None, database_url=url, model_dir=str(DATA / "models"))  # type: ignore[call-arg]
 
 
-def _pg_url(base: str, customers: int) -> str:
-    from sqlalchemy.engine import make_url
-
-    from crm.db import normalise_url
-
-    return (
-        make_url(normalise_url(base))
-        .set(database=f"crmbot_bench_{customers}")
-        .render_as_string(hide_password=False)
-    )
-
-
 def ensure_data(backend: str, customers: int, per_customer: float, pg_base: str | None) -> str:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
+    from bench.common import demo_database
 
-    from crm.db import Database, normalise_url
-    from crm.demo import demo_exists, generate_demo
-
-    if backend == "sqlite":
-        DATA.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{DATA / f'analytics-{customers}-{per_customer:g}.db'}"
-    else:
-        if not pg_base:
-            raise SystemExit(
-                "PostgreSQL needs --pg-url (or CRM_BENCH_DATABASE_URL / CRM_TEST_DATABASE_URL)"
-            )
-        url = _pg_url(pg_base, customers)
-        admin = sa.create_engine(make_url(normalise_url(pg_base)), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            name = make_url(url).database
-            if not conn.exec_driver_sql(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).first():
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-    db = Database(url)
-    db.upgrade()
-    with db.session() as session:
-        exists = demo_exists(session, SEED)
-    if not exists:
-        print(f"generating {customers:,} customers on {backend} (once; cached)...", flush=True)
-        started = time.perf_counter()
-
-        def progress(stage: str, done: int, total: int) -> None:
-            print(
-                f"  {stage}: {done:,}/{total:,} ({time.perf_counter() - started:.0f}s)", flush=True
-            )
-
-        with db.transaction() as session:
-            generate_demo(
-                session,
-                settings=_settings(url),
-                customers=customers,
-                seed=SEED,
-                anchor=ANCHOR,
-                interactions_per_customer=per_customer,
-                progress=progress,
-            )
-        if backend == "postgresql":
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-        print(f"  generated in {time.perf_counter() - started:.0f}s", flush=True)
+    db = demo_database(backend, customers, interactions=per_customer, seed=SEED, anchor=ANCHOR,
+                       pg_base=pg_base, settings=_settings)
     db.dispose()
-    return url
+    return db.url
 
 
 # ------------------------------------------------------------------ measured steps (each in its own process)
