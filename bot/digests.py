@@ -7,6 +7,7 @@ database and return a ``Digest``; ``render_*`` turn one into text, HTML or Slack
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections import Counter
@@ -347,6 +348,7 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return ButtonElement(text=truncate(text, 75), action_id=action_id, value=value, style=style)
 
 
+@functools.cache
 def _environment(autoescape: bool) -> Environment:
     folder = resources.files("bot.templates")
     env = Environment(
@@ -360,22 +362,12 @@ def _environment(autoescape: bool) -> Environment:
     return register_filters(env)
 
 
-_TEXT_ENV: Environment | None = None
-_HTML_ENV: Environment | None = None
-
-
 def _text_env() -> Environment:
-    global _TEXT_ENV
-    if _TEXT_ENV is None:
-        _TEXT_ENV = _environment(autoescape=False)
-    return _TEXT_ENV
+    return _environment(autoescape=False)
 
 
 def _html_env() -> Environment:
-    global _HTML_ENV
-    if _HTML_ENV is None:
-        _HTML_ENV = _environment(autoescape=True)
-    return _HTML_ENV
+    return _environment(autoescape=True)
 
 
 def _context(digest: Digest, extra: dict[str, Any] | None = None) -> dict[str, Any]:
