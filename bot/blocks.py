@@ -7,6 +7,7 @@ violation raises here, in tests, rather than being rejected by Slack in producti
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from slack_sdk.models.basic_objects import JsonObject
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -70,6 +72,30 @@ V_LOG_MESSAGE = "log_message"
 OPT_CUSTOMER = "customer_options"
 OPT_DEAL = "deal_options"
 SHORTCUT_LOG = "log_to_crm"
+
+
+# ---------------------------------------------------------------- validation
+
+
+@functools.cache
+def _validator_names(cls: type) -> tuple[str, ...]:
+    """The ``@JsonValidator`` methods of a block model class (they are defined on the class)."""
+    return tuple(
+        name
+        for name in dir(cls)
+        if not name.startswith("__") and getattr(getattr(cls, name, None), "validator", False)
+    )
+
+
+def _validate_json(self: JsonObject) -> None:
+    for name in _validator_names(type(self)):
+        getattr(self, name)()
+
+
+# slack_sdk's ``validate_json`` finds the validators again on every object of every message, by
+# reading every attribute in ``dir(self)``, properties included: most of the cost of serialising a
+# card. The same validators run here, found once per class; a violation raises as before.
+JsonObject.validate_json = _validate_json  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- basics

@@ -25,6 +25,28 @@ def test_block_models_raise_on_slack_limits():
     assert len(blocks.section("y" * 5000).to_dict()["text"]["text"]) == 3000
 
 
+def test_nested_block_violations_still_raise_with_validators_found_once_per_class():
+    from slack_sdk.models.blocks import ActionsBlock, ButtonElement, StaticSelectElement
+
+    too_long_button = ButtonElement(text="b" * 76, action_id="a", value="v")
+    with pytest.raises(SlackObjectFormationError):
+        blocks.message([ActionsBlock(elements=[too_long_button])], "x")
+    select = StaticSelectElement(action_id="s", options=[blocks.option("o", str(i)) for i in range(101)])
+    with pytest.raises(SlackObjectFormationError):
+        blocks.message([blocks.section("pick", accessory=select)], "x")
+    # The same validators as slack_sdk's own per-object scan of dir(self):
+    for obj in (too_long_button, select, blocks.section("s"), blocks.md("m")):
+        scanned = {
+            name
+            for name in dir(obj)
+            if not name.startswith("__")
+            and callable(getattr(obj, name, None))
+            and hasattr(getattr(obj, name), "validator")
+        }
+        assert set(blocks._validator_names(type(obj))) == scanned
+    assert blocks._validator_names(ButtonElement)
+
+
 def test_card_with_huge_user_text_stays_within_limits():
     long = "<b>" + "z" * 5000
     c = _customer(name="N" * 200, company=long)
