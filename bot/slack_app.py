@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -20,6 +20,7 @@ from slack_sdk.http_retry.state import RetryState
 from bot import blocks
 from bot.handlers import actions, commands, events, home, options, shortcuts, views
 from bot.handlers.common import BotContext
+from bot.respond import PooledRespond
 from crm.config import Settings
 from crm.db import Database
 from crm.services.dates import parse_when
@@ -113,9 +114,15 @@ def create_app(
     )
     crm = BotContext(settings=settings, db=db)
 
-    def attach_crm(context: dict[str, Any], next: Any) -> None:  # noqa: A002 (Bolt's argument name)
+    def attach_crm(context: BoltContext, next: Any) -> None:  # noqa: A002 (Bolt's argument name)
         # Only the handles go into the context; each listener opens its own session.
         context["crm"] = crm
+        if context.response_url:
+            context["respond"] = PooledRespond(
+                response_url=context.response_url,
+                proxy=context.client.proxy if context.client else None,
+                ssl=context.client.ssl if context.client else None,
+            )
         next()
 
     warm_up_date_parsing(settings.timezone)

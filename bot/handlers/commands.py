@@ -196,9 +196,9 @@ def v_show(req: VerbRequest) -> dict[str, Any]:
     def run(session: Session) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, req.args)
         card = customer_svc.customer_card(session, customer.id)  # type: ignore[arg-type]
-        insight = insights.customer_insight(session, customer.id)  # type: ignore[arg-type]
-        scored = insight is not None or insights.latest_run(session) is not None
-        return blocks.customer_card(card, insight, tz=req.tz, scored=scored)
+        runs = insights.finished_runs(session)
+        insight = insights.customer_insight(session, customer.id, runs)  # type: ignore[arg-type]
+        return blocks.customer_card(card, insight, tz=req.tz, scored=bool(runs))
 
     return read(req.bot, run)
 

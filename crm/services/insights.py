@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from crm.models import AnalyticsRun, ChurnScore, Customer, CustomerSegment, Finding
@@ -42,8 +43,10 @@ class SegmentCount:
 
 
 def finished_runs(session: Session, kind: str = "refresh", limit: int = 2) -> list[AnalyticsRun]:
+    """The latest finished runs, newest first; their model metadata loads only if read."""
     stmt = (
         select(AnalyticsRun)
+        .options(defer(AnalyticsRun.meta))  # type: ignore[arg-type]
         .where(AnalyticsRun.kind == kind, AnalyticsRun.status == "done")
         .order_by(col(AnalyticsRun.finished_at).desc(), col(AnalyticsRun.id).desc())
         .limit(limit)
@@ -56,9 +59,14 @@ def latest_run(session: Session, kind: str = "refresh") -> AnalyticsRun | None:
     return runs[0] if runs else None
 
 
-def customer_insight(session: Session, customer_id: int) -> Insight | None:
-    """The customer's segment and risk from the latest run; None when nothing is scored yet."""
-    runs = finished_runs(session)
+def customer_insight(
+    session: Session, customer_id: int, runs: list[AnalyticsRun] | None = None
+) -> Insight | None:
+    """The customer's segment and risk from the latest run; None when nothing is scored yet.
+
+    ``runs``: ``finished_runs(session)`` when the caller has it already.
+    """
+    runs = finished_runs(session) if runs is None else runs
     if not runs:
         return None
     run = runs[0]
