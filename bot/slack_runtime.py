@@ -172,35 +172,39 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         db: Database,
         signing_secret: str,
         *,
-        reuse_port: bool = False,
+        listening: socket.socket | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.reuse_port = reuse_port
-        super().__init__(address, _Handler)
+        if listening is None:
+            super().__init__(address, _Handler)
+        else:
+            # A worker process: it accepts from the parent's listening socket.
+            super().__init__(address, _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listening
+            self.server_address = listening.getsockname()
         self.app = app
         self.db = db
         self.settings = settings  # for the digest unsubscribe page
         self.verifier = SignatureVerifier(signing_secret)
 
-    def server_bind(self) -> None:
-        if self.reuse_port:
-            # Several worker processes listen on one port; the kernel spreads connections.
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
+def _http_worker(settings: Settings, listening: socket.socket, conn: Connection) -> None:
+    """A worker process: its own store connections and Bolt app, serving the shared socket.
 
-def _http_worker(settings: Settings, host: str, port: int, conn: Connection) -> None:
-    """A worker process: its own store connections and Bolt app, serving the shared port."""
+    All processes accept from one listening socket, so a connection goes to whichever
+    process is free to take it first: a busy process takes fewer.
+    """
     from bot.slack_app import create_app
 
     logging.basicConfig(level=settings.log_level.upper())
     db = Database(settings.database_url)
     server = _SlackHTTPServer(
-        (host, port),
+        listening.getsockname()[:2],
         create_app(settings, db),
         db,
         settings.slack_signing_secret or "",
-        reuse_port=True,
+        listening=listening,
         settings=settings,
     )
     thread = threading.Thread(target=server.serve_forever, name="slack-http", daemon=True)
@@ -232,9 +236,7 @@ class SlackHTTPComponent:
         if workers > 1 and settings is None:
             raise ValueError("extra HTTP workers rebuild the app from the settings; pass them")
         self.app = app
-        self.server = _SlackHTTPServer(
-            (host, port), app, db, signing_secret, reuse_port=workers > 1, settings=settings
-        )
+        self.server = _SlackHTTPServer((host, port), app, db, signing_secret, settings=settings)
         self._thread: threading.Thread | None = None
         self._extra = workers - 1
         self._settings = settings
@@ -246,12 +248,11 @@ class SlackHTTPComponent:
         return f"http://{host!s}:{port}"
 
     def start(self) -> None:
-        host, port = self.server.server_address[:2]
         ctx = multiprocessing.get_context("spawn")  # no forked copies of live DB connections
         for _ in range(self._extra):
             parent, child = ctx.Pipe()
             process: BaseProcess = ctx.Process(
-                target=_http_worker, args=(self._settings, host, port, child), daemon=True
+                target=_http_worker, args=(self._settings, self.server.socket, child), daemon=True
             )
             process.start()
             self._workers.append((process, parent))

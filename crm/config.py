@@ -198,8 +198,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 3000
     # --- more Slack settings ---
-    # HTTP mode: processes serving /slack/events on the same port (SO_REUSEPORT). Python
-    # runs one request at a time per process, so one worker per core serves bursts best.
+    # HTTP mode: processes accepting /slack/events from one listening socket (a free process
+    # takes the next request). Python runs Python code one thread at a time per process, so
+    # one worker per core serves bursts best.
     http_workers: int = Field(default=1, ge=1, le=64)
     # --- end Slack ---
 

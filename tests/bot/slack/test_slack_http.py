@@ -187,7 +187,7 @@ def test_socket_mode_starts_and_handles_a_command(slack_settings, db, fake_slack
         ws.stop()
 
 
-def test_several_http_worker_processes_share_the_port(slack_settings, db, fake_slack, people):
+def test_several_http_worker_processes_share_the_listening_socket(slack_settings, db, fake_slack, people):
     settings = slack_settings.model_copy(update={"http_workers": 2})
     component = slack_component(settings, db)
     assert isinstance(component, SlackHTTPComponent)
