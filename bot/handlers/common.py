@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
@@ -54,10 +55,14 @@ def _profile(client: WebClient, slack_user_id: str) -> dict[str, Any]:
     }
 
 
+# Every Slack request starts with this read: built once.
+_USER_BY_SLACK_ID = select(User).where(User.slack_user_id == sa.bindparam("slack_user_id"))
+
+
 def acting_user(bot: BotContext, client: WebClient, slack_user_id: str) -> tuple[User, Actor]:
     """The CRM user behind a Slack user (created from users.info when met for the first time)."""
     with bot.db.session() as session:
-        user = session.exec(select(User).where(User.slack_user_id == slack_user_id)).first()
+        user = session.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
     if user is None:
         profile = _profile(client, slack_user_id)
         try:

@@ -293,12 +293,7 @@ def add_contact_point(
 
 
 def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
-    stmt = (
-        select(ContactPoint)
-        .where(ContactPoint.customer_id == customer_id)
-        .order_by(col(ContactPoint.id))
-    )
-    return list(session.exec(stmt))
+    return list(session.exec(_CONTACT_POINTS, params={"customer_id": customer_id}))
 
 
 def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Actor) -> Customer:
@@ -357,39 +352,48 @@ class CustomerCard:
     extras: dict[str, object] = field(default_factory=dict)
 
 
+# The card's reads are built once (the cards are read all day); only the id changes.
+_CARD_DEALS = (
+    select(Deal)
+    .where(Deal.customer_id == sa.bindparam("customer_id"), Deal.status == DealStatus.open)
+    .order_by(col(Deal.id))
+)
+_CARD_RECENT = (
+    select(Interaction)
+    .where(
+        Interaction.customer_id == sa.bindparam("customer_id"),
+        col(Interaction.deleted_at).is_(None),
+    )
+    .order_by(col(Interaction.occurred_at).desc())
+    .limit(5)
+)
+_CARD_NEXT_FOLLOW_UP = (
+    select(FollowUp)
+    .where(
+        FollowUp.customer_id == sa.bindparam("customer_id"),
+        col(FollowUp.status).in_([FollowUpStatus.open, FollowUpStatus.snoozed]),
+    )
+    .order_by(col(FollowUp.due_at))
+    .limit(1)
+)
+_CONTACT_POINTS = (
+    select(ContactPoint)
+    .where(ContactPoint.customer_id == sa.bindparam("customer_id"))
+    .order_by(col(ContactPoint.id))
+)
+
+
 def customer_card(session: Session, customer_id: int) -> CustomerCard:
     customer = get_customer(session, customer_id)
     owner = session.get(User, customer.owner_id) if customer.owner_id else None
-    deals = list(
-        session.exec(
-            select(Deal)
-            .where(Deal.customer_id == customer_id, Deal.status == DealStatus.open)
-            .order_by(col(Deal.id))
-        )
-    )
-    recent = list(
-        session.exec(
-            select(Interaction)
-            .where(Interaction.customer_id == customer_id, col(Interaction.deleted_at).is_(None))
-            .order_by(col(Interaction.occurred_at).desc())
-            .limit(5)
-        )
-    )
-    follow_up = session.exec(
-        select(FollowUp)
-        .where(
-            FollowUp.customer_id == customer_id,
-            col(FollowUp.status).in_([FollowUpStatus.open, FollowUpStatus.snoozed]),
-        )
-        .order_by(col(FollowUp.due_at))
-        .limit(1)
-    ).first()
+    params = {"customer_id": customer_id}
+    recent = list(session.exec(_CARD_RECENT, params=params))
     return CustomerCard(
         customer=customer,
         owner=owner,
-        contacts=contact_points(session, customer_id),
-        open_deals=deals,
+        contacts=list(session.exec(_CONTACT_POINTS, params=params)),
+        open_deals=list(session.exec(_CARD_DEALS, params=params)),
         recent_interactions=recent,
-        next_follow_up=follow_up,
+        next_follow_up=session.exec(_CARD_NEXT_FOLLOW_UP, params=params).first(),
         last_touch_at=recent[0].occurred_at if recent else None,
     )
