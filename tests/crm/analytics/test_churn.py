@@ -64,8 +64,12 @@ def test_training_and_scores_ignore_everything_after_the_cutoff(demo_db):
     with demo_db.session() as session:
         model, meta = churn.train(session, cutoff, CONFIG)
         before = churn.score(build_features(session, cutoff), model, CONFIG).frame
-    assert model is not None and meta["model"] in ("logistic_regression", "hist_gradient_boosting")
+    assert model is not None and meta["model"] in meta["candidates_auc"]
+    assert set(meta["candidates_auc"]) == {"logistic_regression", "hist_gradient_boosting", "blend"}
+    assert meta["validation_auc"] == max(meta["candidates_auc"].values())
     assert 0.5 < meta["validation_auc"] <= 1.0
+    # The final fit learns from every labelled cutoff, the newest (validation) one included.
+    assert meta["training_rows"] == meta["labelled_rows"]
     # Every label window closes by the scoring cutoff.
     assert all(
         datetime.fromisoformat(c) + timedelta(days=CONFIG.horizon_days) <= cutoff
@@ -115,7 +119,7 @@ def test_high_risk_customers_get_reasons_in_words(demo_db):
     assert len(with_reasons) >= 0.8 * len(flagged)
     words = " ".join(r for rs in with_reasons["reasons"] for r in rs)
     assert "days" in words
-    assert scores.loc[scores["risk_level"] == "low", "reasons"].map(len).max() == 0
+    assert scores.loc[scores["risk_level"] == "low", "reasons"].map(len).eq(0).all()
 
 
 def test_cold_start_uses_the_transparent_score_and_says_so(db):
@@ -137,3 +141,31 @@ def test_cold_start_uses_the_transparent_score_and_says_so(db):
     # Written yesterday, never bought: usual gap defaults to half the horizon.
     assert s.loc[busy, "probability"] == pytest.approx(1 - math.exp(-1 / 30))
     assert set(s["method"]) == {"cold_start"}
+
+
+def test_platt_scaling_is_learnt_out_of_time_and_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 1))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-2 * x[:, 0]))).astype(int)
+
+    class Overconfident:
+        def predict_proba(self, x):
+            p = 1 / (1 + np.exp(-6 * x[:, 0]))
+            return np.column_stack([1 - p, p])
+
+    raw = Overconfident().predict_proba(x)[:, 1]
+    slope, intercept = churn.PlattCalibrated.sigmoid_for(raw, y)
+    assert slope == pytest.approx(1 / 3, abs=0.05) and abs(intercept) < 0.1
+    calibrated = churn.PlattCalibrated(Overconfident(), slope, intercept).predict_proba(x)[:, 1]
+    assert np.all(np.diff(calibrated[np.argsort(raw, kind="stable")]) >= 0)
+    assert calibrated.mean() == pytest.approx(y.mean(), abs=0.02)
+
+
+def test_blend_averages_its_members():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 3))
+    y = (x[:, 0] + rng.normal(size=600) > 0).astype(int)
+    members = list(churn.candidates(7).values())
+    blend = churn.Blend(members).fit(x, y)
+    single = [m.fit(x, y).predict_proba(x) for m in churn.candidates(7).values()]
+    np.testing.assert_allclose(blend.predict_proba(x), np.mean(single, axis=0))
