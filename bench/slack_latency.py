@@ -4,9 +4,11 @@
     python bench/slack_latency.py --customers 2000 --requests 300 --backend sqlite
 
 The bot runs as in production (HTTP server, Bolt app, listeners after ``ack()``). Requests are
-signed like Slack's, 20 in flight at once. A local server stands in for Slack: it answers
-auth.test/users.info and receives the ``respond()`` calls on the response URL. Printed per
-store and verb, in ms:
+signed like Slack's, from 20 simulated users at once: each sends its next command once the
+answer to the last one has arrived at the response URL, as a person does, so 20 requests are
+in flight until answered (not only until acknowledged). A local server stands in for Slack:
+it answers auth.test/users.info and receives the ``respond()`` calls. Printed per store and
+verb, in ms:
 
 - *HTTP*: send to the HTTP answer (Slack's 3000 ms deadline applies to this);
 - *respond*: send to the card or list arriving at the response URL (what the user waits for);
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -61,6 +64,7 @@ class FakeSlackCloud:
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
         self.bodies: dict[str, str] = {}
+        self.waiting: dict[str, asyncio.Future[None]] = {}  # the users waiting for an answer
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.server = self._run(asyncio.start_server(self._serve, "127.0.0.1", 0))
@@ -86,6 +90,8 @@ class FakeSlackCloud:
                     key = path.rsplit("/", 1)[-1]
                     self.arrived[key] = now
                     self.bodies[key] = raw.decode()
+                    if (waiter := self.waiting.pop(key, None)) and not waiter.done():
+                        waiter.set_result(None)
                 elif path.endswith("auth.test"):
                     body.update(user_id="UBOT", bot_id="BBOT", team_id="TBENCH", user="crmbot")
                 elif path.endswith("users.info"):
@@ -200,6 +206,8 @@ def _fire(
             f"X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {signature}\r\n"
             f"Content-Length: {len(form)}\r\nConnection: close\r\n\r\n"
         ).encode() + form
+        answer = cloud.loop.create_future()
+        cloud.waiting[key] = answer
         started = time.monotonic()
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(request)
@@ -211,9 +219,13 @@ def _fire(
         if status != "200":
             failures.append(f"{verb} {arg}: HTTP {status}")
         sent[key] = (verb, started, answered)
+        # A user waits for the card before typing the next command: a request is in flight
+        # until its answer arrives, not only until Slack's HTTP call returns.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answer, timeout=30)
 
     async def worker() -> None:
-        for i in queue:  # the workers share one iterator: each takes the next request
+        for i in queue:  # the simulated users share one iterator: each takes the next request
             await one(i)
 
     async def run_all() -> None:
