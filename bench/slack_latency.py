@@ -113,7 +113,14 @@ class FakeSlackCloud:
             writer.close()
 
     def stop(self) -> None:
-        self.server.close()
+        async def close() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._run(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
