@@ -65,6 +65,7 @@ class FakeSlackCloud:
         self.arrived: dict[str, float] = {}
         self.bodies: dict[str, str] = {}
         self.waiting: dict[str, asyncio.Future[None]] = {}  # the users waiting for an answer
+        self._handlers: set[asyncio.Task[None]] = set()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.server = self._run(asyncio.start_server(self._serve, "127.0.0.1", 0))
@@ -78,6 +79,9 @@ class FakeSlackCloud:
         return f"http://{host}:{port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -109,16 +113,18 @@ class FakeSlackCloud:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
+        except asyncio.CancelledError:  # stop(): end quietly, the connection is closed below
+            pass
         finally:
             writer.close()
+            self._handlers.discard(task)
 
     def stop(self) -> None:
         async def close() -> None:
             self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
+            for task in list(self._handlers):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._handlers, return_exceptions=True)
 
         self._run(close())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -179,7 +185,7 @@ def _baseline(db: Any, work: list[tuple[str, str]]) -> dict[str, list[float]]:
 def _fire(
     base_url: str, cloud: FakeSlackCloud, work: list[tuple[str, str]], concurrency: int, tag: str
 ) -> dict[str, dict[str, list[float]]]:
-    """Send ``work`` as signed /crm requests, ``concurrency`` in flight; wait for every respond()."""
+    """Send ``work`` as signed /crm requests, ``concurrency`` users at once; wait for answers."""
     verifier = SignatureVerifier(SECRET)
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -285,7 +291,7 @@ def _serve_bot(database_url: str, api_url: str, workers: int, conn: Any) -> None
     )
     db = Database(database_url)
     server = SlackHTTPComponent(
-        create_app(settings, db),
+        create_app(settings, db, process_before_response=True),
         db,
         host="127.0.0.1",
         port=0,

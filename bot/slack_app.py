@@ -21,6 +21,7 @@ from bot import blocks
 from bot.handlers import actions, commands, events, home, options, shortcuts, views
 from bot.handlers.common import BotContext
 from bot.respond import PooledRespond
+from bot.slack_runtime import ANSWER_NOW, AnswerOnAck
 from crm.config import Settings
 from crm.db import Database
 from crm.services.dates import parse_when
@@ -96,7 +97,12 @@ def create_app(
     process_before_response: bool = False,
     listener_threads: int = 32,
 ) -> App:
-    """A Bolt app for the CRM. ``settings`` must hold the bot token and signing secret."""
+    """A Bolt app for the CRM. ``settings`` must hold the bot token and signing secret.
+
+    ``process_before_response``: listeners run in the request's thread; served by our HTTP
+    server, Slack's answer still goes out at ``ack()`` (see ``AnswerOnAck``). Without it (Socket
+    Mode), listeners run in ``listener_threads`` after Bolt has acknowledged.
+    """
     if not settings.slack_signing_secret:
         raise ValueError("SLACK_SIGNING_SECRET is needed to verify Slack's requests")
     app = App(
@@ -114,9 +120,15 @@ def create_app(
     )
     crm = BotContext(settings=settings, db=db)
 
-    def attach_crm(context: BoltContext, next: Any) -> None:  # noqa: A002 (Bolt's argument name)
+    def attach_crm(context: BoltContext, body: dict[str, Any], next: Any) -> None:  # noqa: A002
         # Only the handles go into the context; each listener opens its own session.
         context["crm"] = crm
+        answer_now = context.get(ANSWER_NOW)
+        if answer_now is not None and process_before_response:
+            if body.get("type") == "event_callback":
+                answer_now(BoltResponse(status=200, body=""))  # events need no ack() of ours
+            else:
+                context["ack"] = AnswerOnAck(answer_now)
         if context.response_url:
             context["respond"] = PooledRespond(
                 response_url=context.response_url,

@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
-from slack_bolt import App, BoltRequest
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
@@ -35,6 +35,27 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 UNSUBSCRIBE_PATH = "/digests/unsubscribe"
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything absurd
+
+
+ANSWER_NOW = "answer_now"  # in a request's context: the HTTP server's "send Slack the answer now"
+
+
+class AnswerOnAck(Ack):
+    """``ack()`` that also sends Slack its HTTP answer at once.
+
+    With ``process_before_response`` the listener runs in the request's own thread; answering on
+    ``ack()`` keeps Slack's 3 seconds for the acknowledgement alone while the listener goes on
+    (reads, ``respond()``) in the same thread: no hand-over to another thread, no waiting.
+    """
+
+    def __init__(self, send: Callable[[BoltResponse], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        response = super().__call__(*args, **kwargs)
+        self._send(response)
+        return response
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -59,6 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not sent_type:
             self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -77,26 +100,49 @@ class _Handler(BaseHTTPRequestHandler):
         if settings is None or not settings.secret_key:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
-        page = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head><body style='font-family:sans-serif'>{}</body></html>"
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head>"
+            "<body style='font-family:sans-serif'>{}</body></html>"
+        )
         try:
             user_id, kind, channel = digest_runs.read_unsubscribe_token(settings.secret_key, token)
             if not confirm:
-                body = (f"<p>Stop the {escape(TITLES[kind].lower())} digest by {escape(channel)}?</p>"
-                        f"<form method='post'><input type='hidden' name='t' value='{escape(token)}'>"
-                        "<button type='submit'>Unsubscribe</button></form>")
-                self._send(HTTPStatus.OK, page.format(body), {"Content-Type": "text/html; charset=utf-8"})
+                body = (
+                    f"<p>Stop the {escape(TITLES[kind].lower())} digest by {escape(channel)}?</p>"
+                    f"<form method='post'><input type='hidden' name='t' value='{escape(token)}'>"
+                    "<button type='submit'>Unsubscribe</button></form>"
+                )
+                self._send(
+                    HTTPStatus.OK, page.format(body), {"Content-Type": "text/html; charset=utf-8"}
+                )
                 return
             with self.server.db.transaction() as session:
                 user = session.get(User, user_id)
                 if user is None:
                     raise CRMError("This unsubscribe link is not valid.")
-                digest_runs.set_subscription(session, user=user, kind=kind, channel=channel, subscribed=False,
-                                             actor=actor_for(user, "unsubscribe-link"))
+                digest_runs.set_subscription(
+                    session,
+                    user=user,
+                    kind=kind,
+                    channel=channel,
+                    subscribed=False,
+                    actor=actor_for(user, "unsubscribe-link"),
+                )
         except CRMError as exc:
-            self._send(HTTPStatus.BAD_REQUEST, page.format(f"<p>{escape(str(exc))}</p>"), {"Content-Type": "text/html; charset=utf-8"})
+            self._send(
+                HTTPStatus.BAD_REQUEST,
+                page.format(f"<p>{escape(str(exc))}</p>"),
+                {"Content-Type": "text/html; charset=utf-8"},
+            )
             return
-        self._send(HTTPStatus.OK, page.format(f"<p>Done: you will no longer get the {escape(TITLES[kind].lower())} digest by {escape(channel)}.</p>"),
-                   {"Content-Type": "text/html; charset=utf-8"})
+        self._send(
+            HTTPStatus.OK,
+            page.format(
+                f"<p>Done: you will no longer get the {escape(TITLES[kind].lower())} digest "
+                f"by {escape(channel)}.</p>"
+            ),
+            {"Content-Type": "text/html; charset=utf-8"},
+        )
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
         parts = urlsplit(self.path)
@@ -119,8 +165,16 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == UNSUBSCRIBE_PATH:
             # The token comes in the query (mail clients' one-click POST) or in our form's body.
-            length = int(self.headers.get("Content-Length") or 0) if (self.headers.get("Content-Length") or "0").isdigit() else 0
-            form = parse_qs(self.rfile.read(length).decode("utf-8", "replace")) if 0 < length <= 10_000 else {}
+            length = (
+                int(self.headers.get("Content-Length") or 0)
+                if (self.headers.get("Content-Length") or "0").isdigit()
+                else 0
+            )
+            form = (
+                parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+                if 0 < length <= 10_000
+                else {}
+            )
             token = (parse_qs(parts.query).get("t") or form.get("t") or [""])[0]
             self._unsubscribe(confirm=True, token=token)
             return
@@ -156,8 +210,21 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(request.body, dict) or not request.body:
             self._send(HTTPStatus.BAD_REQUEST, "malformed payload\n")
             return
+        answered = False
+
+        def answer_now(response: BoltResponse) -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                # The listener goes on in this thread; a next request must not wait behind it.
+                self.close_connection = True
+                self._send(response.status, response.body or b"", response.headers)
+
+        if self.server.answer_on_ack:
+            request.context[ANSWER_NOW] = answer_now
         response = self.server.app.dispatch(request)
-        self._send(response.status, response.body or b"", response.headers)
+        if not answered:
+            self._send(response.status, response.body or b"", response.headers)
 
 
 class _SlackHTTPServer(ThreadingHTTPServer):
@@ -174,6 +241,7 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         *,
         listening: socket.socket | None = None,
         settings: Settings | None = None,
+        answer_on_ack: bool = True,
     ) -> None:
         if listening is None:
             super().__init__(address, _Handler)
@@ -186,6 +254,8 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         self.app = app
         self.db = db
         self.settings = settings  # for the digest unsubscribe page
+        # Offer listeners to answer Slack at ack() (apps made with process_before_response).
+        self.answer_on_ack = answer_on_ack
         self.verifier = SignatureVerifier(signing_secret)
 
 
@@ -201,7 +271,7 @@ def _http_worker(settings: Settings, listening: socket.socket, conn: Connection)
     db = Database(settings.database_url)
     server = _SlackHTTPServer(
         listening.getsockname()[:2],
-        create_app(settings, db),
+        create_app(settings, db, process_before_response=True),
         db,
         settings.slack_signing_secret or "",
         listening=listening,
@@ -232,11 +302,14 @@ class SlackHTTPComponent:
         signing_secret: str,
         workers: int = 1,
         settings: Settings | None = None,
+        answer_on_ack: bool = True,
     ) -> None:
         if workers > 1 and settings is None:
             raise ValueError("extra HTTP workers rebuild the app from the settings; pass them")
         self.app = app
-        self.server = _SlackHTTPServer((host, port), app, db, signing_secret, settings=settings)
+        self.server = _SlackHTTPServer(
+            (host, port), app, db, signing_secret, settings=settings, answer_on_ack=answer_on_ack
+        )
         self._thread: threading.Thread | None = None
         self._extra = workers - 1
         self._settings = settings
@@ -315,7 +388,8 @@ def slack_component(settings: Settings, db: Database) -> Component | Disabled:
     # Socket Mode requests are not signed; the app still wants a secret for its HTTP verifier.
     if not settings.slack_signing_secret:
         settings = settings.model_copy(update={"slack_signing_secret": "socket-mode-unsigned"})
-    app = create_app(settings, db)
+    # Over HTTP, listeners run in the request's thread and Slack is answered at ack().
+    app = create_app(settings, db, process_before_response=not settings.slack_app_token)
     try:
         auth = app.client.auth_test()
         logger.info("Slack: connected as %s in %s", auth.get("user"), auth.get("team"))

@@ -283,10 +283,12 @@ def people(db: Database) -> dict[str, User]:
 
 @contextmanager
 def _served(
-    db: Database, settings: Settings, fake: FakeSlack, *, process_before_response: bool
+    db: Database, settings: Settings, fake: FakeSlack, *, answer_on_ack: bool
 ) -> Iterator[SlackClientSim]:
-    app = create_app(settings, db, process_before_response=process_before_response)
-    server = SlackHTTPComponent(app, db, host="127.0.0.1", port=0, signing_secret=SECRET)
+    app = create_app(settings, db, process_before_response=True)
+    server = SlackHTTPComponent(
+        app, db, host="127.0.0.1", port=0, signing_secret=SECRET, answer_on_ack=answer_on_ack
+    )
     server.start()
     try:
         yield SlackClientSim(server.url, fake)
@@ -298,8 +300,8 @@ def _served(
 def slack(
     db: Database, slack_settings: Settings, fake_slack: FakeSlack, people: dict[str, User]
 ) -> Iterator[SlackClientSim]:
-    """The production set-up: listeners run after ack() (process_before_response=False)."""
-    with _served(db, slack_settings, fake_slack, process_before_response=False) as sim:
+    """The production set-up: Slack is answered at ack(); the listener goes on after that."""
+    with _served(db, slack_settings, fake_slack, answer_on_ack=True) as sim:
         yield sim
 
 
@@ -308,5 +310,5 @@ def slack_sync(
     db: Database, slack_settings: Settings, fake_slack: FakeSlack, people: dict[str, User]
 ) -> Iterator[SlackClientSim]:
     """Listeners finish before the HTTP answer, so a test can check the store right after."""
-    with _served(db, slack_settings, fake_slack, process_before_response=True) as sim:
+    with _served(db, slack_settings, fake_slack, answer_on_ack=False) as sim:
         yield sim

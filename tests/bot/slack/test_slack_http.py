@@ -187,7 +187,9 @@ def test_socket_mode_starts_and_handles_a_command(slack_settings, db, fake_slack
         ws.stop()
 
 
-def test_several_http_worker_processes_share_the_listening_socket(slack_settings, db, fake_slack, people):
+def test_several_http_worker_processes_share_the_listening_socket(
+    slack_settings, db, fake_slack, people
+):
     settings = slack_settings.model_copy(update={"http_workers": 2})
     component = slack_component(settings, db)
     assert isinstance(component, SlackHTTPComponent)
@@ -200,3 +202,21 @@ def test_several_http_worker_processes_share_the_listening_socket(slack_settings
     finally:
         component.stop()
     assert component._workers == []
+
+
+def test_a_command_is_answered_at_ack_while_its_listener_goes_on(slack, fake_slack):
+    """A first-time user costs a slow users.info after ack(): Slack's answer must not wait."""
+    fake_slack.users["UNEW00001"] = {
+        "id": "UNEW00001",
+        "team_id": fake_slack.team_id,
+        "tz": "UTC",
+        "profile": {"real_name": "New Rep", "email": "new.rep@home.example"},
+    }
+    delay = 1.5
+    fake_slack.delays = {"users.info": delay}
+    started = time.monotonic()
+    reply = slack.command("help", user="UNEW00001", wait=False)
+    answered = time.monotonic() - started
+    assert reply.status == 200 and answered < delay, f"answered after {answered:.2f}s"
+    assert "/crm find" in json.dumps(slack.wait_respond("cmd1"))
+    assert time.monotonic() - started >= delay
