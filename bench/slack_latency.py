@@ -337,6 +337,16 @@ class BotProcess:
             self._process.terminate()
 
 
+def cpu_check_ms() -> float:
+    """CPU time of a fixed pure-Python loop: shared machines run faster and slower over time,
+    so each result is printed beside the speed the machine had around it."""
+    started = time.process_time()
+    total = 0
+    for i in range(2_000_000):
+        total += i
+    return (time.process_time() - started) * 1000
+
+
 def run(backend: str, customers: int, requests: int, concurrency: int, workers: int) -> bool:
     db = demo_database(backend, customers)
     with db.session() as s:
@@ -365,11 +375,13 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
         work = _workload(db, requests, rng)
         _baseline(db, warm)  # this process's own name index, loaded before timing
         base = _baseline(db, work)
+        speed_before = cpu_check_ms()
         cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
         own_before = time.process_time()
         measured = _fire(server.url, cloud, work, concurrency, "run")
         cpu_after, wall = server.cpu_seconds(), time.monotonic() - wall_before
         own = (time.process_time() - own_before) / len(work) * 1000
+        speed_after = cpu_check_ms()
         for verb in ("show", "find"):
             print(_row(f"/crm {verb}  HTTP", measured[verb]["http"]))
             print(_row(f"/crm {verb}  respond", measured[verb]["respond"]))
@@ -378,6 +390,10 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
                 .replace("OVER GOAL", "")
                 .rstrip()
             )
+        print(
+            f"  CPU check (a fixed loop; lower is a faster machine): {speed_before:.0f} ms "
+            f"before, {speed_after:.0f} ms after"
+        )
         every_http = measured["show"]["http"] + measured["find"]["http"]
         every_respond = measured["show"]["respond"] + measured["find"]["respond"]
         print(_row("all  HTTP", every_http))
