@@ -151,6 +151,7 @@ def evaluate_command(
                 "stability_ari": result.stability_ari,
                 "clusters": result.clusters,
                 "beats_all": result.beats_all,
+                "ceiling": result.ceiling.__dict__ if result.ceiling else None,
                 "meta": result.meta,
             }
         )
@@ -166,6 +167,13 @@ def evaluate_command(
         f"Segment stability: k={result.clusters}, smallest adjusted Rand index over 5 seeds {ari}.",
         highlight=False,
     )
+    if result.ceiling is not None:
+        console.print(
+            f"Ceiling, not a method: our features fitted on the holdout's own labels (5-fold "
+            f"cross-validated, {result.ceiling.method}): AUC "
+            f"{result.ceiling.auc:.4f}, top-10% precision {result.ceiling.top10_precision:.4f}.",
+            highlight=False,
+        )
     console.print(
         f"{OURS} beats every other method on both measures: {'yes' if result.beats_all else 'no'}.",
         highlight=False,
