@@ -307,6 +307,31 @@ def _serve_bot(database_url: str, api_url: str, workers: int, conn: Any) -> None
     db.dispose()
 
 
+def _cpu_seconds(pids: list[int]) -> dict[int, float] | None:
+    """User + system CPU so far of each of ``pids`` still running (Linux /proc; else None)."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _postgres_server_cpu() -> dict[int, float] | None:
+    """CPU of a PostgreSQL server on this machine, per process (None if there is none to see)."""
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "postgres":
+                pids.append(int(comm.parent.name))
+    return _cpu_seconds(pids) if pids else None
+
+
 class BotProcess:
     def __init__(self, database_url: str, api_url: str, workers: int) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -320,15 +345,12 @@ class BotProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU of the bot's processes so far (Linux /proc), or None elsewhere."""
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        for pid in self.pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                return None
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+        per_process = _cpu_seconds(self.pids)
+        return (
+            None
+            if per_process is None or len(per_process) < len(self.pids)
+            else sum(per_process.values())
+        )
 
     def stop(self) -> None:
         self._conn.send("stop")
@@ -378,9 +400,11 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
         speed_before = cpu_check_ms()
         cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
         own_before = time.process_time()
+        pg_before = _postgres_server_cpu() if backend == "postgresql" else None
         measured = _fire(server.url, cloud, work, concurrency, "run")
         cpu_after, wall = server.cpu_seconds(), time.monotonic() - wall_before
         own = (time.process_time() - own_before) / len(work) * 1000
+        pg_after = _postgres_server_cpu() if pg_before is not None else None
         speed_after = cpu_check_ms()
         for verb in ("show", "find"):
             print(_row(f"/crm {verb}  HTTP", measured[verb]["http"]))
@@ -398,6 +422,10 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
         every_respond = measured["show"]["respond"] + measured["find"]["respond"]
         print(_row("all  HTTP", every_http))
         print(_row("all  respond", every_respond))
+        pg_text = ""
+        if pg_before is not None and pg_after is not None:
+            pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items())
+            pg_text = f"PostgreSQL server CPU {pg_cpu / len(work) * 1000:.1f} ms per request; "
         if cpu_before is not None and cpu_after is not None:
             per_request = (cpu_after - cpu_before) / len(work) * 1000
             print(
@@ -405,7 +433,7 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
                 f"bot CPU {per_request:.1f} ms per request "
                 f"(so about {1000 / per_request:.0f} req/s per free core); "
                 f"Slack stand-in and load generator CPU {own:.1f} ms per request; "
-                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+                f"{pg_text}load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
             )
         ok = (
             len(every_respond) == len(work)
