@@ -196,9 +196,8 @@ def v_show(req: VerbRequest) -> dict[str, Any]:
     def run(session: Session) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, req.args)
         card = customer_svc.customer_card(session, customer.id)  # type: ignore[arg-type]
-        runs = insights.finished_runs(session)
-        insight = insights.customer_insight(session, customer.id, runs)  # type: ignore[arg-type]
-        return blocks.customer_card(card, insight, tz=req.tz, scored=bool(runs))
+        insight, scored = insights.customer_insight_and_scored(session, customer.id)  # type: ignore[arg-type]
+        return blocks.customer_card(card, insight, tz=req.tz, scored=scored)
 
     return read(req.bot, run)
 

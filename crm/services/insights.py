@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, select
 
 from crm.models import AnalyticsRun, ChurnScore, Customer, CustomerSegment, Finding
@@ -59,40 +60,80 @@ def latest_run(session: Session, kind: str = "refresh") -> AnalyticsRun | None:
     return runs[0] if runs else None
 
 
-def customer_insight(
-    session: Session, customer_id: int, runs: list[AnalyticsRun] | None = None
-) -> Insight | None:
-    """The customer's segment and risk from the latest run; None when nothing is scored yet.
-
-    ``runs``: ``finished_runs(session)`` when the caller has it already.
-    """
-    runs = finished_runs(session) if runs is None else runs
-    if not runs:
-        return None
-    run = runs[0]
-    segment = session.exec(
-        select(CustomerSegment).where(CustomerSegment.run_id == run.id, CustomerSegment.customer_id == customer_id)
-    ).first()
-    score = session.exec(
-        select(ChurnScore).where(ChurnScore.run_id == run.id, ChurnScore.customer_id == customer_id)
-    ).first()
-    if segment is None and score is None:
-        return None
-    previous = None
-    if len(runs) > 1:
-        previous = session.exec(
-            select(ChurnScore.probability).where(ChurnScore.run_id == runs[1].id, ChurnScore.customer_id == customer_id)
-        ).first()
-    return Insight(
-        segment=segment.rfm_segment if segment else None,
-        cluster_name=segment.cluster_name if segment else None,
-        churn_probability=score.probability if score else None,
-        risk_level=score.risk_level if score else None,
-        reasons=list(score.reasons or []) if score else [],
-        method=score.method if score else None,
-        scored_at=run.finished_at,
-        previous_probability=previous,
+def _nth_latest_run(n: int) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(col(AnalyticsRun.id))
+        .where(col(AnalyticsRun.kind) == "refresh", col(AnalyticsRun.status) == "done")
+        .order_by(col(AnalyticsRun.finished_at).desc(), col(AnalyticsRun.id).desc())
+        .offset(n)
+        .limit(1)
+        .scalar_subquery()
     )
+
+
+def _customer_insight_statement() -> sa.Select[Any]:
+    """The latest finished run with the customer's segment and score in it and their score in
+    the run before: one row if any run has finished, none otherwise."""
+    segment, score, previous = aliased(CustomerSegment), aliased(ChurnScore), aliased(ChurnScore)
+    customer: Any = sa.bindparam("customer_id")
+    return (
+        sa.select(  # type: ignore[call-overload]
+            AnalyticsRun.finished_at,
+            segment.id,
+            segment.rfm_segment,
+            segment.cluster_name,
+            score.id,
+            score.probability,
+            score.risk_level,
+            score.reasons,
+            score.method,
+            previous.probability,
+        )
+        .select_from(AnalyticsRun)
+        .outerjoin(
+            segment, sa.and_(segment.run_id == AnalyticsRun.id, segment.customer_id == customer)
+        )
+        .outerjoin(score, sa.and_(score.run_id == AnalyticsRun.id, score.customer_id == customer))
+        .outerjoin(
+            previous,
+            sa.and_(previous.run_id == _nth_latest_run(1), previous.customer_id == customer),
+        )
+        .where(AnalyticsRun.id == _nth_latest_run(0))
+    )
+
+
+_CUSTOMER_INSIGHT = _customer_insight_statement()
+
+
+def customer_insight_and_scored(session: Session, customer_id: int) -> tuple[Insight | None, bool]:
+    """(The customer's segment and risk from the latest run, or None if it has none for them;
+    whether any scoring run has finished at all), read in one query: a card shows both."""
+    row = session.execute(_CUSTOMER_INSIGHT, {"customer_id": customer_id}).first()
+    if row is None:
+        return None, False
+    finished_at, segment_id, rfm, cluster, score_id, probability, level, reasons, method, before = (
+        row
+    )
+    if segment_id is None and score_id is None:
+        return None, True
+    return (
+        Insight(
+            segment=rfm,
+            cluster_name=cluster,
+            churn_probability=probability,
+            risk_level=level,
+            reasons=list(reasons or []),
+            method=method,
+            scored_at=finished_at,
+            previous_probability=before,
+        ),
+        True,
+    )
+
+
+def customer_insight(session: Session, customer_id: int) -> Insight | None:
+    """The customer's segment and risk from the latest run; None when nothing is scored yet."""
+    return customer_insight_and_scored(session, customer_id)[0]
 
 
 def at_risk_customers(
@@ -102,7 +143,9 @@ def at_risk_customers(
     runs = finished_runs(session)
     if not runs:
         return []
-    levels = {"low": ["low", "medium", "high"], "medium": ["medium", "high"], "high": ["high"]}[min_level]
+    levels = {"low": ["low", "medium", "high"], "medium": ["medium", "high"], "high": ["high"]}[
+        min_level
+    ]
     stmt = (
         select(ChurnScore, Customer)
         .join(Customer, col(Customer.id) == ChurnScore.customer_id)
@@ -123,7 +166,10 @@ def at_risk_customers(
                 )
             ).all()
         )
-    return [AtRisk(customer=c, score=s, previous_probability=previous.get(s.customer_id)) for s, c in rows]
+    return [
+        AtRisk(customer=c, score=s, previous_probability=previous.get(s.customer_id))
+        for s, c in rows
+    ]
 
 
 def count_at_risk(session: Session, *, min_probability: float, owner_id: int | None = None) -> int:
@@ -131,11 +177,15 @@ def count_at_risk(session: Session, *, min_probability: float, owner_id: int | N
     run = latest_run(session)
     if run is None:
         return 0
-    stmt = sa.select(sa.func.count()).select_from(ChurnScore).where(
-        ChurnScore.run_id == run.id, ChurnScore.probability >= min_probability
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(ChurnScore)
+        .where(ChurnScore.run_id == run.id, ChurnScore.probability >= min_probability)
     )
     if owner_id is not None:
-        stmt = stmt.join(Customer, Customer.id == ChurnScore.customer_id).where(Customer.owner_id == owner_id)
+        stmt = stmt.join(Customer, Customer.id == ChurnScore.customer_id).where(
+            Customer.owner_id == owner_id
+        )
     return int(session.execute(stmt).scalar_one())
 
 
@@ -158,7 +208,10 @@ def risk_risers(
     )
     if owner_id is not None:
         stmt = stmt.where(Customer.owner_id == owner_id)
-    return [AtRisk(customer=c, score=score, previous_probability=before) for score, c, before in session.exec(stmt)]
+    return [
+        AtRisk(customer=c, score=score, previous_probability=before)
+        for score, c, before in session.exec(stmt)
+    ]
 
 
 def segment_counts(session: Session) -> list[SegmentCount]:
@@ -199,7 +252,9 @@ def segment_moves(session: Session) -> list[tuple[str, str, int]]:
     return [(a, b, int(n)) for a, b, n in session.execute(stmt)]
 
 
-def findings_for(session: Session, *, owner_id: int | None = None, limit: int = 100) -> list[Finding]:
+def findings_for(
+    session: Session, *, owner_id: int | None = None, limit: int = 100
+) -> list[Finding]:
     """What the follow-up rules found in the latest run (optionally one owner's), most severe first."""
     run = latest_run(session)
     if run is None:
@@ -207,5 +262,7 @@ def findings_for(session: Session, *, owner_id: int | None = None, limit: int = 
     stmt = select(Finding).where(Finding.run_id == run.id)
     if owner_id is not None:
         stmt = stmt.where(Finding.owner_id == owner_id)
-    stmt = stmt.order_by(col(Finding.severity).desc(), col(Finding.since), col(Finding.id)).limit(limit)
+    stmt = stmt.order_by(col(Finding.severity).desc(), col(Finding.since), col(Finding.id)).limit(
+        limit
+    )
     return list(session.exec(stmt))
