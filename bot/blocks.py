@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -40,7 +40,8 @@ from slack_sdk.models.views import View
 from bot import action_ids
 from bot.rendering import slack_escape as esc
 from bot.rendering import truncate
-from crm.analytics.pipeline import PipelineReport, RottingDeal
+from crm.analytics.followups import FindingDraft
+from crm.analytics.pipeline import PipelineReport
 from crm.models import Customer, Deal, FollowUp, Interaction, User
 from crm.services.customers import CustomerCard, CustomerMatch
 from crm.services.insights import AtRisk, Insight, SegmentCount
@@ -673,7 +674,7 @@ def home_view(
     follow_up_names: dict[int, str],
     deals: Sequence[Deal],
     deal_names: dict[int, str],
-    rotting: dict[int, RottingDeal],
+    rotting: Mapping[int, FindingDraft],
     at_risk_rows: Sequence[AtRisk],
     scored: bool,
     stages: Sequence[str],
@@ -693,8 +694,7 @@ def home_view(
     for d in deals[:20]:
         line = deal_line(d, deal_names.get(d.customer_id))
         if d.id in rotting:
-            r = rotting[d.id]
-            line = f":warning: {line}\n_rotting: idle {r.idle_days} days (limit {r.rotting_days})_"
+            line = f":warning: {line}\n_{esc(rotting[d.id].why)}_"
         blocks.append(section(line, accessory=move_select(d, stages)))
     if len(deals) > 20:
         blocks.append(context("…and more: `/crm deals mine`"))

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from bot import blocks
 from bot.handlers.common import BotContext, acting_user, bot_context, read
-from crm.analytics.pipeline import rotting_deals
+from crm.analytics import followups, pipeline
 from crm.models import User, utcnow
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
@@ -20,6 +20,8 @@ from crm.services import followups as followup_svc
 from crm.services import insights
 
 logger = logging.getLogger(__name__)
+
+DEALS_SHOWN = 20  # home_view lists 20 deals and says "and more" when there is a 21st
 
 
 def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dict[str, Any]:
@@ -30,17 +32,21 @@ def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dic
         due = followup_svc.list_follow_ups(
             session, owner_id=user.id, due_before=now + timedelta(days=1), limit=11
         )
-        rotting = {
-            r.deal.id: r
-            for r in rotting_deals(session, settings=bot.settings, owner_id=user.id, now=now)
-        }
-        # Rotting deals first: they are the ones that need the rep today.
+        # The same records and rule as the analytics findings, live for this user's deals.
+        found = followups.rotting_deals(
+            now,
+            pipeline.deal_records(session, now, owner_id=user.id),
+            pipeline.rotting_limits(bot.settings),
+        )
+        rotting = {f.deal_id: f for f in found if f.deal_id is not None}
+        # Rotting deals first, longest idle first: they are the ones that need the rep today.
+        shown = [deal_svc.get_deal(session, i) for i in list(rotting)[: DEALS_SHOWN + 1]]
         others = [
             d
-            for d in deal_svc.list_deals(session, owner_id=user.id, limit=21 + len(rotting))
+            for d in deal_svc.list_deals(session, owner_id=user.id, limit=DEALS_SHOWN + 1)
             if d.id not in rotting
         ]
-        deals = ([r.deal for r in rotting.values()] + others)[:21]
+        deals = (shown + others)[: DEALS_SHOWN + 1]
         risk = insights.at_risk_customers(session, owner_id=user.id, limit=10)
         scored = bool(risk) or insights.latest_run(session) is not None
         ids = {f.customer_id for f in due} | {d.customer_id for d in deals}
@@ -51,7 +57,7 @@ def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dic
             follow_up_names=names,
             deals=deals,
             deal_names=names,
-            rotting={k: v for k, v in rotting.items() if k is not None},
+            rotting=rotting,
             at_risk_rows=risk,
             scored=scored,
             stages=bot.settings.stage_names,

@@ -105,12 +105,13 @@ def overdue_follow_ups(
             continue  # they wrote back: the thing we were waiting for happened
         late = _days(now - f.due_at)
         what = f" ({f.note})" if f.note else ""
+        who = f.customer_name or "the customer"
         out.append(
             FindingDraft(
                 kind="overdue_follow_up",
-                why=f"Follow-up{what} with {f.customer_name or 'the customer'} was due {late} days ago."
+                why=f"Follow-up{what} with {who} was due {late} days ago."
                 if late
-                else f"Follow-up{what} with {f.customer_name or 'the customer'} is due today and not done.",
+                else f"Follow-up{what} with {who} is due today and not done.",
                 action="Get in touch today, then mark it done or snooze it to a real date.",
                 severity=3 if late >= 7 else 2,
                 since=f.due_at,
@@ -125,7 +126,11 @@ def overdue_follow_ups(
 def rotting_deals(
     now: datetime, deals: Iterable[DealRecord], rotting_days: Mapping[str, int]
 ) -> list[FindingDraft]:
-    """Open deals idle longer than their stage allows, with no next step scheduled."""
+    """Open deals idle longer than their stage allows, with no next step scheduled.
+
+    Idle since the later of entering the stage and the last interaction on the deal or its
+    customer. A stage missing from ``rotting_days`` or set to 0 never rots. Longest idle first.
+    """
     out = []
     for d in deals:
         limit = rotting_days.get(d.stage, 0)
@@ -142,7 +147,8 @@ def rotting_deals(
                 kind="rotting_deal",
                 why=f"Deal '{d.title}' has had no activity for {_days(idle)} days in {d.stage} "
                 f"(the stage allows {limit}) and no next step is scheduled.",
-                action="Contact the customer and schedule the next step, or close the deal as lost.",
+                action="Contact the customer and schedule the next step, "
+                "or close the deal as lost.",
                 severity=3 if idle > timedelta(days=2 * limit) else 2,
                 since=last,
                 customer_id=d.customer_id,
@@ -150,6 +156,7 @@ def rotting_deals(
                 owner_id=d.owner_id,
             )
         )
+    out.sort(key=lambda f: (f.since, f.deal_id))
     return out
 
 
@@ -168,7 +175,8 @@ def close_date_passed(
                 kind="close_date_passed",
                 why=f"Deal '{d.title}' was expected to close on {d.expected_close_date:%Y-%m-%d}, "
                 f"{_plural(late, 'day')} ago, and is still open in {d.stage}.",
-                action="Update the close date with the customer's real timeline, or close the deal.",
+                action="Update the close date with the customer's real timeline, "
+                "or close the deal.",
                 severity=2 if late > 14 else 1,
                 since=datetime.combine(d.expected_close_date, time(0), tzinfo=tz),
                 customer_id=d.customer_id,
@@ -207,7 +215,7 @@ def business_hours_between(
 def unanswered_emails(
     now: datetime, threads: Iterable[ThreadRecord], *, business_hours: float, tz: ZoneInfo
 ) -> list[FindingDraft]:
-    """Inbound emails with no later answer from us for more than ``business_hours`` working hours."""
+    """Inbound emails with no later answer from us for more than ``business_hours`` work hours."""
     out = []
     for t in threads:
         if t.last_inbound_at is None:
@@ -221,8 +229,8 @@ def unanswered_emails(
         out.append(
             FindingDraft(
                 kind="unanswered_email",
-                why=f"{t.customer_name or 'A customer'} emailed{about} {round(waited)} business hours ago "
-                "and has had no answer.",
+                why=f"{t.customer_name or 'A customer'} emailed{about} "
+                f"{round(waited)} business hours ago and has had no answer.",
                 action="Reply today, even if only to say when they will have a full answer.",
                 severity=3 if waited > 3 * business_hours else 2,
                 since=t.last_inbound_at,
@@ -250,7 +258,8 @@ def awaiting_reply(
         out.append(
             FindingDraft(
                 kind="awaiting_reply",
-                why=f"No reply from {t.customer_name or 'the customer'} to our email{about} of {_days(waited)} days ago.",
+                why=f"No reply from {t.customer_name or 'the customer'} to our email{about} "
+                f"of {_days(waited)} days ago.",
                 action="Send a short nudge, or call them.",
                 severity=1,
                 since=t.last_outbound_at,
@@ -278,8 +287,9 @@ def going_quiet(
         out.append(
             FindingDraft(
                 kind="going_quiet",
-                why=f"{c.name} ({c.value_tier}-value customer) has had no contact with us for {quiet}; "
-                f"{c.value_tier}-value customers should hear from us every {limit} days.",
+                why=f"{c.name} ({c.value_tier}-value customer) has had no contact with us "
+                f"for {quiet}; {c.value_tier}-value customers should hear from us "
+                f"every {limit} days.",
                 action="Check in: a short personal note or a call about how things are going.",
                 severity={"high": 3, "mid": 2}.get(c.value_tier, 1),
                 since=c.last_touch_at,

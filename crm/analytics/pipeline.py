@@ -1,5 +1,8 @@
 """Pipeline statistics: stage sizes, stage-to-stage conversion, time in stage, forecast, win rates.
 
+Also the open deals as the follow-up rules (``crm.analytics.followups``) read them: the analytics
+refresh and the App Home load them with the same ``deal_records`` and apply the same rules.
+
 Everything is aggregated in the database (GROUP BY, window functions) so it costs the same
 whether there are a hundred deals or a million; Python only combines the few result rows.
 The SQL is portable between SQLite and PostgreSQL (no ``percentile_cont``, no ``GREATEST``).
@@ -9,28 +12,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from crm.analytics import followups
 from crm.config import LOST_STAGE, WON_STAGE, Settings
 from crm.models import (
-    Customer,
     Deal,
     DealStageChange,
     DealStatus,
     FollowUp,
-    FollowUpStatus,
     Interaction,
     User,
-    utcnow,
 )
+from crm.models.base import UTCDateTime
 
 logger = logging.getLogger(__name__)
-
-_ACTIVE_FOLLOW_UPS = (FollowUpStatus.open, FollowUpStatus.snoozed)
 
 
 @dataclass(frozen=True)
@@ -264,89 +265,107 @@ def pipeline_report(
     )
 
 
-@dataclass(frozen=True)
-class RottingDeal:
-    deal: Deal
-    customer_name: str
-    last_activity_at: datetime
-    idle_days: int
-    rotting_days: int
+# ------------------------------------------------------------ open deals for the follow-up rules
+
+_DEALS: sa.Table = Deal.__table__  # type: ignore[attr-defined]
+_FOLLOW_UPS: sa.Table = FollowUp.__table__  # type: ignore[attr-defined]
+_INTERACTIONS: sa.Table = Interaction.__table__  # type: ignore[attr-defined]
 
 
-def rotting_deals(
-    session: Session,
-    *,
-    settings: Settings,
-    owner_id: int | None = None,
-    now: datetime | None = None,
-    limit: int = 200,
-) -> list[RottingDeal]:
-    """Open deals idle longer than their stage's ``rotting_days``, longest idle first.
+def utc_result(value: Any) -> datetime | None:
+    """An aggregate's result as an aware UTC time (SQLite hands back the raw text)."""
+    return UTCDateTime().process_result_value(value, None)
 
-    Idle means: no stage change and no interaction with the deal or its customer since the
-    stage's cutoff. A future follow-up on the deal or customer is a planned next step, so the
-    deal is not rotting. A stage with ``rotting_days = 0`` never rots.
+
+def rotting_limits(settings: Settings) -> dict[str, int]:
+    """Days each stage may sit idle before its deals rot; won and lost never rot."""
+    return {
+        s.name: s.rotting_days
+        for s in settings.deal_stages
+        if s.name not in (WON_STAGE, LOST_STAGE)
+    }
+
+
+def deal_records(
+    session: Session, now: datetime, *, owner_id: int | None = None
+) -> list[followups.DealRecord]:
+    """Open deals (of one owner, if given) as the rules see them at ``now``.
+
+    A few grouped SQL aggregates, never every interaction row: the latest live interaction on
+    each deal and on each deal's customer, and the earliest open follow-up due from ``now`` on
+    the deal or its customer. Only rows before ``now`` count, so a past ``now`` replays history.
     """
-    now = now or utcnow()
-    per_stage = []
-    for stage in settings.deal_stages:
-        if stage.name in (WON_STAGE, LOST_STAGE) or stage.rotting_days <= 0:
-            continue
-        cutoff = now - timedelta(days=stage.rotting_days)
-        # Interactions on a deal always belong to its customer, so the customer covers both.
-        touched = (
-            sa.select(Interaction.id)
-            .where(
-                Interaction.customer_id == Deal.customer_id,
-                col(Interaction.deleted_at).is_(None),
-                Interaction.occurred_at >= cutoff,
-            )
-            .exists()
-        )
-        per_stage.append(
-            sa.and_(Deal.stage == stage.name, Deal.stage_entered_at < cutoff, ~touched)
-        )
-    if not per_stage:
-        return []
-    next_step = (
-        sa.select(FollowUp.id)
-        .where(
-            sa.or_(FollowUp.deal_id == Deal.id, FollowUp.customer_id == Deal.customer_id),
-            col(FollowUp.status).in_(_ACTIVE_FOLLOW_UPS),
-            FollowUp.due_at > now,
-        )
-        .exists()
-    )
-    last_touch = (
-        sa.select(sa.func.max(Interaction.occurred_at))
-        .where(Interaction.customer_id == Deal.customer_id, col(Interaction.deleted_at).is_(None))
-        .scalar_subquery()
-    )
-    stmt = (
-        sa.select(Deal, Customer.name, last_touch)
-        .join(Customer, col(Customer.id) == Deal.customer_id)
-        .where(Deal.status == DealStatus.open, sa.or_(*per_stage), ~next_step)
-        .order_by(col(Deal.stage_entered_at))
-        .limit(limit)
-    )
+    conn = session.connection()
+    t = sa.literal(now, UTCDateTime())
+    f, d, i = (table.c for table in (_FOLLOW_UPS, _DEALS, _INTERACTIONS))
+    open_deal = sa.and_(d.status == "open", d.created_at < t)
     if owner_id is not None:
-        stmt = stmt.where(Deal.owner_id == owner_id)
-    found: list[RottingDeal] = []
-    for deal, customer_name, touched_at in session.execute(stmt):
-        if isinstance(touched_at, str):  # SQLite returns the raw text for an aggregate
-            touched_at = datetime.fromisoformat(touched_at)
-        if touched_at is not None and touched_at.tzinfo is None:
-            touched_at = touched_at.replace(tzinfo=deal.stage_entered_at.tzinfo)
-        last = max(deal.stage_entered_at, touched_at) if touched_at else deal.stage_entered_at
-        stage = settings.stage(deal.stage)
-        found.append(
-            RottingDeal(
-                deal=deal,
-                customer_name=customer_name,
-                last_activity_at=last,
-                idle_days=(now - last).days,
-                rotting_days=stage.rotting_days if stage else 0,
+        open_deal = sa.and_(open_deal, d.owner_id == owner_id)
+    deal_ids = sa.select(d.id).where(open_deal)
+    customer_ids = sa.select(d.customer_id).where(open_deal)
+    live = sa.and_(i.occurred_at < t, i.deleted_at.is_(None))
+    on_deal: dict[int, datetime | None] = {
+        k: utc_result(v)
+        for k, v in conn.execute(
+            sa.select(i.deal_id, sa.func.max(i.occurred_at))
+            .where(i.deal_id.in_(deal_ids), live)
+            .group_by(i.deal_id)
+        )
+    }
+    on_customer: dict[int, datetime | None] = {
+        k: utc_result(v)
+        for k, v in conn.execute(
+            sa.select(i.customer_id, sa.func.max(i.occurred_at))
+            .where(i.customer_id.in_(customer_ids), live)
+            .group_by(i.customer_id)
+        )
+    }
+    next_steps = conn.execute(
+        sa.select(f.customer_id, f.deal_id, sa.func.min(f.due_at).label("due"))
+        .where(
+            f.status != "done",
+            f.due_at >= t,
+            f.created_at < t,
+            sa.or_(f.customer_id.in_(customer_ids), f.deal_id.in_(deal_ids)),
+        )
+        .group_by(f.customer_id, f.deal_id)
+    ).all()
+    by_customer: dict[int, datetime] = {}
+    by_deal: dict[int, datetime] = {}
+    for row in next_steps:
+        due = utc_result(row.due)
+        if due is None:
+            continue
+        if row.deal_id is not None:
+            by_deal[row.deal_id] = min(due, by_deal.get(row.deal_id, due))
+        by_customer[row.customer_id] = min(due, by_customer.get(row.customer_id, due))
+    deals = []
+    for r in conn.execute(
+        sa.select(
+            d.id,
+            d.customer_id,
+            d.owner_id,
+            d.title,
+            d.stage,
+            d.stage_entered_at,
+            d.expected_close_date,
+        )
+        .where(open_deal)
+        .order_by(d.id)
+    ):
+        activity = [a for a in (on_deal.get(r.id), on_customer.get(r.customer_id)) if a]
+        step = [s for s in (by_deal.get(r.id), by_customer.get(r.customer_id)) if s is not None]
+        deals.append(
+            followups.DealRecord(
+                id=r.id,
+                customer_id=r.customer_id,
+                owner_id=r.owner_id,
+                title=r.title,
+                stage=r.stage,
+                stage_entered_at=r.stage_entered_at,
+                expected_close_date=r.expected_close_date,
+                last_activity_at=max(activity) if activity else None,
+                next_step_at=min(step) if step else None,
             )
         )
-    found.sort(key=lambda r: r.last_activity_at)
-    return found
+    return deals

@@ -22,8 +22,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from crm.analytics import churn, followups, segments
-from crm.analytics.features import CUSTOMERS, DEALS, FOLLOW_UPS, INTERACTIONS, build_features
+from crm.analytics import churn, followups, pipeline, segments
+from crm.analytics.features import CUSTOMERS, FOLLOW_UPS, INTERACTIONS, build_features
 from crm.config import Settings
 from crm.db import Database
 from crm.models import (
@@ -85,16 +85,16 @@ def _when(days: float) -> datetime | None:
     return None if days is None or np.isnan(days) else _EPOCH + timedelta(days=float(days))
 
 
-# ------------------------------------------------------------------ follow-up records (SQL aggregates)
+# ------------------------------------------------------------- follow-up records (SQL aggregates)
 
 
 def follow_up_findings(
     session: Session, settings: Settings, now: datetime, features: pd.DataFrame
 ) -> list[followups.FindingDraft]:
-    """Load the few records the rules need (never every interaction) and run the rules at ``now``."""
+    """Load the few records the rules need (never every interaction); run the rules at ``now``."""
     conn = session.connection()
     t = sa.literal(now, UTCDateTime())
-    c, f, d, i = (t.c for t in (CUSTOMERS, FOLLOW_UPS, DEALS, INTERACTIONS))
+    c, f, i = (table.c for table in (CUSTOMERS, FOLLOW_UPS, INTERACTIONS))
     names: dict[int, str] = {
         int(k): v for k, v in conn.execute(sa.select(c.id, c.name).where(c.created_at < t))
     }
@@ -120,69 +120,8 @@ def follow_up_findings(
     ]
     findings = followups.overdue_follow_ups(now, overdue, last_reply)
 
-    next_steps = conn.execute(
-        sa.select(f.customer_id, f.deal_id, sa.func.min(f.due_at).label("due"))
-        .where(f.status != "done", f.due_at >= t, f.created_at < t)
-        .group_by(f.customer_id, f.deal_id)
-    ).all()
-    by_customer: dict[int, datetime] = {}
-    by_deal: dict[int, datetime] = {}
-    for row in next_steps:
-        due = UTCDateTime().process_result_value(row.due, None)
-        if due is None:
-            continue
-        if row.deal_id is not None:
-            by_deal[row.deal_id] = min(due, by_deal.get(row.deal_id, due))
-        by_customer[row.customer_id] = min(due, by_customer.get(row.customer_id, due))
-    open_deal = sa.and_(d.status == "open", d.created_at < t)
-    deal_activity: dict[int, Any] = dict(  # type: ignore[arg-type]
-        conn.execute(
-            sa.select(i.deal_id, sa.func.max(i.occurred_at))
-            .where(
-                i.deal_id.in_(sa.select(d.id).where(open_deal)),
-                i.occurred_at < t,
-                i.deleted_at.is_(None),
-            )
-            .group_by(i.deal_id)
-        ).all()
-    )
-    customer_activity = features["last_interaction_at"]
-    deals = []
-    for r in conn.execute(
-        sa.select(
-            d.id,
-            d.customer_id,
-            d.owner_id,
-            d.title,
-            d.stage,
-            d.stage_entered_at,
-            d.expected_close_date,
-        ).where(open_deal)
-    ):
-        activity = [
-            a
-            for a in (
-                UTCDateTime().process_result_value(deal_activity.get(r.id), None),
-                _when(customer_activity.get(r.customer_id, np.nan)),
-            )
-            if a is not None
-        ]
-        step = [s for s in (by_deal.get(r.id), by_customer.get(r.customer_id)) if s is not None]
-        deals.append(
-            followups.DealRecord(
-                id=r.id,
-                customer_id=r.customer_id,
-                owner_id=r.owner_id,
-                title=r.title,
-                stage=r.stage,
-                stage_entered_at=r.stage_entered_at,
-                expected_close_date=r.expected_close_date,
-                last_activity_at=max(activity) if activity else None,
-                next_step_at=min(step) if step else None,
-            )
-        )
-    rotting = {s.name: s.rotting_days for s in settings.deal_stages}
-    findings += followups.rotting_deals(now, deals, rotting)
+    deals = pipeline.deal_records(session, now)
+    findings += followups.rotting_deals(now, deals, pipeline.rotting_limits(settings))
     findings += followups.close_date_passed(now, deals, settings.tz)
 
     recent = sa.literal(now - timedelta(days=30), UTCDateTime())

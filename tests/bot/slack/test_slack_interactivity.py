@@ -396,7 +396,8 @@ def test_app_home_shows_due_follow_ups_rotting_deals_and_risk(
     assert home["user_id"] == "UREP00001" and home["view"]["type"] == "home"
     text = blocks_text(home["view"]["blocks"])
     assert "overdue call" in text and "far away" not in text
-    assert ":warning: #" in text and "Stale deal" in text and "idle 40 days (limit 14)" in text
+    assert ":warning: #" in text and "Stale deal" in text and "(1 rotting)" in text
+    assert "no activity for 40 days in lead (the stage allows 14)" in text
     assert "New deal" in text and text.count(":warning:") == 1
     assert "Nothing is scored yet" in text
 

@@ -85,11 +85,25 @@ def test_a_scheduled_next_step_keeps_a_deal_fresh():
     assert len(rules.rotting_deals(NOW, [stale], {"proposal": 10})) == 1
 
 
+def test_rotting_deals_come_longest_idle_first_and_the_stage_entry_counts():
+    deals = [
+        deal(id=1, last_activity_at=ago(days=12)),
+        deal(id=2, stage_entered_at=ago(days=9), last_activity_at=ago(days=60)),  # moved lately
+        deal(id=3, last_activity_at=None),  # never touched: idle since it entered the stage
+        deal(id=4, last_activity_at=ago(days=20)),
+    ]
+    found = rules.rotting_deals(NOW, deals, {"proposal": 10})
+    assert [f.deal_id for f in found] == [3, 4, 1]
+    assert found[0].since == ago(days=30) and found[0].severity == 3 and found[2].severity == 2
+
+
 def test_stages_without_a_limit_never_rot():
     assert (
         rules.rotting_deals(NOW, [deal(stage="won", last_activity_at=ago(days=400))], {"won": 0})
         == []
     )
+    # A stage the configuration does not know (any more) has no limit either.
+    assert rules.rotting_deals(NOW, [deal(stage="pilot")], {"proposal": 10}) == []
 
 
 def test_close_date_passed_uses_the_team_time_zone():

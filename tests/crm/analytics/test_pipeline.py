@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from crm.analytics import pipeline
+from crm.analytics import followups, pipeline
 from crm.models import (
     Channel,
     DealStageChange,
@@ -117,52 +117,88 @@ def test_empty_pipeline_reports_zero_without_dividing_by_zero(db, settings):
     assert all(s.conversion_to_next is None and s.median_days is None for s in report.stages)
 
 
+def _rotting(session, settings, now, owner_id=None):
+    records = pipeline.deal_records(session, now, owner_id=owner_id)
+    return followups.rotting_deals(now, records, pipeline.rotting_limits(settings))
+
+
 def test_rotting_deals_respect_activity_and_next_steps(db, settings, admin):
     rep, rep_actor = make_user(db, "Rita", Role.rep)
-    quiet = add_customer(db, admin, name="Quiet Co", email="a@quiet.com")
-    busy = add_customer(db, admin, name="Busy Co", email="a@busy.com")
-    planned = add_customer(db, admin, name="Planned Co", email="a@planned.com")
-    fresh = add_customer(db, admin, name="Fresh Co", email="a@fresh.com")
-    old = utcnow() - timedelta(days=30)
+    names = ["Quiet", "Busy", "Planned", "Fresh", "Deal call", "Deal step", "Deleted", "Older"]
     made = {}
-    for customer in (quiet, busy, planned, fresh):
-        made[customer.name] = add_deal(db, rep_actor, settings, customer.id)
+    for n, name in enumerate(names):
+        customer = add_customer(db, admin, name=f"{name} Co", email=f"a@c{n}.com")
+        made[name] = add_deal(db, rep_actor, settings, customer.id, title=name)
+    now = utcnow()
+
+    def log(name, days, **extra):
+        return interactions.record_interaction(
+            session,
+            actor=admin,
+            interaction_in=InteractionCreate(
+                customer_id=made[name].customer_id,
+                channel=Channel.call,
+                occurred_at=now - timedelta(days=days),
+                **extra,
+            ),
+        )
+
     with db.transaction() as session:
         for name, deal in made.items():
-            if name != "Fresh Co":
-                deal.stage_entered_at = old
+            if name != "Fresh":  # Fresh entered its stage today
+                deal.stage_entered_at = now - timedelta(days=40 if name == "Older" else 30)
                 session.add(deal)
-        interactions.record_interaction(
-            session,
-            actor=admin,
-            interaction_in=InteractionCreate(
-                customer_id=busy.id, channel=Channel.call, occurred_at=utcnow() - timedelta(days=2)
-            ),
-        )
-        # An old interaction does not save a deal from rotting.
-        interactions.record_interaction(
-            session,
-            actor=admin,
-            interaction_in=InteractionCreate(
-                customer_id=quiet.id,
-                channel=Channel.note,
-                occurred_at=utcnow() - timedelta(days=20),
-            ),
+        log("Busy", 2)  # any interaction with the customer resets the clock
+        log("Quiet", 20)  # an old one does not save the deal
+        log("Deal call", 2, deal_id=made["Deal call"].id)
+        log("Deleted", 1, external_id="gone", source="imap")
+        log("Deleted", 25)
+        session.add(
+            FollowUp(
+                customer_id=made["Planned"].customer_id, owner_id=rep.id, due_at=now + timedelta(3)
+            )
         )
         session.add(
-            FollowUp(customer_id=planned.id, owner_id=rep.id, due_at=utcnow() + timedelta(days=3))
+            FollowUp(
+                customer_id=made["Deal step"].customer_id,
+                deal_id=made["Deal step"].id,
+                owner_id=rep.id,
+                due_at=now + timedelta(days=1),
+            )
         )
         # A past-due follow-up is not a next step.
         session.add(
-            FollowUp(customer_id=quiet.id, owner_id=rep.id, due_at=utcnow() - timedelta(days=3))
+            FollowUp(
+                customer_id=made["Quiet"].customer_id, owner_id=rep.id, due_at=now - timedelta(3)
+            )
+        )
+        # A deleted interaction does not count as activity.
+        interactions.mark_interaction_deleted(
+            session, source="imap", external_id="gone", actor=admin
         )
 
+    now = utcnow()  # after the setup: rows made later than ``now`` do not count yet
     with db.session() as session:
-        rotting = pipeline.rotting_deals(session, settings=settings)
-        mine = pipeline.rotting_deals(session, settings=settings, owner_id=rep.id)
-        nobody = pipeline.rotting_deals(session, settings=settings, owner_id=rep.id + 100)
-    assert [r.customer_name for r in rotting] == ["Quiet Co"]
-    assert rotting[0].idle_days == 20 and rotting[0].rotting_days == 14
-    assert [r.deal.id for r in mine] == [made["Quiet Co"].id]
-    assert nobody == []
+        rotting = _rotting(session, settings, now)
+        mine = _rotting(session, settings, now, owner_id=rep.id)
+        nobody = _rotting(session, settings, now, owner_id=rep.id + 100)
+    # Longest idle first; each says how long, in which stage, and what the stage allows.
+    assert [f.deal_id for f in rotting] == [made[n].id for n in ("Older", "Deleted", "Quiet")]
+    assert "40 days in lead (the stage allows 14)" in rotting[0].why
+    assert "25 days" in rotting[1].why and "20 days" in rotting[2].why
+    assert mine == rotting and nobody == []
 
+
+def test_stages_without_a_limit_and_closed_deals_never_rot(db, settings, admin):
+    c = add_customer(db, admin)
+    lead = add_deal(db, admin, settings, c.id, title="Lead")
+    won = add_deal(db, admin, settings, c.id, title="Won")
+    _move(db, admin, settings, won.id, "won")
+    later = utcnow() + timedelta(days=400)
+    with db.session() as session:
+        records = pipeline.deal_records(session, later)
+        assert [r.id for r in records] == [lead.id]  # only open deals are loaded
+        assert _rotting(session, settings, later)[0].deal_id == lead.id
+        limits = pipeline.rotting_limits(settings) | {"lead": 0}
+        assert followups.rotting_deals(later, records, limits) == []
+    assert "won" not in pipeline.rotting_limits(settings)

@@ -7,18 +7,37 @@ from sqlmodel import select
 
 from crm.analytics.refresh import refresh
 from crm.config import Settings
-from crm.models import AnalyticsRun, AuditEvent, ChurnScore, CustomerSegment, Finding, Role
+from crm.models import (
+    AnalyticsRun,
+    AuditEvent,
+    Channel,
+    ChurnScore,
+    CustomerSegment,
+    DealStatus,
+    Direction,
+    Finding,
+    FollowUp,
+    Role,
+)
 from crm.services import insights
 from crm.services.errors import PermissionDenied
 from tests.conftest import make_user
-from tests.crm.analytics.analytics_data import CUTOFF, customer, days, follow_up, purchase
+from tests.crm.analytics.analytics_data import (
+    CUTOFF,
+    customer,
+    days,
+    deal,
+    follow_up,
+    interaction,
+    purchase,
+)
 
 LATER = CUTOFF + timedelta(days=100)
 
 
 @pytest.fixture
 def shop(db):
-    """Five buyers; X is Loyal at CUTOFF (R3 F4) and, buying nothing more while others do, At Risk later."""
+    """Five buyers; X is Loyal at CUTOFF (R3 F4) and, buying nothing more, At Risk later."""
     ids = {}
     plan = {"A": (10, 1), "X": (7, 10), "B": (3, 5), "C": (2, 50), "D": (1, 100)}
     for name, (purchases, last) in plan.items():
@@ -91,6 +110,37 @@ def test_refresh_stores_runs_snapshots_and_segment_moves(db, shop, admin, analyt
         )
         counts = {c.segment: (c.customers, c.previous) for c in insights.segment_counts(session)}
         assert counts["At Risk"][0] >= 1
+
+
+def test_refresh_flags_rotting_deals_as_of_its_cutoff(db, shop, admin, analytics_settings):
+    # Qualified allows 14 days: idle since it was opened 50 days before the cutoff (D bought
+    # 100 days before); D buys again 90 days after the cutoff, which resets the clock for LATER.
+    idle = deal(db, shop["D"], days(50), DealStatus.open, "100", stage="qualified")
+    # A deleted interaction on the deal is no activity; won deals never rot.
+    interaction(
+        db, shop["D"], days(5), Channel.call, Direction.outbound, deleted=True, deal_id=idle
+    )
+    deal(db, shop["D"], days(300), DealStatus.won, "100", closed=days(200), stage="won")
+    # Negotiation allows 7 days; X last bought 10 days before the cutoff and never again.
+    planned = deal(db, shop["X"], days(60), DealStatus.open, "100", stage="negotiation")
+    with db.transaction() as session:
+        # A next step with X, made after the cutoff: it counts for LATER only.
+        session.add(FollowUp(customer_id=shop["X"], due_at=days(-150), created_at=days(-1)))
+    # No interaction at all: idle since the deal was opened.
+    other = deal(db, customer(db, "E", days(400)), days(60), DealStatus.open, "1", stage="lead")
+    first = refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
+    second = refresh(db, settings=analytics_settings, actor=admin, cutoff=LATER)
+    with db.session() as session:
+
+        def rotting(run_id):
+            query = select(Finding).where(Finding.run_id == run_id, Finding.kind == "rotting_deal")
+            return {f.deal_id: f.why for f in session.exec(query)}
+
+        at_cutoff = rotting(first.run_id)
+        assert sorted(at_cutoff) == sorted([idle, planned, other])
+        assert "50 days in qualified (the stage allows 14)" in at_cutoff[idle]
+        assert "10 days in negotiation" in at_cutoff[planned]
+        assert list(rotting(second.run_id)) == [other]
 
 
 def test_a_rep_cannot_refresh_and_nothing_is_written(db, shop, analytics_settings):
