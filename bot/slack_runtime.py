@@ -251,12 +251,22 @@ class _SlackHTTPServer(ThreadingHTTPServer):
             self.socket.close()
             self.socket = listening
             self.server_address = listening.getsockname()
+        # Every process sharing the socket wakes for each new connection and only one gets it:
+        # the others must not wait in accept() (nor miss a shutdown while waiting there).
+        self.socket.setblocking(False)
         self.app = app
         self.db = db
         self.settings = settings  # for the digest unsubscribe page
         # Offer listeners to answer Slack at ack() (apps made with process_before_response).
         self.answer_on_ack = answer_on_ack
         self.verifier = SignatureVerifier(signing_secret)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Raises BlockingIOError when another process took the connection; the server loop
+        # treats that as "nothing to do" and goes back to waiting.
+        conn, address = self.socket.accept()
+        conn.setblocking(True)
+        return conn, address
 
 
 def _http_worker(settings: Settings, listening: socket.socket, conn: Connection) -> None:
