@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from slack_bolt import Ack, App, Respond
@@ -29,6 +30,8 @@ from crm.services.dates import parse_when
 from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # (usage, what it does, example): the help text and the "right form" shown on a mistake.
 VERBS: list[tuple[str, str, str]] = [
@@ -81,6 +84,12 @@ VERBS: list[tuple[str, str, str]] = [
 ]
 
 
+# Verbs that only read: they run in the request's one read session (see crm_command).
+READ_VERBS = frozenset(
+    {"help", "find", "show", "deals", "pipeline", "followups", "timeline", "at-risk", "segments"}
+)
+
+
 def usage(verb: str) -> str | None:
     for text, _what, _example in VERBS:
         if text.split()[0] == verb:
@@ -100,10 +109,16 @@ class VerbRequest:
     trigger_id: str | None = None
     channel_id: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The request's read session (the acting user was looked up in it), for the read verbs.
+    session: Session | None = None
 
     @property
     def tz(self) -> str:
         return self.user.timezone or self.bot.settings.timezone
+
+    def read(self, fn: Callable[[Session], T]) -> T:
+        """Run a read in the request's session if it has one, else in a new one."""
+        return fn(self.session) if self.session is not None else read(self.bot, fn)
 
 
 class UsageError(CRMError):
@@ -182,7 +197,7 @@ def v_find(req: VerbRequest) -> dict[str, Any]:
             session, req.args, limit=req.offset + blocks.PAGE_SIZE + 1
         )
 
-    found = read(req.bot, run)
+    found = req.read(run)
     page = found[req.offset : req.offset + blocks.PAGE_SIZE]
     return blocks.customer_matches(
         page, req.args, offset=req.offset, has_more=len(found) > req.offset + len(page)
@@ -199,7 +214,7 @@ def v_show(req: VerbRequest) -> dict[str, Any]:
         insight, scored = insights.customer_insight_and_scored(session, customer.id)  # type: ignore[arg-type]
         return blocks.customer_card(card, insight, tz=req.tz, scored=scored)
 
-    return read(req.bot, run)
+    return req.read(run)
 
 
 def v_add(req: VerbRequest) -> dict[str, Any]:
@@ -392,7 +407,7 @@ def v_deals(req: VerbRequest) -> dict[str, Any]:
             stages=settings.stage_names,
         )
 
-    return read(req.bot, run)
+    return req.read(run)
 
 
 def v_pipeline(req: VerbRequest) -> dict[str, Any]:
@@ -410,7 +425,7 @@ def v_pipeline(req: VerbRequest) -> dict[str, Any]:
         )
         return blocks.pipeline(report, who=who)
 
-    return read(req.bot, run)
+    return req.read(run)
 
 
 _LOG_KINDS = {"call": Channel.call, "meeting": Channel.meeting, "note": Channel.note}
@@ -553,7 +568,7 @@ def v_followups(req: VerbRequest) -> dict[str, Any]:
             page, names, tz=req.tz, offset=req.offset, has_more=len(found) > len(page)
         )
 
-    return read(req.bot, run)
+    return req.read(run)
 
 
 def v_timeline(req: VerbRequest) -> dict[str, Any]:
@@ -576,7 +591,7 @@ def v_timeline(req: VerbRequest) -> dict[str, Any]:
             has_more=len(items) > req.offset + len(page),
         )
 
-    return read(req.bot, run)
+    return req.read(run)
 
 
 def v_at_risk(req: VerbRequest) -> dict[str, Any]:
@@ -590,11 +605,11 @@ def v_at_risk(req: VerbRequest) -> dict[str, Any]:
         scored = bool(rows) or insights.latest_run(session) is not None
         return blocks.at_risk(rows, scored=scored)
 
-    return read(req.bot, run)
+    return req.read(run)
 
 
 def v_segments(req: VerbRequest) -> dict[str, Any]:
-    return read(req.bot, lambda s: blocks.segments(insights.segment_counts(s)))
+    return req.read(lambda s: blocks.segments(insights.segment_counts(s)))
 
 
 def v_link(req: VerbRequest) -> dict[str, Any]:
@@ -690,24 +705,28 @@ def crm_command(
     """/crm: acknowledge at once, then answer through the response URL."""
     ack()
     bot = bot_context(context)
-    try:
-        user, actor = acting_user(bot, client, command["user_id"])
-    except CRMError as err:
-        respond(**blocks.error_message(err))
-        return
     verb, args = parse_command(command.get("text", ""))
-    reply = run_verb(
-        VerbRequest(
-            bot=bot,
-            client=client,
-            user=user,
-            actor=actor,
-            verb=verb,
-            args=args,
-            trigger_id=command.get("trigger_id"),
-            channel_id=command.get("channel_id"),
+    with contextlib.ExitStack() as stack:
+        # A read verb runs in the session the acting user is found in: one read, not two.
+        session = stack.enter_context(bot.db.session()) if verb in READ_VERBS else None
+        try:
+            user, actor = acting_user(bot, client, command["user_id"], session=session)
+        except CRMError as err:
+            respond(**blocks.error_message(err))
+            return
+        reply = run_verb(
+            VerbRequest(
+                bot=bot,
+                client=client,
+                user=user,
+                actor=actor,
+                verb=verb,
+                args=args,
+                trigger_id=command.get("trigger_id"),
+                channel_id=command.get("channel_id"),
+                session=session,
+            )
         )
-    )
     if reply:
         respond(**reply)
 

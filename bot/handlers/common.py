@@ -59,10 +59,18 @@ def _profile(client: WebClient, slack_user_id: str) -> dict[str, Any]:
 _USER_BY_SLACK_ID = select(User).where(User.slack_user_id == sa.bindparam("slack_user_id"))
 
 
-def acting_user(bot: BotContext, client: WebClient, slack_user_id: str) -> tuple[User, Actor]:
-    """The CRM user behind a Slack user (created from users.info when met for the first time)."""
-    with bot.db.session() as session:
+def acting_user(
+    bot: BotContext, client: WebClient, slack_user_id: str, *, session: Session | None = None
+) -> tuple[User, Actor]:
+    """The CRM user behind a Slack user (created from users.info when met for the first time).
+
+    ``session``: a read session of the caller's to look in (a read request then needs one).
+    """
+    if session is not None:
         user = session.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
+    else:
+        with bot.db.session() as own:
+            user = own.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
     if user is None:
         profile = _profile(client, slack_user_id)
         try:
@@ -77,8 +85,8 @@ def acting_user(bot: BotContext, client: WebClient, slack_user_id: str) -> tuple
                 )
         except IntegrityError:
             # A second request from the same new user created them first: use that row.
-            with bot.db.session() as session:
-                user = session.exec(select(User).where(User.slack_user_id == slack_user_id)).one()
+            with bot.db.session() as own:
+                user = own.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).one()
     return user, user_svc.actor_for(user, "slack")
 
 
