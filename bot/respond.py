@@ -24,6 +24,12 @@ TIMEOUT_SECONDS = 30.0
 MAX_IDLE_PER_HOST = 8
 
 _Origin = tuple[str, str, int]
+_CLOSED_BY_SERVER = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
 
 
 class ConnectionPool:
@@ -74,18 +80,22 @@ class ConnectionPool:
         body = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json;charset=utf-8"}
         for attempt in (1, 2):
-            conn = self._take(origin) or self._connect(origin, tls)
+            reused = self._take(origin)
+            conn = reused or self._connect(origin, tls)
             try:
                 conn.request("POST", target, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
-            except (OSError, http.client.HTTPException):
-                # A kept-alive connection the server has since closed, or a dropped one: one
-                # more try on a fresh connection, as Bolt's client retries connection errors.
+            except _CLOSED_BY_SERVER:
+                # A kept-alive connection the server has closed since: the reply never got
+                # there, so it goes once more on a fresh connection.
                 conn.close()
-                if attempt == 2:
+                if reused is None or attempt == 2:
                     raise
                 continue
+            except (OSError, http.client.HTTPException):
+                conn.close()  # a timeout or a broken answer: the reply may have arrived
+                raise
             if response.will_close:
                 conn.close()
             else:

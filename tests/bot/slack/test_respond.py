@@ -102,7 +102,23 @@ def test_without_a_response_url_respond_says_so():
         PooledRespond(response_url=None)("hi")
 
 
-def test_an_unreachable_url_raises_after_one_retry():
+def test_an_unreachable_url_raises():
     pool = ConnectionPool(timeout=2)
     with pytest.raises(OSError):
         PooledRespond(response_url="http://127.0.0.1:9/respond/x", pool=pool)("hi")
+
+
+def test_a_reply_that_timed_out_is_not_sent_again(server: ResponseURLServer):
+    import time
+
+    slow_before = server.http.RequestHandlerClass.do_POST
+
+    def slow(handler) -> None:
+        time.sleep(1.5)
+        slow_before(handler)
+
+    server.http.RequestHandlerClass.do_POST = slow  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError):
+        PooledRespond(response_url=server.url("late"), pool=ConnectionPool(timeout=0.5))("hi")
+    time.sleep(1.5)
+    assert [body["text"] for _port, body in server.received] == ["hi"]
