@@ -54,7 +54,11 @@ class AnswerOnAck(Ack):
 
     def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
         response = super().__call__(*args, **kwargs)
-        self._send(response)
+        try:
+            self._send(response)
+        except OSError as exc:
+            # Slack hung up first (it gives up after 3 s): the request is still carried out.
+            logger.warning("Slack closed the connection before its answer: %s", exc)
         return response
 
 

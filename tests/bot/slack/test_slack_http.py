@@ -228,3 +228,16 @@ def test_a_command_is_answered_at_ack_while_its_listener_goes_on(slack, fake_sla
     assert reply.status == 200 and answered < delay, f"answered after {answered:.2f}s"
     assert "/crm find" in json.dumps(slack.wait_respond("cmd1"))
     assert time.monotonic() - started >= delay
+
+
+def test_a_listener_goes_on_when_slack_hung_up_before_its_answer():
+    from slack_bolt import BoltResponse
+
+    from bot.slack_runtime import AnswerOnAck
+
+    def hung_up(_response: BoltResponse) -> None:
+        raise BrokenPipeError("the peer closed the connection")
+
+    ack = AnswerOnAck(hung_up)
+    response = ack()  # must not raise into the listener, which still has the work to do
+    assert response.status == 200 and ack.response is response
