@@ -145,8 +145,8 @@ def follow_up_findings(
                 customer_id=tr.customer_id,
                 owner_id=None if owner is None or pd.isna(owner) else int(owner),
                 thread_key=tr.thread_key,
-                last_inbound_at=UTCDateTime().process_result_value(tr.last_in, None),
-                last_outbound_at=UTCDateTime().process_result_value(tr.last_out, None),
+                last_inbound_at=pipeline.utc_result(tr.last_in),
+                last_outbound_at=pipeline.utc_result(tr.last_out),
                 customer_name=names.get(tr.customer_id, ""),
                 subject=tr.subject,
             )
