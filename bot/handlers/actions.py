@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot import blocks
-from bot.handlers.commands import VerbRequest, run_verb
+from bot.handlers.commands import answer_verb
 from bot.handlers.common import (
     BotContext,
     acting_user,
@@ -99,18 +99,8 @@ def show_or_timeline(
     ack()
     bot = bot_context(context)
     action = _action(body)
-    user, actor = acting_user(bot, client, body["user"]["id"])
     verb = "timeline" if action["action_id"] == blocks.A_TIMELINE else "show"
-    reply = run_verb(
-        VerbRequest(
-            bot=bot,
-            client=client,
-            user=user,
-            actor=actor,
-            verb=verb,
-            args=f"#{action.get('value', '')}",
-        )
-    )
+    reply = answer_verb(bot, client, body["user"]["id"], verb, f"#{action.get('value', '')}")
     if _from_home(body):
         direct_message(client, body["user"]["id"], reply)
     else:
@@ -128,18 +118,7 @@ def next_page(
     except (ValueError, KeyError, TypeError):
         respond(**blocks.note("That page button is broken; run the command again."))
         return
-    user, actor = acting_user(bot, client, body["user"]["id"])
-    reply = run_verb(
-        VerbRequest(
-            bot=bot,
-            client=client,
-            user=user,
-            actor=actor,
-            verb=verb,
-            args=args,
-            offset=max(0, offset),
-        )
-    )
+    reply = answer_verb(bot, client, body["user"]["id"], verb, args, offset=max(0, offset))
     respond(**reply, replace_original=True)
 
 

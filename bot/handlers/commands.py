@@ -699,22 +699,26 @@ def parse_command(text: str) -> tuple[str, str]:
     return (verb.lower() or "help"), args.strip()
 
 
-def crm_command(
-    ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, context: dict[str, Any]
-) -> None:
-    """/crm: acknowledge at once, then answer through the response URL."""
-    ack()
-    bot = bot_context(context)
-    verb, args = parse_command(command.get("text", ""))
+def answer_verb(
+    bot: BotContext,
+    client: WebClient,
+    slack_user_id: str,
+    verb: str,
+    args: str,
+    *,
+    offset: int = 0,
+    trigger_id: str | None = None,
+    channel_id: str | None = None,
+) -> dict[str, Any]:
+    """The reply to a verb from a Slack user: the typed command, or a page button's next page."""
     with contextlib.ExitStack() as stack:
         # A read verb runs in the session the acting user is found in: one read, not two.
         session = stack.enter_context(bot.db.session()) if verb in READ_VERBS else None
         try:
-            user, actor = acting_user(bot, client, command["user_id"], session=session)
+            user, actor = acting_user(bot, client, slack_user_id, session=session)
         except CRMError as err:
-            respond(**blocks.error_message(err))
-            return
-        reply = run_verb(
+            return blocks.error_message(err)
+        return run_verb(
             VerbRequest(
                 bot=bot,
                 client=client,
@@ -722,11 +726,29 @@ def crm_command(
                 actor=actor,
                 verb=verb,
                 args=args,
-                trigger_id=command.get("trigger_id"),
-                channel_id=command.get("channel_id"),
+                offset=offset,
+                trigger_id=trigger_id,
+                channel_id=channel_id,
                 session=session,
             )
         )
+
+
+def crm_command(
+    ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, context: dict[str, Any]
+) -> None:
+    """/crm: acknowledge at once, then answer through the response URL."""
+    ack()
+    verb, args = parse_command(command.get("text", ""))
+    reply = answer_verb(
+        bot_context(context),
+        client,
+        command["user_id"],
+        verb,
+        args,
+        trigger_id=command.get("trigger_id"),
+        channel_id=command.get("channel_id"),
+    )
     if reply:
         respond(**reply)
 
