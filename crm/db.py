@@ -8,6 +8,7 @@ One ``Database`` per process, built from the settings. Units of work use
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,11 @@ from sqlmodel import Session
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# A pooled PostgreSQL connection idle for longer than this is checked with a round trip before
+# it is handed out (the same rule and default as PgBouncer's server_check_delay). A connection
+# in steady use is not: a ping per checkout would add a round trip to every request.
+IDLE_CHECK_SECONDS = 30.0
 
 
 def normalise_url(url: str) -> str:
@@ -63,10 +69,36 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _check_idle_connections(engine)
+    return engine
+
+
+def _check_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before reuse only when it has been idle a while.
+
+    A server restart or an idle timeout closes connections that sit in the pool; the ping
+    finds those and the pool replaces them (SQLAlchemy's documented checkout-event recipe).
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_CHECK_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise sa.exc.DisconnectionError(str(exc)) from exc
+            raise
 
 
 class Database:
@@ -76,6 +108,16 @@ class Database:
         self.url = normalise_url(url)
         self.engine = create_db_engine(self.url, **engine_kwargs)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        # Reads on PostgreSQL run without a transaction: no BEGIN and no ROLLBACK round trips,
+        # and each statement sees the latest committed data. SQLite reads keep theirs (cheap,
+        # in-process).
+        # Its connections stay in autocommit mode (a pool of their own, so that no connection
+        # switches modes at every checkout).
+        self._read_engine = (
+            create_db_engine(self.url, isolation_level="AUTOCOMMIT", **engine_kwargs)
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
 
     @property
     def dialect(self) -> str:
@@ -83,8 +125,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read session (rolled back at the end)."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        """A read session. Write only in ``transaction()``.
+
+        On PostgreSQL it opens no transaction, so each statement sees the latest committed data.
+        """
+        with Session(self._read_engine, expire_on_commit=False) as session:
             yield session
 
     @contextmanager
@@ -103,6 +148,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:

@@ -1,0 +1,62 @@
+"""The store's connection handling on PostgreSQL: reads without a transaction, idle checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
+
+from crm import db as db_module
+from crm.db import Database
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Database]:
+    database = Database(postgres_url, pool_size=1, max_overflow=0)
+    yield database
+    database.dispose()
+
+
+def _backend_pid(database: Database) -> int:
+    with database.session() as session:
+        return int(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(postgres_url: str, pid: int) -> None:
+    other = Database(postgres_url)
+    with other.transaction() as session:
+        session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    other.dispose()
+
+
+def test_a_read_session_opens_no_transaction_on_postgresql(pg: Database) -> None:
+    with pg.session() as session:
+        session.execute(sa.text("SELECT 1")).scalar_one()
+        status = session.connection().connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
+        assert status == TransactionStatus.IDLE  # an open transaction would be INTRANS
+    with pg.transaction() as session:
+        session.execute(sa.text("SELECT 1")).scalar_one()
+        status = session.connection().connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
+        assert status == TransactionStatus.INTRANS
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_before_use(
+    pg: Database, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _backend_pid(pg)
+    _terminate(postgres_url, first)
+    monkeypatch.setattr(db_module, "IDLE_CHECK_SECONDS", 0.0)  # the pooled one counts as idle
+    second = _backend_pid(pg)  # no error: the check found it dead and the pool replaced it
+    assert second != first
+
+
+def test_a_connection_in_steady_use_is_not_pinged(pg: Database, postgres_url: str) -> None:
+    # Within the idle window a dead connection is found by the request that uses it: that
+    # request fails, and the pool is renewed for the next one.
+    first = _backend_pid(pg)
+    _terminate(postgres_url, first)
+    with pytest.raises(sa.exc.OperationalError):
+        _backend_pid(pg)
+    assert _backend_pid(pg) != first
