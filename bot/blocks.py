@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from slack_sdk.models.basic_objects import JsonObject
+from slack_sdk.models.basic_objects import EMPTY_ALLOWED_TYPE_AND_PROPERTY_LIST, JsonObject
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -97,6 +97,49 @@ def _validate_json(self: JsonObject) -> None:
 # reading every attribute in ``dir(self)``, properties included: most of the cost of serialising a
 # card. The same validators run here, found once per class; a violation raises as before.
 JsonObject.validate_json = _validate_json  # type: ignore[method-assign]
+
+_EMPTY_ALLOWED = frozenset((e["type"], e["property"]) for e in EMPTY_ALLOWED_TYPE_AND_PROPERTY_LIST)
+_slack_non_null_attributes = JsonObject.get_non_null_attributes
+_base_to_dict = JsonObject.to_dict
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    to_dict = getattr(value, "to_dict", None)
+    if to_dict is None or not callable(to_dict):
+        return value
+    out = to_dict()
+    if type(value).to_dict is _base_to_dict:
+        return out  # built by _non_null_attributes below: already plain
+    return {k: _plain(v) for k, v in out.items()}  # another class's to_dict: walk what it made
+
+
+def _non_null_attributes(self: JsonObject) -> dict[str, Any]:
+    """slack_sdk's ``get_non_null_attributes``, without its second walk of every nested dict.
+
+    slack_sdk converts a nested object with its ``to_dict()`` and then walks the result again,
+    at every level: a leaf is visited once per level above it. The output is the same.
+    """
+    if type(self).get_object_attribute is not JsonObject.get_object_attribute:
+        return _slack_non_null_attributes(self)
+    type_value = getattr(self, "type", None)
+    out: dict[str, Any] = {}
+    for key in sorted(self.attributes):
+        value = getattr(self, key, None)
+        if value is None:
+            continue
+        if (
+            (type_value, key) not in _EMPTY_ALLOWED
+            and hasattr(value, "__len__")
+            and len(value) == 0
+        ):
+            continue
+        out[key] = _plain(value)
+    return out
+
+
+JsonObject.get_non_null_attributes = _non_null_attributes  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- basics

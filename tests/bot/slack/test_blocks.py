@@ -31,7 +31,9 @@ def test_nested_block_violations_still_raise_with_validators_found_once_per_clas
     too_long_button = ButtonElement(text="b" * 76, action_id="a", value="v")
     with pytest.raises(SlackObjectFormationError):
         blocks.message([ActionsBlock(elements=[too_long_button])], "x")
-    select = StaticSelectElement(action_id="s", options=[blocks.option("o", str(i)) for i in range(101)])
+    select = StaticSelectElement(
+        action_id="s", options=[blocks.option("o", str(i)) for i in range(101)]
+    )
     with pytest.raises(SlackObjectFormationError):
         blocks.message([blocks.section("pick", accessory=select)], "x")
     # The same validators as slack_sdk's own per-object scan of dir(self):
@@ -123,3 +125,66 @@ def test_parsing_customer_references_and_times():
     assert split_when("tomorrow 9am send the quote", "UTC") == ("tomorrow 9am", "send the quote")
     assert split_when("next friday: review", "UTC") == ("next friday", "review")
     assert split_when("in 3 days", "UTC") == ("in 3 days", "")
+
+
+def _every_kind_of_payload() -> list[object]:
+    c = _customer(domain="acme.example", company="Acme & Co <x>")
+    deals = [
+        Deal(id=i, customer_id=7, title=f"D{i}", stage="lead", amount=Decimal("5"))
+        for i in range(3)
+    ]
+    card = CustomerCard(
+        customer=c,
+        owner=User(id=1, name="Rita"),
+        contacts=[],
+        open_deals=deals,
+        recent_interactions=[
+            Interaction(
+                id=1,
+                customer_id=7,
+                channel="email",
+                direction="inbound",
+                occurred_at=utcnow(),
+                body="hi",
+            )
+        ],
+        next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note="call"),
+        last_touch_at=utcnow(),
+    )
+    from crm.services.customers import CustomerMatch
+
+    return [
+        blocks.customer_card(card, None, tz="Europe/Berlin", scored=False),
+        blocks.customer_matches(
+            [CustomerMatch(c, 90.0, "fuzzy")] * 12, "acme", offset=0, has_more=True
+        ),
+        blocks.deal_new_modal(stages=["lead", "won"], currency="EUR", customer=c),
+        blocks.log_note_modal(c),
+        blocks.follow_up_modal(c),
+        blocks.log_message_modal(
+            meta={"channel": "C1", "ts": "1.2"}, preview="a message", in_thread=True
+        ),
+        blocks.options([blocks.customer_option(c), blocks.deal_option(deals[0])]),
+        blocks.help_message(VERBS),
+        blocks.home_view(
+            user=User(id=1, name="Rita", timezone="Europe/Berlin"),
+            follow_ups=[FollowUp(id=2, customer_id=7, due_at=utcnow())],
+            follow_up_names={7: "Acme"},
+            deals=deals,
+            deal_names={7: "Acme"},
+            rotting={},
+            at_risk_rows=[],
+            scored=False,
+            stages=["lead", "qualified", "won", "lost"],
+        ),
+    ]
+
+
+def test_serialised_payloads_are_exactly_slack_sdks(monkeypatch: pytest.MonkeyPatch):
+    from slack_sdk.models.basic_objects import JsonObject
+
+    ours = _every_kind_of_payload()
+    monkeypatch.setattr(JsonObject, "get_non_null_attributes", blocks._slack_non_null_attributes)
+    theirs = _every_kind_of_payload()
+    assert ours == theirs
+    assert any(isinstance(p, dict) and p.get("type") == "modal" for p in ours)
