@@ -384,14 +384,14 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
     rng = random.Random(7)
     ok = True
     try:
-        # Warm-up, not timed: the first find loads the fuzzy-name index; the first request
-        # creates the bench user from users.info.
+        # Warm-up, not timed: the first request creates the bench user from users.info (each
+        # bot process loaded its fuzzy-name index at start-up, before taking requests).
         warm = _workload(db, 20, rng)
         started = time.monotonic()
         _fire(server.url, cloud, warm[:1], 1, "warm0")
         _fire(server.url, cloud, warm, concurrency, "warm")
         print(
-            f"  warm-up (name index load, first user): {time.monotonic() - started:.1f}s",
+            f"  warm-up (first user): {time.monotonic() - started:.1f}s",
             flush=True,
         )
         work = _workload(db, requests, rng)

@@ -25,6 +25,7 @@ from bot.slack_runtime import ANSWER_NOW, AnswerOnAck
 from crm.config import Settings
 from crm.db import Database
 from crm.services.dates import parse_when
+from crm.services.search import warm_name_index
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,15 @@ def warm_up_date_parsing(tz: str) -> None:
     parse_when("tomorrow 9am", tz=tz)
 
 
+def warm_up_search(db: Database) -> None:
+    """Load the fuzzy-name index (about a second for 100k customers) before users search."""
+    try:
+        with db.session() as session:
+            warm_name_index(session)
+    except Exception:  # e.g. the database is not up yet: the first search loads it instead
+        logger.warning("could not load the customer name index at start-up", exc_info=True)
+
+
 def create_app(
     settings: Settings,
     db: Database,
@@ -138,6 +148,7 @@ def create_app(
         next()
 
     warm_up_date_parsing(settings.timezone)
+    warm_up_search(db)
     app.use(attach_crm)
     app.error(handle_error)
     register_listeners(app)

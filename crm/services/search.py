@@ -3,6 +3,8 @@
 Exact lookups (email, domain, id) go straight to indexed SQL. Fuzzy names need every name,
 so each process keeps an in-memory index of (id, name key) that it refreshes incrementally
 from ``customers.updated_at`` before each search: other replicas' changes are seen at once.
+A process loads it at start-up (``warm_name_index``); the periodic full rebuild runs in the
+background while searches go on with the index they have.
 
 Scoring every name with rapidfuzz's WRatio costs ~1.5 µs a name, too slow for 100k+
 customers. So the index also keeps a token vocabulary with posting lists: each query word
@@ -13,6 +15,7 @@ many query words they share, and only the best few hundred are scored in full.
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -26,6 +29,8 @@ from sqlmodel import Session
 
 from crm.models import Customer
 from crm.services.normalise import name_key
+
+logger = logging.getLogger(__name__)
 
 CANDIDATES = 400  # names scored in full per query
 TOKEN_CUTOFF = 75.0  # how alike a query word and a name word must be to count as shared
@@ -85,6 +90,7 @@ class NameIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._index = _Index()
+        self._rebuild: threading.Thread | None = None  # a full rebuild under way, if any
 
     def _rows(self, session: Session, since: datetime | None) -> sa.Result:  # type: ignore[type-arg]
         stmt = sa.select(Customer.id, Customer.name_key, Customer.company, Customer.updated_at)
@@ -92,24 +98,54 @@ class NameIndex:
             stmt = stmt.where(Customer.updated_at >= since)
         return session.execute(stmt.order_by(Customer.id))
 
-    def _full_load(self, session: Session) -> None:
+    def _full_load(self, session: Session) -> _Index:
         index = _Index(loaded_at=time.monotonic())
         for cid, key, company, updated in self._rows(session, None):
             index.put(cid, _search_key(key, company))
             if index.mark is None or updated > index.mark:
                 index.mark = updated
-        self._index = index
+        return index
+
+    def warm(self, session: Session) -> None:
+        """Load the index now (at start-up), so that no user's first search waits for it."""
+        with self._lock:
+            self.refresh(session)
+
+    def _rebuild_in_background(self, session: Session) -> None:
+        """Start a full rebuild (it drops merged-away customers and anything missed); searches
+        go on with the current index, which the rebuilt one replaces when it is ready."""
+        if self._rebuild is not None and self._rebuild.is_alive():
+            return
+        bind = session.get_bind()
+
+        def rebuild() -> None:
+            try:
+                with Session(bind) as own:
+                    fresh = self._full_load(own)
+            except Exception:  # the current index keeps serving; a rebuild is tried again later
+                logger.exception("could not rebuild the customer name index")
+                with self._lock:
+                    self._index.loaded_at = time.monotonic()
+                return
+            with self._lock:
+                # Changes committed since its snapshot are picked up by the next refresh.
+                self._index = fresh
+
+        self._rebuild = threading.Thread(target=rebuild, name="name-index-rebuild", daemon=True)
+        self._rebuild.start()
 
     def refresh(self, session: Session) -> None:
         """Pick up customers added (higher id) or changed (newer updated_at) since the last search.
 
         Two indexed max() lookups; new rows are found by id, so rows written with old
-        timestamps (imports, demo data) are seen at once too.
+        timestamps (imports, demo data) are seen at once too. Called with the lock held.
         """
         index = self._index
-        if index.mark is None or time.monotonic() - index.loaded_at > FULL_RELOAD_EVERY:
-            self._full_load(session)
+        if index.mark is None:  # nothing loaded yet: this search has to wait for it
+            self._index = self._full_load(session)
             return
+        if time.monotonic() - index.loaded_at > FULL_RELOAD_EVERY:
+            self._rebuild_in_background(session)
         table = Customer.__table__
         newest_id, newest = session.execute(
             sa.select(
@@ -122,7 +158,7 @@ class NameIndex:
         if newest_id is None:
             return
         if newest_id < index.max_id:  # rows vanished (merges, a restored backup): start afresh
-            self._full_load(session)
+            self._index = self._full_load(session)
             return
         changed = newest is not None and newest.replace(tzinfo=None) > index.mark.replace(
             tzinfo=None
@@ -215,6 +251,11 @@ def name_index_for(session: Session) -> NameIndex:
         if index is None:
             index = _indexes[url] = NameIndex()
     return index
+
+
+def warm_name_index(session: Session) -> None:
+    """Load this process's name index for the session's database before serving users."""
+    name_index_for(session).warm(session)
 
 
 def forget_indexes() -> None:

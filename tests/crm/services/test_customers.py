@@ -92,6 +92,51 @@ def test_search_sees_customers_added_and_renamed_after_the_first_search(db, admi
         assert customers.find_customers(s, "Priya Sharma")[0].customer.id == priya.id
 
 
+def test_full_rebuild_runs_in_the_background_while_searches_go_on(db, admin, monkeypatch):
+    import threading
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from crm.services import search
+
+    jane = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    with db.session() as s:
+        search.warm_name_index(s)
+        index = search.name_index_for(s)
+    # A rename the incremental refresh cannot see (an old timestamp, as a restored backup or a
+    # hand-made SQL fix leaves): only a full rebuild finds it.
+    with db.transaction() as s:
+        s.execute(
+            sa.update(Customer)
+            .where(Customer.id == jane.id)
+            .values(
+                name="Priya Patel",
+                name_key="priya patel",
+                updated_at=datetime(2000, 1, 1, tzinfo=UTC),
+            )
+        )
+    gate = threading.Event()
+    full_load = search.NameIndex._full_load
+
+    def slow_full_load(self, session):
+        assert gate.wait(10)
+        return full_load(self, session)
+
+    monkeypatch.setattr(search.NameIndex, "_full_load", slow_full_load)
+    monkeypatch.setattr(search, "FULL_RELOAD_EVERY", 0.0)
+    with db.session() as s:
+        # The rebuild is due and starts; this search is answered from the index as it is.
+        assert customers.find_customers(s, "Jane Do")[0].customer.id == jane.id
+    assert index._rebuild is not None and index._rebuild.is_alive()
+    gate.set()
+    index._rebuild.join(10)
+    monkeypatch.setattr(search, "FULL_RELOAD_EVERY", 600.0)
+    with db.session() as s:
+        assert customers.find_customers(s, "Priya Patl")[0].customer.id == jane.id
+        assert not customers.find_customers(s, "Jane Do")
+
+
 def test_resolve_asks_when_ambiguous_and_suggests_when_unknown(db, admin):
     add_customer(db, admin, "Jane Doe", "jane@acme.com", company="Acme Corp")
     add_customer(db, admin, "John Doe", "john@acme.io", company="Acme Inc")
@@ -212,7 +257,10 @@ def test_fuzzy_search_scales_past_the_full_scan(db, admin):
     """With many customers the token index picks candidates; typos and partial words still match."""
     from crm.services import bulk
 
-    rows = [{"name": f"Person {i:05d} Sample", "company": f"Company {i % 97} Holdings"} for i in range(1_500)]
+    rows = [
+        {"name": f"Person {i:05d} Sample", "company": f"Company {i % 97} Holdings"}
+        for i in range(1_500)
+    ]
     rows.append({"name": "Priyanka Chatterjee", "company": "Northwind Traders"})
     with db.transaction() as s:
         ids = bulk.insert_customers(s, rows, actor=admin, label="test")
@@ -234,9 +282,19 @@ def test_search_sees_rows_written_with_old_timestamps(db, admin):
     with db.session() as s:
         customers.find_customers(s, "Jane Doe")  # the index is built now
     with db.transaction() as s:
-        bulk.insert_customers(s, [{"name": "Old Timer", "company": "Vintage Works",
-                                   "updated_at": datetime(2020, 1, 1, tzinfo=UTC),
-                                   "created_at": datetime(2020, 1, 1, tzinfo=UTC)}], actor=admin, label="test")
+        bulk.insert_customers(
+            s,
+            [
+                {
+                    "name": "Old Timer",
+                    "company": "Vintage Works",
+                    "updated_at": datetime(2020, 1, 1, tzinfo=UTC),
+                    "created_at": datetime(2020, 1, 1, tzinfo=UTC),
+                }
+            ],
+            actor=admin,
+            label="test",
+        )
     with db.session() as s:
         assert customers.find_customers(s, "Old Timer")[0].customer.name == "Old Timer"
 
@@ -260,13 +318,21 @@ def test_reps_claim_unowned_customers_but_cannot_take_others(db, admin):
     _, mia = make_user(db, "Mia Manager", Role.manager)
     unowned = add_customer(db, admin, "Free Agent", "free@agent.com")
     with db.transaction() as s:
-        customers.update_customer(s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rita.id), actor=rita_actor)
+        customers.update_customer(
+            s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rita.id), actor=rita_actor
+        )
     with db.transaction() as s, pytest.raises(PermissionDenied):
-        customers.update_customer(s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rob.id), actor=rob_actor)
+        customers.update_customer(
+            s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rob.id), actor=rob_actor
+        )
     with db.transaction() as s, pytest.raises(PermissionDenied):
-        customers.create_customer(s, actor=rob_actor, customer_in=CustomerCreate(name="X", owner_id=rita.id))
+        customers.create_customer(
+            s, actor=rob_actor, customer_in=CustomerCreate(name="X", owner_id=rita.id)
+        )
     with db.transaction() as s:
-        customers.update_customer(s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rob.id), actor=mia)
+        customers.update_customer(
+            s, customer_id=unowned.id, changes=CustomerUpdate(owner_id=rob.id), actor=mia
+        )
     with db.session() as s:
         assert s.get(Customer, unowned.id).owner_id == rob.id
 
@@ -276,7 +342,9 @@ def test_unknown_owner_is_a_clear_error(db, admin, settings):
 
     customer = add_customer(db, admin)
     with db.transaction() as s, pytest.raises(NotFound, match="no user #999"):
-        customers.update_customer(s, customer_id=customer.id, changes=CustomerUpdate(owner_id=999), actor=admin)
+        customers.update_customer(
+            s, customer_id=customer.id, changes=CustomerUpdate(owner_id=999), actor=admin
+        )
     deal = add_deal(db, admin, settings, customer.id)
     with db.transaction() as s, pytest.raises(NotFound, match="no user #999"):
         deals.update_deal(s, deal_id=deal.id, actor=admin, settings=settings, owner_id=999)
