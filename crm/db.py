@@ -1,8 +1,9 @@
 """Engine, sessions and schema migrations.
 
 One ``Database`` per process, built from the settings. Units of work use
-``with db.transaction() as session:`` (commits on success, rolls back on any error) or
-``with db.session() as session:`` for reads.
+``with db.transaction() as session:`` (commits on success, rolls back on any error),
+``with db.session() as session:`` for reads, or ``with db.lookup() as session:`` for the
+quick reads of an interactive request.
 """
 
 from __future__ import annotations
@@ -108,12 +109,10 @@ class Database:
         self.url = normalise_url(url)
         self.engine = create_db_engine(self.url, **engine_kwargs)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        # Reads on PostgreSQL run without a transaction: no BEGIN and no ROLLBACK round trips,
-        # and each statement sees the latest committed data. SQLite reads keep theirs (cheap,
-        # in-process).
-        # Its connections stay in autocommit mode (a pool of their own, so that no connection
+        # Lookups on PostgreSQL run without a transaction: no BEGIN and no ROLLBACK round trips.
+        # Their connections stay in autocommit mode (a pool of their own, so that no connection
         # switches modes at every checkout).
-        self._read_engine = (
+        self._lookup_engine = (
             create_db_engine(self.url, isolation_level="AUTOCOMMIT", **engine_kwargs)
             if self.engine.dialect.name == "postgresql"
             else self.engine
@@ -125,11 +124,20 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read session. Write only in ``transaction()``.
+        """A read session: one consistent view of the data (rolled back at the end)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
 
-        On PostgreSQL it opens no transaction, so each statement sees the latest committed data.
+    @contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for the short reads of an interactive request (a Slack command, a button).
+
+        On PostgreSQL it opens no transaction: each statement sees the latest committed data,
+        and a request saves the BEGIN and ROLLBACK round trips. Reads that must agree with each
+        other over many statements, or stream large results, use ``session()``. Write only in
+        ``transaction()``.
         """
-        with Session(self._read_engine, expire_on_commit=False) as session:
+        with Session(self._lookup_engine, expire_on_commit=False) as session:
             yield session
 
     @contextmanager
@@ -148,8 +156,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._read_engine is not self.engine:
-            self._read_engine.dispose()
+        if self._lookup_engine is not self.engine:
+            self._lookup_engine.dispose()
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Any:

@@ -713,7 +713,7 @@ def answer_verb(
     """The reply to a verb from a Slack user: the typed command, or a page button's next page."""
     with contextlib.ExitStack() as stack:
         # A read verb runs in the session the acting user is found in: one read, not two.
-        session = stack.enter_context(bot.db.session()) if verb in READ_VERBS else None
+        session = stack.enter_context(bot.db.lookup()) if verb in READ_VERBS else None
         try:
             user, actor = acting_user(bot, client, slack_user_id, session=session)
         except CRMError as err:

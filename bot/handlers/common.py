@@ -69,7 +69,7 @@ def acting_user(
     if session is not None:
         user = session.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
     else:
-        with bot.db.session() as own:
+        with bot.db.lookup() as own:
             user = own.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
     if user is None:
         profile = _profile(client, slack_user_id)
@@ -85,7 +85,7 @@ def acting_user(
                 )
         except IntegrityError:
             # A second request from the same new user created them first: use that row.
-            with bot.db.session() as own:
+            with bot.db.lookup() as own:
                 user = own.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).one()
     return user, user_svc.actor_for(user, "slack")
 
@@ -97,7 +97,7 @@ def write(bot: BotContext, fn: Callable[[Session], T]) -> T:
 
 
 def read(bot: BotContext, fn: Callable[[Session], T]) -> T:
-    with bot.db.session() as session:
+    with bot.db.lookup() as session:
         return fn(session)
 
 

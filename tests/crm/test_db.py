@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
+from sqlmodel import Session
 
 from crm import db as db_module
 from crm.db import Database
@@ -20,7 +21,7 @@ def pg(postgres_url: str) -> Iterator[Database]:
 
 
 def _backend_pid(database: Database) -> int:
-    with database.session() as session:
+    with database.lookup() as session:
         return int(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
 
 
@@ -31,15 +32,24 @@ def _terminate(postgres_url: str, pid: int) -> None:
     other.dispose()
 
 
-def test_a_read_session_opens_no_transaction_on_postgresql(pg: Database) -> None:
-    with pg.session() as session:
+def _status(session: Session) -> TransactionStatus:
+    return session.connection().connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr,no-any-return]
+
+
+def test_a_lookup_opens_no_transaction_and_a_read_session_does(pg: Database) -> None:
+    with pg.lookup() as session:
         session.execute(sa.text("SELECT 1")).scalar_one()
-        status = session.connection().connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
-        assert status == TransactionStatus.IDLE  # an open transaction would be INTRANS
+        assert _status(session) == TransactionStatus.IDLE  # in a transaction it would be INTRANS
+    with pg.session() as session:
+        # One consistent view, and large results can stream through a server-side cursor.
+        rows = session.execute(
+            sa.text("SELECT generate_series(1, 5000)"), execution_options={"yield_per": 1000}
+        )
+        assert sum(1 for _ in rows) == 5000
+        assert _status(session) == TransactionStatus.INTRANS
     with pg.transaction() as session:
         session.execute(sa.text("SELECT 1")).scalar_one()
-        status = session.connection().connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
-        assert status == TransactionStatus.INTRANS
+        assert _status(session) == TransactionStatus.INTRANS
 
 
 def test_an_idle_connection_the_server_closed_is_replaced_before_use(
