@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,9 +22,11 @@ from bot.handlers.common import (
     write,
 )
 from bot.handlers.home import publish_home
+from crm.models import User
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
+from crm.services.actor import Actor
 from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
@@ -122,6 +125,26 @@ def next_page(
     respond(**reply, replace_original=True)
 
 
+def _act(
+    bot: BotContext,
+    client: WebClient,
+    body: dict[str, Any],
+    respond: Respond,
+    change: Callable[[User, Actor], dict[str, Any]],
+) -> None:
+    """Make a button's change as the user who clicked, and answer where the click came from.
+
+    A mistake (no permission, a follow-up already gone...) is explained to the user.
+    """
+    try:
+        user, actor = acting_user(bot, client, body["user"]["id"])
+        reply = change(user, actor)
+    except CRMError as err:
+        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
+        return
+    _reply(bot, client, body, respond, reply)
+
+
 def follow_up_button(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
@@ -129,9 +152,8 @@ def follow_up_button(
     ack()
     bot = bot_context(context)
     action = _action(body)
-    user, actor = acting_user(bot, client, body["user"]["id"])
-    tz = user.timezone or bot.settings.timezone
-    try:
+
+    def change(user: User, actor: Actor) -> dict[str, Any]:
         follow_up_id = _int_value(action)
         if action["action_id"] == blocks.A_DONE:
             write(
@@ -140,22 +162,18 @@ def follow_up_button(
                     s, follow_up_id=follow_up_id, actor=actor
                 ),
             )
-            reply = blocks.changed(f"Follow-up #{follow_up_id} is done.")
-        else:
-            days = 1 if action["action_id"] == blocks.A_SNOOZE_DAY else 7
-            f = write(
-                bot,
-                lambda s: followup_svc.snooze_follow_up(
-                    s, follow_up_id=follow_up_id, actor=actor, until=timedelta(days=days), tz=tz
-                ),
-            )
-            reply = blocks.changed(
-                f"Follow-up #{follow_up_id} snoozed to {blocks.when(f.due_at, tz)}."
-            )
-    except CRMError as err:
-        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
-        return
-    _reply(bot, client, body, respond, reply)
+            return blocks.changed(f"Follow-up #{follow_up_id} is done.")
+        tz = user.timezone or bot.settings.timezone
+        days = 1 if action["action_id"] == blocks.A_SNOOZE_DAY else 7
+        f = write(
+            bot,
+            lambda s: followup_svc.snooze_follow_up(
+                s, follow_up_id=follow_up_id, actor=actor, until=timedelta(days=days), tz=tz
+            ),
+        )
+        return blocks.changed(f"Follow-up #{follow_up_id} snoozed to {blocks.when(f.due_at, tz)}.")
+
+    _act(bot, client, body, respond, change)
 
 
 def move_stage(
@@ -164,11 +182,10 @@ def move_stage(
     """The "Move to…" menu next to a deal."""
     ack()
     bot = bot_context(context)
-    action = _action(body)
-    _user, actor = acting_user(bot, client, body["user"]["id"])
-    value = str((action.get("selected_option") or {}).get("value") or "")
+    value = str((_action(body).get("selected_option") or {}).get("value") or "")
     deal_part, _, stage = value.partition(":")
-    try:
+
+    def change(_user: User, actor: Actor) -> dict[str, Any]:
         if not deal_part.isdigit() or not stage:
             raise CRMError("That menu option carries no deal and stage.")
         deal_id = int(deal_part)
@@ -182,11 +199,9 @@ def move_stage(
                 s, deal_id=deal_id, stage=stage, actor=actor, settings=bot.settings
             ),
         )
-        reply = blocks.deal_changed(deal, "moved")
-    except CRMError as err:
-        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
-        return
-    _reply(bot, client, body, respond, reply)
+        return blocks.deal_changed(deal, "moved")
+
+    _act(bot, client, body, respond, change)
 
 
 def register(app: App) -> None:

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from slack_bolt import Ack, App
@@ -19,14 +19,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
-from bot.handlers.common import acting_user, bot_context, direct_message, read, write
+from bot.handlers.common import BotContext, acting_user, bot_context, direct_message, read, write
 from bot.handlers.events import chat_message
-from crm.models import Channel, DealCreate, InteractionCreate
+from crm.models import Channel, DealCreate, InteractionCreate, User
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import interactions as interaction_svc
 from crm.services import slack_capture
+from crm.services.actor import Actor
 from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,25 @@ def _confirm(client: WebClient, user_id: str, reply: dict[str, Any]) -> None:
     direct_message(client, user_id, reply)
 
 
+class Submission(NamedTuple):
+    """Who submitted a form, and what they entered."""
+
+    bot: BotContext
+    values: dict[str, dict[str, Any]]
+    user_id: str
+    user: User
+    actor: Actor
+
+
+def _submission(
+    body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> Submission:
+    bot = bot_context(context)
+    user_id = body["user"]["id"]
+    user, actor = acting_user(bot, client, user_id)
+    return Submission(bot, _values(view), user_id, user, actor)
+
+
 # DealCreate's fields -> the form's blocks
 _DEAL_BLOCKS = {"customer_id": "customer", "expected_close_date": "close"}
 
@@ -83,10 +103,7 @@ _DEAL_BLOCKS = {"customer_id": "customer", "expected_close_date": "close"}
 def deal_new(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    bot = bot_context(context)
-    values = _values(view)
-    user_id = body["user"]["id"]
-    _user, actor = acting_user(bot, client, user_id)
+    bot, values, user_id, _user, actor = _submission(body, view, client, context)
     try:
         customer = _selected(values, "customer")
         if not customer.isdigit():
@@ -123,10 +140,7 @@ def deal_new(
 def log_note(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    bot = bot_context(context)
-    values = _values(view)
-    user_id = body["user"]["id"]
-    user, actor = acting_user(bot, client, user_id)
+    bot, values, user_id, user, actor = _submission(body, view, client, context)
     try:
         meta = _metadata(view)
         kind = Channel(_selected(values, "kind") or "note")
@@ -167,10 +181,7 @@ def log_note(
 def follow_up(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    bot = bot_context(context)
-    values = _values(view)
-    user_id = body["user"]["id"]
-    user, actor = acting_user(bot, client, user_id)
+    bot, values, user_id, user, actor = _submission(body, view, client, context)
     tz = user.timezone or bot.settings.timezone
     try:
         meta = _metadata(view)
@@ -256,10 +267,7 @@ def log_message(
     longer than the 3 seconds Slack waits for the answer, so the messages are fetched and
     stored after it, and the outcome is sent to the user's DM.
     """
-    bot = bot_context(context)
-    values = _values(view)
-    user_id = body["user"]["id"]
-    _user, actor = acting_user(bot, client, user_id)
+    bot, values, user_id, _user, actor = _submission(body, view, client, context)
     try:
         actor.require_write()
         meta = _metadata(view)
