@@ -350,7 +350,7 @@ def customer_card(
     if card.recent_interactions:
         lines = [
             f"{when(i.occurred_at, tz)} · {esc(i.channel)} · "
-            f"{esc(_one_line(i.subject or i.body, 120))}"
+            f"{esc(_one_line(i.subject or i.preview, 120))}"
             for i in card.recent_interactions[:5]
         ]
         blocks.append(section("*Last interactions*\n" + "\n".join(lines)))

@@ -6,6 +6,7 @@ on stderr and exits with status 2; nothing is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -150,6 +151,8 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
@@ -355,7 +358,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
                     _when(i.occurred_at, tz),
                     i.channel,
                     i.direction,
-                    i.subject or (i.body[:60] if i.body else ""),
+                    i.subject or i.preview[:60],
                 ]
                 for i in card.recent_interactions
             ],

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from crm.models import (
+    Channel,
     ChannelLink,
     ContactKind,
     ContactPoint,
@@ -19,6 +20,7 @@ from crm.models import (
     CustomerUpdate,
     Deal,
     DealStatus,
+    Direction,
     FollowUp,
     FollowUpStatus,
     Interaction,
@@ -340,13 +342,28 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
     return keep
 
 
+@dataclass(frozen=True)
+class InteractionPreview:
+    """What a card shows of an interaction: one line, not the whole mail or thread."""
+
+    id: int
+    occurred_at: datetime
+    channel: Channel
+    direction: Direction
+    subject: str | None
+    preview: str  # the start of the body
+
+
+PREVIEW_CHARS = 240
+
+
 @dataclass
 class CustomerCard:
     customer: Customer
     owner: User | None
     contacts: list[ContactPoint]
     open_deals: list[Deal]
-    recent_interactions: list[Interaction]
+    recent_interactions: list[InteractionPreview]
     next_follow_up: FollowUp | None
     last_touch_at: datetime | None
     extras: dict[str, object] = field(default_factory=dict)
@@ -359,7 +376,15 @@ _CARD_DEALS = (
     .order_by(col(Deal.id))
 )
 _CARD_RECENT = (
-    select(Interaction)
+    # A body can be a long mail: only its start is read.
+    sa.select(
+        Interaction.id,
+        Interaction.occurred_at,
+        Interaction.channel,
+        Interaction.direction,
+        Interaction.subject,
+        sa.func.substr(Interaction.body, 1, PREVIEW_CHARS).label("preview"),
+    )
     .where(
         Interaction.customer_id == sa.bindparam("customer_id"),
         col(Interaction.deleted_at).is_(None),
@@ -387,7 +412,7 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
     customer = get_customer(session, customer_id)
     owner = session.get(User, customer.owner_id) if customer.owner_id else None
     params = {"customer_id": customer_id}
-    recent = list(session.exec(_CARD_RECENT, params=params))
+    recent = [InteractionPreview(*row) for row in session.execute(_CARD_RECENT, params)]
     return CustomerCard(
         customer=customer,
         owner=owner,

@@ -9,8 +9,8 @@ from slack_sdk.models.blocks import SectionBlock
 
 from bot import blocks
 from bot.handlers.commands import VERBS, split_customer, split_when
-from crm.models import Customer, Deal, FollowUp, Interaction, User, utcnow
-from crm.services.customers import CustomerCard
+from crm.models import Channel, Customer, Deal, Direction, FollowUp, User, utcnow
+from crm.services.customers import CustomerCard, InteractionPreview
 
 
 def _customer(**kw):
@@ -61,13 +61,13 @@ def test_card_with_huge_user_text_stays_within_limits():
             for i in range(40)
         ],
         recent_interactions=[
-            Interaction(
+            InteractionPreview(
                 id=1,
-                customer_id=7,
-                channel="note",
-                direction="internal",
                 occurred_at=utcnow(),
-                body=long,
+                channel=Channel.note,
+                direction=Direction.internal,
+                subject=None,
+                preview=long,
             )
         ],
         next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note=long[:2000]),
@@ -139,13 +139,13 @@ def _every_kind_of_payload() -> list[object]:
         contacts=[],
         open_deals=deals,
         recent_interactions=[
-            Interaction(
+            InteractionPreview(
                 id=1,
-                customer_id=7,
-                channel="email",
-                direction="inbound",
                 occurred_at=utcnow(),
-                body="hi",
+                channel=Channel.email,
+                direction=Direction.inbound,
+                subject=None,
+                preview="hi",
             )
         ],
         next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note="call"),

@@ -253,6 +253,42 @@ def test_customer_card_collects_what_a_rep_needs(db, admin, settings):
     assert card.next_follow_up is None and card.recent_interactions == []
 
 
+def test_customer_card_previews_interactions_without_reading_whole_bodies(db, admin):
+    from datetime import timedelta
+
+    from crm.models import Channel, Direction, Interaction, utcnow
+
+    customer = add_customer(db, admin)
+    now = utcnow()
+    with db.transaction() as s:
+        for n in range(7):
+            s.add(
+                Interaction(
+                    customer_id=customer.id,
+                    channel=Channel.email,
+                    direction=Direction.inbound,
+                    occurred_at=now - timedelta(days=n),
+                    subject=None if n == 0 else f"mail {n}",
+                    body=f"body {n} " + "x" * 100_000,
+                    deleted_at=now if n == 1 else None,
+                )
+            )
+    with db.session() as s:
+        card = customers.customer_card(s, customer.id)
+    # the newest five that are not deleted, newest first, each cut to its first characters
+    assert [i.subject for i in card.recent_interactions] == [
+        None,
+        "mail 2",
+        "mail 3",
+        "mail 4",
+        "mail 5",
+    ]
+    assert card.recent_interactions[0].preview.startswith("body 0 x")
+    assert {len(i.preview) for i in card.recent_interactions} == {customers.PREVIEW_CHARS}
+    assert card.recent_interactions[0].channel == Channel.email
+    assert card.last_touch_at == card.recent_interactions[0].occurred_at
+
+
 def test_fuzzy_search_scales_past_the_full_scan(db, admin):
     """With many customers the token index picks candidates; typos and partial words still match."""
     from crm.services import bulk
