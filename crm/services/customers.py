@@ -70,18 +70,33 @@ def get_customer(session: Session, customer_id: int) -> Customer:
     return customer
 
 
+# Lookups run on every search: their statements are built once; only the values change.
+_BY_EMAIL = (
+    select(Customer)
+    .join(ContactPoint)
+    .where(ContactPoint.kind == ContactKind.email, ContactPoint.value == sa.bindparam("email"))
+)
+_BY_DOMAIN = (
+    select(Customer)
+    .where(Customer.domain == sa.bindparam("domain"))
+    .order_by(col(Customer.id))
+    .limit(sa.bindparam("limit"))
+)
+_BY_NAME_KEY = (
+    select(Customer)
+    .where(Customer.name_key == sa.bindparam("key"))
+    .order_by(col(Customer.id))
+    .limit(sa.bindparam("limit"))
+)
+_BY_IDS = select(Customer).where(col(Customer.id).in_(sa.bindparam("ids", expanding=True)))
+
+
 def find_by_email(session: Session, email: str) -> Customer | None:
-    stmt = (
-        select(Customer)
-        .join(ContactPoint)
-        .where(ContactPoint.kind == ContactKind.email, ContactPoint.value == email.strip().lower())
-    )
-    return session.exec(stmt).first()
+    return session.exec(_BY_EMAIL, params={"email": email.strip().lower()}).first()
 
 
 def find_by_domain(session: Session, domain: str, limit: int = 20) -> list[Customer]:
-    stmt = select(Customer).where(Customer.domain == domain).order_by(col(Customer.id)).limit(limit)
-    return list(session.exec(stmt))
+    return list(session.exec(_BY_DOMAIN, params={"domain": domain, "limit": limit}))
 
 
 def find_customers(session: Session, query: str, *, limit: int = 10) -> list[CustomerMatch]:
@@ -108,19 +123,13 @@ def find_customers(session: Session, query: str, *, limit: int = 10) -> list[Cus
         if found:
             return [CustomerMatch(c, 100.0, "domain") for c in found]
     key = name_key(text)
-    exact = list(
-        session.exec(
-            select(Customer).where(Customer.name_key == key).order_by(col(Customer.id)).limit(limit)
-        )
-    )
+    exact = list(session.exec(_BY_NAME_KEY, params={"key": key, "limit": limit}))
     matches = [CustomerMatch(c, 100.0, "name") for c in exact]
     seen = {c.id for c in exact}
     scored = name_index_for(session).search(session, text, limit=limit + len(seen))
     wanted = [cid for cid, _ in scored if cid not in seen]
     if wanted:
-        by_id = {
-            c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(wanted)))
-        }
+        by_id = {c.id: c for c in session.exec(_BY_IDS, params={"ids": wanted})}
         for cid, score in scored:
             if cid in by_id and len(matches) < limit:
                 matches.append(CustomerMatch(by_id[cid], float(score), "fuzzy"))
