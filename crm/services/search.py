@@ -40,6 +40,14 @@ LOOKBACK = timedelta(seconds=30)
 FULL_RELOAD_EVERY = 600.0
 
 
+_CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
+# Run before every search: built once.
+_NEWEST = sa.select(
+    sa.select(sa.func.max(_CUSTOMERS.c.id)).scalar_subquery(),
+    sa.select(sa.func.max(_CUSTOMERS.c.updated_at)).scalar_subquery(),
+)
+
+
 @dataclass
 class _Index:
     ids: list[int] = field(default_factory=list)
@@ -146,13 +154,7 @@ class NameIndex:
             return
         if time.monotonic() - index.loaded_at > FULL_RELOAD_EVERY:
             self._rebuild_in_background(session)
-        table = Customer.__table__
-        newest_id, newest = session.execute(
-            sa.select(
-                sa.select(sa.func.max(table.c.id)).scalar_subquery(),
-                sa.select(sa.func.max(table.c.updated_at)).scalar_subquery(),
-            )
-        ).one()
+        newest_id, newest = session.execute(_NEWEST).one()
         if isinstance(newest, str):
             newest = datetime.fromisoformat(newest)
         if newest_id is None:
