@@ -102,21 +102,41 @@ def _check_idle_connections(engine: Engine) -> None:
             raise
 
 
+def _share_disconnects(*engines: Engine) -> None:
+    """When one pool finds the server gone (a restart, a failover), the others drop their
+    connections too, so that each pool does not fail a request of its own to find out."""
+    for engine in engines:
+
+        @sa.event.listens_for(engine, "handle_error")
+        def _on_error(context: Any, _source: Engine = engine) -> None:
+            if context.is_disconnect:
+                for other in engines:
+                    if other is not _source:
+                        other.dispose(close=False)
+
+
 class Database:
     """The store: an engine plus sessions per unit of work."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = normalise_url(url)
-        self.engine = create_db_engine(self.url, **engine_kwargs)
+        postgres = make_url(self.url).get_backend_name() == "postgresql"
+        # Writes, scheduled jobs and analytics: fewer at once than interactive lookups.
+        main_kwargs = (
+            {"pool_size": 5, "max_overflow": 15, **engine_kwargs} if postgres else engine_kwargs
+        )
+        self.engine = create_db_engine(self.url, **main_kwargs)
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         # Lookups on PostgreSQL run without a transaction: no BEGIN and no ROLLBACK round trips.
         # Their connections stay in autocommit mode (a pool of their own, so that no connection
-        # switches modes at every checkout).
-        self._lookup_engine = (
-            create_db_engine(self.url, isolation_level="AUTOCOMMIT", **engine_kwargs)
-            if self.engine.dialect.name == "postgresql"
-            else self.engine
-        )
+        # switches modes at every checkout). Both pools together stay at 15 idle and 40 open
+        # connections at most per process.
+        self._lookup_engine = self.engine
+        if postgres:
+            lookup_kwargs = {"pool_size": 10, "max_overflow": 10, **engine_kwargs}
+            lookup_kwargs["isolation_level"] = "AUTOCOMMIT"
+            self._lookup_engine = create_db_engine(self.url, **lookup_kwargs)
+            _share_disconnects(self.engine, self._lookup_engine)
 
     @property
     def dialect(self) -> str:
@@ -124,7 +144,8 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read session: one consistent view of the data (rolled back at the end)."""
+        """A read session, in a transaction that is rolled back at the end (large results can
+        stream through a server-side cursor)."""
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 

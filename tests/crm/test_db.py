@@ -70,3 +70,14 @@ def test_a_connection_in_steady_use_is_not_pinged(pg: Database, postgres_url: st
     with pytest.raises(sa.exc.OperationalError):
         _backend_pid(pg)
     assert _backend_pid(pg) != first
+
+
+def test_a_lost_server_found_by_one_pool_renews_the_other(pg: Database, postgres_url: str) -> None:
+    looked_up = _backend_pid(pg)
+    with pg.session() as session:
+        read = int(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+    _terminate(postgres_url, looked_up)
+    _terminate(postgres_url, read)
+    with pytest.raises(sa.exc.OperationalError), pg.session() as session:
+        session.execute(sa.text("SELECT 1")).scalar_one()  # this pool finds the server gone
+    assert _backend_pid(pg) != looked_up  # and the lookup pool needs no failed request of its own
