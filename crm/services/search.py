@@ -99,6 +99,7 @@ class NameIndex:
         self._lock = threading.Lock()
         self._index = _Index()
         self._rebuild: threading.Thread | None = None  # a full rebuild under way, if any
+        self._loads = 0  # full loads made in the foreground: a rebuild older than one is stale
 
     def _rows(self, session: Session, since: datetime | None) -> sa.Result:  # type: ignore[type-arg]
         stmt = sa.select(Customer.id, Customer.name_key, Customer.company, Customer.updated_at)
@@ -125,10 +126,15 @@ class NameIndex:
         if self._rebuild is not None and self._rebuild.is_alive():
             return
         bind = session.get_bind()
+        # Its own connection (a session's connection is not shared across threads), and a plain
+        # read: the caller may be a write unit, which on SQLite would take the write lock.
+        engine = bind.engine if isinstance(bind, sa.Connection) else bind
+        engine = engine.execution_options(sqlite_begin="DEFERRED")
+        started_after = self._loads
 
         def rebuild() -> None:
             try:
-                with Session(bind) as own:
+                with Session(engine) as own:
                     fresh = self._full_load(own)
             except Exception:  # the current index keeps serving; a rebuild is tried again later
                 logger.exception("could not rebuild the customer name index")
@@ -136,11 +142,16 @@ class NameIndex:
                     self._index.loaded_at = time.monotonic()
                 return
             with self._lock:
-                # Changes committed since its snapshot are picked up by the next refresh.
-                self._index = fresh
+                if self._loads == started_after:  # else a newer full load replaced the index
+                    # Changes committed since its snapshot are picked up by the next refresh.
+                    self._index = fresh
 
         self._rebuild = threading.Thread(target=rebuild, name="name-index-rebuild", daemon=True)
         self._rebuild.start()
+
+    def _replace(self, index: _Index) -> None:
+        self._index = index
+        self._loads += 1
 
     def refresh(self, session: Session) -> None:
         """Pick up customers added (higher id) or changed (newer updated_at) since the last search.
@@ -150,7 +161,7 @@ class NameIndex:
         """
         index = self._index
         if index.mark is None:  # nothing loaded yet: this search has to wait for it
-            self._index = self._full_load(session)
+            self._replace(self._full_load(session))
             return
         if time.monotonic() - index.loaded_at > FULL_RELOAD_EVERY:
             self._rebuild_in_background(session)
@@ -160,7 +171,7 @@ class NameIndex:
         if newest_id is None:
             return
         if newest_id < index.max_id:  # rows vanished (merges, a restored backup): start afresh
-            self._index = self._full_load(session)
+            self._replace(self._full_load(session))
             return
         changed = newest is not None and newest.replace(tzinfo=None) > index.mark.replace(
             tzinfo=None

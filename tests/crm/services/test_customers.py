@@ -118,23 +118,62 @@ def test_full_rebuild_runs_in_the_background_while_searches_go_on(db, admin, mon
         )
     gate = threading.Event()
     full_load = search.NameIndex._full_load
+    begin_modes = []
 
     def slow_full_load(self, session):
+        begin_modes.append(session.get_bind().get_execution_options().get("sqlite_begin"))
         assert gate.wait(10)
         return full_load(self, session)
 
     monkeypatch.setattr(search.NameIndex, "_full_load", slow_full_load)
     monkeypatch.setattr(search, "FULL_RELOAD_EVERY", 0.0)
-    with db.session() as s:
-        # The rebuild is due and starts; this search is answered from the index as it is.
+    with db.transaction() as s:
+        # The rebuild is due and starts; this search (in a write unit) is answered from the
+        # index as it is.
         assert customers.find_customers(s, "Jane Do")[0].customer.id == jane.id
     assert index._rebuild is not None and index._rebuild.is_alive()
     gate.set()
     index._rebuild.join(10)
+    # The rebuild read on its own, as a plain read: on SQLite it never held the write lock.
+    assert begin_modes == ["DEFERRED"]
     monkeypatch.setattr(search, "FULL_RELOAD_EVERY", 600.0)
     with db.session() as s:
         assert customers.find_customers(s, "Priya Patl")[0].customer.id == jane.id
         assert not customers.find_customers(s, "Jane Do")
+
+
+def test_a_rebuild_older_than_a_full_load_is_thrown_away(db, admin, monkeypatch):
+    import threading
+
+    from crm.services import search
+
+    jane = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    bob = add_customer(db, admin, "Bob Stone", "bob@initech.com")
+    with db.session() as s:
+        search.warm_name_index(s)
+        index = search.name_index_for(s)
+    gate = threading.Event()
+    full_load = search.NameIndex._full_load
+
+    def gated_in_background(self, session):
+        if threading.current_thread().name == "name-index-rebuild":
+            assert gate.wait(10)
+        return full_load(self, session)
+
+    monkeypatch.setattr(search.NameIndex, "_full_load", gated_in_background)
+    monkeypatch.setattr(search, "FULL_RELOAD_EVERY", 0.0)
+    with db.session() as s:
+        customers.find_customers(s, "Bob Ston")  # starts a rebuild, which waits at the gate
+    monkeypatch.setattr(search, "FULL_RELOAD_EVERY", 600.0)
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=jane.id, merge_id=bob.id, actor=admin)
+    with db.session() as s:
+        customers.find_customers(s, "Bob Ston")  # rows vanished: a full load, here and now
+    foreground = index._index
+    assert bob.id not in foreground.position
+    gate.set()  # the older rebuild now finishes: it started before the full load and must
+    index._rebuild.join(10)  # not replace it
+    assert index._index is foreground
 
 
 def test_resolve_asks_when_ambiguous_and_suggests_when_unknown(db, admin):
