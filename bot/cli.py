@@ -6,7 +6,6 @@ on stderr and exits with status 2; nothing is written.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sys
@@ -151,8 +150,6 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
@@ -326,7 +323,16 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         data |= {
             "owner": card.owner.name if card.owner else None,
             "open_deals": _plain(card.open_deals),
-            "recent_interactions": _plain(card.recent_interactions),
+            # Scripts get the interactions whole, not the card's one-line previews.
+            "recent_interactions": _plain(
+                interaction_svc.timeline(
+                    session,
+                    customer_id=card.customer.id,
+                    limit=len(card.recent_interactions),  # type: ignore[arg-type]
+                )
+                if card.recent_interactions
+                else []
+            ),
             "next_follow_up": _plain(card.next_follow_up),
         }
     if json_out:
@@ -958,6 +964,7 @@ def demo(
 
 # ---------------------------------------------------------------- run
 
+
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run crmbot: the Slack bot, the mail poller and the scheduled jobs that are configured."""
@@ -969,7 +976,11 @@ def run(ctx: typer.Context) -> None:
     for note in runtime.disabled:
         err_console.print(f"{note.name} is off: {note.reason}", highlight=False, markup=False)
     names = ", ".join(c.name for c in runtime.components) or "nothing"
-    err_console.print(f"crmbot {__version__} running: {names}. Press Ctrl+C to stop.", highlight=False, markup=False)
+    err_console.print(
+        f"crmbot {__version__} running: {names}. Press Ctrl+C to stop.",
+        highlight=False,
+        markup=False,
+    )
     runtime.stop_on_signal()
     runtime.wait()
 
@@ -1013,8 +1024,12 @@ def main(argv: list[str] | None = None) -> None:
     except OperationalError as exc:
         _say(f"error: database: {str(exc.orig).strip().splitlines()[0]}")
         sys.exit(1)
-    except DBAPIError as exc:  # a constraint or value the services did not foresee: say so, no traceback
-        _say(f"error: the database refused the change, nothing was written: {str(exc.orig).strip().splitlines()[0]}")
+    except (
+        DBAPIError
+    ) as exc:  # a constraint or value the services did not foresee: say so, no traceback
+        _say(
+            f"error: the database refused the change, nothing was written: {str(exc.orig).strip().splitlines()[0]}"
+        )
         sys.exit(1)
 
 

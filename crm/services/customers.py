@@ -363,7 +363,7 @@ class InteractionPreview:
     preview: str  # the start of the body
 
 
-PREVIEW_CHARS = 240
+PREVIEW_CHARS = 1000  # a line is shown; whitespace is collapsed after the cut
 
 
 @dataclass
@@ -398,7 +398,7 @@ _CARD_RECENT = (
         Interaction.customer_id == sa.bindparam("customer_id"),
         col(Interaction.deleted_at).is_(None),
     )
-    .order_by(col(Interaction.occurred_at).desc())
+    .order_by(col(Interaction.occurred_at).desc(), col(Interaction.id).desc())
     .limit(5)
 )
 _CARD_NEXT_FOLLOW_UP = (

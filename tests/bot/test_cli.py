@@ -17,13 +17,26 @@ def crmbot(crmbot, monkeypatch):
 
 
 def test_customer_lifecycle_with_json(crmbot):
-    code, out, _ = crmbot("customer", "add", "Jane Doe", "--email", "jane@acme.com", "--company", "Acme Corp", "--json")
+    code, out, _ = crmbot(
+        "customer",
+        "add",
+        "Jane Doe",
+        "--email",
+        "jane@acme.com",
+        "--company",
+        "Acme Corp",
+        "--json",
+    )
     assert code == 0
     jane = json.loads(out)
-    assert jane["domain"] == "acme.com" and jane["contacts"] == [{"kind": "email", "value": "jane@acme.com"}]
+    assert jane["domain"] == "acme.com" and jane["contacts"] == [
+        {"kind": "email", "value": "jane@acme.com"}
+    ]
     code, out, _ = crmbot("customer", "find", "acme", "--json")
     assert [r["id"] for r in json.loads(out)] == [jane["id"]]
-    code, out, _ = crmbot("customer", "update", "jane@acme.com", "status=active", "tags=vip", "--json")
+    code, out, _ = crmbot(
+        "customer", "update", "jane@acme.com", "status=active", "tags=vip", "--json"
+    )
     assert json.loads(out)["status"] == "active"
     code, out, _ = crmbot("customer", "show", "Jane Doe")
     assert code == 0 and "Jane Doe" in out and "jane@acme.com" in out
@@ -31,7 +44,9 @@ def test_customer_lifecycle_with_json(crmbot):
 
 def test_deals_followups_log_and_lists(crmbot):
     crmbot("customer", "add", "Jane Doe", "--email", "jane@acme.com")
-    code, out, _ = crmbot("deal", "add", "jane@acme.com", "Team plan", "--amount", "12.5k", "--json")
+    code, out, _ = crmbot(
+        "deal", "add", "jane@acme.com", "Team plan", "--amount", "12.5k", "--json"
+    )
     deal = json.loads(out)
     assert code == 0 and deal["amount"] == "12500.00" and deal["stage"] == "lead"
     assert crmbot("deal", "move", str(deal["id"]), "proposal")[0] == 0
@@ -40,9 +55,13 @@ def test_deals_followups_log_and_lists(crmbot):
     assert crmbot("deal", "lost", str(deal["id"]), "too", "expensive")[0] == 0
     code, out, _ = crmbot("deal", "list", "--status", "lost", "--json")
     assert json.loads(out)[0]["lost_reason"] == "too expensive"
-    code, out, _ = crmbot("log", "jane@acme.com", "Called", "about", "renewal", "--channel", "call", "--json")
+    code, out, _ = crmbot(
+        "log", "jane@acme.com", "Called", "about", "renewal", "--channel", "call", "--json"
+    )
     assert json.loads(out)["direction"] == "outbound"
-    code, out, _ = crmbot("followup", "add", "jane@acme.com", "tomorrow 9am", "send", "quote", "--json")
+    code, out, _ = crmbot(
+        "followup", "add", "jane@acme.com", "tomorrow 9am", "send", "quote", "--json"
+    )
     follow_up = json.loads(out)
     assert code == 0 and follow_up["note"] == "send quote"
     code, out, _ = crmbot("followup", "list", "--json")
@@ -50,6 +69,13 @@ def test_deals_followups_log_and_lists(crmbot):
     assert crmbot("followup", "done", str(follow_up["id"]))[0] == 0
     code, out, _ = crmbot("timeline", "jane@acme.com", "--json")
     assert json.loads(out)[0]["body"] == "Called about renewal"
+    code, out, _ = crmbot("customer", "show", "jane@acme.com", "--json")
+    shown = json.loads(out)["recent_interactions"]
+    assert [(i["body"], i["channel"], i["direction"]) for i in shown] == [
+        ("Called about renewal", "call", "outbound")
+    ]
+    code, out, _ = crmbot("customer", "show", "jane@acme.com")
+    assert "Called about renewal" in out
 
 
 @pytest.mark.parametrize(
@@ -85,7 +111,9 @@ def test_import_and_users(crmbot, tmp_path):
     path.write_text("name,email\nAnn,ann@x-corp.com\nBen,ben@y-corp.com\n")
     code, out, _ = crmbot("import", "customers", str(path), "--json")
     assert code == 0 and json.loads(out)["created"] == 2
-    code, out, _ = crmbot("user", "add", "Rita Rep", "--email", "rita@ourco.com", "--role", "rep", "--json")
+    code, out, _ = crmbot(
+        "user", "add", "Rita Rep", "--email", "rita@ourco.com", "--role", "rep", "--json"
+    )
     assert json.loads(out)["role"] == "rep"
     code, out, _ = crmbot("user", "role", "rita@ourco.com", "manager", "--json")
     assert json.loads(out)["role"] == "manager"
@@ -106,11 +134,21 @@ def test_demo_then_find_acme(crmbot):
 
 def test_real_process_usage_error_and_version(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "deal", "move", "abc", "won"], cwd=tmp_path,
-                          capture_output=True, text=True, env=env | {"PYTHONPATH": ":".join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "deal", "move", "abc", "won"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env | {"PYTHONPATH": ":".join(sys.path)},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "version"], cwd=tmp_path, capture_output=True, text=True,
-                          env=env | {"PYTHONPATH": ":".join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env | {"PYTHONPATH": ":".join(sys.path)},
+    )
     assert done.returncode == 0 and "crmbot" in done.stdout
 
 
