@@ -17,6 +17,30 @@ def _customer(**kw):
     return Customer(id=kw.pop("id", 7), name=kw.pop("name", "Acme"), name_key="acme", **kw)
 
 
+def _card(
+    c: Customer, owner: User | None, deals: list[Deal], *, text: str, note: str
+) -> CustomerCard:
+    """A card with one recent interaction whose preview is ``text``."""
+    return CustomerCard(
+        customer=c,
+        owner=owner,
+        contacts=[],
+        open_deals=deals,
+        recent_interactions=[
+            InteractionPreview(
+                id=1,
+                occurred_at=utcnow(),
+                channel=Channel.email,
+                direction=Direction.inbound,
+                subject=None,
+                preview=text,
+            )
+        ],
+        next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note=note),
+        last_touch_at=utcnow(),
+    )
+
+
 def test_block_models_raise_on_slack_limits():
     with pytest.raises(SlackObjectFormationError):
         SectionBlock(text="x" * 3001).to_dict()
@@ -52,27 +76,11 @@ def test_nested_block_violations_still_raise_with_validators_found_once_per_clas
 def test_card_with_huge_user_text_stays_within_limits():
     long = "<b>" + "z" * 5000
     c = _customer(name="N" * 200, company=long)
-    card = CustomerCard(
-        customer=c,
-        owner=None,
-        contacts=[],
-        open_deals=[
-            Deal(id=i, customer_id=7, title=long[:200], stage="lead", amount=Decimal("1"))
-            for i in range(40)
-        ],
-        recent_interactions=[
-            InteractionPreview(
-                id=1,
-                occurred_at=utcnow(),
-                channel=Channel.note,
-                direction=Direction.internal,
-                subject=None,
-                preview=long,
-            )
-        ],
-        next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note=long[:2000]),
-        last_touch_at=utcnow(),
-    )
+    deals = [
+        Deal(id=i, customer_id=7, title=long[:200], stage="lead", amount=Decimal("1"))
+        for i in range(40)
+    ]
+    card = _card(c, None, deals, text=long, note=long[:2000])
     out = blocks.customer_card(card, None, tz="Europe/Berlin", scored=False)
     assert len(out["blocks"]) <= blocks.MAX_MESSAGE_BLOCKS
     text = str(out["blocks"])
@@ -133,24 +141,7 @@ def _every_kind_of_payload() -> list[object]:
         Deal(id=i, customer_id=7, title=f"D{i}", stage="lead", amount=Decimal("5"))
         for i in range(3)
     ]
-    card = CustomerCard(
-        customer=c,
-        owner=User(id=1, name="Rita"),
-        contacts=[],
-        open_deals=deals,
-        recent_interactions=[
-            InteractionPreview(
-                id=1,
-                occurred_at=utcnow(),
-                channel=Channel.email,
-                direction=Direction.inbound,
-                subject=None,
-                preview="hi",
-            )
-        ],
-        next_follow_up=FollowUp(id=1, customer_id=7, due_at=utcnow(), note="call"),
-        last_touch_at=utcnow(),
-    )
+    card = _card(c, User(id=1, name="Rita"), deals, text="hi", note="call")
     from crm.services.customers import CustomerMatch
 
     return [
