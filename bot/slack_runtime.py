@@ -7,6 +7,7 @@ Slack's request rates, and it needs no extra dependency.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -37,7 +38,41 @@ UNSUBSCRIBE_PATH = "/digests/unsubscribe"
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything absurd
 
 
+DEFAULT_SLOTS = Settings.model_fields["http_listener_slots"].default
 ANSWER_NOW = "answer_now"  # in a request's context: the HTTP server's "send Slack the answer now"
+
+
+class FairSlots:
+    """A counting semaphore that serves waiters first come, first served.
+
+    ``threading.Semaphore`` lets a newly arrived thread take a freed slot ahead of the threads
+    already waiting; under load some requests would then wait far longer than the rest.
+    Here a freed slot is handed to the longest waiting thread.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("at least one slot")
+        self._free = slots
+        self._lock = threading.Lock()
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        turn.acquire()  # released by release(): the slot is handed over, not given back
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
 
 
 class AnswerOnAck(Ack):
@@ -215,18 +250,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.BAD_REQUEST, "malformed payload\n")
             return
         answered = False
+        slots = self.server.listener_slots
 
         def answer_now(response: BoltResponse) -> None:
             nonlocal answered
             if not answered:
                 answered = True
-                # The listener goes on in this thread; a next request must not wait behind it.
-                self.close_connection = True
-                self._send(response.status, response.body or b"", response.headers)
+                try:
+                    # The listener goes on in this thread; a next request must not wait behind it.
+                    self.close_connection = True
+                    self._send(response.status, response.body or b"", response.headers)
+                finally:
+                    slots.acquire()  # the rest of the work waits for a free slot
 
         if self.server.answer_on_ack:
             request.context[ANSWER_NOW] = answer_now
-        response = self.server.app.dispatch(request)
+        try:
+            response = self.server.app.dispatch(request)
+        finally:
+            if answered:
+                slots.release()
         if not answered:
             self._send(response.status, response.body or b"", response.headers)
 
@@ -246,6 +289,7 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         listening: socket.socket | None = None,
         settings: Settings | None = None,
         answer_on_ack: bool = True,
+        listener_slots: int | None = None,
     ) -> None:
         if listening is None:
             super().__init__(address, _Handler)
@@ -263,6 +307,9 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         self.settings = settings  # for the digest unsubscribe page
         # Offer listeners to answer Slack at ack() (apps made with process_before_response).
         self.answer_on_ack = answer_on_ack
+        # Listeners past their ack() that may run at once (see Settings.http_listener_slots).
+        slots = listener_slots or (settings.http_listener_slots if settings else DEFAULT_SLOTS)
+        self.listener_slots = FairSlots(slots)
         self.verifier = SignatureVerifier(signing_secret)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -317,12 +364,19 @@ class SlackHTTPComponent:
         workers: int = 1,
         settings: Settings | None = None,
         answer_on_ack: bool = True,
+        listener_slots: int | None = None,
     ) -> None:
         if workers > 1 and settings is None:
             raise ValueError("extra HTTP workers rebuild the app from the settings; pass them")
         self.app = app
         self.server = _SlackHTTPServer(
-            (host, port), app, db, signing_secret, settings=settings, answer_on_ack=answer_on_ack
+            (host, port),
+            app,
+            db,
+            signing_secret,
+            settings=settings,
+            answer_on_ack=answer_on_ack,
+            listener_slots=listener_slots,
         )
         self._thread: threading.Thread | None = None
         self._extra = workers - 1

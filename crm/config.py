@@ -202,6 +202,10 @@ class Settings(BaseSettings):
     # takes the next request). Python runs Python code one thread at a time per process, so
     # one worker per core serves bursts best.
     http_workers: int = Field(default=1, ge=1, le=64)
+    # HTTP mode: requests a process works on at once once Slack has had its answer; the others
+    # wait for a free slot (Slack is answered at once all the same). Threads competing for one
+    # interpreter cost more CPU than they overlap: a few at a time serve a burst fastest.
+    http_listener_slots: int = Field(default=4, ge=1, le=1024)
     # --- end Slack ---
 
     @field_validator("internal_domains", mode="before")

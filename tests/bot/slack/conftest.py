@@ -282,12 +282,23 @@ def people(db: Database) -> dict[str, User]:
 
 
 @contextmanager
-def _served(
-    db: Database, settings: Settings, fake: FakeSlack, *, answer_on_ack: bool
+def served(
+    db: Database,
+    settings: Settings,
+    fake: FakeSlack,
+    *,
+    answer_on_ack: bool,
+    listener_slots: int | None = None,
 ) -> Iterator[SlackClientSim]:
     app = create_app(settings, db, process_before_response=True)
     server = SlackHTTPComponent(
-        app, db, host="127.0.0.1", port=0, signing_secret=SECRET, answer_on_ack=answer_on_ack
+        app,
+        db,
+        host="127.0.0.1",
+        port=0,
+        signing_secret=SECRET,
+        answer_on_ack=answer_on_ack,
+        listener_slots=listener_slots,
     )
     server.start()
     try:
@@ -301,7 +312,7 @@ def slack(
     db: Database, slack_settings: Settings, fake_slack: FakeSlack, people: dict[str, User]
 ) -> Iterator[SlackClientSim]:
     """The production set-up: Slack is answered at ack(); the listener goes on after that."""
-    with _served(db, slack_settings, fake_slack, answer_on_ack=True) as sim:
+    with served(db, slack_settings, fake_slack, answer_on_ack=True) as sim:
         yield sim
 
 
@@ -310,5 +321,5 @@ def slack_sync(
     db: Database, slack_settings: Settings, fake_slack: FakeSlack, people: dict[str, User]
 ) -> Iterator[SlackClientSim]:
     """Listeners finish before the HTTP answer, so a test can check the store right after."""
-    with _served(db, slack_settings, fake_slack, answer_on_ack=False) as sim:
+    with served(db, slack_settings, fake_slack, answer_on_ack=False) as sim:
         yield sim

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from urllib.parse import urlencode, urlsplit
 
+import pytest
 from sqlmodel import select
 
 from bot.run import Disabled, Runtime
@@ -241,3 +243,74 @@ def test_a_listener_goes_on_when_slack_hung_up_before_its_answer():
     ack = AnswerOnAck(hung_up)
     response = ack()  # must not raise into the listener, which still has the work to do
     assert response.status == 200 and ack.response is response
+
+
+def _new_user(fake_slack, uid: str) -> None:
+    fake_slack.users[uid] = {
+        "id": uid,
+        "team_id": fake_slack.team_id,
+        "tz": "UTC",
+        "profile": {"real_name": f"Rep {uid}", "email": f"{uid.lower()}@home.example"},
+    }
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_listeners_past_their_ack_take_turns_in_the_slots(db, slack_settings, fake_slack, slots):
+    """Two first-time users, each costing a slow users.info after ack(): both are answered at
+    once; with one slot their listeners run one after the other, with two side by side."""
+    from tests.bot.slack.conftest import served
+
+    delay = 0.8
+    fake_slack.delays = {"users.info": delay}
+    for uid in ("UNEW00001", "UNEW00002"):
+        _new_user(fake_slack, uid)
+    with served(db, slack_settings, fake_slack, answer_on_ack=True, listener_slots=slots) as sim:
+        started = time.monotonic()
+        for uid in ("UNEW00001", "UNEW00002"):
+            assert sim.command("help", user=uid, wait=False).status == 200
+        assert time.monotonic() - started < delay  # Slack never waits for a slot
+        sim.wait_respond("cmd1")
+        sim.wait_respond("cmd2")
+        both = time.monotonic() - started
+    if slots == 1:
+        assert both >= 2 * delay
+    else:
+        assert both < 2 * delay
+
+
+def test_fair_slots_hand_a_freed_slot_to_the_longest_waiting_thread():
+    from bot.slack_runtime import FairSlots
+
+    slots = FairSlots(1)
+    slots.acquire()
+    order: list[str] = []
+
+    def wait_for_slot(name: str) -> None:
+        slots.acquire()
+        order.append(name)
+
+    first = threading.Thread(target=wait_for_slot, args=("first",))
+    first.start()
+    _until(lambda: len(slots._waiting) == 1)
+    second = threading.Thread(target=wait_for_slot, args=("second",))
+    second.start()
+    _until(lambda: len(slots._waiting) == 2)
+    slots.release()  # handed to "first": a thread arriving now cannot take it
+    late = threading.Thread(target=wait_for_slot, args=("late",))
+    late.start()
+    first.join(5)
+    assert order == ["first"]
+    slots.release()  # "first" is done: "second" waited longer than "late"
+    second.join(5)
+    slots.release()
+    late.join(5)
+    assert order == ["first", "second", "late"]
+    slots.release()
+    slots.acquire()  # and a slot given back with nobody waiting is free again
+
+
+def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
