@@ -39,6 +39,7 @@ MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything 
 
 
 DEFAULT_SLOTS = Settings.model_fields["http_listener_slots"].default
+SLOT_WAIT_SECONDS = 1.0  # the longest a listener waits for a slot after Slack's answer
 ANSWER_NOW = "answer_now"  # in a request's context: the HTTP server's "send Slack the answer now"
 
 
@@ -57,15 +58,24 @@ class FairSlots:
         self._lock = threading.Lock()
         self._waiting: collections.deque[threading.Lock] = collections.deque()
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a slot; with ``timeout``, give up after that many seconds (and return False)."""
         with self._lock:
             if self._free and not self._waiting:
                 self._free -= 1
-                return
+                return True
             turn = threading.Lock()
             turn.acquire()
             self._waiting.append(turn)
-        turn.acquire()  # released by release(): the slot is handed over, not given back
+        # release() hands the slot over by releasing this lock: it is not given back first.
+        if turn.acquire(timeout=-1 if timeout is None else timeout):
+            return True
+        with self._lock:
+            if turn in self._waiting:
+                self._waiting.remove(turn)
+                return False
+        turn.acquire()  # handed over just as the wait ran out: the slot is ours
+        return True
 
     def release(self) -> None:
         with self._lock:
@@ -249,11 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(request.body, dict) or not request.body:
             self._send(HTTPStatus.BAD_REQUEST, "malformed payload\n")
             return
-        answered = False
+        answered = slotted = False
         slots = self.server.listener_slots
 
         def answer_now(response: BoltResponse) -> None:
-            nonlocal answered
+            nonlocal answered, slotted
             if not answered:
                 answered = True
                 try:
@@ -261,14 +271,19 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     self._send(response.status, response.body or b"", response.headers)
                 finally:
-                    slots.acquire()  # the rest of the work waits for a free slot
+                    # The rest of the work waits its turn, but not for long: a modal opened after
+                    # ack() needs its trigger_id within Slack's 3 seconds, and under a lasting
+                    # overload the process runs more at once rather than queueing without end.
+                    slotted = slots.acquire(timeout=SLOT_WAIT_SECONDS)
+                    if not slotted:
+                        logger.info("no listener slot after %.1fs: going on", SLOT_WAIT_SECONDS)
 
         if self.server.answer_on_ack:
             request.context[ANSWER_NOW] = answer_now
         try:
             response = self.server.app.dispatch(request)
         finally:
-            if answered:
+            if slotted:
                 slots.release()
         if not answered:
             self._send(response.status, response.body or b"", response.headers)
@@ -308,7 +323,9 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         # Offer listeners to answer Slack at ack() (apps made with process_before_response).
         self.answer_on_ack = answer_on_ack
         # Listeners past their ack() that may run at once (see Settings.http_listener_slots).
-        slots = listener_slots or (settings.http_listener_slots if settings else DEFAULT_SLOTS)
+        if listener_slots is None:
+            listener_slots = settings.http_listener_slots if settings else DEFAULT_SLOTS
+        slots = listener_slots
         self.listener_slots = FairSlots(slots)
         self.verifier = SignatureVerifier(signing_secret)
 

@@ -254,13 +254,21 @@ def _new_user(fake_slack, uid: str) -> None:
     }
 
 
-@pytest.mark.parametrize("slots", [1, 2])
-def test_listeners_past_their_ack_take_turns_in_the_slots(db, slack_settings, fake_slack, slots):
+@pytest.mark.parametrize(
+    ("slots", "longest_wait", "one_after_the_other"),
+    [(1, 30.0, True), (2, 30.0, False), (1, 0.2, False)],
+)
+def test_listeners_past_their_ack_take_turns_in_the_slots(
+    db, slack_settings, fake_slack, monkeypatch, slots, longest_wait, one_after_the_other
+):
     """Two first-time users, each costing a slow users.info after ack(): both are answered at
-    once; with one slot their listeners run one after the other, with two side by side."""
+    once. With one slot their listeners run one after the other, with two side by side; and a
+    listener waits for a slot no longer than SLOT_WAIT_SECONDS, then goes on without one."""
+    from bot import slack_runtime
     from tests.bot.slack.conftest import served
 
-    delay = 0.8
+    monkeypatch.setattr(slack_runtime, "SLOT_WAIT_SECONDS", longest_wait)
+    delay = 1.0
     fake_slack.delays = {"users.info": delay}
     for uid in ("UNEW00001", "UNEW00002"):
         _new_user(fake_slack, uid)
@@ -272,41 +280,47 @@ def test_listeners_past_their_ack_take_turns_in_the_slots(db, slack_settings, fa
         sim.wait_respond("cmd1")
         sim.wait_respond("cmd2")
         both = time.monotonic() - started
-    if slots == 1:
+    if one_after_the_other:
         assert both >= 2 * delay
     else:
-        assert both < 2 * delay
+        assert both < 1.75 * delay
 
 
 def test_fair_slots_hand_a_freed_slot_to_the_longest_waiting_thread():
     from bot.slack_runtime import FairSlots
 
     slots = FairSlots(1)
-    slots.acquire()
+    assert slots.acquire()
     order: list[str] = []
 
     def wait_for_slot(name: str) -> None:
-        slots.acquire()
+        assert slots.acquire()
         order.append(name)
 
-    first = threading.Thread(target=wait_for_slot, args=("first",))
-    first.start()
-    _until(lambda: len(slots._waiting) == 1)
-    second = threading.Thread(target=wait_for_slot, args=("second",))
-    second.start()
-    _until(lambda: len(slots._waiting) == 2)
-    slots.release()  # handed to "first": a thread arriving now cannot take it
-    late = threading.Thread(target=wait_for_slot, args=("late",))
-    late.start()
+    def start(name: str, queued: int) -> threading.Thread:
+        thread = threading.Thread(target=wait_for_slot, args=(name,))
+        thread.start()
+        _until(lambda: len(slots._waiting) == queued)
+        return thread
+
+    first = start("first", 1)
+    second = start("second", 2)
+    slots.release()  # handed to "first" at once: nothing is free for anyone arriving now
+    assert slots._free == 0
+    late = start("late", 2)  # queued behind "second"
     first.join(5)
     assert order == ["first"]
-    slots.release()  # "first" is done: "second" waited longer than "late"
+    slots.release()  # "second" has waited longer than "late"
     second.join(5)
+    assert order == ["first", "second"]
     slots.release()
     late.join(5)
     assert order == ["first", "second", "late"]
+    # A wait with a time limit gives up, leaves the queue, and takes nothing.
+    assert not slots.acquire(timeout=0.05)
+    assert not slots._waiting
     slots.release()
-    slots.acquire()  # and a slot given back with nobody waiting is free again
+    assert slots.acquire(timeout=0.05)  # the slot given back with nobody waiting is free again
 
 
 def _until(condition, timeout: float = 5.0) -> None:
