@@ -304,22 +304,15 @@ def deal_records(
     deal_ids = sa.select(d.id).where(open_deal)
     customer_ids = sa.select(d.customer_id).where(open_deal)
     live = sa.and_(i.occurred_at < t, i.deleted_at.is_(None))
-    on_deal: dict[int, datetime | None] = {
-        k: utc_result(v)
-        for k, v in conn.execute(
-            sa.select(i.deal_id, sa.func.max(i.occurred_at))
-            .where(i.deal_id.in_(deal_ids), live)
-            .group_by(i.deal_id)
+
+    def latest_interaction(key: Any, among: Any) -> dict[int, datetime | None]:
+        rows = conn.execute(
+            sa.select(key, sa.func.max(i.occurred_at)).where(key.in_(among), live).group_by(key)
         )
-    }
-    on_customer: dict[int, datetime | None] = {
-        k: utc_result(v)
-        for k, v in conn.execute(
-            sa.select(i.customer_id, sa.func.max(i.occurred_at))
-            .where(i.customer_id.in_(customer_ids), live)
-            .group_by(i.customer_id)
-        )
-    }
+        return {k: utc_result(v) for k, v in rows}
+
+    on_deal = latest_interaction(i.deal_id, deal_ids)
+    on_customer = latest_interaction(i.customer_id, customer_ids)
     next_steps = conn.execute(
         sa.select(f.customer_id, f.deal_id, sa.func.min(f.due_at).label("due"))
         .where(
