@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -101,18 +102,20 @@ class NameIndex:
         self._rebuild: threading.Thread | None = None  # a full rebuild under way, if any
         self._loads = 0  # full loads made in the foreground: a rebuild older than one is stale
 
-    def _rows(self, session: Session, since: datetime | None) -> sa.Result:  # type: ignore[type-arg]
+    @staticmethod
+    def _load(index: _Index, session: Session, where: Any = None) -> None:
+        """Put the customers (all, or those ``where`` selects) into ``index``."""
         stmt = sa.select(Customer.id, Customer.name_key, Customer.company, Customer.updated_at)
-        if since is not None:
-            stmt = stmt.where(Customer.updated_at >= since)
-        return session.execute(stmt.order_by(Customer.id))
-
-    def _full_load(self, session: Session) -> _Index:
-        index = _Index(loaded_at=time.monotonic())
-        for cid, key, company, updated in self._rows(session, None):
+        if where is not None:
+            stmt = stmt.where(where)
+        for cid, key, company, updated in session.execute(stmt.order_by(Customer.id)):
             index.put(cid, _search_key(key, company))
             if index.mark is None or updated > index.mark:
                 index.mark = updated
+
+    def _full_load(self, session: Session) -> _Index:
+        index = _Index(loaded_at=time.monotonic())
+        self._load(index, session)
         return index
 
     def warm(self, session: Session) -> None:
@@ -179,18 +182,12 @@ class NameIndex:
         added = newest_id > index.max_id
         if not changed and not added:
             return
-        stmt = sa.select(Customer.id, Customer.name_key, Customer.company, Customer.updated_at)
         conditions = []
         if changed:
             conditions.append(Customer.updated_at >= index.mark - LOOKBACK)
         if added:
             conditions.append(Customer.id > index.max_id)
-        for cid, key, company, updated in session.execute(
-            stmt.where(sa.or_(*conditions)).order_by(Customer.id)
-        ):
-            index.put(cid, _search_key(key, company))
-            if updated > index.mark:
-                index.mark = updated
+        self._load(index, session, sa.or_(*conditions))
 
     def _candidates(self, index: _Index, query: str) -> list[int]:
         tokens = query.split()
