@@ -1024,12 +1024,10 @@ def main(argv: list[str] | None = None) -> None:
     except OperationalError as exc:
         _say(f"error: database: {str(exc.orig).strip().splitlines()[0]}")
         sys.exit(1)
-    except (
-        DBAPIError
-    ) as exc:  # a constraint or value the services did not foresee: say so, no traceback
-        _say(
-            f"error: the database refused the change, nothing was written: {str(exc.orig).strip().splitlines()[0]}"
-        )
+    except DBAPIError as exc:
+        # A constraint or value the services did not foresee: say so, with no traceback.
+        first_line = str(exc.orig).strip().splitlines()[0]
+        _say(f"error: the database refused the change, nothing was written: {first_line}")
         sys.exit(1)
 
 

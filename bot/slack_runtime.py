@@ -325,8 +325,7 @@ class _SlackHTTPServer(ThreadingHTTPServer):
         # Listeners past their ack() that may run at once (see Settings.http_listener_slots).
         if listener_slots is None:
             listener_slots = settings.http_listener_slots if settings else DEFAULT_SLOTS
-        slots = listener_slots
-        self.listener_slots = FairSlots(slots)
+        self.listener_slots = FairSlots(listener_slots)
         self.verifier = SignatureVerifier(signing_secret)
 
     def get_request(self) -> tuple[socket.socket, Any]:

@@ -157,3 +157,29 @@ def test_names_with_brackets_are_printed_as_written(crmbot):
     assert code == 0 and "Acme [/bold] Ltd [eu]" in out, err
     code, out, _ = crmbot("customer", "find", "acme")
     assert code == 0 and "[eu]" in out
+
+
+def test_a_change_the_database_refuses_is_one_clear_line_and_nothing_is_written(
+    crmbot, monkeypatch
+):
+    import sqlalchemy as sa
+
+    from crm.services import customers
+
+    create = customers.create_customer
+
+    def refused(session, **kwargs):
+        create(session, **kwargs)  # written in the unit of work, then the database says no
+        raise sa.exc.IntegrityError(
+            "INSERT ...", {}, Exception("value too long for column\nDETAIL")
+        )
+
+    monkeypatch.setattr(customers, "create_customer", refused)
+    code, _, err = crmbot("customer", "add", "Jane Doe", "--email", "jane@acme.com")
+    assert code == 1
+    assert err.strip() == (
+        "error: the database refused the change, nothing was written: value too long for column"
+    )
+    monkeypatch.setattr(customers, "create_customer", create)
+    code, out, _ = crmbot("customer", "find", "jane@acme.com", "--json")
+    assert code == 0 and json.loads(out) == []
