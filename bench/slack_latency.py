@@ -32,12 +32,13 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa  # noqa: E402
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
+from sqlmodel import col  # noqa: E402
 
 from bench.common import demo_database, percentiles  # noqa: E402
 from bot.slack_app import create_app  # noqa: E402
@@ -50,7 +51,7 @@ from crm.services import insights  # noqa: E402
 
 GOAL_MS = 150.0
 SECRET = "bench-signing-secret"
-BENCH_USER = "UBENCH0001"
+BENCH_USERS = [f"UBENCH{n:04d}" for n in range(100)]  # one Slack user per simulated user
 
 
 class FakeSlackCloud:
@@ -99,11 +100,15 @@ class FakeSlackCloud:
                 elif path.endswith("auth.test"):
                     body.update(user_id="UBOT", bot_id="BBOT", team_id="TBENCH", user="crmbot")
                 elif path.endswith("users.info"):
+                    asked = dict(parse_qsl(raw.decode())).get("user", BENCH_USERS[0])
                     body["user"] = {
-                        "id": BENCH_USER,
+                        "id": asked,
                         "team_id": "TBENCH",
                         "tz": "UTC",
-                        "profile": {"real_name": "Bench Rep", "email": "bench.rep@bench.invalid"},
+                        "profile": {
+                            "real_name": f"Rep {asked}",
+                            "email": f"{asked.lower()}@bench.invalid",
+                        },
                     }
                 data = json.dumps(body).encode()
                 writer.write(
@@ -197,14 +202,14 @@ def _fire(
     failures: list[str] = []
     queue = iter(range(len(work)))
 
-    async def one(i: int) -> None:
+    async def one(i: int, user: str) -> None:
         verb, arg = work[i]
         key = f"{tag}-{i}"
         form = urlencode(
             {
                 "command": "/crm",
                 "text": f"{verb} {arg}",
-                "user_id": BENCH_USER,
+                "user_id": user,
                 "team_id": "TBENCH",
                 "channel_id": "CBENCH",
                 "response_url": f"{cloud.url}/respond/{key}",
@@ -237,12 +242,12 @@ def _fire(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(answer, timeout=30)
 
-    async def worker() -> None:
+    async def worker(user: str) -> None:
         for i in queue:  # the simulated users share one iterator: each takes the next request
-            await one(i)
+            await one(i, user)
 
     async def run_all() -> None:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(BENCH_USERS[n]) for n in range(concurrency)))
 
     cloud._run(run_all())
     deadline = time.monotonic() + 30
@@ -384,9 +389,9 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
     rng = random.Random(7)
     ok = True
     try:
-        # Warm-up, not timed: the first request creates the bench user from users.info (each
-        # bot process loaded its fuzzy-name index at start-up, before taking requests).
-        warm = _workload(db, 20, rng)
+        # Warm-up, not timed: each simulated user's first request creates their CRM user from
+        # users.info (each bot process loaded its fuzzy-name index at start-up).
+        warm = _workload(db, concurrency, rng)
         started = time.monotonic()
         _fire(server.url, cloud, warm[:1], 1, "warm0")
         _fire(server.url, cloud, warm, concurrency, "warm")
@@ -447,7 +452,7 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
             ids = [
                 str(i)
                 for i in s.execute(
-                    sa.select(User.id).where(User.slack_user_id == BENCH_USER)
+                    sa.select(User.id).where(col(User.slack_user_id).in_(BENCH_USERS))
                 ).scalars()
             ]
             s.execute(
@@ -457,7 +462,7 @@ def run(backend: str, customers: int, requests: int, concurrency: int, workers: 
                 ),
                 [{"id": i} for i in ids] or [{"id": ""}],
             )
-            s.execute(sa.delete(User).where(User.slack_user_id == BENCH_USER))
+            s.execute(sa.delete(User).where(col(User.slack_user_id).in_(BENCH_USERS)))
         db.dispose()
     return ok
 
@@ -477,6 +482,8 @@ def main() -> None:
         help="bot HTTP processes (CRM_HTTP_WORKERS); default: one per core",
     )
     args = parser.parse_args()
+    if not 1 <= args.concurrency <= len(BENCH_USERS):
+        parser.error(f"--concurrency must be 1..{len(BENCH_USERS)}")
     logging.basicConfig(level=logging.WARNING)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"Slack /crm latency; goal p99 < {GOAL_MS:.0f} ms (Slack's deadline is 3000 ms)")
