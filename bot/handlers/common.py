@@ -59,14 +59,27 @@ def _profile(client: WebClient, slack_user_id: str) -> dict[str, Any]:
 _USER_BY_SLACK_ID = select(User).where(User.slack_user_id == sa.bindparam("slack_user_id"))
 
 
+# A read request (find, show, ...) may act as the user read up to this long ago, so that a rep
+# clicking through cards costs no user lookup per click; a role or time zone change reaches reads
+# within this time. A change always reads its user afresh: permissions are checked on the row as
+# it is now.
+READER_TTL_SECONDS = 30.0
+_READERS: dict[str, tuple[float, User]] = {}
+
+
 def acting_user(
     bot: BotContext, client: WebClient, slack_user_id: str, *, session: Session | None = None
 ) -> tuple[User, Actor]:
     """The CRM user behind a Slack user (created from users.info when met for the first time).
 
-    ``session``: a read session of the caller's to look in (a read request then needs one).
+    ``session``: given by read requests only, a read session of the caller's to look in; the
+    user may then come from the last READER_TTL_SECONDS. Without it the user is read afresh.
     """
+    now = time.monotonic()
     if session is not None:
+        known = _READERS.get(slack_user_id)
+        if known and now - known[0] < READER_TTL_SECONDS:
+            return known[1], user_svc.actor_for(known[1], "slack")
         user = session.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
     else:
         with bot.db.lookup() as own:
@@ -87,7 +100,14 @@ def acting_user(
             # A second request from the same new user created them first: use that row.
             with bot.db.lookup() as own:
                 user = own.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).one()
+    if len(_READERS) > 10_000:
+        _READERS.clear()
+    _READERS[slack_user_id] = (now, user)
     return user, user_svc.actor_for(user, "slack")
+
+
+def forget_readers() -> None:
+    _READERS.clear()
 
 
 def write(bot: BotContext, fn: Callable[[Session], T]) -> T:

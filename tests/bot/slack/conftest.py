@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.handlers.common import forget_authors
+from bot.handlers.common import forget_authors, forget_readers
 from bot.slack_app import create_app
 from bot.slack_runtime import SlackHTTPComponent
 from crm.config import Settings
@@ -249,6 +249,7 @@ def fake_slack() -> Iterator[FakeSlack]:
     )
     fake.start()
     forget_authors()
+    forget_readers()
     yield fake
     fake.stop()
 

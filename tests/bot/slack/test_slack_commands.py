@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from bot.handlers.commands import UsageError, split_followup
@@ -361,6 +362,38 @@ def test_viewers_read_but_cannot_write(slack, db, admin, settings):
     with db.session() as session:
         assert session.get(Deal, d.id).status == DealStatus.open
         assert len(list(session.exec(select(Customer)))) == 1
+
+
+def test_a_demoted_user_is_refused_at_once_though_reads_reuse_their_identity(
+    slack, db, admin, people, monkeypatch
+):
+    from bot.handlers import common
+
+    add_customer(db, admin, name="Acme", email="jane@acme.com")
+    assert "Acme" in slack.command("show acme.com", user="UREP00001").text
+    with db.transaction() as session:  # an admin elsewhere makes Rita a viewer
+        session.get(User, people["UREP00001"].id).role = Role.viewer
+    # A change reads the user afresh: refused now, not after the reader cache expires.
+    assert "viewer" in slack.command("add Bob bob@bob.com", user="UREP00001").text
+    with db.session() as session:
+        assert session.exec(select(Customer).where(Customer.name == "Bob")).first() is None
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        assert "Acme" in slack.command("show acme.com", user="UREP00001").text
+        known = [s for s in statements if "WHERE users.slack_user_id" in s]
+        assert known == []  # the reader was known a moment ago: no lookup
+        monkeypatch.setattr(common, "READER_TTL_SECONDS", 0.0)
+        slack.command("show acme.com", user="UREP00001")
+        known = [s for s in statements if "WHERE users.slack_user_id" in s]
+        assert len(known) == 1  # expired: read again
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
 
 
 def test_first_time_user_is_created_from_users_info(slack, db, fake_slack, settings):
