@@ -84,6 +84,24 @@ def parse_inline_fields(text: str) -> dict[str, str]:
     return out
 
 
+def _bare_fields(lines: list[str], start: int, depth: int) -> tuple[dict[str, str], int]:
+    """Header fields printed without colons, right under a marker: a From with an address
+    first, then at least one other field, one per line."""
+    fields: dict[str, str] = {}
+    i = start
+    while i < len(lines) and i < start + 8:
+        d, content = split_quote(lines[i])
+        m = P.BARE_FIELD_LINE_RE.match(clean(content)) if d == depth else None
+        name = P.field_of(m.group("label")) if m else None
+        if m is None or name is None or name in fields:
+            break
+        if not fields and (name != "from" or not P.EMAIL_RE.search(m.group("value"))):
+            break
+        fields[name] = m.group("value").strip()
+        i += 1
+    return (fields, i) if len(fields) >= 2 else ({}, start)
+
+
 def _collect_fields(lines: list[str], start: int, depth: int,
                     min_fields: int) -> tuple[dict[str, str], int]:
     """Parse a run of header-field lines beginning at ``start``.
@@ -250,6 +268,8 @@ def _header_at(lines: list[str], i: int, depth: int, c: str) -> HeaderSpan | Non
         block_depth = split_quote(lines[j])[0] if j < len(lines) else depth
         more, end = _collect_fields(lines, j, min(block_depth, depth) if block_depth < depth
                                     else block_depth, 1)
+        if not more:
+            more, end = _bare_fields(lines, j, block_depth)
         for k, v in more.items():
             fields.setdefault(k, v)
         if not more:
@@ -260,7 +280,10 @@ def _header_at(lines: list[str], i: int, depth: int, c: str) -> HeaderSpan | Non
                 if att:
                     end, text = att
                     fields.setdefault("from", text)
-        return HeaderSpan(i, end, kind, depth, fields, c)
+        # The forwarded message (its fields and its body) is quoted as deep as its fields:
+        # "Begin forwarded message:" above a '>'-quoted block (Apple Mail, Spark, mutt).
+        inner = block_depth if more and block_depth > depth else depth
+        return HeaderSpan(i, end, kind, inner, fields, c)
     if P.LOTUS_FORWARD_RE.match(c):
         return HeaderSpan(i, i + 1, "forward", depth, {}, c)
     # 2. a block of header fields.

@@ -77,6 +77,11 @@ FIELD_LINE_RE = re.compile(
     r"^[ \t]*\*{0,2}(?P<label>" + _ALL_LABELS + r")\*{0,2}[ \t\u00a0]*[:：]\*{0,2}(?P<value>.*)$",
     re.IGNORECASE,
 )
+# The same labels without a colon ("From "Ann" <a@x>"), as eM Client prints them under its
+# "Original Message" marker; trusted only right under such a marker.
+BARE_FIELD_LINE_RE = re.compile(
+    r"^[ \t]*(?P<label>" + _ALL_LABELS + r")[ \t\u00a0]+(?P<value>\S.*)$", re.IGNORECASE
+)
 # Same labels glued inside one line (Yahoo prints the whole block on one line).
 INLINE_FIELD_RE = re.compile(r"(?P<label>" + _ALL_LABELS + r")[ \t\u00a0]?[:：]", re.IGNORECASE)
 

@@ -26,6 +26,9 @@ BODY = "Aenean quis diam urna.\nSed nec facilisis tellus."
         "---------- メッセージを転送 ---------\n送信元：John Doe <john@acme.example>\n"
         "日付：2022年9月19日月曜日 17:55:44 -0400\n件名：Hi\n送信先：b@ourco.com\n",
         "On 28/10/2021 12:46, \"John Doe\" <john@acme.example> wrote:\n",
+        # eM Client: fields without colons under its marker.
+        "------ Original Message ------\nFrom \"John Doe\" <john@acme.example>\n"
+        "To b@ourco.com\nDate 23/11/2026 08:15:00\nSubject Hi\n",
     ],
 )
 def test_forward_formats(header: str) -> None:
@@ -35,6 +38,27 @@ def test_forward_formats(header: str) -> None:
     assert part.sender == Address("John Doe", "john@acme.example")
     assert "Aenean quis diam urna." in part.body
     assert not part.body.lstrip().startswith(">")
+
+
+def test_forward_quoted_below_an_unquoted_marker_is_unquoted() -> None:
+    # Spark and mutt: the marker at the top level, the whole forwarded message '>'-quoted.
+    quoted = "\n".join("> " + x for x in BODY.split("\n"))
+    text = (
+        "Handle please\n\nBegin forwarded message:\n\n> From: John Doe <john@acme.example>\n"
+        f"> Subject: Hi\n> Date: 23 November 2026 at 08:15\n> To: b@ourco.com\n>\n{quoted}\n"
+    )
+    part = find_forwarded(text)
+    assert part is not None and part.sender == Address("John Doe", "john@acme.example")
+    assert part.body == BODY
+    assert part.note == "Handle please"
+
+
+def test_bare_words_under_a_marker_are_not_header_fields() -> None:
+    # Without colons, only a From line with an address starts a field block.
+    part = find_forwarded(
+        "-------- Original Message --------\nFrom the team at Acme\nTo all of you: thanks\n"
+    )
+    assert part is None or part.sender is None
 
 
 def test_note_above_forward_is_returned() -> None:
