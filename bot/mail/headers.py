@@ -48,9 +48,15 @@ def split_quote(line: str) -> tuple[int, str]:
     return m.group(1).count(">"), line[m.end():]
 
 
+# BOMs, zero-width characters and the bidirectional marks that right-to-left clients (Hebrew,
+# Arabic) wrap around names and addresses: invisible, but they break every pattern.
+_INVISIBLE = dict.fromkeys(
+    [0xFEFF, 0x061C, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
 def clean(line: str) -> str:
-    # BOMs and zero-width characters sneak into text produced from HTML mails.
-    return line.replace("\ufeff", "").replace("\u200b", "").replace("\u200e", "").strip()
+    return line.translate(_INVISIBLE).strip()
 
 
 def is_separator(line: str) -> bool:

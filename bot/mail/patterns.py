@@ -22,7 +22,7 @@ FIELD_LABELS: dict[str, tuple[str, ...]] = {
         "Pošiljatelj", "Pošiljalac", "Saatja", "Mittente", "Remetente", "Afzender", "Absender",
         "Nadawca", "Odesílatel", "Odosielateľ", "Отправитель", "Від:", "送信元", "差出人",
         "发件人", "寄件者", "寄件人", "보낸 사람", "Αποστολέας", "Από", "Sender", "Frá", "Nuo",
-        "No", "Pengirim", "Người gửi", "Dari", "Lähettäjä",
+        "No", "Pengirim", "Người gửi", "Dari", "Lähettäjä", "מאת", "من", "จาก", "प्रेषक",
     ),
     "date": (
         "Date", "Sent", "Datum", "Dato", "Gesendet", "Envoyé", "Envoyé le", "Fecha", "Enviado",
@@ -32,23 +32,25 @@ FIELD_LABELS: dict[str, tuple[str, ...]] = {
         "Gönderildi", "Gönderilen", "Tarih", "Trimis", "Dată", "Data trimiterii", "Poslano",
         "Poslato", "Kuupäev", "Saadetud", "日付", "送信日時", "发送时间", "日期", "發送時間",
         "寄件日期", "보낸 날짜", "Ημερομηνία", "Στάλθηκε", "Message du", "Dagsetning", "Sendt:",
+        "תאריך", "נשלח", "التاريخ", "تم الإرسال", "أرسلت", "วันที่", "ส่ง", "दिनांक", "भेजा गया",
     ),
     "to": (
         "To", "An", "À", "A", "Para", "Aan", "Til", "Till", "Do", "Komu", "Кому", "Vastaanottaja",
         "Címzett", "Kime", "Către", "Destinatarul", "Destinatar", "Prima", "Primatelj", "Adresat",
         "Adresát", "送信先", "宛先", "收件人", "收件者", "받는 사람", "Προς", "Saaja", "Pour",
-        "Per", "Pre", "Empfänger", "Til:", "Kam", "Kepada",
+        "Per", "Pre", "Empfänger", "Til:", "Kam", "Kepada", "אל", "إلى", "ถึง", "प्रति",
     ),
     "cc": (
         "Cc", "CC", "Kopie", "Kopie (CC)", "Copie", "Copie à", "Kopia", "Kopi", "Kopio",
         "Másolat", "Másolatot kap", "Копия", "Копія", "Bilgi", "Dw", "DW", "Kópia", "Copia",
         "Copia a", "Kopiointi", "抄送", "副本", "참조", "Κοιν", "Bcc", "Blindkopie", "Cci",
+        "עותק", "نسخة", "สำเนา",
     ),
     "subject": (
         "Subject", "Betreff", "Objet", "Sujet", "Asunto", "Oggetto", "Onderwerp", "Emne", "Ämne",
         "Temat", "Předmět", "Predmet", "Тема", "Aihe", "Tárgy", "Konu", "Subiect", "Subiectul",
         "Assunto", "Naslov", "件名", "主题", "主旨", "제목", "Θέμα", "Teema", "Efni", "Tema",
-        "Perihal", "Chủ đề",
+        "Perihal", "Chủ đề", "נושא", "الموضوع", "เรื่อง", "विषय",
     ),
     "reply_to": (
         "Reply-To", "Reply To", "Antwort an", "Répondre à", "Responder a", "Rispondi a",
@@ -274,13 +276,15 @@ DISCLAIMER_RE = re.compile(
 REPLY_PREFIXES: tuple[str, ...] = (
     "re", "aw", "antw", "antwort", "sv", "odp", "rif", "r", "res", "resp", "ynt", "yanıt", "vá",
     "ré", "rép", "atb", "odg", "отв", "відп", "απ", "σχετ", "回复", "答复", "回覆", "返信",
+    "השב", "رد", "ตอบกลับ", "회신",
 )
 # "VS" is a reply in Finnish but a forward in Danish/Norwegian; Outlook in the latter is
 # far more common in practice, so it counts as a forward.
 FORWARD_PREFIXES: tuple[str, ...] = (
     "fwd", "fw", "wg", "tr", "rv", "i", "enc", "pd", "vl", "vb", "vs", "ilt", "i̇lt", "doorst",
     "videresend", "vid", "redir", "reenv", "inoltro", "wt", "fs", "prosl", "továbbítás",
-    "πρθ", "пересл", "转发", "轉寄", "転送",
+    "πρθ", "пересл", "转发", "轉寄", "転送", "העבר", "הועבר", "إعادة توجيه", "توجيه", "ส่งต่อ",
+    "전달",
 )
 # Tags that gateways prepend and that carry no meaning for the conversation.
 SUBJECT_TAGS: tuple[str, ...] = (

@@ -39,6 +39,10 @@ def _msg(body: str = "Hello", *, subject: str = "Question",
         ("Re[2]: Invoice", "Invoice"),
         ("Fw: re: FWD: invoice", "invoice"),
         ("Réponse à votre demande", "Réponse à votre demande"),
+        ("إعادة توجيه: رد: Invoice", "Invoice"),
+        ("העבר: השב: Invoice", "Invoice"),
+        ("ส่งต่อ: ตอบกลับ: Invoice", "Invoice"),
+        ("전달: 회신: Invoice", "Invoice"),
         ("Reminder: renewal", "Reminder: renewal"),
         ("  ", ""),
     ],
@@ -135,6 +139,29 @@ def test_outlook_forward_in_german() -> None:
     assert p.original_sender == Address("Müller, Hans", "hans.mueller@kunde.example")
     assert "unsere Lieferung ist noch nicht angekommen." in p.new_text
     assert p.forward_note == "Bitte übernehmen."
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # Gmail in Hebrew: bidirectional marks around the marker, the name and the address.
+        "---------- \u202bהודעה שהועברה\u202c ---------\n"
+        "מאת: \u202aCarla Cliente\u202c <\u202acarla@client.example\u202c>\n"
+        "Date: \u202bיום ב׳, 23 בנוב׳ 2026 ב-8:15\u202c\nSubject: Order\nTo: <sam@ourco.com>",
+        # Outlook in Arabic and in Thai.
+        "________________________________\nمن: Carla Cliente <carla@client.example>\n"
+        "تم الإرسال: الاثنين، 23 نوفمبر 2026 08:15 ص\nإلى: Sam <sam@ourco.com>\nالموضوع: Order",
+        "________________________________\nจาก: Carla Cliente <carla@client.example>\n"
+        "ส่ง: 23 พฤศจิกายน 2026 8:15\nถึง: Sam <sam@ourco.com>\nเรื่อง: Order",
+    ],
+)
+def test_forward_headers_in_right_to_left_and_other_scripts(header: str) -> None:
+    m = _msg(f"See below.\n\n{header}\n\nThe order arrived damaged.", subject="Fwd: Order",
+             sender="Sam Staff <sam@ourco.com>")
+    p = parse_email(m.as_bytes(), internal_domains=INTERNAL)
+    assert p.forwarded
+    assert p.original_sender == Address("Carla Cliente", "carla@client.example")
+    assert p.new_text == "The order arrived damaged."
 
 
 def test_outlook_block_with_reply_subject_is_a_reply() -> None:

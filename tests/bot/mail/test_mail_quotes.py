@@ -24,6 +24,8 @@ NEW = "Thanks, the new version works."
         "2021-11-01 10:00 GMT+01:00 Alice Smith <alice@ourco.com>:",
         "-----Original Message-----",
         "-----Ursprüngliche Nachricht-----",
+        # Gmail in Hebrew wraps the line and the address in bidirectional marks.
+        "\u202bב-1 בנוב׳ 2021 ב-10:00 מאת Alice Smith <\u202aalice@ourco.com\u202c\u200f>:\u202c",
     ],
 )
 def test_reply_header_languages(header: str) -> None:
