@@ -217,6 +217,8 @@ MOBILE_SIGNATURE_RE = re.compile(
     r"mobile|mobil|móvil|cellulare|smartphone|telefon|phone|handy)[\w'’ -]{0,20}"
     r"(?:から送信|发送|發送|에서 보냄|から送信しました)|"
     r"从我的|從我的|"
+    r"(?:נשלח מ|أرسلت من |تم الإرسال من |ส่งจาก ?).{0,25}(?:iphone|ipad|android|galaxy|"
+    r"samsung|outlook|mobile|נייד|جوال|هاتف|มือถือ|โทรศัพท์)|"
     r"<<sent by |\(sent from |typed on (?:my )?(?:iphone|ipad|mobile)|"
     r"from my (?:iphone|ipad|android|blackberry|mobile|phone|samsung|galaxy)|"
     r"this (?:e-?mail|message) was sent from (?:my|a) |"

@@ -40,6 +40,13 @@ def _words(line: str) -> list[str]:
     return [w for w in re.split(r"[\s,]+", line.strip()) if w]
 
 
+def _is_cjk(ch: str) -> bool:
+    """Han, kana or Hangul."""
+    o = ord(ch)
+    return (0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF
+            or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FFFF or 0x1100 <= o <= 0x11FF)
+
+
 def _is_name_like(line: str) -> bool:
     if "\t" in line.strip():
         return False  # tab-separated columns are table rows, not names
@@ -62,7 +69,13 @@ def _is_name_like(line: str) -> bool:
         if w2.lower() in _NAME_PARTICLES:
             continue
         first = w2[0]
-        if not (first.isupper() or unicodedata.category(first) == "Lo"):
+        if unicodedata.category(first) == "Lo":
+            # Scripts without capitals: a name is short. Chinese, Japanese and Korean write
+            # a full name in 2-4 characters; Thai and Lao put no spaces between words, so a
+            # long run is a sentence.
+            if len(w2) > (4 if _is_cjk(first) else 14):
+                return False
+        elif not first.isupper():
             return False
         caps += 1
     return caps >= 1

@@ -17,7 +17,8 @@ def test_dash_delimiter() -> None:
     "footer",
     ["Sent from my iPhone", "Envoyé de mon iPhone", "Von meinem iPhone gesendet",
      "Enviado desde mi Samsung Galaxy", "Get Outlook for Android", "Inviato da iPhone",
-     "Verzonden met BlackBerry Work", "Skickat från min iPhone"],
+     "Verzonden met BlackBerry Work", "Skickat från min iPhone", "נשלח מה-iPhone שלי",
+     "أرسلت من هاتفي", "ส่งจาก iPhone ของฉัน"],
 )
 def test_mobile_footers(footer: str) -> None:
     assert split_signature(f"On my way.\n\n{footer}\n") == ("On my way.", footer)
@@ -61,10 +62,20 @@ def test_disclaimer_removed() -> None:
         "Ha\tVicki\nMara\tSue\nWong\tMichael",  # a table of names
         "Agenda\n\nProtocol Document and Data Copy Instructions\n\nCertification Document",
         "Love to hear more.\nP.S. Call me tomorrow!",
+        # A short last sentence in a script without capitals is not a lone name.
+        "Thanks.\n\n我们明天发货",
+        "Thanks.\n\n내일발송합니다",
+        "Thanks.\n\nส่งจากโกดังพรุ่งนี้",
+        "Thanks.\n\nנשלח מחר את ההזמנה",
     ],
 )
 def test_no_false_signature(text: str) -> None:
     assert split_signature(text) == (text, "")
+
+
+@pytest.mark.parametrize("name", ["王小明", "김민수", "สมชาย", "דנה", "أحمد"])
+def test_lone_name_in_scripts_without_capitals(name: str) -> None:
+    assert split_signature(f"Thanks for the update.\n\n{name}") == ("Thanks for the update.", name)
 
 
 def test_infer_false_keeps_hand_typed_sign_off() -> None:
