@@ -320,9 +320,16 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         found = customer_svc.resolve_customer(session, customer)
         card = customer_svc.customer_card(session, found.id)  # type: ignore[arg-type]
         data = _customer_dict(session, card.customer)
+        # Scripts get whole records, not the card's summaries.
+        deals = [deal_svc.get_deal(session, d.id) for d in card.open_deals]
+        follow_up = (
+            followup_svc.get_follow_up(session, card.next_follow_up.id)
+            if card.next_follow_up
+            else None
+        )
         data |= {
             "owner": card.owner.name if card.owner else None,
-            "open_deals": _plain(card.open_deals),
+            "open_deals": _plain(deals),
             # Scripts get the interactions whole, not the card's one-line previews.
             "recent_interactions": _plain(
                 interaction_svc.timeline(
@@ -333,7 +340,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
                 if card.recent_interactions
                 else []
             ),
-            "next_follow_up": _plain(card.next_follow_up),
+            "next_follow_up": _plain(follow_up),
         }
     if json_out:
         _emit_json(data)
@@ -346,13 +353,13 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
     )
     for point in card.contacts:
         console.print(f"  {point.kind}: {point.value}", highlight=False)
-    if card.open_deals:
+    if deals:
         _table(
             "Open deals",
             ["#", "title", "stage", "amount", "close"],
             [
                 [d.id, d.title, d.stage, f"{d.amount:,.2f} {d.currency}", d.expected_close_date]
-                for d in card.open_deals
+                for d in deals
             ],
         )
     if card.recent_interactions:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -303,6 +305,13 @@ def add_contact_point(
     return point
 
 
+_CONTACT_POINTS = (
+    select(ContactPoint)
+    .where(ContactPoint.customer_id == sa.bindparam("customer_id"))
+    .order_by(col(ContactPoint.id))
+)
+
+
 def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
     return list(session.exec(_CONTACT_POINTS, params={"customer_id": customer_id}))
 
@@ -363,71 +372,160 @@ class InteractionPreview:
     preview: str  # the start of the body
 
 
+@dataclass(frozen=True)
+class OwnerSummary:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class ContactSummary:
+    id: int
+    kind: ContactKind
+    value: str
+
+
+@dataclass(frozen=True)
+class DealSummary:
+    id: int
+    title: str
+    stage: str
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class FollowUpSummary:
+    id: int
+    due_at: datetime
+    note: str
+
+
 PREVIEW_CHARS = 1000  # a line is shown; whitespace is collapsed after the cut
 
 
 @dataclass
 class CustomerCard:
+    """What a card shows of a customer: the customer, and a summary of the rest (the records
+    themselves are a read away by id)."""
+
     customer: Customer
-    owner: User | None
-    contacts: list[ContactPoint]
-    open_deals: list[Deal]
-    recent_interactions: list[InteractionPreview]
-    next_follow_up: FollowUp | None
+    owner: OwnerSummary | None
+    contacts: list[ContactSummary]
+    open_deals: list[DealSummary]  # by id
+    recent_interactions: list[InteractionPreview]  # the newest 5, newest first
+    next_follow_up: FollowUpSummary | None
     last_touch_at: datetime | None
     extras: dict[str, object] = field(default_factory=dict)
 
 
-# The card's reads are built once (the cards are read all day); only the id changes.
-_CARD_DEALS = (
-    select(Deal)
-    .where(Deal.customer_id == sa.bindparam("customer_id"), Deal.status == DealStatus.open)
-    .order_by(col(Deal.id))
-)
-_CARD_RECENT = (
-    # A body can be a long mail: only its start is read.
-    sa.select(
-        Interaction.id,
-        Interaction.occurred_at,
-        Interaction.channel,
-        Interaction.direction,
-        Interaction.subject,
-        sa.func.substr(Interaction.body, 1, PREVIEW_CHARS).label("preview"),
+def _card_statement() -> sa.CompoundSelect:
+    """Everything on a card but the customer, in one round trip (cards are read all day).
+
+    One UNION ALL of five parts, each row tagged with its part, in a shared set of columns
+    (id, at, text1..text4, amount); the first part casts them to their types. The parts come
+    back in no particular order: the caller sorts them.
+    """
+    u, cp, d = User.__table__.c, ContactPoint.__table__.c, Deal.__table__.c  # type: ignore[attr-defined]
+    f, i = FollowUp.__table__.c, Interaction.__table__.c  # type: ignore[attr-defined]
+    customer = sa.bindparam("customer_id", type_=sa.Integer)
+    shapes = (
+        sa.Integer(),
+        i.occurred_at.type,
+        sa.String(),
+        sa.String(),
+        sa.String(),
+        sa.String(),
+        d.amount.type,
     )
-    .where(
-        Interaction.customer_id == sa.bindparam("customer_id"),
-        col(Interaction.deleted_at).is_(None),
+    names = ("id", "at", "text1", "text2", "text3", "text4", "amount")
+
+    def part(tag: str, *columns: Any, where: Any, order: Any = (), limit: int | None = None) -> Any:
+        padded = [*columns, *[None] * (len(names) - len(columns))]
+        select = sa.select(
+            sa.literal(tag, sa.String()).label("part"),
+            *(
+                (sa.cast(sa.null(), shape) if c is None else c).label(name)
+                for c, shape, name in zip(padded, shapes, names, strict=True)
+            ),
+        ).where(*where)
+        return select.order_by(*order).limit(limit).subquery().select() if limit else select
+
+    return sa.union_all(
+        part("owner", u.id, None, u.name, where=[u.id == sa.bindparam("owner_id")]),
+        part("contact", cp.id, None, cp.kind, cp.value, where=[cp.customer_id == customer]),
+        part(
+            "deal",
+            d.id,
+            None,
+            d.title,
+            d.stage,
+            d.currency,
+            None,
+            d.amount,
+            where=[d.customer_id == customer, d.status == DealStatus.open],
+        ),
+        part(
+            # A body can be a long mail: only its start is read.
+            "recent",
+            i.id,
+            i.occurred_at,
+            i.channel,
+            i.direction,
+            i.subject,
+            sa.func.substr(i.body, 1, PREVIEW_CHARS),
+            where=[i.customer_id == customer, i.deleted_at.is_(None)],
+            order=[i.occurred_at.desc(), i.id.desc()],
+            limit=5,
+        ),
+        part(
+            "follow_up",
+            f.id,
+            f.due_at,
+            f.note,
+            where=[
+                f.customer_id == customer,
+                f.status.in_([FollowUpStatus.open, FollowUpStatus.snoozed]),
+            ],
+            order=[f.due_at, f.id],
+            limit=1,
+        ),
     )
-    .order_by(col(Interaction.occurred_at).desc(), col(Interaction.id).desc())
-    .limit(5)
-)
-_CARD_NEXT_FOLLOW_UP = (
-    select(FollowUp)
-    .where(
-        FollowUp.customer_id == sa.bindparam("customer_id"),
-        col(FollowUp.status).in_([FollowUpStatus.open, FollowUpStatus.snoozed]),
-    )
-    .order_by(col(FollowUp.due_at))
-    .limit(1)
-)
-_CONTACT_POINTS = (
-    select(ContactPoint)
-    .where(ContactPoint.customer_id == sa.bindparam("customer_id"))
-    .order_by(col(ContactPoint.id))
-)
+
+
+_CARD = _card_statement()
 
 
 def customer_card(session: Session, customer_id: int) -> CustomerCard:
     customer = get_customer(session, customer_id)
-    owner = session.get(User, customer.owner_id) if customer.owner_id else None
-    params = {"customer_id": customer_id}
-    recent = [InteractionPreview(*row) for row in session.execute(_CARD_RECENT, params)]
+    rows = session.connection().execute(
+        _CARD, {"customer_id": customer_id, "owner_id": customer.owner_id}
+    )
+    owner: OwnerSummary | None = None
+    contacts: list[ContactSummary] = []
+    deals: list[DealSummary] = []
+    recent: list[InteractionPreview] = []
+    follow_up: FollowUpSummary | None = None
+    for part, id_, at, t1, t2, t3, t4, amount in rows:
+        if part == "recent":
+            recent.append(InteractionPreview(id_, at, Channel(t1), Direction(t2), t3, t4 or ""))
+        elif part == "contact":
+            contacts.append(ContactSummary(id_, ContactKind(t1), t2))
+        elif part == "deal":
+            deals.append(DealSummary(id_, t1, t2, amount, t3))
+        elif part == "owner":
+            owner = OwnerSummary(id_, t1)
+        else:
+            follow_up = FollowUpSummary(id_, at, t1)
+    contacts.sort(key=lambda c: c.id)
+    deals.sort(key=lambda d: d.id)
+    recent.sort(key=lambda r: (r.occurred_at, r.id), reverse=True)
     return CustomerCard(
         customer=customer,
         owner=owner,
-        contacts=list(session.exec(_CONTACT_POINTS, params=params)),
-        open_deals=list(session.exec(_CARD_DEALS, params=params)),
+        contacts=contacts,
+        open_deals=deals,
         recent_interactions=recent,
-        next_follow_up=session.exec(_CARD_NEXT_FOLLOW_UP, params=params).first(),
+        next_follow_up=follow_up,
         last_touch_at=recent[0].occurred_at if recent else None,
     )

@@ -292,6 +292,45 @@ def test_customer_card_collects_what_a_rep_needs(db, admin, settings):
     assert card.next_follow_up is None and card.recent_interactions == []
 
 
+def test_customer_card_in_one_read_with_its_parts_in_order(db, admin, settings):
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from crm.models import ContactKind, Role, utcnow
+    from crm.services import followups
+
+    owner, _ = make_user(db, "Olga Owner", Role.rep)
+    customer = add_customer(db, admin, owner_id=owner.id)
+    for title in ("First", "Second", "Third"):
+        add_deal(db, admin, settings, customer.id, title, amount="12.50")
+    with db.transaction() as s:
+        customers.add_contact_point(
+            s, customer_id=customer.id, kind=ContactKind.phone, value="+49 30 1234567", actor=admin
+        )
+        for days, note in ((9, "later"), (2, "soonest"), (5, "between")):
+            followups.create_follow_up(
+                s,
+                customer_id=customer.id,
+                when=utcnow() + timedelta(days=days),
+                actor=admin,
+                tz="UTC",
+                note=note,
+            )
+    statements: list[str] = []
+    with db.session() as s:
+        found = customers.get_customer(s, customer.id)  # as /crm show has it, resolved
+        sa.event.listen(s.connection(), "before_cursor_execute", lambda *a: statements.append(a[2]))
+        card = customers.customer_card(s, found.id)
+    assert len(statements) == 1
+    assert card.owner is not None and card.owner.name == "Olga Owner"
+    assert [c.kind for c in card.contacts] == [ContactKind.email, ContactKind.phone]
+    assert card.contacts[0].value == "jane@acme.com"
+    assert [d.title for d in card.open_deals] == ["First", "Second", "Third"]
+    assert {(str(d.amount), d.currency) for d in card.open_deals} == {("12.50", "USD")}
+    assert card.next_follow_up is not None and card.next_follow_up.note == "soonest"
+
+
 def test_customer_card_previews_interactions_without_reading_whole_bodies(db, admin):
     from datetime import timedelta
 
