@@ -48,10 +48,10 @@ def split_quote(line: str) -> tuple[int, str]:
     return m.group(1).count(">"), line[m.end():]
 
 
-# BOMs, zero-width characters and the bidirectional marks that right-to-left clients (Hebrew,
+# BOMs, zero-width spaces and the bidirectional marks that right-to-left clients (Hebrew,
 # Arabic) wrap around names and addresses: invisible, but they break every pattern.
 _INVISIBLE = dict.fromkeys(
-    [0xFEFF, 0x061C, *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    [0xFEFF, 0x061C, 0x200B, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 )
 
 
@@ -90,9 +90,17 @@ def parse_inline_fields(text: str) -> dict[str, str]:
     return out
 
 
+_ADDRESS_ONLY = re.compile(
+    r'^(?:(?:"[^"]{1,80}"|[^"<>@,;:]{1,80})\s*<' + P.EMAIL_RE.pattern + r">|<?"
+    + P.EMAIL_RE.pattern + r">?)$"
+)
+
+
 def _bare_fields(lines: list[str], start: int, depth: int) -> tuple[dict[str, str], int]:
-    """Header fields printed without colons, right under a marker: a From with an address
-    first, then at least one other field, one per line."""
+    """Header fields printed without colons, right under an "Original Message" marker (eM
+    Client): a From whose whole value is an address ("Ann" <a@x>, Ann <a@x>, a@x) first, then
+    at least one other field, one per line. A sentence such as "From what Ann (a@x) said"
+    is not a field."""
     fields: dict[str, str] = {}
     i = start
     while i < len(lines) and i < start + 8:
@@ -101,7 +109,7 @@ def _bare_fields(lines: list[str], start: int, depth: int) -> tuple[dict[str, st
         name = P.field_of(m.group("label")) if m else None
         if m is None or name is None or name in fields:
             break
-        if not fields and (name != "from" or not P.EMAIL_RE.search(m.group("value"))):
+        if not fields and (name != "from" or not _ADDRESS_ONLY.match(m.group("value").strip())):
             break
         fields[name] = m.group("value").strip()
         i += 1
@@ -274,7 +282,7 @@ def _header_at(lines: list[str], i: int, depth: int, c: str) -> HeaderSpan | Non
         block_depth = split_quote(lines[j])[0] if j < len(lines) else depth
         more, end = _collect_fields(lines, j, min(block_depth, depth) if block_depth < depth
                                     else block_depth, 1)
-        if not more:
+        if not more and not fields and kind == "original":
             more, end = _bare_fields(lines, j, block_depth)
         for k, v in more.items():
             fields.setdefault(k, v)

@@ -47,6 +47,10 @@ def _is_cjk(ch: str) -> bool:
             or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FFFF or 0x1100 <= o <= 0x11FF)
 
 
+def _is_katakana(word: str) -> bool:
+    return all(0x30A0 <= ord(ch) <= 0x30FF for ch in word)
+
+
 def _is_name_like(line: str) -> bool:
     if "\t" in line.strip():
         return False  # tab-separated columns are table rows, not names
@@ -71,9 +75,9 @@ def _is_name_like(line: str) -> bool:
         first = w2[0]
         if unicodedata.category(first) == "Lo":
             # Scripts without capitals: a name is short. Chinese, Japanese and Korean write
-            # a full name in 2-4 characters; Thai and Lao put no spaces between words, so a
-            # long run is a sentence.
-            if len(w2) > (4 if _is_cjk(first) else 14):
+            # a full name in 2-4 characters (katakana spells foreign names out, longer); Thai
+            # and Lao put no spaces between words, so a long run is a sentence.
+            if len(w2) > (12 if _is_katakana(w2) else 4 if _is_cjk(first) else 14):
                 return False
         elif not first.isupper():
             return False

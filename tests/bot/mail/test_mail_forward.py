@@ -53,12 +53,30 @@ def test_forward_quoted_below_an_unquoted_marker_is_unquoted() -> None:
     assert part.note == "Handle please"
 
 
-def test_bare_words_under_a_marker_are_not_header_fields() -> None:
-    # Without colons, only a From line with an address starts a field block.
-    part = find_forwarded(
-        "-------- Original Message --------\nFrom the team at Acme\nTo all of you: thanks\n"
-    )
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-------- Original Message --------\nFrom the team at Acme\nTo all of you: thanks\n",
+        "-------- Original Message --------\nFrom what Ann said (ann@x.example) we agree\n"
+        "Date the contract to June 1.\n",
+        "Begin forwarded message:\n\nFrom what Ann said (ann@x.example) we agree\n"
+        "Date the contract to June 1.\n",
+    ],
+)
+def test_sentences_under_a_marker_are_not_header_fields(text: str) -> None:
+    # Without colons, only an "Original Message" marker with a From line that is nothing but
+    # an address starts a field block.
+    part = find_forwarded(text)
     assert part is None or part.sender is None
+
+
+def test_forwarded_body_starting_with_label_words_is_kept() -> None:
+    part = find_forwarded(
+        "----- Forwarded Message ----- From: John Doe <john@acme.example>To: b@ourco.com "
+        "Subject: Hi\n\nFrom our side, please reply to ann@x.example\nTo be clear, we agree.\n"
+    )
+    assert part is not None and part.sender == Address("John Doe", "john@acme.example")
+    assert part.body == "From our side, please reply to ann@x.example\nTo be clear, we agree."
 
 
 def test_note_above_forward_is_returned() -> None:

@@ -73,7 +73,7 @@ def test_no_false_signature(text: str) -> None:
     assert split_signature(text) == (text, "")
 
 
-@pytest.mark.parametrize("name", ["王小明", "김민수", "สมชาย", "דנה", "أحمد"])
+@pytest.mark.parametrize("name", ["王小明", "김민수", "ジョン・スミス", "สมชาย", "דנה", "أحمد"])
 def test_lone_name_in_scripts_without_capitals(name: str) -> None:
     assert split_signature(f"Thanks for the update.\n\n{name}") == ("Thanks for the update.", name)
 
