@@ -113,7 +113,10 @@ class ChurnScores:
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
+    """sign(x) * log(1 + |x|), in one buffer (explaining scores calls it on big matrices)."""
+    out = np.abs(x)
+    np.log1p(out, out=out)
+    return np.copysign(out, x, out=out)
 
 
 class FillEmptyColumns(TransformerMixin, BaseEstimator):
@@ -365,7 +368,8 @@ def _reason_recency(r: Any) -> str | None:
     d, gap = r["recency_days"], r["avg_purchase_gap_days"]
     if pd.notna(d):
         if pd.notna(gap) and gap >= 1 and d > gap:
-            return f"no purchase in {_days(d)} days (usually every {_days(gap)})"
+            every = "day" if _days(gap) == 1 else f"{_days(gap)}"
+            return f"no purchase in {_days(d)} days (usually every {every})"
         return f"no purchase in {_days(d)} days" if d >= 14 else None
     return None  # never bought: the silence and frequency reasons say it
 
@@ -396,7 +400,7 @@ def _reason_unanswered(r: Any) -> str | None:
     n = int(r["unanswered_inbound"])
     if n <= 0:
         return None
-    return f"no reply to {_plural(n, 'email')} in {_days(r['unanswered_days'])} days"
+    return f"no reply to {_plural(n, 'email')} in {_plural(_days(r['unanswered_days']), 'day')}"
 
 
 def _reason_outreach(r: Any) -> str | None:
@@ -425,7 +429,9 @@ def _reason_follow_ups(r: Any) -> str | None:
 
 
 def _reason_tenure(r: Any) -> str | None:
-    return f"new customer ({_days(r['tenure_days'])} days)" if r["tenure_days"] < 90 else None
+    if r["tenure_days"] >= 90:
+        return None
+    return f"new customer ({_plural(_days(r['tenure_days']), 'day')})"
 
 
 # Feature groups: reset together to the median to see how much they push the risk.
@@ -484,9 +490,18 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] = 
 }
 
 
+# What the reason texts read (their rows are built from these columns only).
+REASON_COLUMNS: tuple[str, ...] = (
+    "recency_days", "avg_purchase_gap_days", "purchases_90", "purchases_prev_90", "value_90",
+    "value_prev_90", "purchase_days", "days_since_inbound", "unanswered_inbound",
+    "unanswered_days", "days_since_outbound", "interactions_90", "interactions_prev_90",
+    "lost_deals_90", "overdue_follow_ups", "tenure_days",
+)  # fmt: skip
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     # Plain dicts: a pandas Series per row costs ~50x more and reasons need only a few lookups.
-    return frame.to_dict("records")
+    return frame.loc[:, list(REASON_COLUMNS)].to_dict("records")
 
 
 def explain(

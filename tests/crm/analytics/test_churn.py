@@ -169,3 +169,17 @@ def test_blend_averages_its_members():
     blend = churn.Blend(members).fit(x, y)
     single = [m.fit(x, y).predict_proba(x) for m in churn.candidates(7).values()]
     np.testing.assert_allclose(blend.predict_proba(x), np.mean(single, axis=0))
+
+
+def test_reason_texts_read_only_the_reason_columns():
+    # Reasons are worded from rows holding REASON_COLUMNS only: a reason reading another
+    # column would fail here rather than on a customer's card.
+    row = {c: 1.0 for c in churn.REASON_COLUMNS}
+    row |= {"recency_days": 200.0, "avg_purchase_gap_days": 30.0, "tenure_days": 30.0}
+    row |= {"purchases_prev_90": 4.0, "unanswered_inbound": 2.0, "lost_deals_90": 1.0}
+    texts = [fn(row) for _, fn in churn.REASON_GROUPS.values()]
+    texts += churn.rule_reasons(row, max_reasons=10)
+    assert "no purchase in 200 days (usually every 30)" in texts
+    assert "orders down 75% vs the previous quarter" in texts
+    assert "no reply to 2 emails in 1 day" in texts
+    assert "new customer (30 days)" in texts
