@@ -100,7 +100,9 @@ class FakeSlackCloud:
                 elif path.endswith("auth.test"):
                     body.update(user_id="UBOT", bot_id="BBOT", team_id="TBENCH", user="crmbot")
                 elif path.endswith("users.info"):
-                    asked = dict(parse_qsl(raw.decode())).get("user", BENCH_USERS[0])
+                    # slack_sdk sends users.info as a GET: the user is in the query string.
+                    query = urlsplit(target).query + "&" + raw.decode()
+                    asked = dict(parse_qsl(query)).get("user", BENCH_USERS[0])
                     body["user"] = {
                         "id": asked,
                         "team_id": "TBENCH",
