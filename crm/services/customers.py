@@ -498,9 +498,7 @@ _CARD = _card_statement()
 
 def customer_card(session: Session, customer_id: int) -> CustomerCard:
     customer = get_customer(session, customer_id)
-    rows = session.execute(
-        _CARD, {"customer_id": customer_id, "owner_id": customer.owner_id}
-    )
+    rows = session.execute(_CARD, {"customer_id": customer_id, "owner_id": customer.owner_id})
     owner: OwnerSummary | None = None
     contacts: list[ContactSummary] = []
     deals: list[DealSummary] = []
