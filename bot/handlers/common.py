@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from slack_sdk import WebClient
@@ -59,12 +59,34 @@ def _profile(client: WebClient, slack_user_id: str) -> dict[str, Any]:
 _USER_BY_SLACK_ID = select(User).where(User.slack_user_id == sa.bindparam("slack_user_id"))
 
 
+class _Recent(Generic[T]):
+    """Values found lately, by Slack user id, each good for the age the reader accepts.
+
+    Bounded: past 10,000 users it starts afresh rather than grow without end.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[float, T]] = {}
+
+    def get(self, key: str, max_age: float) -> T | None:
+        found = self._items.get(key)
+        return found[1] if found and time.monotonic() - found[0] < max_age else None
+
+    def put(self, key: str, value: T) -> None:
+        if len(self._items) > 10_000:
+            self._items.clear()
+        self._items[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 # A read request (find, show, ...) may act as the user read up to this long ago, so that a rep
 # clicking through cards costs no user lookup per click; a role or time zone change reaches reads
 # within this time. A change always reads its user afresh: permissions are checked on the row as
 # it is now.
 READER_TTL_SECONDS = 30.0
-_READERS: dict[str, tuple[float, User]] = {}
+_READERS: _Recent[User] = _Recent()
 
 
 def acting_user(
@@ -75,11 +97,10 @@ def acting_user(
     ``session``: given by read requests only, a read session of the caller's to look in; the
     user may then come from the last READER_TTL_SECONDS. Without it the user is read afresh.
     """
-    now = time.monotonic()
     if session is not None:
-        known = _READERS.get(slack_user_id)
-        if known and now - known[0] < READER_TTL_SECONDS:
-            return known[1], user_svc.actor_for(known[1], "slack")
+        known = _READERS.get(slack_user_id, READER_TTL_SECONDS)
+        if known is not None:
+            return known, user_svc.actor_for(known, "slack")
         user = session.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).first()
     else:
         with bot.db.lookup() as own:
@@ -100,9 +121,7 @@ def acting_user(
             # A second request from the same new user created them first: use that row.
             with bot.db.lookup() as own:
                 user = own.exec(_USER_BY_SLACK_ID, params={"slack_user_id": slack_user_id}).one()
-    if len(_READERS) > 10_000:
-        _READERS.clear()
-    _READERS[slack_user_id] = (now, user)
+    _READERS.put(slack_user_id, user)
     return user, user_svc.actor_for(user, "slack")
 
 
@@ -128,7 +147,7 @@ class Author:
     external: bool
 
 
-_AUTHORS: dict[str, tuple[float, Author]] = {}
+_AUTHORS: _Recent[Author] = _Recent()
 _AUTHOR_TTL_SECONDS = 600.0
 
 
@@ -139,10 +158,9 @@ def author_facts(client: WebClient, slack_user_id: str | None, home_team: str | 
     """
     if not slack_user_id:
         return Author(None, None, False)
-    now = time.monotonic()
-    cached = _AUTHORS.get(slack_user_id)
-    if cached and now - cached[0] < _AUTHOR_TTL_SECONDS:
-        return cached[1]
+    cached = _AUTHORS.get(slack_user_id, _AUTHOR_TTL_SECONDS)
+    if cached is not None:
+        return cached
     try:
         user = client.users_info(user=slack_user_id)["user"] or {}
     except SlackApiError as exc:
@@ -156,9 +174,7 @@ def author_facts(client: WebClient, slack_user_id: str | None, home_team: str | 
         name=profile.get("real_name") or user.get("real_name") or user.get("name"),
         external=external,
     )
-    if len(_AUTHORS) > 10_000:
-        _AUTHORS.clear()
-    _AUTHORS[slack_user_id] = (now, author)
+    _AUTHORS.put(slack_user_id, author)
     return author
 
 
