@@ -133,7 +133,7 @@ def evaluate_command(
 ) -> None:
     """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""
     from bot.cli import _emit_json, _state, _table
-    from crm.analytics.evaluate import OURS, evaluate_cdnow, evaluate_demo
+    from crm.analytics.evaluate import HISTORY_WEEKS, OURS, evaluate_cdnow, evaluate_demo
 
     state = _state(ctx)
     say = _progress(quiet=json_out)
@@ -152,6 +152,9 @@ def evaluate_command(
                 "clusters": result.clusters,
                 "beats_all": result.beats_all,
                 "ceiling": result.ceiling.__dict__ if result.ceiling else None,
+                "history_ceiling": (
+                    result.history_ceiling.__dict__ if result.history_ceiling else None
+                ),
                 "meta": result.meta,
             }
         )
@@ -172,6 +175,14 @@ def evaluate_command(
             f"Ceiling, not a method: our features fitted on the holdout's own labels (5-fold "
             f"cross-validated, {result.ceiling.method}): AUC "
             f"{result.ceiling.auc:.4f}, top-10% precision {result.ceiling.top10_precision:.4f}.",
+            highlight=False,
+        )
+    if result.history_ceiling is not None:
+        top = result.history_ceiling
+        console.print(
+            f"Ceiling, not a method: our features plus the whole purchase record (count and spend "
+            f"of each of the last {HISTORY_WEEKS} weeks, totals before) fitted on the holdout's own labels "
+            f"({top.method}): AUC {top.auc:.4f}, top-10% precision {top.top10_precision:.4f}.",
             highlight=False,
         )
     console.print(
