@@ -11,8 +11,8 @@ then in the same run times:
 
 - mbsync (its default settings) pulling the folder into an empty Maildir: the raw rate;
 - ``crmbot mail poll --once`` equivalent: fetch, parse, match, store, mark \\Seen;
-- a floor for any parser built on the standard library: its MIME parse alone (headers
-  read, text parts decoded) over the same messages, in as many processes, nothing else.
+- a floor for any parser built on the standard library's: its MIME parse alone (fastest
+  policy, text parts decoded) over the same messages, in as many processes, nothing else.
 
 Prints both rates and ours / mbsync's. Goal: >= 1.0.
 """
@@ -407,22 +407,18 @@ def run_crmbot(server: Dovecot, db: Database, batch: int, workers: int) -> tuple
 
 
 def _stdlib_parse(raws: list[bytes]) -> int:
-    """The least any standard-library reader of these mails does: parse the MIME tree, read
-    the address and date headers, decode every text part. No quote, signature or forward
+    """The least a reader built on the standard library's MIME parser does, with its fastest
+    policy (compat32, as crmbot's parser uses): build the MIME tree and decode every text
+    part's bytes. No header parsing, no charset decoding, no quote, signature or forward
     logic, no HTML to text, no database."""
     from email import policy
     from email.parser import BytesParser
 
-    parser = BytesParser(policy=policy.default)
+    parser = BytesParser(policy=policy.compat32)
     for raw in raws:
-        msg = parser.parsebytes(raw)
-        for name in ("from", "to", "cc", "date", "subject", "message-id"):
-            header = msg[name]
-            if header is not None and hasattr(header, "addresses"):
-                header.addresses  # noqa: B018 - parsing is the point
-        for part in msg.walk():
+        for part in parser.parsebytes(raw).walk():
             if part.get_content_maintype() == "text":
-                part.get_content()
+                part.get_payload(decode=True)
     return len(raws)
 
 
@@ -485,7 +481,7 @@ def main() -> None:
         floor_s = run_stdlib_floor(raws, args.batch, args.workers)
         floor_rate = len(raws) / floor_s
         print(
-            f"floor: the standard library's MIME parse alone (headers, text parts decoded; "
+            f"floor: the standard library's MIME parse alone (compat32, text parts decoded; "
             f"no server, no database), same processes: {floor_s:7.2f} s  {floor_rate:8.0f} msg/s"
             f"  ({floor_rate / mbsync_rate:.2f} of mbsync)"
         )

@@ -608,6 +608,22 @@ def modal(
     return view.to_dict()
 
 
+def notice_modal(title: str, err: Exception) -> dict[str, Any]:
+    """A form's answer when the form cannot be handled at all (e.g. the user may no longer act)."""
+    view = View(
+        type="modal",
+        title=PlainTextObject(text=truncate(title, 24)),
+        close=PlainTextObject(text="Close"),
+        blocks=[section(f":warning: {esc(str(err))}")],
+    )
+    return view.to_dict()
+
+
+def notice_home(err: Exception) -> dict[str, Any]:
+    """The App Home of a user who cannot use the CRM, saying why."""
+    return {"type": "home", "blocks": payload([section(f":warning: {esc(str(err))}")], "home")}
+
+
 def deal_new_modal(
     *, stages: Sequence[str], currency: str, customer: Customer | None
 ) -> dict[str, Any]:

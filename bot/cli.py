@@ -903,6 +903,29 @@ def user_role(ctx: typer.Context, user: str, role: str, json_out: JsonOpt = Fals
         console.print(f"{data['name']} is now {data['role']}.")
 
 
+def _set_active(ctx: typer.Context, user: str, active: bool, json_out: bool) -> None:
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        found = user_svc.find_user(session, user)
+        data = _plain(user_svc.set_active(session, user_id=found.id, active=active, actor=actor))  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(f"{data['name']} is now {'active' if active else 'deactivated'}.")
+
+
+@user_app.command("deactivate")
+def user_deactivate(ctx: typer.Context, user: str, json_out: JsonOpt = False) -> None:
+    """Stop a user acting in the CRM (Slack and --as) and getting digests; their records stay."""
+    _set_active(ctx, user, False, json_out)
+
+
+@user_app.command("activate")
+def user_activate(ctx: typer.Context, user: str, json_out: JsonOpt = False) -> None:
+    """Let a deactivated user act in the CRM again."""
+    _set_active(ctx, user, True, json_out)
+
+
 @user_app.command("list")
 def user_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """List users."""
@@ -914,8 +937,19 @@ def user_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         return
     _table(
         "Users",
-        ["#", "name", "email", "slack", "role", "timezone"],
-        [[u.id, u.name, u.email, u.slack_user_id, u.role, u.timezone] for u in users],
+        ["#", "name", "email", "slack", "role", "timezone", "active"],
+        [
+            [
+                u.id,
+                u.name,
+                u.email,
+                u.slack_user_id,
+                u.role,
+                u.timezone,
+                "yes" if u.active else "no",
+            ]
+            for u in users
+        ],
     )
 
 

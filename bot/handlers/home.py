@@ -18,6 +18,7 @@ from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import insights
+from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,11 @@ def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dic
 
 
 def publish_home(bot: BotContext, client: WebClient, slack_user_id: str) -> None:
-    user, _actor = acting_user(bot, client, slack_user_id)
+    try:
+        user, _actor = acting_user(bot, client, slack_user_id)
+    except CRMError as err:  # e.g. a deactivated account: say so instead of a blank tab
+        client.views_publish(user_id=slack_user_id, view=blocks.notice_home(err))
+        return
     client.views_publish(user_id=slack_user_id, view=home_for(bot, user))
 
 

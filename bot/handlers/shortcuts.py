@@ -22,8 +22,8 @@ def log_to_crm(
     bot = bot_context(context)
     user_id = shortcut["user"]["id"]
     message = shortcut.get("message") or {}
-    _user, actor = acting_user(bot, client, user_id)
     try:
+        _user, actor = acting_user(bot, client, user_id)
         actor.require_write()
     except CRMError as err:
         client.chat_postEphemeral(

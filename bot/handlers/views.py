@@ -88,11 +88,16 @@ class Submission(NamedTuple):
 
 
 def _submission(
-    body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
-) -> Submission:
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> Submission | None:
+    """Who submitted the form and what they entered; None (the form answered) if they may not act."""
     bot = bot_context(context)
     user_id = body["user"]["id"]
-    user, actor = acting_user(bot, client, user_id)
+    try:
+        user, actor = acting_user(bot, client, user_id)
+    except CRMError as err:  # e.g. deactivated since the form was opened
+        ack(response_action="update", view=blocks.notice_modal("crmbot", err))
+        return None
     return Submission(bot, _values(view), user_id, user, actor)
 
 
@@ -103,7 +108,9 @@ _DEAL_BLOCKS = {"customer_id": "customer", "expected_close_date": "close"}
 def deal_new(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    bot, values, user_id, _user, actor = _submission(body, view, client, context)
+    if (sub := _submission(ack, body, view, client, context)) is None:
+        return
+    bot, values, user_id, _user, actor = sub
     try:
         customer = _selected(values, "customer")
         if not customer.isdigit():
@@ -140,7 +147,9 @@ def deal_new(
 def log_note(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    bot, values, user_id, user, actor = _submission(body, view, client, context)
+    if (sub := _submission(ack, body, view, client, context)) is None:
+        return
+    bot, values, user_id, user, actor = sub
     try:
         meta = _metadata(view)
         kind = Channel(_selected(values, "kind") or "note")
@@ -181,7 +190,9 @@ def log_note(
 def follow_up(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    bot, values, user_id, user, actor = _submission(body, view, client, context)
+    if (sub := _submission(ack, body, view, client, context)) is None:
+        return
+    bot, values, user_id, user, actor = sub
     tz = user.timezone or bot.settings.timezone
     try:
         meta = _metadata(view)
@@ -267,7 +278,9 @@ def log_message(
     longer than the 3 seconds Slack waits for the answer, so the messages are fetched and
     stored after it, and the outcome is sent to the user's DM.
     """
-    bot, values, user_id, _user, actor = _submission(body, view, client, context)
+    if (sub := _submission(ack, body, view, client, context)) is None:
+        return
+    bot, values, user_id, _user, actor = sub
     try:
         actor.require_write()
         meta = _metadata(view)

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from crm.models import Role, User
 from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
-from crm.services.errors import CRMError, NotFound
+from crm.services.errors import CRMError, NotFound, PermissionDenied
 from crm.services.normalise import clean_text, is_email, normalise_email, normalise_slack_id
 
 
@@ -120,6 +120,35 @@ def set_role(session: Session, *, user_id: int, role: Role | str, actor: Actor) 
     return user
 
 
+def set_active(session: Session, *, user_id: int, active: bool, actor: Actor) -> User:
+    """Deactivate a user (they can no longer act in the CRM, and get no digests) or reactivate one.
+
+    Nothing they own or did is changed; an admin reassigns their customers and deals as needed.
+    """
+    actor.require_admin("deactivate or reactivate users")
+    user = get_user(session, user_id)
+    if not active and actor.user_id is not None and actor.user_id == user.id:
+        raise CRMError(
+            "You cannot deactivate yourself.", hint="Ask another admin to deactivate your account."
+        )
+    if user.active == active:
+        return user
+    before = snapshot(user)
+    user.active = active
+    session.add(user)
+    session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="activate" if active else "deactivate",
+        entity="user",
+        entity_id=user.id,
+        before=before,
+        after=snapshot(user),
+    )
+    return user
+
+
 def ensure_slack_user(
     session: Session,
     *,
@@ -181,6 +210,12 @@ def list_users(session: Session) -> list[User]:
 
 
 def actor_for(user: User, via: str) -> Actor:
+    """The actor for a CRM user; a deactivated user cannot act (reads included)."""
+    if not user.active:
+        raise PermissionDenied(
+            f"The CRM account of {user.name} is deactivated.",
+            hint="Ask an admin to reactivate it (`crmbot user activate`).",
+        )
     return Actor(
         name=f"{via}:{user.slack_user_id or user.email or user.id} ({user.name})",
         role=Role(user.role),

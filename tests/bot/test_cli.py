@@ -183,3 +183,35 @@ def test_a_change_the_database_refuses_is_one_clear_line_and_nothing_is_written(
     monkeypatch.setattr(customers, "create_customer", create)
     code, out, _ = crmbot("customer", "find", "jane@acme.com", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_deactivating_a_user_stops_them_acting_and_is_audited(crmbot, db):
+    from sqlmodel import select
+
+    from crm.models import AuditEvent, User
+
+    assert crmbot("user", "add", "Rita", "--email", "rita@ourco.com", "--role", "admin")[0] == 0
+    assert crmbot("user", "add", "Sam", "--email", "sam@ourco.com")[0] == 0
+    code, out, _ = crmbot("user", "deactivate", "sam@ourco.com")
+    assert code == 0 and "deactivated" in out
+    code, _, err = crmbot(
+        "--as", "sam@ourco.com", "customer", "add", "Acme", "--email", "a@acme.com"
+    )
+    assert code != 0 and "deactivated" in err
+    code, _, err = crmbot("--as", "rita@ourco.com", "user", "deactivate", "rita@ourco.com")
+    assert code != 0 and "cannot deactivate yourself" in err
+    code, out, _ = crmbot("user", "list")
+    assert "no" in out
+    assert crmbot("user", "activate", "sam@ourco.com")[0] == 0
+    code, _, err = crmbot(
+        "--as", "sam@ourco.com", "customer", "add", "Acme", "--email", "a@acme.com"
+    )
+    assert code == 0, err
+    with db.session() as session:
+        sam = session.exec(select(User).where(User.email == "sam@ourco.com")).one()
+        actions = session.exec(
+            select(AuditEvent.action).where(
+                AuditEvent.entity == "user", AuditEvent.entity_id == str(sam.id)
+            )
+        ).all()
+    assert sam.active and {"deactivate", "activate"} <= set(actions)
