@@ -78,7 +78,7 @@ def _mask_signature_after_quotes(lines: list[str], kinds: list[str]) -> list[str
 def _mobile_cut(lines: list[str], kinds: list[str], limit: int) -> int | None:
     """Mobile clients write "Sent from my iPhone" and then paste the quote without header."""
     for i in range(limit):
-        if kinds[i] == "t" and P.MOBILE_SIGNATURE_RE.match(clean(lines[i])):
+        if kinds[i] == "t" and P.is_mobile_footer(clean(lines[i])):
             if any(k == "t" for k in kinds[i + 1:limit]):
                 return i + 1
             return None

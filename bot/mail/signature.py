@@ -156,7 +156,7 @@ def _marked_cut(lines: list[str]) -> int | None:
             continue  # too much text follows for anything here to be a signature
         if _DASH_DELIM_RE.match(line) and tail <= _MAX_TAIL_LINES:
             return i
-        if P.MOBILE_SIGNATURE_RE.match(c) and tail <= _MAX_TAIL_LINES:
+        if P.is_mobile_footer(c) and tail <= _MAX_TAIL_LINES:
             return i
         # A separator ("____") opens a signature when it stands apart from the text (a
         # line right under a heading is an underline) and what follows identifies someone.

@@ -73,6 +73,11 @@ def test_mobile_client_quote_without_header() -> None:
     assert quoted == "Original text pasted without a header."
 
 
+def test_a_sentence_like_a_footer_does_not_cut_the_text_below_it() -> None:
+    text = f"{NEW}\n\nSent from the warehouse this morning.\n\nTracking number to follow.\n"
+    assert split_reply(text) == (text.strip(), "")
+
+
 def test_plain_text_is_untouched() -> None:
     text = "Line one\n\nOn this day I wrote a lot.\nThe End.\n"
     assert split_reply(text) == ("Line one\n\nOn this day I wrote a lot.\nThe End.", "")

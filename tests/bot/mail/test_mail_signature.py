@@ -18,10 +18,20 @@ def test_dash_delimiter() -> None:
     ["Sent from my iPhone", "Envoyé de mon iPhone", "Von meinem iPhone gesendet",
      "Enviado desde mi Samsung Galaxy", "Get Outlook for Android", "Inviato da iPhone",
      "Verzonden met BlackBerry Work", "Skickat från min iPhone", "נשלח מה-iPhone שלי",
-     "أرسلت من هاتفي", "ส่งจาก iPhone ของฉัน"],
+     "أرسلت من هاتفي", "ส่งจาก iPhone ของฉัน", "Sent from Yahoo Mail for Android",
+     "Sent via Superhuman", "Sent with Proton Mail secure email.", "Sent from Mail for Windows"],
 )
 def test_mobile_footers(footer: str) -> None:
     assert split_signature(f"On my way.\n\n{footer}\n") == ("On my way.", footer)
+
+
+@pytest.mark.parametrize(
+    "last", ["Sent from the warehouse this morning.", "Sent on Monday, as agreed.",
+             "Sent by the courier yesterday."],
+)
+def test_a_sentence_that_starts_like_a_footer_is_text(last: str) -> None:
+    text = f"Your parcel is on its way.\n\n{last}\n"
+    assert split_signature(text) == (text.strip(), "")
 
 
 def test_sign_off_name_title_phone() -> None:
