@@ -61,6 +61,20 @@ def _trailing_quote_start(kinds: list[str]) -> int | None:
     return i
 
 
+def _with_attribution(lines: list[str], kinds: list[str], start: int) -> int:
+    """A trailing quote's own attribution line right above it ("Sam Staff wrote:", "Anna
+    schrieb:"), with no date or address to be a quote header by itself, belongs to the quote."""
+    i = start - 1
+    while i >= 0 and kinds[i] == "b":
+        i -= 1
+    if i < 0 or kinds[i] != "t":
+        return start
+    line = clean(lines[i])
+    if line.endswith((":", "：")) and len(line.split()) <= 12 and P.ATTRIBUTION_RE.search(line):
+        return i
+    return start
+
+
 def _mask_signature_after_quotes(lines: list[str], kinds: list[str]) -> list[str]:
     """Treat a "-- " signature below the last quote as blank, so that a reply quoted on top
     of the writer's signature ("text / > quote / -- / sig") still has a trailing quote."""
@@ -79,7 +93,7 @@ def _mobile_cut(lines: list[str], kinds: list[str], limit: int) -> int | None:
     """Mobile clients write "Sent from my iPhone" and then paste the quote without header."""
     for i in range(limit):
         if kinds[i] == "t" and P.is_mobile_footer(clean(lines[i])):
-            if any(k == "t" for k in kinds[i + 1:limit]):
+            if any(k == "t" for k in kinds[i + 1 : limit]):
                 return i + 1
             return None
     return None
@@ -125,7 +139,7 @@ def _split_reply(text: str, level: int) -> tuple[str, str]:
         candidates.append(header.start)
     tq = _trailing_quote_start(_mask_signature_after_quotes(lines, kinds))
     if tq is not None:
-        candidates.append(tq)
+        candidates.append(_with_attribution(lines, kinds, tq))
     limit = min(candidates) if candidates else len(lines)
     mc = _mobile_cut(lines, kinds, limit)
     if mc is not None:

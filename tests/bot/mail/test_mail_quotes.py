@@ -36,14 +36,18 @@ def test_reply_header_languages(header: str) -> None:
 
 
 def test_header_wrapped_over_two_lines() -> None:
-    text = (f"{NEW}\n\nOn Mon, Nov 1, 2021 at 10:00 AM Alice Smith <\nalice@ourco.com> wrote:\n\n"
-            "> quoted\n")
+    text = (
+        f"{NEW}\n\nOn Mon, Nov 1, 2021 at 10:00 AM Alice Smith <\nalice@ourco.com> wrote:\n\n"
+        "> quoted\n"
+    )
     assert split_reply(text)[0] == NEW
 
 
 def test_outlook_header_block_in_french() -> None:
-    text = (f"{NEW}\n\nDe : Alice Smith <alice@ourco.com>\nEnvoyé : lundi 1 novembre 2021 10:00\n"
-            "À : jane@client.example\nObjet : Version\n\nEssayez la nouvelle version.\n")
+    text = (
+        f"{NEW}\n\nDe : Alice Smith <alice@ourco.com>\nEnvoyé : lundi 1 novembre 2021 10:00\n"
+        "À : jane@client.example\nObjet : Version\n\nEssayez la nouvelle version.\n"
+    )
     new, quoted = split_reply(text)
     assert new == NEW
     assert "Essayez" in quoted
@@ -55,8 +59,10 @@ def test_inline_reply_keeps_quotes_followed_by_text() -> None:
 
 
 def test_bottom_posted_reply() -> None:
-    text = ("On Mon, Nov 1, 2021 at 10:00 AM Alice <alice@ourco.com> wrote:\n"
-            "> Does it work?\n\nYes it does.\n")
+    text = (
+        "On Mon, Nov 1, 2021 at 10:00 AM Alice <alice@ourco.com> wrote:\n"
+        "> Does it work?\n\nYes it does.\n"
+    )
     assert split_reply(text)[0] == "Yes it does."
 
 
@@ -76,6 +82,18 @@ def test_mobile_client_quote_without_header() -> None:
 def test_a_sentence_like_a_footer_does_not_cut_the_text_below_it() -> None:
     text = f"{NEW}\n\nSent from the warehouse this morning.\n\nTracking number to follow.\n"
     assert split_reply(text) == (text.strip(), "")
+
+
+@pytest.mark.parametrize("attribution", ["Sam Staff wrote:", "Anna Berg schrieb:"])
+def test_a_bare_attribution_above_the_trailing_quote_goes_with_it(attribution: str) -> None:
+    new, quoted = split_reply(f"Yes, Tuesday works.\n\n{attribution}\n> Does Tuesday work?\n")
+    assert new == "Yes, Tuesday works."
+    assert quoted == f"{attribution}\n> Does Tuesday work?"
+
+
+def test_a_sentence_ending_in_a_colon_above_a_quote_stays_text() -> None:
+    text = "Here is what the contract says:\n> Payment within 30 days.\n"
+    assert split_reply(text)[0] == "Here is what the contract says:"
 
 
 def test_plain_text_is_untouched() -> None:
