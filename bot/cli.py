@@ -6,10 +6,11 @@ on stderr and exits with status 2; nothing is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -890,28 +891,35 @@ def user_add(
         console.print(f"Added user #{data['id']} {data['name']} ({data['role']}).")
 
 
+def _change_user(
+    ctx: typer.Context,
+    ref: str,
+    json_out: bool,
+    change: Callable[..., Any],
+    says: Callable[[dict[str, Any]], str],
+) -> None:
+    """Apply one user-service change to the user ``ref`` names, then print it."""
+    state = _state(ctx)
+    with state.write() as (session, actor):
+        found = user_svc.find_user(session, ref)
+        data = _plain(change(session, user_id=found.id, actor=actor))
+    if json_out:
+        _emit_json(data)
+    else:
+        console.print(says(data))
+
+
 @user_app.command("role")
 def user_role(ctx: typer.Context, user: str, role: str, json_out: JsonOpt = False) -> None:
     """Change a user's role."""
-    state = _state(ctx)
-    with state.write() as (session, actor):
-        found = user_svc.find_user(session, user)
-        data = _plain(user_svc.set_role(session, user_id=found.id, role=role, actor=actor))  # type: ignore[arg-type]
-    if json_out:
-        _emit_json(data)
-    else:
-        console.print(f"{data['name']} is now {data['role']}.")
+    change = functools.partial(user_svc.set_role, role=role)
+    _change_user(ctx, user, json_out, change, lambda d: f"{d['name']} is now {d['role']}.")
 
 
 def _set_active(ctx: typer.Context, user: str, active: bool, json_out: bool) -> None:
-    state = _state(ctx)
-    with state.write() as (session, actor):
-        found = user_svc.find_user(session, user)
-        data = _plain(user_svc.set_active(session, user_id=found.id, active=active, actor=actor))  # type: ignore[arg-type]
-    if json_out:
-        _emit_json(data)
-    else:
-        console.print(f"{data['name']} is now {'active' if active else 'deactivated'}.")
+    change = functools.partial(user_svc.set_active, active=active)
+    state = "active" if active else "deactivated"
+    _change_user(ctx, user, json_out, change, lambda d: f"{d['name']} is now {state}.")
 
 
 @user_app.command("deactivate")

@@ -101,23 +101,28 @@ def add_user(
     return user
 
 
-def set_role(session: Session, *, user_id: int, role: Role | str, actor: Actor) -> User:
-    actor.require_admin("change roles")
-    user = get_user(session, user_id)
+def _change(session: Session, user: User, actor: Actor, action: str, **fields: object) -> User:
+    """Set ``fields`` on ``user`` and audit the change as ``action``."""
     before = snapshot(user)
-    user.role = _role(role)
+    for name, value in fields.items():
+        setattr(user, name, value)
     session.add(user)
     session.flush()
     record_event(
         session,
         actor=actor,
-        action="set_role",
+        action=action,
         entity="user",
         entity_id=user.id,
         before=before,
         after=snapshot(user),
     )
     return user
+
+
+def set_role(session: Session, *, user_id: int, role: Role | str, actor: Actor) -> User:
+    actor.require_admin("change roles")
+    return _change(session, get_user(session, user_id), actor, "set_role", role=_role(role))
 
 
 def set_active(session: Session, *, user_id: int, active: bool, actor: Actor) -> User:
@@ -133,20 +138,7 @@ def set_active(session: Session, *, user_id: int, active: bool, actor: Actor) ->
         )
     if user.active == active:
         return user
-    before = snapshot(user)
-    user.active = active
-    session.add(user)
-    session.flush()
-    record_event(
-        session,
-        actor=actor,
-        action="activate" if active else "deactivate",
-        entity="user",
-        entity_id=user.id,
-        before=before,
-        after=snapshot(user),
-    )
-    return user
+    return _change(session, user, actor, "activate" if active else "deactivate", active=active)
 
 
 def ensure_slack_user(
