@@ -3,6 +3,7 @@
     python bench/analytics.py                       # 1M customers / 10M interactions, SQLite and PostgreSQL
     python bench/analytics.py --customers 100000    # smaller
     python bench/analytics.py --backend sqlite
+    python bench/analytics.py --statements          # each feature statement's time, to find a slow one
 
 The demo data set (crm.demo.generate_demo, fixed seed and anchor day) is generated once per
 size and kept: SQLite under bench/.data/, PostgreSQL in a database named crmbot_bench_<N> on
@@ -53,8 +54,15 @@ def _settings(url: str):  # type: ignore[no-untyped-def]
 def ensure_data(backend: str, customers: int, per_customer: float, pg_base: str | None) -> str:
     from bench.common import demo_database
 
-    db = demo_database(backend, customers, interactions=per_customer, seed=SEED, anchor=ANCHOR,
-                       pg_base=pg_base, settings=_settings)
+    db = demo_database(
+        backend,
+        customers,
+        interactions=per_customer,
+        seed=SEED,
+        anchor=ANCHOR,
+        pg_base=pg_base,
+        settings=_settings,
+    )
     db.dispose()
     return db.url
 
@@ -92,7 +100,9 @@ def _statements(dialect: str, cutoffs: list[datetime], every: int):  # type: ign
     for n, c in enumerate(cutoffs):
         k = 1 if n == 0 else every
         yield f._sampled(f.customer_base(dialect, c), f.Customer.__table__.c.id, k)
-        yield f._sampled(f.interaction_aggregates(dialect, c), f.Interaction.__table__.c.customer_id, k)
+        yield f._sampled(
+            f.interaction_aggregates(dialect, c), f.Interaction.__table__.c.customer_id, k
+        )
         yield f.unanswered_aggregates(dialect, c, k)
         yield f._sampled(f.deal_aggregates(dialect, c), f.Deal.__table__.c.customer_id, k)
         yield f._sampled(f.follow_up_aggregates(dialect, c), f.FollowUp.__table__.c.customer_id, k)
@@ -187,7 +197,35 @@ def step_bare_fit(url: str, model: str = "logistic_regression") -> dict[str, obj
     return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(), "rows": int(len(y))}
 
 
-STEPS = {"refresh": step_refresh, "bare_sql": step_bare_sql, "bare_fit": step_bare_fit}
+def step_statements(url: str) -> dict[str, object]:
+    """Each feature statement at the scoring cutoff on its own, read as the refresh reads it."""
+    from crm.analytics import features as f
+    from crm.db import Database
+
+    db = Database(url)
+    dialect = db.dialect
+    statements = {
+        "customers": f.customer_base(dialect, CUTOFF),
+        "interactions": f.interaction_aggregates(dialect, CUTOFF),
+        "unanswered": f.unanswered_aggregates(dialect, CUTOFF),
+        "deals": f.deal_aggregates(dialect, CUTOFF),
+        "follow_ups": f.follow_up_aggregates(dialect, CUTOFF),
+    }
+    seconds: dict[str, float] = {}
+    with db.session() as session:
+        for name, stmt in statements.items():
+            started = time.perf_counter()
+            f.read_frame(session, stmt)
+            seconds[name] = round(time.perf_counter() - started, 1)
+    return {"seconds": seconds, "peak_mb": _peak_mb()}
+
+
+STEPS = {
+    "refresh": step_refresh,
+    "bare_sql": step_bare_sql,
+    "bare_fit": step_bare_fit,
+    "statements": step_statements,
+}
 
 
 def run_step(step: str, url: str, *extra: str) -> dict[str, object]:
@@ -214,6 +252,11 @@ def main() -> None:
         "--pg-url",
         default=os.environ.get("CRM_BENCH_DATABASE_URL") or os.environ.get("CRM_TEST_DATABASE_URL"),
     )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="only time each feature statement at the scoring cutoff (to find a slow one)",
+    )
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="logistic_regression", help=argparse.SUPPRESS)
@@ -230,6 +273,9 @@ def main() -> None:
     lines = []
     for backend in backends:
         url = ensure_data(backend, args.customers, args.interactions_per_customer, args.pg_url)
+        if args.statements:
+            print(f"{backend}: feature statements (s): {run_step('statements', url)['seconds']}")
+            continue
         print(f"{backend}: measuring (each step in a fresh process)...", flush=True)
         full = run_step("refresh", url)
         sql = run_step("bare_sql", url)
@@ -245,6 +291,8 @@ def main() -> None:
             f"{float(sql['seconds']):>9.1f} {float(fit['seconds']):>9.1f} {seconds / bare:>6.2f}x  "  # type: ignore[arg-type]
             f"{'ok' if seconds <= 60 and float(full['peak_mb']) <= 4096 and seconds <= 2 * bare else 'MISSES GOAL'}"  # type: ignore[arg-type]
         )
+    if args.statements:
+        return
     print()
     print(
         f"{'backend':<10} {'customers':>9} {'refresh s':>9} {'peak MB':>9} {'bare SQL':>9} {'bare fit':>9} {'ratio':>7}  goal (<=60 s, <=4 GB, <=2x)"
