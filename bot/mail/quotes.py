@@ -93,7 +93,7 @@ def _mobile_cut(lines: list[str], kinds: list[str], limit: int) -> int | None:
     """Mobile clients write "Sent from my iPhone" and then paste the quote without header."""
     for i in range(limit):
         if kinds[i] == "t" and P.is_mobile_footer(clean(lines[i])):
-            if any(k == "t" for k in kinds[i + 1 : limit]):
+            if any(k == "t" for k in kinds[i + 1:limit]):
                 return i + 1
             return None
     return None

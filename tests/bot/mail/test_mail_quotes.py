@@ -36,18 +36,14 @@ def test_reply_header_languages(header: str) -> None:
 
 
 def test_header_wrapped_over_two_lines() -> None:
-    text = (
-        f"{NEW}\n\nOn Mon, Nov 1, 2021 at 10:00 AM Alice Smith <\nalice@ourco.com> wrote:\n\n"
-        "> quoted\n"
-    )
+    text = (f"{NEW}\n\nOn Mon, Nov 1, 2021 at 10:00 AM Alice Smith <\nalice@ourco.com> wrote:\n\n"
+            "> quoted\n")
     assert split_reply(text)[0] == NEW
 
 
 def test_outlook_header_block_in_french() -> None:
-    text = (
-        f"{NEW}\n\nDe : Alice Smith <alice@ourco.com>\nEnvoyé : lundi 1 novembre 2021 10:00\n"
-        "À : jane@client.example\nObjet : Version\n\nEssayez la nouvelle version.\n"
-    )
+    text = (f"{NEW}\n\nDe : Alice Smith <alice@ourco.com>\nEnvoyé : lundi 1 novembre 2021 10:00\n"
+            "À : jane@client.example\nObjet : Version\n\nEssayez la nouvelle version.\n")
     new, quoted = split_reply(text)
     assert new == NEW
     assert "Essayez" in quoted
@@ -59,10 +55,8 @@ def test_inline_reply_keeps_quotes_followed_by_text() -> None:
 
 
 def test_bottom_posted_reply() -> None:
-    text = (
-        "On Mon, Nov 1, 2021 at 10:00 AM Alice <alice@ourco.com> wrote:\n"
-        "> Does it work?\n\nYes it does.\n"
-    )
+    text = ("On Mon, Nov 1, 2021 at 10:00 AM Alice <alice@ourco.com> wrote:\n"
+            "> Does it work?\n\nYes it does.\n")
     assert split_reply(text)[0] == "Yes it does."
 
 
