@@ -98,14 +98,7 @@ def _statements(dialect: str, cutoffs: list[datetime], every: int):  # type: ign
     from crm.analytics import features as f
 
     for n, c in enumerate(cutoffs):
-        k = 1 if n == 0 else every
-        yield f._sampled(f.customer_base(dialect, c), f.Customer.__table__.c.id, k)
-        yield f._sampled(
-            f.interaction_aggregates(dialect, c), f.Interaction.__table__.c.customer_id, k
-        )
-        yield f.unanswered_aggregates(dialect, c, k)
-        yield f._sampled(f.deal_aggregates(dialect, c), f.Deal.__table__.c.customer_id, k)
-        yield f._sampled(f.follow_up_aggregates(dialect, c), f.FollowUp.__table__.c.customer_id, k)
+        yield from f.feature_statements(dialect, c, 1 if n == 0 else every).values()
     for c in cutoffs[1:]:
         i = f.Interaction.__table__.c
         yield (
@@ -199,23 +192,16 @@ def step_bare_fit(url: str, model: str = "logistic_regression") -> dict[str, obj
 
 def step_statements(url: str) -> dict[str, object]:
     """Each feature statement at the scoring cutoff on its own, read as the refresh reads it."""
-    from crm.analytics import features as f
+    from crm.analytics.features import feature_statements, read_frame
     from crm.db import Database
 
     db = Database(url)
-    dialect = db.dialect
-    statements = {
-        "customers": f.customer_base(dialect, CUTOFF),
-        "interactions": f.interaction_aggregates(dialect, CUTOFF),
-        "unanswered": f.unanswered_aggregates(dialect, CUTOFF),
-        "deals": f.deal_aggregates(dialect, CUTOFF),
-        "follow_ups": f.follow_up_aggregates(dialect, CUTOFF),
-    }
+    statements = feature_statements(db.dialect, CUTOFF)
     seconds: dict[str, float] = {}
     with db.session() as session:
         for name, stmt in statements.items():
             started = time.perf_counter()
-            f.read_frame(session, stmt)
+            read_frame(session, stmt)
             seconds[name] = round(time.perf_counter() - started, 1)
     return {"seconds": seconds, "peak_mb": _peak_mb()}
 

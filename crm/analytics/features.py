@@ -269,6 +269,22 @@ def _sampled(stmt: sa.Select[Any], column: Any, every: int) -> sa.Select[Any]:
     return stmt if every <= 1 else stmt.where(column % every == 0)
 
 
+def feature_statements(dialect: str, cutoff: datetime, every: int = 1) -> dict[str, sa.Select[Any]]:
+    """The aggregates behind the feature frame, by name; customers first (the frame's rows).
+    ``every=n`` keeps only customers whose id is a multiple of n."""
+    return {
+        "customers": _sampled(customer_base(dialect, cutoff), CUSTOMERS.c.id, every),
+        "interactions": _sampled(
+            interaction_aggregates(dialect, cutoff), INTERACTIONS.c.customer_id, every
+        ),
+        "unanswered": unanswered_aggregates(dialect, cutoff, every),
+        "deals": _sampled(deal_aggregates(dialect, cutoff), DEALS.c.customer_id, every),
+        "follow_ups": _sampled(
+            follow_up_aggregates(dialect, cutoff), FOLLOW_UPS.c.customer_id, every
+        ),
+    }
+
+
 def build_features(
     bind: Session | sa.Connection,
     cutoff: datetime,
@@ -284,18 +300,10 @@ def build_features(
     if cutoff.tzinfo is None:
         raise ValueError("cutoff must be timezone-aware (UTC)")
     conn = _conn(bind)
-    dialect = conn.dialect.name
     now = epoch_days(cutoff)
-    ic = INTERACTIONS.c.customer_id
-    base = read_frame(conn, _sampled(customer_base(dialect, cutoff), CUSTOMERS.c.id, every))
-    agg = read_frame(conn, _sampled(interaction_aggregates(dialect, cutoff), ic, every))
-    unanswered = read_frame(conn, unanswered_aggregates(dialect, cutoff, every))
-    deals = read_frame(conn, _sampled(deal_aggregates(dialect, cutoff), DEALS.c.customer_id, every))
-    follow = read_frame(
-        conn,
-        _sampled(follow_up_aggregates(dialect, cutoff), FOLLOW_UPS.c.customer_id, every),
-    )
-    frame = base.join([agg, unanswered, deals, follow], how="left")
+    statements = feature_statements(conn.dialect.name, cutoff, every)
+    base, *others = (read_frame(conn, stmt) for stmt in statements.values())
+    frame = base.join(others, how="left")
     if customer_ids is not None:
         frame = frame.loc[frame.index.intersection(pd.Index(customer_ids))]
     frame = frame.sort_index()
@@ -361,3 +369,39 @@ def engagement_after(
     result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(stmt)
     ids = np.fromiter((row[0] for row in result), dtype=np.int64)
     return pd.Index(ids, name="customer_id")
+
+
+def weekly_purchases(
+    bind: Session | sa.Connection, cutoff: datetime, customers: pd.Index, weeks: int = 52
+) -> np.ndarray:
+    """Every customer's purchases week by week before ``cutoff``: for each of the last ``weeks``
+    weeks its purchase count and spend, plus both totals for everything older (one GROUP BY in
+    the database). Nothing a model could learn from the purchase record is summarised away, so
+    a model fitted on it bounds what any purchase-based feature set can do."""
+    conn = _conn(bind)
+    dialect = conn.dialect.name
+    i = INTERACTIONS.c
+    age = (epoch_days(cutoff) - _epoch_days(i.occurred_at, dialect)) / 7.0
+    week = sa.case((age >= weeks, weeks), else_=sa.cast(sa.func.floor(age), sa.Integer))
+    stmt = (
+        sa.select(
+            i.customer_id.label("customer_id"),
+            week.label("week"),
+            sa.func.count().label("n"),
+            sa.cast(sa.func.coalesce(sa.func.sum(i.amount), 0), sa.Float).label("value"),
+        )
+        .where(
+            i.deleted_at.is_(None),
+            i.channel == Channel.purchase.value,
+            i.occurred_at < _ts(cutoff),
+        )
+        .group_by(i.customer_id, week)
+    )
+    rows = read_frame(conn, stmt)  # one row per customer and week, indexed by customer
+    out = np.zeros((len(customers), 2 * (weeks + 1)))
+    pos = customers.get_indexer(rows.index.astype(np.int64))
+    keep = pos >= 0
+    week_of = rows["week"].to_numpy(dtype=np.int64)[keep]
+    out[pos[keep], week_of] = rows["n"].to_numpy(dtype=float)[keep]
+    out[pos[keep], weeks + 1 + week_of] = rows["value"].to_numpy(dtype=float)[keep]
+    return out
