@@ -170,21 +170,18 @@ def evaluate_command(
         f"Segment stability: k={result.clusters}, smallest adjusted Rand index over 5 seeds {ari}.",
         highlight=False,
     )
-    if result.ceiling is not None:
-        console.print(
-            f"Ceiling, not a method: our features fitted on the holdout's own labels (5-fold "
-            f"cross-validated, {result.ceiling.method}): AUC "
-            f"{result.ceiling.auc:.4f}, top-10% precision {result.ceiling.top10_precision:.4f}.",
-            highlight=False,
-        )
-    if result.history_ceiling is not None:
-        top = result.history_ceiling
-        console.print(
-            f"Ceiling, not a method: our features plus the whole purchase record (count and spend "
-            f"of each of the last {HISTORY_WEEKS} weeks, totals before) fitted on the holdout's own labels "
-            f"({top.method}): AUC {top.auc:.4f}, top-10% precision {top.top10_precision:.4f}.",
-            highlight=False,
-        )
+    record = (
+        f"our features plus the whole purchase record (count and spend of each of the last "
+        f"{HISTORY_WEEKS} weeks, totals before)"
+    )
+    for what, top in (("our features", result.ceiling), (record, result.history_ceiling)):
+        if top is not None:
+            console.print(
+                f"Ceiling, not a method: {what} fitted on the holdout's own labels (5-fold "
+                f"cross-validated, {top.method}): AUC {top.auc:.4f}, top-10% precision "
+                f"{top.top10_precision:.4f}.",
+                highlight=False,
+            )
     console.print(
         f"{OURS} beats every other method on both measures: {'yes' if result.beats_all else 'no'}.",
         highlight=False,

@@ -30,26 +30,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sqlmodel import Session
 
 from crm.analytics import churn, segments
 from crm.analytics.datasets import CDNOW_CUTOFF, CDNOW_HOLDOUT_END, cdnow_transactions_csv
-from crm.analytics.features import (
-    INTERACTIONS,
-    _epoch_days,
-    _ts,
-    build_features,
-    engagement_after,
-    epoch_days,
-)
+from crm.analytics.features import build_features, engagement_after, weekly_purchases
 from crm.config import Settings
 from crm.db import Database
-from crm.models import Channel
 from crm.services import importer
 from crm.services.actor import Actor
 from crm.services.errors import CRMError
@@ -105,64 +95,25 @@ def _row(method: str, y: np.ndarray, score: np.ndarray, note: str = "") -> Row:
     return Row(method, float(roc_auc_score(y, score)), top_precision(y, score), note)
 
 
-def ceiling(x: pd.DataFrame | np.ndarray, y: np.ndarray, seed: int) -> Row:
+def ceiling(x: np.ndarray, y: np.ndarray, seed: int) -> Row:
     """How well our candidate models separate the holdout's buyers when fitted on the holdout's
     own labels (5-fold cross-validated predictions, the best candidate). It cheats on purpose,
-    so it is an upper bound for any fair model on what ``x`` holds, not a method to compare.
-    ``x`` is the feature frame or any numeric matrix with one row per customer."""
+    so it is an upper bound for any fair model on what ``x`` (one row per customer) holds, not
+    a method to compare."""
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    matrix = churn.model_matrix(x) if isinstance(x, pd.DataFrame) else np.asarray(x, float)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     best: Row | None = None
     for name, estimator in churn.candidates(seed, len(y)).items():
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            p = cross_val_predict(clone(estimator), matrix, y, cv=folds, method="predict_proba")[
-                :, 1
-            ]
+            p = cross_val_predict(clone(estimator), x, y, cv=folds, method="predict_proba")[:, 1]
         row = _row(name.replace("_", " "), y, p, "fitted on the holdout itself")
         if best is None or row.auc > best.auc:
             best = row
     assert best is not None
     return best
-
-
-def purchase_history(
-    session: Session, cutoff: datetime, customers: pd.Index, weeks: int = HISTORY_WEEKS
-) -> np.ndarray:
-    """Every customer's purchases week by week before ``cutoff``: for each of the last ``weeks``
-    weeks its purchase count and spend, plus both totals for everything older (one GROUP BY in
-    the database). Nothing a model could learn from the purchase record is summarised away, so
-    a model fitted on it bounds what any purchase-based feature set can do."""
-    conn = session.connection()
-    dialect = conn.dialect.name
-    i = INTERACTIONS.c
-    age = (epoch_days(cutoff) - _epoch_days(i.occurred_at, dialect)) / 7.0
-    week = sa.case((age >= weeks, weeks), else_=sa.cast(sa.func.floor(age), sa.Integer))
-    stmt = (
-        sa.select(
-            i.customer_id,
-            week.label("week"),
-            sa.func.count(),
-            sa.cast(sa.func.coalesce(sa.func.sum(i.amount), 0), sa.Float),
-        )
-        .where(
-            i.deleted_at.is_(None),
-            i.channel == Channel.purchase.value,
-            i.occurred_at < _ts(cutoff),
-        )
-        .group_by(i.customer_id, week)
-    )
-    rows = pd.DataFrame(conn.execute(stmt).all(), columns=["customer_id", "week", "n", "value"])
-    out = np.zeros((len(customers), 2 * (weeks + 1)))
-    pos = customers.get_indexer(rows["customer_id"].astype(np.int64))
-    keep = pos >= 0
-    week_of = rows["week"].to_numpy(dtype=np.int64)[keep]
-    out[pos[keep], week_of] = rows["n"].to_numpy(dtype=float)[keep]
-    out[pos[keep], weeks + 1 + week_of] = rows["value"].to_numpy(dtype=float)[keep]
-    return out
 
 
 def rfm_summary(features: pd.DataFrame) -> pd.DataFrame:
@@ -296,10 +247,11 @@ def evaluate_database(
     rank_score[order] = -np.arange(len(order), dtype=float)
     rows.append(_row("frequency, then recency", y, rank_score))
     say("fitting the ceilings on the holdout's own labels: our features, the whole purchase record")
-    top = ceiling(features, y, config.seed)
+    x = churn.model_matrix(features)
+    top = ceiling(x, y, config.seed)
     with db.session() as session:
-        history = purchase_history(session, cutoff, features.index)
-    record_top = ceiling(np.hstack([churn.model_matrix(features), history]), y, config.seed)
+        history = weekly_purchases(session, cutoff, features.index, weeks=HISTORY_WEEKS)
+    record_top = ceiling(np.hstack([x, history]), y, config.seed)
     say("checking segment stability over 5 seeds")
     clustering = segments.kmeans_segments(
         features,

@@ -3,9 +3,17 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from crm.analytics.features import MODEL_FEATURES, build_features, engagement_after, model_matrix
+from crm.analytics.features import (
+    MODEL_FEATURES,
+    build_features,
+    engagement_after,
+    model_matrix,
+    weekly_purchases,
+)
 from crm.models import Channel, DealStatus, Direction
 from tests.crm.analytics.analytics_data import (
     CUTOFF,
@@ -127,3 +135,21 @@ def test_every_nth_customer_is_a_sample_with_the_same_numbers(db, data):
     assert list(sample.index) == kept
     for cid in kept:
         assert sample.loc[cid].equals(full.loc[cid])
+
+
+def test_the_purchase_record_is_counted_week_by_week_before_the_cutoff(db):
+    ann = customer(db, "Ann", days(800))
+    bob = customer(db, "Bob", days(800))
+    purchase(db, ann, days(1), "5")  # week 0
+    purchase(db, ann, days(3), "7")  # week 0 again
+    purchase(db, ann, days(15), "20")  # week 2
+    purchase(db, ann, days(400), "100")  # older than the span: the totals column
+    purchase(db, ann, days(-2), "999")  # after the cutoff: never read
+    interaction(db, ann, days(8), Channel.email, Direction.inbound)  # not a purchase
+    interaction(db, bob, days(9), Channel.purchase, Direction.inbound, "50", deleted=True)
+    with db.session() as session:
+        out = weekly_purchases(session, CUTOFF, pd.Index([bob, ann]), weeks=4)
+    counts, spend = out[:, :5], out[:, 5:]
+    assert out.shape == (2, 10)
+    assert counts[1].tolist() == [2, 0, 1, 0, 1] and spend[1].tolist() == [12, 0, 20, 0, 100]
+    assert not np.any(out[0])  # Bob's only purchase was deleted
