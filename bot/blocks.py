@@ -195,8 +195,13 @@ def note(text: str, *, replace: bool = False) -> dict[str, Any]:
     return message([section(text)], text, replace=replace)
 
 
+def warning(err: Exception) -> SectionBlock:
+    """What went wrong, as one section: the start of every error reply and notice."""
+    return section(f":warning: {esc(str(err))}")
+
+
 def error_message(err: Exception, usage: str | None = None) -> dict[str, Any]:
-    blocks: list[Block] = [section(f":warning: {esc(str(err))}")]
+    blocks: list[Block] = [warning(err)]
     if usage:
         blocks.append(context(f"Usage: `{esc(usage)}`"))
     return message(blocks, str(err))
@@ -614,14 +619,14 @@ def notice_modal(title: str, err: Exception) -> dict[str, Any]:
         type="modal",
         title=PlainTextObject(text=truncate(title, 24)),
         close=PlainTextObject(text="Close"),
-        blocks=[section(f":warning: {esc(str(err))}")],
+        blocks=[warning(err)],
     )
     return view.to_dict()
 
 
 def notice_home(err: Exception) -> dict[str, Any]:
     """The App Home of a user who cannot use the CRM, saying why."""
-    return {"type": "home", "blocks": payload([section(f":warning: {esc(str(err))}")], "home")}
+    return {"type": "home", "blocks": payload([warning(err)], "home")}
 
 
 def deal_new_modal(

@@ -132,7 +132,7 @@ def set_active(session: Session, *, user_id: int, active: bool, actor: Actor) ->
     """
     actor.require_admin("deactivate or reactivate users")
     user = get_user(session, user_id)
-    if not active and actor.user_id is not None and actor.user_id == user.id:
+    if not active and actor.user_id == user.id:
         raise CRMError(
             "You cannot deactivate yourself.", hint="Ask another admin to deactivate your account."
         )

@@ -200,8 +200,11 @@ def test_deactivating_a_user_stops_them_acting_and_is_audited(crmbot, db):
     assert code != 0 and "deactivated" in err
     code, _, err = crmbot("--as", "rita@ourco.com", "user", "deactivate", "rita@ourco.com")
     assert code != 0 and "cannot deactivate yourself" in err
-    code, out, _ = crmbot("user", "list")
-    assert "no" in out
+    code, out, _ = crmbot("user", "list", "--json")
+    assert {u["email"]: u["active"] for u in json.loads(out)} == {
+        "rita@ourco.com": True,
+        "sam@ourco.com": False,
+    }
     assert crmbot("user", "activate", "sam@ourco.com")[0] == 0
     code, _, err = crmbot(
         "--as", "sam@ourco.com", "customer", "add", "Acme", "--email", "a@acme.com"
