@@ -11,10 +11,11 @@ then in the same run times:
 
 - mbsync (its default settings) pulling the folder into an empty Maildir: the raw rate;
 - ``crmbot mail poll --once`` equivalent: fetch, parse, match, store, mark \\Seen;
-- a floor for any parser built on the standard library's: its MIME parse alone (fastest
-  policy, text parts decoded) over the same messages, in as many processes, nothing else.
+- a floor for any parser built on the standard library's MIME parser (crmbot's is): that
+  parse alone (fastest policy, text parts decoded) over the same messages, in as many
+  processes, nothing else.
 
-Prints both rates and ours / mbsync's. Goal: >= 1.0.
+Prints the three rates and ours / mbsync's. Goal: >= 1.0.
 """
 
 from __future__ import annotations
