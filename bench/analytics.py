@@ -54,15 +54,8 @@ def _settings(url: str):  # type: ignore[no-untyped-def]
 def ensure_data(backend: str, customers: int, per_customer: float, pg_base: str | None) -> str:
     from bench.common import demo_database
 
-    db = demo_database(
-        backend,
-        customers,
-        interactions=per_customer,
-        seed=SEED,
-        anchor=ANCHOR,
-        pg_base=pg_base,
-        settings=_settings,
-    )
+    db = demo_database(backend, customers, interactions=per_customer, seed=SEED, anchor=ANCHOR,
+                       pg_base=pg_base, settings=_settings)
     db.dispose()
     return db.url
 

@@ -194,6 +194,8 @@ def test_deactivating_a_user_stops_them_acting_and_is_audited(crmbot, db):
     assert crmbot("user", "add", "Sam", "--email", "sam@ourco.com")[0] == 0
     code, out, _ = crmbot("user", "deactivate", "sam@ourco.com")
     assert code == 0 and "deactivated" in out
+    code, _, err = crmbot("user", "deactivate", "nobody@ourco.com")
+    assert code != 0 and "nobody@ourco.com" in err
     code, _, err = crmbot(
         "--as", "sam@ourco.com", "customer", "add", "Acme", "--email", "a@acme.com"
     )
