@@ -345,6 +345,46 @@ def test_attachments_listed() -> None:
     assert p.to_json()["attachments"] == [{"name": "q.pdf", "type": "application/pdf", "size": 13}]
 
 
+
+def test_folded_plain_headers_unfold_and_address_lists_parse_strictly() -> None:
+    raw = (b"From: Jane Roe <jane@client.example>\r\n"
+           b"To: support@ourco.com <support@ourco.com>,\r\n sales@ourco.com <sales@ourco.com>\r\n"
+           b"Subject: Re: a subject folded\r\n  over two lines\r\n"
+           b"Message-ID:\r\n <folded@client.example>\r\n\r\nHello\r\n")
+    p = parse_email(raw)
+    assert p.subject == "a subject folded over two lines"
+    assert p.message_id == "folded@client.example"
+    # "x@y <x@y>" is one address each; a lenient split would give four.
+    assert p.to == [Address("", "support@ourco.com"), Address("", "sales@ourco.com")]
+
+
+def _nested(text: str, boundary: str) -> bytes:
+    return (
+        f"From: Jane Roe <jane@client.example>\nSubject: Order\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: multipart/alternative; boundary=\"{boundary}-alt\"\n\n"
+        f"--{boundary}-alt\nContent-Type: text/plain; charset=utf-8\n\n{text}\n"
+        f"--{boundary}-alt\nContent-Type: text/html; charset=utf-8\n\n<p>{text}</p>\n"
+        f"--{boundary}-alt--\n"
+        f"--{boundary}\nContent-Type: application/pdf; name=a.pdf\n"
+        f"Content-Disposition: attachment; filename=a.pdf\nContent-Transfer-Encoding: base64\n\n"
+        f"JVBERi0xLjQgZmFrZQ==\n--{boundary}--\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("boundary", ["0000000000004c7d9e05d1a2b3c4", "===============42==",
+                                      "simple boundary 1"])
+def test_multipart_parts_whatever_the_boundary(boundary: str) -> None:
+    # Parsing reuses stock boundary names internally; the result must not depend on them,
+    # also when one boundary is a prefix of another and when the text names the boundary.
+    for text in ("Please send the order.", f"Please send the order. Ref {boundary} here."):
+        p = parse_email(_nested(text, boundary))
+        assert p.new_text == text
+        assert [(a.name, a.content_type, a.size) for a in p.attachments] == \
+            [("a.pdf", "application/pdf", len(b"%PDF-1.4 fake"))]
+        assert not any("defect" in x.lower() for x in p.problems)
+
+
 # --------------------------------------------------------------------------- auto replies
 @pytest.mark.parametrize(
     ("headers", "subject"),
