@@ -103,9 +103,10 @@ class ParsedEmail:
 
 # --------------------------------------------------------------------------- boundaries
 # A multipart boundary parameter (RFC 2046 5.1.1: 1-70 of these characters).
+_BCHARS = rb"0-9A-Za-z'()+_,./:=?-"
 _BOUNDARY_PARAM_RE = re.compile(
-    rb"""boundary[ \t]*=[ \t]*(?:"([0-9A-Za-z'()+_,./:=? -]{8,70})"|([0-9A-Za-z'()+_,./:=?-]{8,70}))"""
-    rb"""(?=[\s;]|$)""", re.IGNORECASE)
+    rb'boundary[ \t]*=[ \t]*(?:"([ ' + _BCHARS + rb']{8,70})"|([' + _BCHARS + rb']{8,70}))'
+    rb"(?=[\s;]|$)", re.IGNORECASE)
 
 
 def _shared_boundaries(raw: bytes) -> bytes:
