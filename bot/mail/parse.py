@@ -39,6 +39,10 @@ _KNOWN_HEADERS = {"from", "to", "cc", "subject", "date", "message-id", "received
 # Line breaks inside a folded header value; removing them unfolds it (RFC 5322 2.2.3), as
 # the standard library's modern policy does.
 _UNFOLD_RE = re.compile(r"\r|\n")
+# One address of a list in its commonest forms: a plain name (no quotes, commas or other
+# specials) and <address>, or a bare address.
+_ADDR = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+"
+_SIMPLE_ADDRESS_RE = re.compile(rf"\s*(?:([A-Za-z0-9 .'_-]*?)\s*<({_ADDR})>|({_ADDR}))\s*")
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,16 @@ class _Headers:
             return None
 
     def addresses(self, name: str) -> list[Address]:
+        raw = self._raw_value(name)
+        if raw is not None and raw.isascii() and "=?" not in raw:
+            simple = [_SIMPLE_ADDRESS_RE.fullmatch(item) for item in _UNFOLD_RE.sub("", raw)
+                      .split(",")]
+            if all(simple):
+                # "Name <a@b>" and bare "a@b" with a plain name: what the strict parse would
+                # give, without building it.
+                return [Address(" ".join((m.group(1) or "").split()),
+                                (m.group(2) or m.group(3)).lower())
+                        for m in simple if m is not None]
         value = self.get(name, plain=False)
         if not value:
             return []

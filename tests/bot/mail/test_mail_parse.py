@@ -358,6 +358,22 @@ def test_folded_plain_headers_unfold_and_address_lists_parse_strictly() -> None:
     assert p.to == [Address("", "support@ourco.com"), Address("", "sales@ourco.com")]
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("John Q.  Public <John.Public@Client.Example>, o'neil@client.example",
+         [Address("John Q. Public", "john.public@client.example"),
+          Address("", "o'neil@client.example")]),
+        ('"Roe, Jane" <jane@client.example>', [Address("Roe, Jane", "jane@client.example")]),
+        ("=?utf-8?q?J=C3=BCrgen?= <j@client.example>", [Address("Jürgen", "j@client.example")]),
+        ("Jane (sales) <jane@client.example>", [Address("Jane", "jane@client.example")]),
+    ],
+)
+def test_address_lists(value: str, expected: list[Address]) -> None:
+    raw = f"From: a@client.example\r\nCc: {value}\r\n\r\nHello\r\n".encode()
+    assert parse_email(raw).cc == expected
+
+
 def _nested(text: str, boundary: str) -> bytes:
     return (
         f"From: Jane Roe <jane@client.example>\nSubject: Order\nMIME-Version: 1.0\n"
