@@ -110,7 +110,7 @@ class ParsedEmail:
 _BCHARS = rb"0-9A-Za-z'()+_,./:=?-"
 _BOUNDARY_PARAM_RE = re.compile(
     rb'boundary[ \t]*=[ \t]*(?:"([ ' + _BCHARS + rb']{8,70})"|([' + _BCHARS + rb']{8,70}))'
-    rb"(?=[\s;]|$)", re.IGNORECASE)
+    rb"(?=[\s;]|$)")
 
 
 def _shared_boundaries(raw: bytes) -> bytes:
@@ -124,8 +124,11 @@ def _shared_boundaries(raw: bytes) -> bytes:
     so sizes do too. The stored message is never changed: this is only what gets parsed.
     """
     params: dict[bytes, int] = {}
-    for m in _BOUNDARY_PARAM_RE.finditer(raw):
-        value = m.group(1) or m.group(2)
+    # The parameter name is case-insensitive; searching a lowered copy (same offsets) is
+    # several times faster than a case-insensitive pattern. The value keeps its case.
+    for m in _BOUNDARY_PARAM_RE.finditer(raw.lower()):
+        group = 1 if m.group(1) is not None else 2
+        value = raw[m.start(group):m.end(group)]
         params[value] = params.get(value, 0) + 1
     for index, (boundary, declared) in enumerate(params.items()):
         stock = (b"crmbot%d" % index).ljust(len(boundary), b"_")
