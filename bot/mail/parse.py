@@ -119,9 +119,10 @@ def _shared_boundaries(raw: bytes) -> bytes:
     The standard parser compiles a regular expression for every boundary it meets, and
     boundaries are unique per message, so that compile (about a third of parsing a typical
     multipart message) is never cached. Renamed to stock names, the compiled patterns are
-    reused. A boundary is renamed only where every occurrence of it is its parameter or a
-    delimiter at a line start, so the rename cannot touch any text; lengths stay the same,
-    so sizes do too. The stored message is never changed: this is only what gets parsed.
+    reused. A boundary is renamed only where every occurrence of it is its parameter or
+    follows "--" at a line start, where RFC 2046 allows nothing but a delimiter, so in
+    conforming mail the rename touches no text; lengths stay the same, so sizes do too. The
+    stored message is never changed: this is only what gets parsed.
     """
     params: dict[bytes, int] = {}
     # The parameter name is case-insensitive; searching a lowered copy (same offsets) is
@@ -152,6 +153,13 @@ def strip_subject_prefix(subject: str) -> str:
 
 
 # --------------------------------------------------------------------------- headers
+def _undecoded(raw: str) -> str | None:
+    """The unfolded value of a header with nothing to decode (ASCII, no encoded words), else
+    None. For those the modern parse would only unfold the lines and build a header object
+    to be read back as a string: most headers of most mail."""
+    return _UNFOLD_RE.sub("", raw) if raw.isascii() and "=?" not in raw else None
+
+
 class _Headers:
     """Header access that survives broken headers.
 
@@ -183,10 +191,8 @@ class _Headers:
         raw = self._raw_value(name)
         if raw is None:
             return None
-        if plain and raw.isascii() and "=?" not in raw:
-            # Nothing to decode: the modern parse would only unfold the lines (and build a
-            # header object we read back as a string). Most headers of most mail.
-            return _UNFOLD_RE.sub("", raw)
+        if plain and (value := _undecoded(raw)) is not None:
+            return value
         try:
             return str(email.policy.default.header_fetch_parse(name, raw))
         except Exception:
@@ -202,9 +208,9 @@ class _Headers:
 
     def addresses(self, name: str) -> list[Address]:
         raw = self._raw_value(name)
-        if raw is not None and raw.isascii() and "=?" not in raw:
-            simple = [_SIMPLE_ADDRESS_RE.fullmatch(item) for item in _UNFOLD_RE.sub("", raw)
-                      .split(",")]
+        plain = None if raw is None else _undecoded(raw)
+        if plain is not None:
+            simple = [_SIMPLE_ADDRESS_RE.fullmatch(item) for item in plain.split(",")]
             if all(simple):
                 # "Name <a@b>" and bare "a@b" with a plain name: what the strict parse would
                 # give, without building it.
