@@ -368,10 +368,12 @@ def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0) -> 
         text = _decode_text(part, problems)
         (out.plain if ctype == "text/plain" else out.html).append(text)
         return
-    data = _part_bytes(part)
     if ctype.startswith("multipart/"):
+        # A multipart whose delimiters never appear: the parser keeps its body as one string
+        # (with a defect, reported below). That body is the only text the message has.
+        out.plain.append(_decode_text(part, problems))
         return
-    out.attachments.append(Attachment(filename or "", ctype, len(data)))
+    out.attachments.append(Attachment(filename or "", ctype, len(_part_bytes(part))))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -309,6 +309,21 @@ def test_garbage_never_raises_and_is_quarantined(raw: bytes) -> None:
     assert p.quarantine_reason
 
 
+@pytest.mark.parametrize("cut", ["no closing delimiter", "never used"])
+def test_broken_multipart_keeps_its_text_and_names_the_defect(cut: str) -> None:
+    boundary = "0000000000004c7d9e05d1a2b3c4"
+    head = (f"From: Jane Roe <jane@client.example>\nSubject: Order\nMIME-Version: 1.0\n"
+            f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n')
+    if cut == "never used":
+        raw = head + "Please send the order.\n"
+    else:
+        raw = head + f"--{boundary}\nContent-Type: text/plain\n\nPlease send the order.\n"
+    p = parse_email(raw.encode())
+    assert "Please send the order." in p.body_text
+    assert p.from_ == Address("Jane Roe", "jane@client.example")
+    assert any(x.startswith("MIME defects: ") for x in p.problems)
+
+
 def test_random_bytes_never_raise() -> None:
     rnd = random.Random(7)
     for _ in range(200):
