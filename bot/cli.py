@@ -1017,10 +1017,14 @@ def demo(
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run crmbot: the Slack bot, the mail poller and the scheduled jobs that are configured."""
-    from bot.run import Runtime
+    from bot.mail.poller import poller_component
+    from bot.runtime import Runtime
+    from bot.scheduler import scheduler_factory
+    from bot.slack_runtime import slack_component
 
     state = _state(ctx)
-    runtime = Runtime(state.settings, state.db)
+    # The process's components, in start order (each import pulls in its own libraries).
+    runtime = Runtime(state.settings, state.db, [scheduler_factory, poller_component, slack_component])
     runtime.start()
     for note in runtime.disabled:
         err_console.print(f"{note.name} is off: {note.reason}", highlight=False, markup=False)

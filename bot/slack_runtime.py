@@ -26,7 +26,7 @@ from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
-from bot.run import Component, Disabled
+from bot.runtime import Component, Disabled
 from crm.config import Settings
 from crm.db import Database
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.mail.imap_auth import MailConfigError, connect, mailbox_name
 from bot.mail.ingest import MailProcessor
+from bot.runtime import Disabled
 from crm.config import Settings
 from crm.db import Database
 from crm.services import leases
@@ -434,10 +435,8 @@ class MailboxPoller:
         self.processor.close()
 
 
-def poller_component(settings: Settings, db: Database) -> Any:
+def poller_component(settings: Settings, db: Database) -> MailboxPoller | Disabled:
     """The runtime factory: a poller, or a note saying why mail capture is off."""
-    from bot.run import Disabled
-
     if not settings.imap_host:
         return Disabled("mail poller", "CRM_IMAP_HOST is not set (use `crmbot ingest` for files)")
     try:

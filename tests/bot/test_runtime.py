@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.run import Disabled, Runtime
+from bot.runtime import Disabled, Runtime
 from crm.config import Settings
 
 

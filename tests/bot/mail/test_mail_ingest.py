@@ -207,7 +207,7 @@ def test_mail_poll_needs_a_configured_server(crmbot):
 
 def test_runtime_reports_the_poller_off_without_a_server(db):
     from bot.mail.poller import MailboxPoller, poller_component
-    from bot.run import Disabled
+    from bot.runtime import Disabled
 
     off = poller_component(Settings(_env_file=None, database_url=db.url), db)
     assert isinstance(off, Disabled) and "CRM_IMAP_HOST" in off.reason

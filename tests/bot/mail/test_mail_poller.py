@@ -241,7 +241,7 @@ def test_tls_by_default_with_certificate_verification(db, imap_account, make_mai
 
 def test_crmbot_run_starts_the_poller_as_a_component(db, imap_account, make_mail):
     from bot.mail.poller import poller_component
-    from bot.run import Runtime
+    from bot.runtime import Runtime
 
     imap_account.append(make_mail(1))
     runtime = Runtime(imap_account.settings(db.url), db, factories=[poller_component])

@@ -11,7 +11,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from sqlmodel import select
 
-from bot.run import Disabled, Runtime
+from bot.runtime import Disabled, Runtime
 from bot.slack_runtime import SlackHTTPComponent, SlackSocketModeComponent, slack_component
 from crm.models import Customer, Deal
 from tests.bot.slack.conftest import SlackClientSim

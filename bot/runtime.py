@@ -1,8 +1,12 @@
-"""``crmbot run``: the long-running process. It wires components together and waits.
+"""The long-running process's parts: components, and the runtime that starts and stops them.
 
-Each transport or job runner is a component with ``start()`` (returns once its threads are
-running) and ``stop()``. A factory returns the component, or a ``Disabled`` note saying
-why it is off (e.g. no Slack token), so start-up states plainly what runs.
+Each transport or job runner (the Slack app, the mail poller, the scheduler) is a component
+with ``start()`` (returns once its threads are running) and ``stop()``. A factory returns the
+component, or a ``Disabled`` note saying why it is off (e.g. no Slack token), so start-up
+states plainly what runs.
+
+This module sits below every component: they import it, it imports none of them. Which
+components a ``crmbot run`` process has is wired up by the command (``bot.cli.admin``).
 """
 
 from __future__ import annotations
@@ -37,25 +41,13 @@ class Disabled:
 Factory = Callable[[Settings, Database], "Component | Disabled"]
 
 
-def _factories() -> list[Factory]:
-    """The components of a crmbot process, in start order. Imported lazily: each pulls in its own libraries."""
-    factories: list[Factory] = []
-    # --- component factories (one line each) ---
-    from bot.scheduler import scheduler_factory
-    factories.append(scheduler_factory)
-    from bot.mail.poller import poller_component
-    factories.append(poller_component)
-    from bot.slack_runtime import slack_component
-    factories.append(slack_component)
-    # --- end component factories ---
-    return factories
-
-
 class Runtime:
-    def __init__(self, settings: Settings, db: Database, factories: list[Factory] | None = None) -> None:
+    """Starts the components in order, stops them in reverse, and waits in between."""
+
+    def __init__(self, settings: Settings, db: Database, factories: list[Factory]) -> None:
         self.settings = settings
         self.db = db
-        self.factories = _factories() if factories is None else factories
+        self.factories = factories
         self.components: list[Component] = []
         self.disabled: list[Disabled] = []
         self._stopped = threading.Event()
