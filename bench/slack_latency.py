@@ -41,8 +41,8 @@ from slack_sdk.signature import SignatureVerifier  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
 from bench.common import demo_database, percentiles  # noqa: E402
-from bot.slack_app import create_app  # noqa: E402
-from bot.slack_runtime import SlackHTTPComponent  # noqa: E402
+from bot.slack.app import create_app  # noqa: E402
+from bot.slack.runtime import SlackHTTPComponent  # noqa: E402
 from crm.config import Settings  # noqa: E402
 from crm.db import Database  # noqa: E402
 from crm.models import ContactPoint, Customer, User  # noqa: E402

@@ -1020,7 +1020,7 @@ def run(ctx: typer.Context) -> None:
     from bot.mail.poller import poller_component
     from bot.runtime import Runtime
     from bot.scheduler import scheduler_factory
-    from bot.slack_runtime import slack_component
+    from bot.slack.runtime import slack_component
 
     state = _state(ctx)
     # The process's components, in start order (each import pulls in its own libraries).

@@ -37,6 +37,7 @@ def preview(
 
     from bot import digests
     from bot.cli import _state
+    from bot.slack.blocks.digests import digest_messages
     from crm.models import Role, User, utcnow
     from crm.services import users as user_svc
 
@@ -60,7 +61,7 @@ def preview(
     elif fmt == "html":
         body = digests.render_html(digest, chart_cid=None)
     else:
-        body = json.dumps(digests.render_slack(digest), indent=2, ensure_ascii=False)
+        body = json.dumps(digest_messages(digest), indent=2, ensure_ascii=False)
     if digest.empty:
         typer.echo("(This digest is empty now, so it would not be sent.)", err=True)
     if output:

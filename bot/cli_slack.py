@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from bot.blocks import SHORTCUT_LOG
-from bot.slack_runtime import EVENTS_PATH
+from bot.slack.ids import SHORTCUT_LOG
+from bot.slack.runtime import EVENTS_PATH
 
 slack_app = typer.Typer(no_args_is_help=True, help="Slack app set-up.")
 

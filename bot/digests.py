@@ -1,8 +1,8 @@
 """Digests: what each person should do today, built from the store and analytics, rendered
-with Jinja2 for Slack (Block Kit + mrkdwn), HTML email and plain text.
+with Jinja2 for HTML email and plain text (and, by ``bot.slack.blocks.digests``, for Slack).
 
 Building (data) and rendering (templates) are separate: ``build_*`` functions read the
-database and return a ``Digest``; ``render_*`` turn one into text, HTML or Slack messages.
+database and return a ``Digest``; ``render_*`` turn one into text or HTML.
 """
 
 from __future__ import annotations
@@ -21,20 +21,9 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from slack_sdk.models.blocks import (
-    ActionsBlock,
-    Block,
-    ButtonElement,
-    ContextBlock,
-    DividerBlock,
-    HeaderBlock,
-    MarkdownTextObject,
-    SectionBlock,
-)
 from sqlmodel import Session, col, select
 
-from bot import action_ids
-from bot.rendering import register_filters, slack_escape, truncate
+from bot.rendering import register_filters
 from crm.config import Settings
 from crm.models import Customer, Deal, FollowUp, FollowUpStatus, Interaction, Role, User
 from crm.services import insights
@@ -336,17 +325,6 @@ def build_digest(session: Session, settings: Settings, kind: str, *, now: dateti
 
 # ---------------------------------------------------------------- rendering
 
-MAX_MESSAGE_BLOCKS = 50  # Slack's limit per message
-MAX_TEXT = 3000  # Slack's limit per text object
-
-
-def _md(text: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=truncate(text, MAX_TEXT))
-
-
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
-    return ButtonElement(text=truncate(text, 75), action_id=action_id, value=value, style=style)
-
 
 @functools.cache
 def _environment(autoescape: bool) -> Environment:
@@ -362,7 +340,8 @@ def _environment(autoescape: bool) -> Environment:
     return register_filters(env)
 
 
-def _text_env() -> Environment:
+def text_environment() -> Environment:
+    """Templates for plain text and Slack mrkdwn (no HTML escaping)."""
     return _environment(autoescape=False)
 
 
@@ -370,67 +349,16 @@ def _html_env() -> Environment:
     return _environment(autoescape=True)
 
 
-def _context(digest: Digest, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def template_context(digest: Digest, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every digest template sees: the digest, its non-empty sections, the local date."""
     local = digest.generated_at.astimezone(ZoneInfo(digest.tz))
     return {"digest": digest, "sections": digest.visible_sections, "date": f"{local:%A %d %B %Y}", **(extra or {})}
 
 
 def render_text(digest: Digest, *, unsubscribe: str | None = None) -> str:
-    return _text_env().get_template("digests/digest.txt.j2").render(**_context(digest, {"unsubscribe": unsubscribe}))
+    return text_environment().get_template("digests/digest.txt.j2").render(**template_context(digest, {"unsubscribe": unsubscribe}))
 
 
 def render_html(digest: Digest, *, unsubscribe: str | None = None, chart_cid: str | None = None) -> str:
     return _html_env().get_template("digests/digest.html.j2").render(
-        **_context(digest, {"unsubscribe": unsubscribe, "chart_cid": chart_cid}))
-
-
-def _item_blocks(digest: Digest, item: Item, key: str) -> list[Block]:
-    text = _text_env().get_template("digests/slack_item.md.j2").render(item=item)
-    out: list[Block] = [SectionBlock(text=_md(text.strip()))]
-    buttons = []
-    if item.follow_up_id is not None:
-        fid = str(item.follow_up_id)
-        buttons += [_button("Mark done", action_ids.FOLLOW_UP_DONE, fid, style="primary"),
-                    _button("Snooze 1 day", action_ids.FOLLOW_UP_SNOOZE_DAY, fid),
-                    _button("Snooze 1 week", action_ids.FOLLOW_UP_SNOOZE_WEEK, fid)]
-    if item.customer_id is not None:
-        cid = str(item.customer_id)
-        buttons += [_button("Open customer", action_ids.OPEN_CUSTOMER, cid)]
-        if digest.kind == "followups":
-            buttons += [_button("Log note", action_ids.LOG_NOTE, cid)]
-    if buttons:
-        # Slack rejects a message whose block ids repeat; one customer can appear in two sections.
-        out.append(ActionsBlock(block_id=f"digest:{digest.kind}:{key}"[:255], elements=buttons[:5]))
-    return out
-
-
-def render_slack(digest: Digest) -> list[dict[str, Any]]:
-    """chat.postMessage payloads (``text`` + ``blocks``): long digests are split into several messages."""
-    header_text = _text_env().get_template("digests/slack_header.md.j2").render(**_context(digest)).strip()
-    # Units stay together (an item's text and its buttons); messages hold at most 49 blocks,
-    # leaving room for the "Part n of m" line.
-    units: list[list[Block]] = [[HeaderBlock(text=truncate(f"{digest.title} · {digest.recipient}", 150)),
-                                 SectionBlock(text=_md(header_text))]]
-    for section in digest.visible_sections:
-        summary = "\n".join(f"• {line}" for line in section.summary)
-        heading = f"*{_mrkdwn(section.heading)}*" + (f"\n{_mrkdwn(summary)}" if summary else "")
-        units.append([DividerBlock(), SectionBlock(text=_md(heading))])
-        units.extend(_item_blocks(digest, item, f"{section.key}:{n}") for n, item in enumerate(section.items))
-    capacity = MAX_MESSAGE_BLOCKS - 1
-    messages: list[list[Block]] = [[]]
-    for unit in units:
-        if len(messages[-1]) + len(unit) > capacity:
-            messages.append([])
-        messages[-1].extend(unit)
-    total = len(messages)
-    out = []
-    for n, chunk in enumerate(messages, 1):
-        if total > 1:
-            chunk = [*chunk, ContextBlock(elements=[_md(f"Part {n} of {total}")])]
-        fallback = f"{digest.title} for {digest.recipient}" + (f" (part {n} of {total})" if total > 1 else "")
-        out.append({"text": fallback, "blocks": [b.to_dict() for b in chunk]})
-    return out
-
-
-def _mrkdwn(text: str) -> str:
-    return slack_escape(text)
+        **template_context(digest, {"unsubscribe": unsubscribe, "chart_cid": chart_cid}))

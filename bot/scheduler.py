@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 
 from bot import digests
 from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail
+from bot.slack.blocks.digests import digest_messages
 from crm.config import Settings
 from crm.db import Database
 from crm.models import Role, User, utcnow
@@ -213,7 +214,7 @@ class DigestService:
             return self.mailer.send(mail)
         if self.slack is None:
             raise DeliveryError("Slack is off (no SLACK_BOT_TOKEN)")
-        return self.slack.post(recipient, digests.render_slack(digest), already_sent=already_sent)
+        return self.slack.post(recipient, digest_messages(digest), already_sent=already_sent)
 
     # -- one send
 

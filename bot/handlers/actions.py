@@ -11,7 +11,6 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import blocks
 from bot.handlers.commands import answer_verb
 from bot.handlers.common import (
     BotContext,
@@ -22,6 +21,10 @@ from bot.handlers.common import (
     write,
 )
 from bot.handlers.home import publish_home
+from bot.slack import ids
+from bot.slack.blocks.base import changed, error_message, local_time, note
+from bot.slack.blocks.deals import deal_changed
+from bot.slack.blocks.forms import deal_new_modal, follow_up_modal, log_note_modal
 from crm.models import User
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
@@ -83,13 +86,13 @@ def open_card_modal(
         actor.require_write()
         customer = _customer_of(bot, action)
     except CRMError as err:
-        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
+        _reply(bot, client, body, respond, error_message(err), failed=True)
         return
     settings = bot.settings
     view = {
-        blocks.A_LOG_NOTE: lambda: blocks.log_note_modal(customer),
-        blocks.A_FOLLOW_UP: lambda: blocks.follow_up_modal(customer),
-        blocks.A_NEW_DEAL: lambda: blocks.deal_new_modal(
+        ids.LOG_NOTE: lambda: log_note_modal(customer),
+        ids.FOLLOW_UP: lambda: follow_up_modal(customer),
+        ids.NEW_DEAL: lambda: deal_new_modal(
             stages=settings.open_stages, currency=settings.default_currency, customer=customer
         ),
     }[action["action_id"]]()
@@ -102,7 +105,7 @@ def show_or_timeline(
     ack()
     bot = bot_context(context)
     action = _action(body)
-    verb = "timeline" if action["action_id"] == blocks.A_TIMELINE else "show"
+    verb = "timeline" if action["action_id"] == ids.TIMELINE else "show"
     reply = answer_verb(bot, client, body["user"]["id"], verb, f"#{action.get('value', '')}")
     if _from_home(body):
         direct_message(client, body["user"]["id"], reply)
@@ -119,7 +122,7 @@ def next_page(
         state = json.loads(_action(body).get("value") or "{}")
         verb, args, offset = str(state["verb"]), str(state.get("args", "")), int(state["offset"])
     except (ValueError, KeyError, TypeError):
-        respond(**blocks.note("That page button is broken; run the command again."))
+        respond(**note("That page button is broken; run the command again."))
         return
     reply = answer_verb(bot, client, body["user"]["id"], verb, args, offset=max(0, offset))
     respond(**reply, replace_original=True)
@@ -140,7 +143,7 @@ def _act(
         user, actor = acting_user(bot, client, body["user"]["id"])
         reply = change(user, actor)
     except CRMError as err:
-        _reply(bot, client, body, respond, blocks.error_message(err), failed=True)
+        _reply(bot, client, body, respond, error_message(err), failed=True)
         return
     _reply(bot, client, body, respond, reply)
 
@@ -155,23 +158,23 @@ def follow_up_button(
 
     def change(user: User, actor: Actor) -> dict[str, Any]:
         follow_up_id = _int_value(action)
-        if action["action_id"] == blocks.A_DONE:
+        if action["action_id"] == ids.FOLLOW_UP_DONE:
             write(
                 bot,
                 lambda s: followup_svc.complete_follow_up(
                     s, follow_up_id=follow_up_id, actor=actor
                 ),
             )
-            return blocks.changed(f"Follow-up #{follow_up_id} is done.")
+            return changed(f"Follow-up #{follow_up_id} is done.")
         tz = user.timezone or bot.settings.timezone
-        days = 1 if action["action_id"] == blocks.A_SNOOZE_DAY else 7
+        days = 1 if action["action_id"] == ids.FOLLOW_UP_SNOOZE_DAY else 7
         f = write(
             bot,
             lambda s: followup_svc.snooze_follow_up(
                 s, follow_up_id=follow_up_id, actor=actor, until=timedelta(days=days), tz=tz
             ),
         )
-        return blocks.changed(f"Follow-up #{follow_up_id} snoozed to {blocks.when(f.due_at, tz)}.")
+        return changed(f"Follow-up #{follow_up_id} snoozed to {local_time(f.due_at, tz)}.")
 
     _act(bot, client, body, respond, change)
 
@@ -199,17 +202,17 @@ def move_stage(
                 s, deal_id=deal_id, stage=stage, actor=actor, settings=bot.settings
             ),
         )
-        return blocks.deal_changed(deal, "moved")
+        return deal_changed(deal, "moved")
 
     _act(bot, client, body, respond, change)
 
 
 def register(app: App) -> None:
-    for action_id in (blocks.A_LOG_NOTE, blocks.A_NEW_DEAL, blocks.A_FOLLOW_UP):
+    for action_id in (ids.LOG_NOTE, ids.NEW_DEAL, ids.FOLLOW_UP):
         app.action(action_id)(open_card_modal)
-    app.action(blocks.A_TIMELINE)(show_or_timeline)
-    app.action(blocks.A_SHOW)(show_or_timeline)
-    app.action(blocks.A_PAGE)(next_page)
-    for action_id in (blocks.A_DONE, blocks.A_SNOOZE_DAY, blocks.A_SNOOZE_WEEK):
+    app.action(ids.TIMELINE)(show_or_timeline)
+    app.action(ids.OPEN_CUSTOMER)(show_or_timeline)
+    app.action(ids.NEXT_PAGE)(next_page)
+    for action_id in (ids.FOLLOW_UP_DONE, ids.FOLLOW_UP_SNOOZE_DAY, ids.FOLLOW_UP_SNOOZE_WEEK):
         app.action(action_id)(follow_up_button)
-    app.action(blocks.A_MOVE_STAGE)(move_stage)
+    app.action(ids.MOVE_STAGE)(move_stage)

@@ -15,8 +15,20 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from bot import blocks
 from bot.handlers.common import BotContext, acting_user, bot_context, read, write
+from bot.rendering import slack_escape as esc
+from bot.slack.blocks.base import PAGE_SIZE, changed, error_message, local_time
+from bot.slack.blocks.customers import (
+    customer_card,
+    customer_label,
+    customer_matches,
+    timeline_message,
+)
+from bot.slack.blocks.deals import deal_changed, deal_list, pipeline_message
+from bot.slack.blocks.followups import follow_up_list
+from bot.slack.blocks.forms import deal_new_modal
+from bot.slack.blocks.help import help_message
+from bot.slack.blocks.insights import at_risk_message, segments_message
 from crm.analytics import pipeline as pipeline_stats
 from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate, User
 from crm.services import customers as customer_svc
@@ -185,7 +197,7 @@ def _customer_names(session: Session, ids: set[int]) -> dict[int, str]:
 
 def v_help(req: VerbRequest) -> dict[str, Any]:
     """List the verbs."""
-    return blocks.help_message(VERBS)
+    return help_message(VERBS)
 
 
 def v_find(req: VerbRequest) -> dict[str, Any]:
@@ -194,12 +206,12 @@ def v_find(req: VerbRequest) -> dict[str, Any]:
 
     def run(session: Session) -> list[customer_svc.CustomerMatch]:
         return customer_svc.find_customers(
-            session, req.args, limit=req.offset + blocks.PAGE_SIZE + 1
+            session, req.args, limit=req.offset + PAGE_SIZE + 1
         )
 
     found = req.read(run)
-    page = found[req.offset : req.offset + blocks.PAGE_SIZE]
-    return blocks.customer_matches(
+    page = found[req.offset : req.offset + PAGE_SIZE]
+    return customer_matches(
         page, req.args, offset=req.offset, has_more=len(found) > req.offset + len(page)
     )
 
@@ -212,7 +224,7 @@ def v_show(req: VerbRequest) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, req.args)
         card = customer_svc.customer_card(session, customer.id)  # type: ignore[arg-type]
         insight, scored = insights.customer_insight_and_scored(session, customer.id)  # type: ignore[arg-type]
-        return blocks.customer_card(card, insight, tz=req.tz, scored=scored)
+        return customer_card(card, insight, tz=req.tz, scored=scored)
 
     return req.read(run)
 
@@ -233,7 +245,7 @@ def v_add(req: VerbRequest) -> dict[str, Any]:
             actor=req.actor,
             customer_in=CustomerCreate(name=name, email=email, company=company),
         )
-        return blocks.changed(f"Added customer *{blocks.esc(blocks.customer_label(customer))}*.")
+        return changed(f"Added customer *{esc(customer_label(customer))}*.")
 
     return write(req.bot, run)
 
@@ -288,9 +300,9 @@ def v_set(req: VerbRequest) -> dict[str, Any]:
                 customer_svc.add_contact_point(
                     session, customer_id=cid, kind=kind, value=pairs[kind], actor=req.actor
                 )
-        return blocks.changed(
-            f"Updated *{blocks.esc(blocks.customer_label(customer))}*: "
-            + blocks.esc(", ".join(f"{k}={v}" for k, v in pairs.items()))
+        return changed(
+            f"Updated *{esc(customer_label(customer))}*: "
+            + esc(", ".join(f"{k}={v}" for k, v in pairs.items()))
         )
 
     return write(req.bot, run)
@@ -307,15 +319,15 @@ def v_merge(req: VerbRequest) -> dict[str, Any]:
     def run(session: Session) -> dict[str, Any]:
         keep = customer_svc.resolve_customer(session, tokens[0])
         gone = customer_svc.resolve_customer(session, tokens[1])
-        gone_label = blocks.customer_label(gone)
+        gone_label = customer_label(gone)
         kept = customer_svc.merge_customers(
             session,
             keep_id=keep.id,  # type: ignore[arg-type]
             merge_id=gone.id,  # type: ignore[arg-type]
             actor=req.actor,
         )
-        return blocks.changed(
-            f"Merged {blocks.esc(gone_label)} into *{blocks.esc(blocks.customer_label(kept))}*."
+        return changed(
+            f"Merged {esc(gone_label)} into *{esc(customer_label(kept))}*."
         )
 
     return write(req.bot, run)
@@ -332,7 +344,7 @@ def v_deal(req: VerbRequest) -> dict[str, Any]:
             raise UsageError("`deal new` opens a form, which needs Slack's trigger.")
         req.client.views_open(
             trigger_id=req.trigger_id,
-            view=blocks.deal_new_modal(
+            view=deal_new_modal(
                 stages=settings.open_stages, currency=settings.default_currency, customer=None
             ),
         )
@@ -365,7 +377,7 @@ def v_deal(req: VerbRequest) -> dict[str, Any]:
             f"I don't know `deal {deal_id} {action}`." if action else f"What about deal #{deal_id}?"
         )
     deal = write(req.bot, fn)
-    return blocks.deal_changed(deal, verb)
+    return deal_changed(deal, verb)
 
 
 def v_deals(req: VerbRequest) -> dict[str, Any]:
@@ -392,12 +404,12 @@ def v_deals(req: VerbRequest) -> dict[str, Any]:
             owner_id=owner_id,
             stage=stage,
             status=status,
-            limit=blocks.PAGE_SIZE + 1,
+            limit=PAGE_SIZE + 1,
             offset=req.offset,
         )
-        page = found[: blocks.PAGE_SIZE]
+        page = found[: PAGE_SIZE]
         names = _customer_names(session, {d.customer_id for d in page})
-        return blocks.deal_list(
+        return deal_list(
             page,
             names,
             title=title,
@@ -423,7 +435,7 @@ def v_pipeline(req: VerbRequest) -> dict[str, Any]:
         report = pipeline_stats.pipeline_report(
             session, settings=req.bot.settings, owner_id=owner_id
         )
-        return blocks.pipeline(report, who=who)
+        return pipeline_message(report, who=who)
 
     return req.read(run)
 
@@ -455,8 +467,8 @@ def v_log(req: VerbRequest) -> dict[str, Any]:
                 source="slack:command",
             ),
         )
-        return blocks.changed(
-            f"Logged a {kind.value} for *{blocks.esc(blocks.customer_label(customer))}*."
+        return changed(
+            f"Logged a {kind.value} for *{esc(customer_label(customer))}*."
         )
 
     return write(req.bot, run)
@@ -549,9 +561,9 @@ def v_followup(req: VerbRequest) -> dict[str, Any]:
             actor=req.actor,
             tz=req.tz,  # type: ignore[arg-type]
         )
-        return blocks.changed(
-            f"Follow-up #{follow_up.id} with *{blocks.esc(blocks.customer_label(customer))}* "
-            f"on {blocks.when(follow_up.due_at, req.tz)}."
+        return changed(
+            f"Follow-up #{follow_up.id} with *{esc(customer_label(customer))}* "
+            f"on {local_time(follow_up.due_at, req.tz)}."
         )
 
     return write(req.bot, run)
@@ -560,11 +572,11 @@ def v_followup(req: VerbRequest) -> dict[str, Any]:
 def v_followups(req: VerbRequest) -> dict[str, Any]:
     def run(session: Session) -> dict[str, Any]:
         found = followup_svc.list_follow_ups(
-            session, owner_id=req.user.id, limit=blocks.PAGE_SIZE + 1, offset=req.offset
+            session, owner_id=req.user.id, limit=PAGE_SIZE + 1, offset=req.offset
         )
-        page = found[: blocks.PAGE_SIZE]
+        page = found[: PAGE_SIZE]
         names = _customer_names(session, {f.customer_id for f in page})
-        return blocks.follow_up_list(
+        return follow_up_list(
             page, names, tz=req.tz, offset=req.offset, has_more=len(found) > len(page)
         )
 
@@ -580,10 +592,10 @@ def v_timeline(req: VerbRequest) -> dict[str, Any]:
         items = interaction_svc.timeline(
             session,
             customer_id=customer.id,  # type: ignore[arg-type]
-            limit=req.offset + blocks.PAGE_SIZE + 1,
+            limit=req.offset + PAGE_SIZE + 1,
         )
-        page = items[req.offset : req.offset + blocks.PAGE_SIZE]
-        return blocks.timeline(
+        page = items[req.offset : req.offset + PAGE_SIZE]
+        return timeline_message(
             customer,
             page,
             tz=req.tz,
@@ -603,13 +615,13 @@ def v_at_risk(req: VerbRequest) -> dict[str, Any]:
     def run(session: Session) -> dict[str, Any]:
         rows = insights.at_risk_customers(session, limit=n)
         scored = bool(rows) or insights.latest_run(session) is not None
-        return blocks.at_risk(rows, scored=scored)
+        return at_risk_message(rows, scored=scored)
 
     return req.read(run)
 
 
 def v_segments(req: VerbRequest) -> dict[str, Any]:
-    return req.read(lambda s: blocks.segments(insights.segment_counts(s)))
+    return req.read(lambda s: segments_message(insights.segment_counts(s)))
 
 
 def v_link(req: VerbRequest) -> dict[str, Any]:
@@ -627,9 +639,9 @@ def v_link(req: VerbRequest) -> dict[str, Any]:
             customer_id=customer.id,  # type: ignore[arg-type]
             actor=req.actor,
         )
-        return blocks.changed(
+        return changed(
             f"Messages in <#{channel}> are now captured for "
-            f"*{blocks.esc(blocks.customer_label(customer))}*. "
+            f"*{esc(customer_label(customer))}*. "
             "Invite me to the channel if I am not in it."
         )
 
@@ -641,7 +653,7 @@ def v_unlink(req: VerbRequest) -> dict[str, Any]:
         raise UsageError("Which channel?")
     channel = channel_ref(req.args.split()[0])
     write(req.bot, lambda s: slack_capture.unlink_channel(s, channel_id=channel, actor=req.actor))
-    return blocks.changed(f"<#{channel}> is no longer captured.")
+    return changed(f"<#{channel}> is no longer captured.")
 
 
 def v_role(req: VerbRequest) -> dict[str, Any]:
@@ -653,7 +665,7 @@ def v_role(req: VerbRequest) -> dict[str, Any]:
         req.actor.require_admin("change roles")
         target = user_svc.find_user(session, slack_user_ref(parts[0]))
         user = user_svc.set_role(session, user_id=target.id, role=parts[1], actor=req.actor)  # type: ignore[arg-type]
-        return blocks.changed(f"{blocks.esc(user.name)} is now {blocks.esc(user.role)}.")
+        return changed(f"{esc(user.name)} is now {esc(user.role)}.")
 
     return write(req.bot, run)
 
@@ -685,12 +697,12 @@ def run_verb(req: VerbRequest) -> dict[str, Any]:
     handler = HANDLERS.get(req.verb)
     if handler is None:
         err = CRMError(f"I don't know the verb {req.verb!r}.", hint="`/crm help` lists them.")
-        return blocks.error_message(err)
+        return error_message(err)
     try:
         return handler(req)
     except CRMError as err:
         logger.info("/crm %s by %s: %s", req.verb, req.actor.name, err)
-        return blocks.error_message(err, usage(req.verb) if isinstance(err, UsageError) else None)
+        return error_message(err, usage(req.verb) if isinstance(err, UsageError) else None)
 
 
 def parse_command(text: str) -> tuple[str, str]:
@@ -717,7 +729,7 @@ def answer_verb(
         try:
             user, actor = acting_user(bot, client, slack_user_id, session=session)
         except CRMError as err:
-            return blocks.error_message(err)
+            return error_message(err)
         return run_verb(
             VerbRequest(
                 bot=bot,

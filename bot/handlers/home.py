@@ -10,8 +10,8 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from bot import blocks
 from bot.handlers.common import BotContext, acting_user, bot_context, read
+from bot.slack.blocks.home import home_view, notice_home
 from crm.analytics import followups, pipeline
 from crm.models import User, utcnow
 from crm.services import customers as customer_svc
@@ -52,7 +52,7 @@ def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dic
         scored = bool(risk) or insights.latest_run(session) is not None
         ids = {f.customer_id for f in due} | {d.customer_id for d in deals}
         names = {cid: customer_svc.get_customer(session, cid).name for cid in ids}
-        return blocks.home_view(
+        return home_view(
             user=user,
             follow_ups=due,
             follow_up_names=names,
@@ -71,7 +71,7 @@ def publish_home(bot: BotContext, client: WebClient, slack_user_id: str) -> None
     try:
         user, _actor = acting_user(bot, client, slack_user_id)
     except CRMError as err:  # e.g. a deactivated account: say so instead of a blank tab
-        client.views_publish(user_id=slack_user_id, view=blocks.notice_home(err))
+        client.views_publish(user_id=slack_user_id, view=notice_home(err))
         return
     client.views_publish(user_id=slack_user_id, view=home_for(bot, user))
 

@@ -7,8 +7,12 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import blocks
 from bot.handlers.common import bot_context, read
+from bot.slack import ids
+from bot.slack.blocks.base import MAX_OPTIONS
+from bot.slack.blocks.customers import customer_option
+from bot.slack.blocks.deals import deal_option
+from bot.slack.blocks.forms import option_list
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 
@@ -22,14 +26,14 @@ def customer_options(ack: Ack, payload: dict[str, Any], context: dict[str, Any])
         return
     matches = read(
         bot_context(context),
-        lambda s: customer_svc.find_customers(s, query, limit=blocks.MAX_OPTIONS),
+        lambda s: customer_svc.find_customers(s, query, limit=MAX_OPTIONS),
     )
-    ack(**blocks.options([blocks.customer_option(m.customer) for m in matches]))
+    ack(**option_list([customer_option(m.customer) for m in matches]))
 
 
 def _selected_customer(body: dict[str, Any]) -> int | None:
     values = ((body.get("view") or {}).get("state") or {}).get("values") or {}
-    selected = ((values.get("customer") or {}).get(blocks.OPT_CUSTOMER) or {}).get(
+    selected = ((values.get("customer") or {}).get(ids.OPTIONS_CUSTOMER) or {}).get(
         "selected_option"
     ) or {}
     value = str(selected.get("value") or "")
@@ -48,9 +52,9 @@ def deal_options(
         bot_context(context), lambda s: deal_svc.list_deals(s, customer_id=customer_id, limit=500)
     )
     wanted = [d for d in deals if not query or query in d.title.lower() or query == str(d.id)]
-    ack(**blocks.options([blocks.deal_option(d) for d in wanted]))
+    ack(**option_list([deal_option(d) for d in wanted]))
 
 
 def register(app: App) -> None:
-    app.options(blocks.OPT_CUSTOMER)(customer_options)
-    app.options(blocks.OPT_DEAL)(deal_options)
+    app.options(ids.OPTIONS_CUSTOMER)(customer_options)
+    app.options(ids.OPTIONS_DEAL)(deal_options)

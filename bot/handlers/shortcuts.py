@@ -8,8 +8,9 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot import blocks
 from bot.handlers.common import acting_user, bot_context
+from bot.slack import ids
+from bot.slack.blocks.forms import log_message_modal
 from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
@@ -42,11 +43,11 @@ def log_to_crm(
     in_thread = bool(message.get("thread_ts")) or int(message.get("reply_count") or 0) > 0
     client.views_open(
         trigger_id=shortcut["trigger_id"],
-        view=blocks.log_message_modal(
+        view=log_message_modal(
             meta=meta, preview=str(message.get("text") or ""), in_thread=in_thread
         ),
     )
 
 
 def register(app: App) -> None:
-    app.shortcut(blocks.SHORTCUT_LOG)(log_to_crm)
+    app.shortcut(ids.SHORTCUT_LOG)(log_to_crm)

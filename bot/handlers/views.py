@@ -18,9 +18,14 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
 from bot.handlers.common import BotContext, acting_user, bot_context, direct_message, read, write
 from bot.handlers.events import chat_message
+from bot.rendering import slack_escape as esc
+from bot.slack import ids
+from bot.slack.blocks.base import changed, local_time, not_logged
+from bot.slack.blocks.customers import customer_label
+from bot.slack.blocks.deals import deal_changed
+from bot.slack.blocks.forms import notice_modal
 from crm.models import Channel, DealCreate, InteractionCreate, User
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
@@ -96,7 +101,7 @@ def _submission(
     try:
         user, actor = acting_user(bot, client, user_id)
     except CRMError as err:  # e.g. deactivated since the form was opened
-        ack(response_action="update", view=blocks.notice_modal("crmbot", err))
+        ack(response_action="update", view=notice_modal("crmbot", err))
         return None
     return Submission(bot, _values(view), user_id, user, actor)
 
@@ -141,7 +146,7 @@ def deal_new(
         ack(response_action="errors", errors={"close": "That is not a date."})
         return
     ack()
-    _confirm(client, user_id, blocks.deal_changed(deal, "opened"))
+    _confirm(client, user_id, deal_changed(deal, "opened"))
 
 
 def log_note(
@@ -181,8 +186,8 @@ def log_note(
     _confirm(
         client,
         user_id,
-        blocks.changed(
-            f"Logged a {kind.value} for *{blocks.esc(blocks.customer_label(customer))}*."
+        changed(
+            f"Logged a {kind.value} for *{esc(customer_label(customer))}*."
         ),
     )
 
@@ -214,7 +219,7 @@ def follow_up(
     _confirm(
         client,
         user_id,
-        blocks.changed(f"Follow-up #{made.id} set for {blocks.when(made.due_at, tz)}."),
+        changed(f"Follow-up #{made.id} set for {local_time(made.due_at, tz)}."),
     )
 
 
@@ -333,7 +338,7 @@ def log_message(
         )
     except CRMError as err:
         logger.info("Log to CRM by %s failed: %s", user_id, err)
-        _confirm(client, user_id, blocks.not_logged(err))
+        _confirm(client, user_id, not_logged(err))
         return
     stored = sum(1 for r in results if r.created)
     already = sum(1 for r in results if r.interaction is not None and not r.created)
@@ -342,11 +347,11 @@ def log_message(
         + (f" ({already} were logged already)" if already else "")
         + "."
     )
-    _confirm(client, user_id, blocks.changed(text))
+    _confirm(client, user_id, changed(text))
 
 
 def register(app: App) -> None:
-    app.view(blocks.V_DEAL_NEW)(deal_new)
-    app.view(blocks.V_LOG_NOTE)(log_note)
-    app.view(blocks.V_FOLLOW_UP)(follow_up)
-    app.view(blocks.V_LOG_MESSAGE)(log_message)
+    app.view(ids.FORM_DEAL_NEW)(deal_new)
+    app.view(ids.FORM_LOG_NOTE)(log_note)
+    app.view(ids.FORM_FOLLOW_UP)(follow_up)
+    app.view(ids.FORM_LOG_MESSAGE)(log_message)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 from bot import digests
+from bot.slack.blocks.digests import digest_messages
 from bot.mail.smtp import OutgoingMail, build_message
 from crm.models import AnalyticsRun, ChurnScore, CustomerSegment, Finding, FollowUp, Role
 from tests.conftest import make_user
@@ -80,7 +81,7 @@ def test_followups_digest_for_a_rep_with_findings_and_manager_rollup(db, admin, 
     assert "team" not in sections
     team = {sec.key: sec for sec in manager_digest.visible_sections}["team"]
     assert team.summary == ["Rita Rep: 1 overdue follow-ups, 1 other items"]
-    blocks = [b for message in digests.render_slack(digest) for b in message["blocks"]]
+    blocks = [b for message in digest_messages(digest) for b in message["blocks"]]
     action_ids = {e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
     assert {"followup_done", "followup_snooze_day", "followup_snooze_week", "card_show", "card_log_note"} <= action_ids
 
@@ -95,7 +96,7 @@ def test_hostile_names_are_escaped_everywhere(db, admin, settings):
     html = digests.render_html(digest)
     assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; Söhne 🚀" in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html
-    slack = digests.render_slack(digest)
+    slack = digest_messages(digest)
     text = " ".join(b["text"]["text"] for m in slack for b in m["blocks"] if b.get("text") and b["type"] == "section")
     assert "&lt;script&gt;" in text and "&lt;@U123&gt;" in text and "&#39;" not in text and "🚀" in text
     plain = digests.render_text(digest)
@@ -115,7 +116,7 @@ def test_long_digests_split_into_messages_within_block_limits(db, admin, setting
             s.add(FollowUp(customer_id=customer.id, owner_id=rep.id, due_at=NOW - timedelta(hours=n + 1), note=f"item {n}"))
     with db.session() as s:
         digest = digests.build_followups_digest(s, settings, user=s.get(type(rep), rep.id), now=NOW, limit=60)
-    messages = digests.render_slack(digest)
+    messages = digest_messages(digest)
     assert len(messages) >= 3
     assert all(len(m["blocks"]) <= 50 for m in messages)
     shown = sum(1 for m in messages for b in m["blocks"] if b["type"] == "actions")
@@ -152,7 +153,7 @@ def test_block_ids_are_unique_when_a_deal_appears_in_two_sections(db, admin, set
                           why=kind, action="act"))
     with db.session() as s:
         digest = digests.build_followups_digest(s, settings, user=s.get(type(rep), rep.id), now=NOW)
-    for message in digests.render_slack(digest):
+    for message in digest_messages(digest):
         ids = [b["block_id"] for b in message["blocks"] if "block_id" in b]
         assert len(ids) == len(set(ids)) == 2
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.scheduler import DigestService
-from bot.slack_app import create_app
-from bot.slack_runtime import SlackHTTPComponent
+from bot.slack.app import create_app
+from bot.slack.runtime import SlackHTTPComponent
 from crm.config import Settings
 from crm.models import FollowUp, Role, User
 from crm.services import digest_runs

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.respond import ConnectionPool, PooledRespond
+from bot.slack.respond import ConnectionPool, PooledRespond
 
 
 class ResponseURLServer:

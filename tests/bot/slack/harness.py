@@ -1,4 +1,5 @@
-"""The Slack app on a local port, a fake Slack Web API, and signed requests as Slack sends them."""
+"""The Slack harness: the app on a local port, a fake Slack Web API, and signed requests as
+Slack sends them. The fixtures that use it are in tests/bot/conftest.py."""
 
 from __future__ import annotations
 
@@ -12,16 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.handlers.common import forget_authors, forget_readers
-from bot.slack_app import create_app
-from bot.slack_runtime import SlackHTTPComponent
+from bot.slack.app import create_app
+from bot.slack.runtime import SlackHTTPComponent
 from crm.config import Settings
 from crm.db import Database
-from crm.models import Role, User
-from tests.bot.slack.fake_slack import FakeSlack, slack_user
+from crm.models import Role
+from tests.bot.slack.fake_slack import FakeSlack
 
 SECRET = "test-signing-secret"
 
@@ -236,52 +235,6 @@ class SlackClientSim:
         return status, (json.loads(body) if body else None)
 
 
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    for uid, (name, email, _role) in PEOPLE.items():
-        fake.users[uid] = slack_user(uid, name, email)
-    fake.users["UNEW00001"] = slack_user(
-        "UNEW00001", "Nora New", "nora@ourco.com", tz="America/New_York"
-    )
-    fake.users["UEXT00001"] = slack_user(
-        "UEXT00001", "Joe Customer", "joe@acme.com", team="TACME0001", stranger=True
-    )
-    fake.start()
-    forget_authors()
-    forget_readers()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def slack_settings(db: Database, fake_slack: FakeSlack) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=db.url,
-        timezone="Europe/Berlin",
-        internal_domains=["ourco.com"],
-        slack_bot_token="xoxb-test",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake_slack.api_url,
-        http_port=0,
-    )
-
-
-@pytest.fixture
-def people(db: Database) -> dict[str, User]:
-    made: dict[str, User] = {}
-    with db.transaction() as session:
-        for uid, (name, email, role) in PEOPLE.items():
-            user = User(
-                name=name, email=email, slack_user_id=uid, role=role, timezone="Europe/Berlin"
-            )
-            session.add(user)
-            session.flush()
-            made[uid] = user
-    return made
-
-
 @contextmanager
 def served(
     db: Database,
@@ -306,21 +259,3 @@ def served(
         yield SlackClientSim(server.url, fake)
     finally:
         server.stop()
-
-
-@pytest.fixture
-def slack(
-    db: Database, slack_settings: Settings, fake_slack: FakeSlack, people: dict[str, User]
-) -> Iterator[SlackClientSim]:
-    """The production set-up: Slack is answered at ack(); the listener goes on after that."""
-    with served(db, slack_settings, fake_slack, answer_on_ack=True) as sim:
-        yield sim
-
-
-@pytest.fixture
-def slack_sync(
-    db: Database, slack_settings: Settings, fake_slack: FakeSlack, people: dict[str, User]
-) -> Iterator[SlackClientSim]:
-    """Listeners finish before the HTTP answer, so a test can check the store right after."""
-    with served(db, slack_settings, fake_slack, answer_on_ack=False) as sim:
-        yield sim

@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -22,11 +22,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
-from slack_bolt import Ack, App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
 from bot.runtime import Component, Disabled
+from bot.slack.app import ANSWER_NOW, create_app
 from crm.config import Settings
 from crm.db import Database
 
@@ -40,7 +41,6 @@ MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything 
 
 DEFAULT_SLOTS = Settings.model_fields["http_listener_slots"].default
 SLOT_WAIT_SECONDS = 1.0  # the longest a listener waits for a slot after Slack's answer
-ANSWER_NOW = "answer_now"  # in a request's context: the HTTP server's "send Slack the answer now"
 
 
 class FairSlots:
@@ -84,27 +84,6 @@ class FairSlots:
             else:
                 self._free += 1
 
-
-class AnswerOnAck(Ack):
-    """``ack()`` that also sends Slack its HTTP answer at once.
-
-    With ``process_before_response`` the listener runs in the request's own thread; answering on
-    ``ack()`` keeps Slack's 3 seconds for the acknowledgement alone while the listener goes on
-    (reads, ``respond()``) in the same thread: no hand-over to another thread, no waiting.
-    """
-
-    def __init__(self, send: Callable[[BoltResponse], None]) -> None:
-        super().__init__()
-        self._send = send
-
-    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
-        response = super().__call__(*args, **kwargs)
-        try:
-            self._send(response)
-        except OSError as exc:
-            # Slack hung up first (it gives up after 3 s): the request is still carried out.
-            logger.warning("Slack closed the connection before its answer: %s", exc)
-        return response
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -342,8 +321,6 @@ def _http_worker(settings: Settings, listening: socket.socket, conn: Connection)
     All processes accept from one listening socket, so a connection goes to whichever
     process is free to take it first: a busy process takes fewer.
     """
-    from bot.slack_app import create_app
-
     logging.basicConfig(level=settings.log_level.upper())
     db = Database(settings.database_url)
     server = _SlackHTTPServer(
@@ -463,8 +440,6 @@ def slack_component(settings: Settings, db: Database) -> Component | Disabled:
         return Disabled(
             "slack", "SLACK_BOT_TOKEN is not set; replies and digests go to the console/outbox"
         )
-    from bot.slack_app import create_app
-
     if not settings.slack_app_token and not settings.slack_signing_secret:
         return Disabled(
             "slack", "SLACK_SIGNING_SECRET is not set, so Slack's HTTP requests cannot be verified"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import App, BoltContext, BoltResponse
+from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -17,17 +18,42 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from bot import blocks
 from bot.handlers import actions, commands, events, home, options, shortcuts, views
 from bot.handlers.common import BotContext
-from bot.respond import PooledRespond
-from bot.slack_runtime import ANSWER_NOW, AnswerOnAck
+from bot.slack.blocks.base import note
+from bot.slack.respond import PooledRespond
 from crm.config import Settings
 from crm.db import Database
 from crm.services.dates import parse_when
 from crm.services.search import warm_name_index
 
 logger = logging.getLogger(__name__)
+
+# In a request's context, put there by our HTTP server (bot.slack.runtime): "send Slack the
+# answer now". Listeners then run on in the request's thread after ack().
+ANSWER_NOW = "answer_now"
+
+
+class AnswerOnAck(Ack):
+    """``ack()`` that also sends Slack its HTTP answer at once.
+
+    With ``process_before_response`` the listener runs in the request's own thread; answering on
+    ``ack()`` keeps Slack's 3 seconds for the acknowledgement alone while the listener goes on
+    (reads, ``respond()``) in the same thread: no hand-over to another thread, no waiting.
+    """
+
+    def __init__(self, send: Callable[[BoltResponse], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        response = super().__call__(*args, **kwargs)
+        try:
+            self._send(response)
+        except OSError as exc:
+            # Slack hung up first (it gives up after 3 s): the request is still carried out.
+            logger.warning("Slack closed the connection before its answer: %s", exc)
+        return response
 
 
 class ServerErrorRetryHandler(RetryHandler):
@@ -75,7 +101,7 @@ def handle_error(
     if respond is not None and (body.get("response_url") or body.get("response_urls")):
         try:
             respond(
-                **blocks.note(
+                **note(
                     ":x: Something went wrong on our side; it is logged. Please try again."
                 )
             )

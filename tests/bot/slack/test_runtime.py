@@ -12,10 +12,10 @@ import pytest
 from sqlmodel import select
 
 from bot.runtime import Disabled, Runtime
-from bot.slack_runtime import SlackHTTPComponent, SlackSocketModeComponent, slack_component
+from bot.slack.runtime import SlackHTTPComponent, SlackSocketModeComponent, slack_component
 from crm.models import Customer, Deal
-from tests.bot.slack.conftest import SlackClientSim
 from tests.bot.slack.fake_socket import FakeSocketMode
+from tests.bot.slack.harness import SlackClientSim
 from tests.factories import add_customer
 
 
@@ -235,7 +235,7 @@ def test_a_command_is_answered_at_ack_while_its_listener_goes_on(slack, fake_sla
 def test_a_listener_goes_on_when_slack_hung_up_before_its_answer():
     from slack_bolt import BoltResponse
 
-    from bot.slack_runtime import AnswerOnAck
+    from bot.slack.app import AnswerOnAck
 
     def hung_up(_response: BoltResponse) -> None:
         raise BrokenPipeError("the peer closed the connection")
@@ -264,8 +264,8 @@ def test_listeners_past_their_ack_take_turns_in_the_slots(
     """Two first-time users, each costing a slow users.info after ack(): both are answered at
     once. With one slot their listeners run one after the other, with two side by side; and a
     listener waits for a slot no longer than SLOT_WAIT_SECONDS, then goes on without one."""
-    from bot import slack_runtime
-    from tests.bot.slack.conftest import served
+    from bot.slack import runtime as slack_runtime
+    from tests.bot.slack.harness import served
 
     monkeypatch.setattr(slack_runtime, "SLOT_WAIT_SECONDS", longest_wait)
     delay = 1.0
@@ -287,7 +287,7 @@ def test_listeners_past_their_ack_take_turns_in_the_slots(
 
 
 def test_fair_slots_hand_a_freed_slot_to_the_longest_waiting_thread():
-    from bot.slack_runtime import FairSlots
+    from bot.slack.runtime import FairSlots
 
     slots = FairSlots(1)
     assert slots.acquire()

@@ -1,0 +1,148 @@
+"""Customers: search results, the customer card with its buttons, and the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import ActionsBlock, Block, HeaderBlock, Option
+
+from bot.rendering import slack_escape as esc
+from bot.rendering import truncate
+from bot.slack import ids
+from bot.slack.blocks.base import (
+    button,
+    context,
+    local_time,
+    message,
+    money,
+    note,
+    one_line,
+    option,
+    pager,
+    section,
+)
+from crm.models import Customer, Interaction
+from crm.services.customers import CustomerCard, CustomerMatch
+from crm.services.insights import Insight
+
+
+def customer_label(customer: Customer) -> str:
+    company = (
+        f" ({customer.company})" if customer.company and customer.company != customer.name else ""
+    )
+    return f"#{customer.id} {customer.name}{company}"
+
+
+def customer_option(customer: Customer) -> Option:
+    return option(customer_label(customer), str(customer.id))
+
+
+def customer_matches(
+    matches: Sequence[CustomerMatch], query: str, *, offset: int, has_more: bool
+) -> dict[str, Any]:
+    if not matches:
+        return note(
+            f"No customer matches *{esc(query)}*. Try part of the name, an email or a domain."
+        )
+    blocks: list[Block] = [section(f"Customers matching *{esc(query)}*:")]
+    for m in matches:
+        c = m.customer
+        line = f"*{esc(customer_label(c))}*  ·  {esc(c.status)}"
+        if c.domain:
+            line += f"  ·  {esc(c.domain)}"
+        blocks.append(section(line, accessory=button("Show", ids.OPEN_CUSTOMER, str(c.id))))
+    pager(blocks, "find", query, offset, has_more, len(matches))
+    return message(blocks, f"{len(matches)} customer(s) match {query}")
+
+
+def customer_card(
+    card: CustomerCard, insight: Insight | None, *, tz: str, scored: bool
+) -> dict[str, Any]:
+    c = card.customer
+    blocks: list[Block] = [HeaderBlock(text=truncate(f"{c.name}", 150))]
+    facts = [
+        f"*Status:* {esc(c.status)}",
+        f"*Owner:* {esc(card.owner.name) if card.owner else 'nobody'}",
+    ]
+    if c.company:
+        facts.append(f"*Company:* {esc(c.company)}")
+    if c.domain:
+        facts.append(f"*Domain:* {esc(c.domain)}")
+    contacts = ", ".join(esc(p.value) for p in card.contacts[:10]) or "none"
+    facts.append(f"*Contacts:* {contacts}")
+    facts.append(f"*Last touch:* {local_time(card.last_touch_at, tz)}")
+    blocks.append(section("\n".join(facts)))
+    if insight is not None:
+        risk = (
+            f"{insight.risk_level} ({insight.churn_probability:.0%})"
+            if insight.churn_probability is not None
+            else "not scored"
+        )
+        text = f"*Segment:* {esc(insight.segment or 'none')}  ·  *Churn risk:* {esc(risk)}"
+        if insight.reasons:
+            text += "\n" + "\n".join(f"• {esc(r)}" for r in insight.reasons[:3])
+        blocks.append(section(text))
+    else:
+        blocks.append(
+            context(
+                "Segment and churn risk: not scored yet."
+                if not scored
+                else "Segment and churn risk: this customer was not in the latest scoring run."
+            )
+        )
+    if card.open_deals:
+        lines = [
+            f"#{d.id} *{esc(d.title)}* · {esc(d.stage)} · {money(d.amount, d.currency)}"
+            for d in card.open_deals[:10]
+        ]
+        more = len(card.open_deals) - 10
+        blocks.append(
+            section(
+                "*Open deals*\n" + "\n".join(lines) + (f"\n…and {more} more" if more > 0 else "")
+            )
+        )
+    else:
+        blocks.append(context("No open deals."))
+    if card.recent_interactions:
+        lines = [
+            f"{local_time(i.occurred_at, tz)} · {esc(i.channel)} · "
+            f"{esc(one_line(i.subject or i.preview, 120))}"
+            for i in card.recent_interactions[:5]
+        ]
+        blocks.append(section("*Last interactions*\n" + "\n".join(lines)))
+    if card.next_follow_up:
+        f = card.next_follow_up
+        blocks.append(section(f"*Next follow-up:* {local_time(f.due_at, tz)} {esc(f.note)}"))
+    cid = str(c.id)
+    blocks.append(
+        ActionsBlock(
+            block_id=f"card:{cid}",
+            elements=[
+                button("Log note", ids.LOG_NOTE, cid),
+                button("New deal", ids.NEW_DEAL, cid),
+                button("Follow up", ids.FOLLOW_UP, cid),
+                button("Open timeline", ids.TIMELINE, cid),
+            ],
+        )
+    )
+    return message(blocks, f"Customer {c.name}")
+
+
+def timeline_message(
+    customer: Customer, items: Sequence[Interaction], *, tz: str, offset: int, has_more: bool
+) -> dict[str, Any]:
+    blocks: list[Block] = [section(f"*Timeline of {esc(customer_label(customer))}*")]
+    if not items:
+        blocks.append(context("Nothing recorded yet."))
+    for i in items:
+        head = f"{local_time(i.occurred_at, tz)} · {esc(i.channel)} · {esc(i.direction)}"
+        if i.author:
+            head += f" · {esc(i.author)}"
+        body = esc(truncate((i.subject + ": " if i.subject else "") + (i.body or ""), 600))
+        link = (i.meta or {}).get("permalink")
+        if link:
+            body += f" <{esc(link)}|link>"
+        blocks.append(section(f"{head}\n{body}"))
+    pager(blocks, "timeline", f"#{customer.id}", offset, has_more, len(items))
+    return message(blocks, f"Timeline of {customer.name}")

@@ -1,0 +1,50 @@
+"""Analytics shown in Slack: the customers most at risk of churning, and segment sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import Block
+
+from bot.rendering import slack_escape as esc
+from bot.slack import ids
+from bot.slack.blocks.base import MAX_MESSAGE_BLOCKS, button, message, note, section
+from bot.slack.blocks.customers import customer_label
+from crm.services.insights import AtRisk, SegmentCount
+
+
+def at_risk_message(rows: Sequence[AtRisk], *, scored: bool) -> dict[str, Any]:
+    if not scored:
+        return note("Nothing is scored yet: churn risk appears after the first analytics run.")
+    if not rows:
+        return note("No customer is at risk in the latest scoring run.")
+    blocks: list[Block] = [section("*Customers most at risk of churning*")]
+    for r in rows:
+        change = ""
+        if r.previous_probability is not None:
+            delta = r.score.probability - r.previous_probability
+            change = f" ({'+' if delta >= 0 else ''}{delta:.0%} since last run)"
+        reasons = "; ".join(esc(x) for x in (r.score.reasons or [])[:3])
+        blocks.append(
+            section(
+                f"*{esc(customer_label(r.customer))}* · {esc(r.score.risk_level)} "
+                f"{r.score.probability:.0%}{change}" + (f"\n{reasons}" if reasons else ""),
+                accessory=button("Show", ids.OPEN_CUSTOMER, str(r.customer.id)),
+            )
+        )
+    return message(blocks[:MAX_MESSAGE_BLOCKS], "Customers at risk")
+
+
+def segments_message(rows: Sequence[SegmentCount]) -> dict[str, Any]:
+    if not rows:
+        return note("Nothing is scored yet: segments appear after the first analytics run.")
+    total = sum(r.customers for r in rows) or 1
+    lines = []
+    for r in rows:
+        change = ""
+        if r.previous is not None:
+            delta = r.customers - r.previous
+            change = f" ({'+' if delta >= 0 else ''}{delta} since last run)"
+        lines.append(f"*{esc(r.segment)}*: {r.customers:,} ({r.customers / total:.0%}){change}")
+    return message([section("*Customer segments*\n" + "\n".join(lines))], "Customer segments")

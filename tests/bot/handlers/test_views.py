@@ -1,0 +1,104 @@
+"""Form submissions (new deal, note, follow-up): saved, or the mistake shown on the form."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlmodel import select
+
+from crm.models import (
+    Deal,
+    FollowUp,
+    Interaction,
+    utcnow,
+)
+from tests.factories import add_customer
+
+
+def test_deal_form_submission_saves_or_shows_errors(slack, db, admin, fake_slack):
+    c = add_customer(db, admin, name="Acme", email="jane@acme.com")
+
+    def values(customer=str(c.id), title="Big one", amount="2500", stage="qualified"):
+        return {
+            "customer": {
+                "customer_options": {
+                    "type": "external_select",
+                    "selected_option": {"value": customer} if customer else None,
+                }
+            },
+            "title": {"value": {"type": "plain_text_input", "value": title}},
+            "amount": {"value": {"type": "plain_text_input", "value": amount}},
+            "currency": {"value": {"type": "plain_text_input", "value": "eur"}},
+            "stage": {"value": {"type": "static_select", "selected_option": {"value": stage}}},
+            "close": {"value": {"type": "datepicker", "selected_date": "2027-01-31"}},
+        }
+
+    status, body = slack.submit("deal_new", values(amount="lots"))
+    assert status == 200 and json.loads(body)["response_action"] == "errors"
+    assert "amount" in json.loads(body)["errors"]
+    status, body = slack.submit("deal_new", values(customer=None))
+    assert json.loads(body)["errors"] == {"customer": "Choose a customer."}
+    status, body = slack.submit("deal_new", values(), user="UVIEW0001")
+    assert "viewer" in next(iter(json.loads(body)["errors"].values()))
+    status, body = slack.submit("deal_new", values())
+    assert status == 200 and body == ""
+    with db.session() as session:
+        deal = session.exec(select(Deal)).one()
+    assert (deal.title, deal.amount, deal.currency, deal.stage) == (
+        "Big one",
+        Decimal("2500.00"),
+        "EUR",
+        "qualified",
+    )
+    assert str(deal.expected_close_date) == "2027-01-31"
+    confirm = fake_slack.wait_for("chat.postMessage")[-1].params
+    assert confirm["channel"] == "D_UADMIN001" and "opened" in confirm["text"]
+    assert fake_slack.calls_to("conversations.open")[-1].params["users"] == "UADMIN001"
+
+
+def test_note_and_follow_up_forms(slack, db, admin, fake_slack):
+    c = add_customer(db, admin, name="Acme", email="jane@acme.com")
+    meta = json.dumps({"customer_id": c.id})
+    status, body = slack.submit(
+        "log_note",
+        {
+            "kind": {"value": {"selected_option": {"value": "call"}}},
+            "text": {"value": {"value": "Discussed <pricing>"}},
+        },
+        private_metadata=meta,
+        user="UREP00001",
+    )
+    assert status == 200 and body == ""
+    empty = slack.submit(
+        "log_note",
+        {
+            "kind": {"value": {"selected_option": {"value": "note"}}},
+            "text": {"value": {"value": "  "}},
+        },
+        private_metadata=meta,
+    )
+    assert json.loads(empty[1])["errors"] == {"text": "Write what happened."}
+    status, body = slack.submit(
+        "follow_up",
+        {"when": {"value": {"value": "whenever works"}}, "note": {"value": {"value": ""}}},
+        private_metadata=meta,
+    )
+    assert "when" in json.loads(body)["errors"], body
+    status, body = slack.submit(
+        "follow_up",
+        {"when": {"value": {"value": "in 3 days"}}, "note": {"value": {"value": "check in"}}},
+        private_metadata=meta,
+        user="UREP00001",
+    )
+    assert body == ""
+    damaged = slack.submit(
+        "follow_up", {"when": {"value": {"value": "in 3 days"}}}, private_metadata="{broken"
+    )
+    assert "damaged" in json.loads(damaged[1])["errors"]["when"]
+    with db.session() as session:
+        note = session.exec(select(Interaction)).one()
+        fu = session.exec(select(FollowUp)).one()
+    assert note.channel == "call" and note.body == "Discussed <pricing>"
+    assert fu.note == "check in" and fu.due_at > utcnow() + timedelta(days=2)
