@@ -14,10 +14,10 @@ from slack_sdk import WebClient
 from bot.handlers.commands import answer_verb
 from bot.handlers.common import (
     BotContext,
-    acting_user,
-    bot_context,
+    Caller,
     direct_message,
     read,
+    start,
     write,
 )
 from bot.handlers.home import publish_home
@@ -25,11 +25,9 @@ from bot.slack import ids
 from bot.slack.blocks.base import changed, error_message, local_time, note
 from bot.slack.blocks.deals import deal_changed
 from bot.slack.blocks.forms import deal_new_modal, follow_up_modal, log_note_modal
-from crm.models import User
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
-from crm.services.actor import Actor
 from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +42,7 @@ def _from_home(body: dict[str, Any]) -> bool:
 
 
 def _reply(
-    bot: BotContext,
+    context: dict[str, Any],
     client: WebClient,
     body: dict[str, Any],
     respond: Respond,
@@ -56,7 +54,7 @@ def _reply(
     if not _from_home(body):
         respond(**reply)
         return
-    publish_home(bot, client, body["user"]["id"])
+    publish_home(context, client, body["user"]["id"])
     if failed:
         # Home has no response URL: a mistake is explained in the app's DM.
         direct_message(client, body["user"]["id"], reply)
@@ -74,21 +72,32 @@ def _customer_of(bot: BotContext, action: dict[str, Any]) -> Any:
     return read(bot, lambda s: customer_svc.get_customer(s, _int_value(action)))
 
 
+def _refusal(
+    context: dict[str, Any], client: WebClient, body: dict[str, Any], respond: Respond
+) -> Callable[[CRMError], None]:
+    """How a click's mistake is told: where the click came from (see ``_reply``)."""
+
+    def refuse(err: CRMError) -> None:
+        _reply(context, client, body, respond, error_message(err), failed=True)
+
+    return refuse
+
+
 def open_card_modal(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
     """Log note / New deal / Follow up on a customer card: open the matching form."""
-    ack()
-    bot = bot_context(context)
+    refuse = _refusal(context, client, body, respond)
+    who = start(context, client, body["user"]["id"], ack=ack, writes=True, refuse=refuse)
+    if who is None:
+        return
     action = _action(body)
     try:
-        _user, actor = acting_user(bot, client, body["user"]["id"])
-        actor.require_write()
-        customer = _customer_of(bot, action)
+        customer = _customer_of(who.bot, action)
     except CRMError as err:
-        _reply(bot, client, body, respond, error_message(err), failed=True)
+        refuse(err)
         return
-    settings = bot.settings
+    settings = who.bot.settings
     view = {
         ids.LOG_NOTE: lambda: log_note_modal(customer),
         ids.FOLLOW_UP: lambda: follow_up_modal(customer),
@@ -103,10 +112,9 @@ def show_or_timeline(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
     ack()
-    bot = bot_context(context)
     action = _action(body)
     verb = "timeline" if action["action_id"] == ids.TIMELINE else "show"
-    reply = answer_verb(bot, client, body["user"]["id"], verb, f"#{action.get('value', '')}")
+    reply = answer_verb(context, client, body["user"]["id"], verb, f"#{action.get('value', '')}")
     if _from_home(body):
         direct_message(client, body["user"]["id"], reply)
     else:
@@ -117,78 +125,76 @@ def next_page(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
     ack()
-    bot = bot_context(context)
     try:
         state = json.loads(_action(body).get("value") or "{}")
         verb, args, offset = str(state["verb"]), str(state.get("args", "")), int(state["offset"])
     except (ValueError, KeyError, TypeError):
         respond(**note("That page button is broken; run the command again."))
         return
-    reply = answer_verb(bot, client, body["user"]["id"], verb, args, offset=max(0, offset))
+    reply = answer_verb(context, client, body["user"]["id"], verb, args, offset=max(0, offset))
     respond(**reply, replace_original=True)
 
 
 def _act(
-    bot: BotContext,
-    client: WebClient,
+    ack: Ack,
     body: dict[str, Any],
+    client: WebClient,
+    context: dict[str, Any],
     respond: Respond,
-    change: Callable[[User, Actor], dict[str, Any]],
+    change: Callable[[Caller], dict[str, Any]],
 ) -> None:
     """Make a button's change as the user who clicked, and answer where the click came from.
 
     A mistake (no permission, a follow-up already gone...) is explained to the user.
     """
-    try:
-        user, actor = acting_user(bot, client, body["user"]["id"])
-        reply = change(user, actor)
-    except CRMError as err:
-        _reply(bot, client, body, respond, error_message(err), failed=True)
+    refuse = _refusal(context, client, body, respond)
+    who = start(context, client, body["user"]["id"], ack=ack, refuse=refuse)
+    if who is None:
         return
-    _reply(bot, client, body, respond, reply)
+    try:
+        reply = change(who)
+    except CRMError as err:
+        refuse(err)
+        return
+    _reply(context, client, body, respond, reply)
 
 
 def follow_up_button(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
     """Mark done / Snooze 1 day / Snooze 1 week."""
-    ack()
-    bot = bot_context(context)
     action = _action(body)
 
-    def change(user: User, actor: Actor) -> dict[str, Any]:
+    def change(who: Caller) -> dict[str, Any]:
         follow_up_id = _int_value(action)
         if action["action_id"] == ids.FOLLOW_UP_DONE:
             write(
-                bot,
+                who.bot,
                 lambda s: followup_svc.complete_follow_up(
-                    s, follow_up_id=follow_up_id, actor=actor
+                    s, follow_up_id=follow_up_id, actor=who.actor
                 ),
             )
             return changed(f"Follow-up #{follow_up_id} is done.")
-        tz = user.timezone or bot.settings.timezone
         days = 1 if action["action_id"] == ids.FOLLOW_UP_SNOOZE_DAY else 7
         f = write(
-            bot,
+            who.bot,
             lambda s: followup_svc.snooze_follow_up(
-                s, follow_up_id=follow_up_id, actor=actor, until=timedelta(days=days), tz=tz
+                s, follow_up_id=follow_up_id, actor=who.actor, until=timedelta(days=days), tz=who.tz
             ),
         )
-        return changed(f"Follow-up #{follow_up_id} snoozed to {local_time(f.due_at, tz)}.")
+        return changed(f"Follow-up #{follow_up_id} snoozed to {local_time(f.due_at, who.tz)}.")
 
-    _act(bot, client, body, respond, change)
+    _act(ack, body, client, context, respond, change)
 
 
 def move_stage(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
     """The "Move to…" menu next to a deal."""
-    ack()
-    bot = bot_context(context)
     value = str((_action(body).get("selected_option") or {}).get("value") or "")
     deal_part, _, stage = value.partition(":")
 
-    def change(_user: User, actor: Actor) -> dict[str, Any]:
+    def change(who: Caller) -> dict[str, Any]:
         if not deal_part.isdigit() or not stage:
             raise CRMError("That menu option carries no deal and stage.")
         deal_id = int(deal_part)
@@ -197,14 +203,14 @@ def move_stage(
                 "A lost deal needs a reason.", hint=f"Use `/crm deal {deal_id} lost <reason>`."
             )
         deal = write(
-            bot,
+            who.bot,
             lambda s: deal_svc.move_deal(
-                s, deal_id=deal_id, stage=stage, actor=actor, settings=bot.settings
+                s, deal_id=deal_id, stage=stage, actor=who.actor, settings=who.bot.settings
             ),
         )
         return deal_changed(deal, "moved")
 
-    _act(bot, client, body, respond, change)
+    _act(ack, body, client, context, respond, change)
 
 
 def register(app: App) -> None:

@@ -7,7 +7,7 @@ import logging
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -15,7 +15,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from bot.handlers.common import BotContext, acting_user, bot_context, read, write
+from bot.handlers.common import Caller, bot_context, read, start, write
 from bot.rendering import slack_escape as esc
 from bot.slack.blocks.base import PAGE_SIZE, changed, error_message, local_time
 from bot.slack.blocks.customers import (
@@ -30,14 +30,13 @@ from bot.slack.blocks.forms import deal_new_modal
 from bot.slack.blocks.help import help_message
 from bot.slack.blocks.insights import at_risk_message, segments_message
 from crm.analytics import pipeline as pipeline_stats
-from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate, User
+from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import insights, slack_capture
 from crm.services import interactions as interaction_svc
 from crm.services import users as user_svc
-from crm.services.actor import Actor
 from crm.services.dates import parse_when
 from crm.services.errors import CRMError
 
@@ -109,24 +108,18 @@ def usage(verb: str) -> str | None:
     return None
 
 
-@dataclass
-class VerbRequest:
-    bot: BotContext
+@dataclass(frozen=True)
+class VerbRequest(Caller):
+    """One ``/crm`` verb from the caller: what they typed, and where."""
+
     client: WebClient
-    user: User
-    actor: Actor
     verb: str
     args: str
     offset: int = 0
     trigger_id: str | None = None
     channel_id: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
     # The request's read session (the acting user was looked up in it), for the read verbs.
     session: Session | None = None
-
-    @property
-    def tz(self) -> str:
-        return self.user.timezone or self.bot.settings.timezone
 
     def read(self, fn: Callable[[Session], T]) -> T:
         """Run a read in the request's session if it has one, else in a new one."""
@@ -205,9 +198,7 @@ def v_find(req: VerbRequest) -> dict[str, Any]:
         raise UsageError("What should I look for?")
 
     def run(session: Session) -> list[customer_svc.CustomerMatch]:
-        return customer_svc.find_customers(
-            session, req.args, limit=req.offset + PAGE_SIZE + 1
-        )
+        return customer_svc.find_customers(session, req.args, limit=req.offset + PAGE_SIZE + 1)
 
     found = req.read(run)
     page = found[req.offset : req.offset + PAGE_SIZE]
@@ -326,9 +317,7 @@ def v_merge(req: VerbRequest) -> dict[str, Any]:
             merge_id=gone.id,  # type: ignore[arg-type]
             actor=req.actor,
         )
-        return changed(
-            f"Merged {esc(gone_label)} into *{esc(customer_label(kept))}*."
-        )
+        return changed(f"Merged {esc(gone_label)} into *{esc(customer_label(kept))}*.")
 
     return write(req.bot, run)
 
@@ -407,7 +396,7 @@ def v_deals(req: VerbRequest) -> dict[str, Any]:
             limit=PAGE_SIZE + 1,
             offset=req.offset,
         )
-        page = found[: PAGE_SIZE]
+        page = found[:PAGE_SIZE]
         names = _customer_names(session, {d.customer_id for d in page})
         return deal_list(
             page,
@@ -467,9 +456,7 @@ def v_log(req: VerbRequest) -> dict[str, Any]:
                 source="slack:command",
             ),
         )
-        return changed(
-            f"Logged a {kind.value} for *{esc(customer_label(customer))}*."
-        )
+        return changed(f"Logged a {kind.value} for *{esc(customer_label(customer))}*.")
 
     return write(req.bot, run)
 
@@ -574,7 +561,7 @@ def v_followups(req: VerbRequest) -> dict[str, Any]:
         found = followup_svc.list_follow_ups(
             session, owner_id=req.user.id, limit=PAGE_SIZE + 1, offset=req.offset
         )
-        page = found[: PAGE_SIZE]
+        page = found[:PAGE_SIZE]
         names = _customer_names(session, {f.customer_id for f in page})
         return follow_up_list(
             page, names, tz=req.tz, offset=req.offset, has_more=len(found) > len(page)
@@ -712,7 +699,7 @@ def parse_command(text: str) -> tuple[str, str]:
 
 
 def answer_verb(
-    bot: BotContext,
+    context: dict[str, Any],
     client: WebClient,
     slack_user_id: str,
     verb: str,
@@ -723,19 +710,21 @@ def answer_verb(
     channel_id: str | None = None,
 ) -> dict[str, Any]:
     """The reply to a verb from a Slack user: the typed command, or a page button's next page."""
+    bot = bot_context(context)
     with contextlib.ExitStack() as stack:
         # A read verb runs in the session the acting user is found in: one read, not two.
         session = stack.enter_context(bot.db.lookup()) if verb in READ_VERBS else None
-        try:
-            user, actor = acting_user(bot, client, slack_user_id, session=session)
-        except CRMError as err:
-            return error_message(err)
+        refused: list[CRMError] = []
+        who = start(context, client, slack_user_id, session=session, refuse=refused.append)
+        if who is None:
+            return error_message(refused[0])
         return run_verb(
             VerbRequest(
-                bot=bot,
+                bot=who.bot,
+                slack_user_id=who.slack_user_id,
+                user=who.user,
+                actor=who.actor,
                 client=client,
-                user=user,
-                actor=actor,
                 verb=verb,
                 args=args,
                 offset=offset,
@@ -753,7 +742,7 @@ def crm_command(
     ack()
     verb, args = parse_command(command.get("text", ""))
     reply = answer_verb(
-        bot_context(context),
+        context,
         client,
         command["user_id"],
         verb,

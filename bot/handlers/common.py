@@ -1,4 +1,5 @@
-"""What every listener shares: the store and settings, the acting user, error replies."""
+"""What every listener shares: the store and settings, the acting user, and the preamble
+(``start``) that answers Slack, finds who is acting and refuses them politely when they may not."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from slack_bolt import Ack
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +21,7 @@ from crm.db import Database
 from crm.models import User
 from crm.services import users as user_svc
 from crm.services.actor import Actor
+from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +130,54 @@ def acting_user(
 
 def forget_readers() -> None:
     _READERS.clear()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who acts through a Slack request, as the CRM knows them, with the CRM's handles."""
+
+    bot: BotContext
+    slack_user_id: str
+    user: User
+    actor: Actor
+
+    @property
+    def tz(self) -> str:
+        """Their own time zone, else the team's."""
+        return self.user.timezone or self.bot.settings.timezone
+
+
+def start(
+    context: dict[str, Any],
+    client: WebClient,
+    slack_user_id: str,
+    *,
+    refuse: Callable[[CRMError], None],
+    ack: Ack | None = None,
+    writes: bool = False,
+    session: Session | None = None,
+) -> Caller | None:
+    """The preamble every listener shares, in this order:
+
+    1. ``ack()``, when given, comes first: Slack waits 3 seconds for it, whatever follows.
+    2. The CRM's handles, from the request's context.
+    3. The acting user (see ``acting_user``; ``session`` as there), who must be active, and
+       allowed to change data when the listener ``writes``.
+
+    A user who may not act is told why by ``refuse``, each surface its own way (a reply, the
+    form, the Home tab), and None comes back: the listener has nothing more to do.
+    """
+    if ack is not None:
+        ack()
+    bot = bot_context(context)
+    try:
+        user, actor = acting_user(bot, client, slack_user_id, session=session)
+        if writes:
+            actor.require_write()
+    except CRMError as err:
+        refuse(err)
+        return None
+    return Caller(bot, slack_user_id, user, actor)
 
 
 def write(bot: BotContext, fn: Callable[[Session], T]) -> T:

@@ -10,7 +10,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from bot.handlers.common import BotContext, acting_user, bot_context, read
+from bot.handlers.common import BotContext, read, start
 from bot.slack.blocks.home import home_view, notice_home
 from crm.analytics import followups, pipeline
 from crm.models import User, utcnow
@@ -67,19 +67,21 @@ def home_for(bot: BotContext, user: User, *, now: datetime | None = None) -> dic
     return read(bot, run)
 
 
-def publish_home(bot: BotContext, client: WebClient, slack_user_id: str) -> None:
-    try:
-        user, _actor = acting_user(bot, client, slack_user_id)
-    except CRMError as err:  # e.g. a deactivated account: say so instead of a blank tab
+def publish_home(context: dict[str, Any], client: WebClient, slack_user_id: str) -> None:
+    """Show a user their Home tab (or, to a user who cannot use the CRM, why not)."""
+
+    def refuse(err: CRMError) -> None:  # e.g. a deactivated account
         client.views_publish(user_id=slack_user_id, view=notice_home(err))
-        return
-    client.views_publish(user_id=slack_user_id, view=home_for(bot, user))
+
+    who = start(context, client, slack_user_id, refuse=refuse)
+    if who is not None:
+        client.views_publish(user_id=slack_user_id, view=home_for(who.bot, who.user))
 
 
 def app_home_opened(event: dict[str, Any], client: WebClient, context: dict[str, Any]) -> None:
     if event.get("tab", "home") != "home":
         return
-    publish_home(bot_context(context), client, event["user"])
+    publish_home(context, client, event["user"])
 
 
 def register(app: App) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.handlers.common import acting_user, bot_context
+from bot.handlers.common import start
 from bot.slack import ids
 from bot.slack.blocks.forms import log_message_modal
 from crm.services.errors import CRMError
@@ -19,19 +19,17 @@ logger = logging.getLogger(__name__)
 def log_to_crm(
     ack: Ack, shortcut: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> None:
-    ack()
-    bot = bot_context(context)
     user_id = shortcut["user"]["id"]
     message = shortcut.get("message") or {}
-    try:
-        _user, actor = acting_user(bot, client, user_id)
-        actor.require_write()
-    except CRMError as err:
+
+    def refuse(err: CRMError) -> None:
         client.chat_postEphemeral(
             channel=(shortcut.get("channel") or {}).get("id") or user_id,
             user=user_id,
             text=str(err),
         )
+
+    if start(context, client, user_id, ack=ack, writes=True, refuse=refuse) is None:
         return
     # Ids only in the form's metadata: the text is fetched again on submit.
     meta = {

@@ -18,7 +18,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.handlers.common import BotContext, acting_user, bot_context, direct_message, read, write
+from bot.handlers.common import BotContext, direct_message, read, start, write
 from bot.handlers.events import chat_message
 from bot.rendering import slack_escape as esc
 from bot.slack import ids
@@ -90,20 +90,21 @@ class Submission(NamedTuple):
     user_id: str
     user: User
     actor: Actor
+    tz: str  # theirs, else the team's
 
 
 def _submission(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
 ) -> Submission | None:
     """Who submitted the form and what they entered; None (the form answered) if they may not act."""
-    bot = bot_context(context)
-    user_id = body["user"]["id"]
-    try:
-        user, actor = acting_user(bot, client, user_id)
-    except CRMError as err:  # e.g. deactivated since the form was opened
+
+    def refuse(err: CRMError) -> None:  # e.g. deactivated since the form was opened
         ack(response_action="update", view=notice_modal("crmbot", err))
+
+    who = start(context, client, body["user"]["id"], refuse=refuse)
+    if who is None:
         return None
-    return Submission(bot, _values(view), user_id, user, actor)
+    return Submission(who.bot, _values(view), who.slack_user_id, who.user, who.actor, who.tz)
 
 
 # DealCreate's fields -> the form's blocks
@@ -115,7 +116,7 @@ def deal_new(
 ) -> None:
     if (sub := _submission(ack, body, view, client, context)) is None:
         return
-    bot, values, user_id, _user, actor = sub
+    bot, values, user_id, _user, actor, _tz = sub
     try:
         customer = _selected(values, "customer")
         if not customer.isdigit():
@@ -154,7 +155,7 @@ def log_note(
 ) -> None:
     if (sub := _submission(ack, body, view, client, context)) is None:
         return
-    bot, values, user_id, user, actor = sub
+    bot, values, user_id, user, actor, _tz = sub
     try:
         meta = _metadata(view)
         kind = Channel(_selected(values, "kind") or "note")
@@ -186,9 +187,7 @@ def log_note(
     _confirm(
         client,
         user_id,
-        changed(
-            f"Logged a {kind.value} for *{esc(customer_label(customer))}*."
-        ),
+        changed(f"Logged a {kind.value} for *{esc(customer_label(customer))}*."),
     )
 
 
@@ -197,8 +196,7 @@ def follow_up(
 ) -> None:
     if (sub := _submission(ack, body, view, client, context)) is None:
         return
-    bot, values, user_id, user, actor = sub
-    tz = user.timezone or bot.settings.timezone
+    bot, values, user_id, user, actor, tz = sub
     try:
         meta = _metadata(view)
         made = write(
@@ -285,7 +283,7 @@ def log_message(
     """
     if (sub := _submission(ack, body, view, client, context)) is None:
         return
-    bot, values, user_id, _user, actor = sub
+    bot, values, user_id, _user, actor, _tz = sub
     try:
         actor.require_write()
         meta = _metadata(view)

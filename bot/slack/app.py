@@ -100,11 +100,7 @@ def handle_error(
     logger.exception("Slack listener failed: %s", error, exc_info=error)
     if respond is not None and (body.get("response_url") or body.get("response_urls")):
         try:
-            respond(
-                **note(
-                    ":x: Something went wrong on our side; it is logged. Please try again."
-                )
-            )
+            respond(**note(":x: Something went wrong on our side; it is logged. Please try again."))
         except Exception:  # the user notice is best effort; the failure is logged above
             logger.warning("could not tell the user about the failure")
     return None

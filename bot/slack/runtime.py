@@ -85,7 +85,6 @@ class FairSlots:
                 self._free += 1
 
 
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _SlackHTTPServer
