@@ -61,7 +61,7 @@ def refresh_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Recompute features, segments, churn scores and follow-up findings, and store them as a run."""
-    from bot.cli import _emit_json, _state, _table
+    from bot.cli.main import _emit_json, _state, _table
     from crm.analytics.refresh import refresh
 
     state = _state(ctx)
@@ -132,7 +132,7 @@ def evaluate_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""
-    from bot.cli import _emit_json, _state, _table
+    from bot.cli.main import _emit_json, _state, _table
     from crm.analytics.evaluate import HISTORY_WEEKS, OURS, evaluate_cdnow, evaluate_demo
 
     state = _state(ctx)

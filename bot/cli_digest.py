@@ -36,7 +36,7 @@ def preview(
     from sqlmodel import col, select
 
     from bot import digests
-    from bot.cli import _state
+    from bot.cli.main import _state
     from crm.models import Role, User, utcnow
     from crm.services import users as user_svc
 
@@ -79,7 +79,7 @@ def send(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Send a digest now to its recipients (outside the schedule)."""
-    from bot.cli import _state
+    from bot.cli.main import _state
     from bot.scheduler import DigestService
 
     state = _state(ctx)
@@ -101,7 +101,7 @@ def send(
 
 
 def _subscription(ctx: typer.Context, user: str, kind: str, channel: str, subscribed: bool) -> None:
-    from bot.cli import _state
+    from bot.cli.main import _state
     from crm.services import digest_runs
     from crm.services import users as user_svc
 
@@ -132,7 +132,7 @@ def subscribe(ctx: typer.Context, user: str, kind: KindArg,
 @digest_app.command("history")
 def history(ctx: typer.Context, kind: Annotated[str | None, typer.Argument()] = None, limit: int = 30) -> None:
     """Recent digest sends: period, recipient, status, attempts, last error."""
-    from bot.cli import _state, _table
+    from bot.cli.main import _state, _table
     from crm.services import digest_runs
 
     state = _state(ctx)

@@ -20,9 +20,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 
 def _cli() -> Any:
     """The root CLI module, imported when a command runs: it imports this module itself."""
-    import bot.cli
+    import bot.cli.main
 
-    return bot.cli
+    return bot.cli.main
 
 
 @mail_app.command("inspect")

@@ -1082,7 +1082,3 @@ def main(argv: list[str] | None = None) -> None:
         first_line = str(exc.orig).strip().splitlines()[0]
         _say(f"error: the database refused the change, nothing was written: {first_line}")
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""The ``crmbot`` command line.
+
+- ``main``: the root app, its options (``--database-url``, ``--as``, ``-v``), the commands and
+  the entry point that maps errors to exit codes.
+"""
