@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bot.cli import common
 from crm.services.errors import CRMError
 
 digest_app = typer.Typer(no_args_is_help=True, help="Scheduled digests: preview, send now, subscriptions.")
@@ -36,11 +37,10 @@ def preview(
     from sqlmodel import col, select
 
     from bot import digests
-    from bot.cli.main import _state
     from crm.models import Role, User, utcnow
     from crm.services import users as user_svc
 
-    state = _state(ctx)
+    state = common.state(ctx)
     kind = _kind(kind)
     if fmt not in ("text", "html", "slack"):
         raise CRMError(f"{fmt!r} is not a format.", hint="Use text, html or slack.")
@@ -79,10 +79,9 @@ def send(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Send a digest now to its recipients (outside the schedule)."""
-    from bot.cli.main import _state
     from bot.scheduler import DigestService
 
-    state = _state(ctx)
+    state = common.state(ctx)
     kind = _kind(kind)
     service = DigestService(state.settings, state.db)
     only = (lambda r: r.address.lower() == to.lower()) if to else None
@@ -101,11 +100,10 @@ def send(
 
 
 def _subscription(ctx: typer.Context, user: str, kind: str, channel: str, subscribed: bool) -> None:
-    from bot.cli.main import _state
     from crm.services import digest_runs
     from crm.services import users as user_svc
 
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         target = user_svc.find_user(session, user)
         changed = digest_runs.set_subscription(session, user=target, kind=_kind(kind), channel=channel,
@@ -132,11 +130,10 @@ def subscribe(ctx: typer.Context, user: str, kind: KindArg,
 @digest_app.command("history")
 def history(ctx: typer.Context, kind: Annotated[str | None, typer.Argument()] = None, limit: int = 30) -> None:
     """Recent digest sends: period, recipient, status, attempts, last error."""
-    from bot.cli.main import _state, _table
     from crm.services import digest_runs
 
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         runs = digest_runs.history(session, job=kind, limit=limit)
-    _table("Digest sends", ["job", "period", "recipient", "status", "attempts", "error"],
-           [[r.job, r.period, r.recipient, r.status, r.attempts, (r.last_error or "")[:80]] for r in runs])
+    common.table("Digest sends", ["job", "period", "recipient", "status", "attempts", "error"],
+                 [[r.job, r.period, r.recipient, r.status, r.attempts, (r.last_error or "")[:80]] for r in runs])

@@ -2,4 +2,6 @@
 
 - ``main``: the root app, its options (``--database-url``, ``--as``, ``-v``), the commands and
   the entry point that maps errors to exit codes.
+- ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
+  imports no command module.
 """

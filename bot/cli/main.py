@@ -7,27 +7,22 @@ on stderr and exits with status 2; nothing is written.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
-from enum import Enum
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
+from bot.cli import common
+from bot.cli.common import JsonOpt
 from crm import __version__
-from crm.config import Settings, get_settings
+from crm.config import get_settings
 from crm.db import Database
 from crm.models import (
     Channel,
@@ -48,10 +43,6 @@ from crm.services import users as user_svc
 from crm.services.actor import Actor
 from crm.services.errors import CRMError
 
-# No markup: customer names such as "Acme [eu] Ltd" are data, printed exactly as they are.
-console = Console(markup=False, highlight=False)
-err_console = Console(stderr=True, markup=False, highlight=False)
-
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -70,38 +61,6 @@ app.add_typer(deal_app, name="deal")
 app.add_typer(followup_app, name="followup")
 app.add_typer(import_app, name="import")
 app.add_typer(user_app, name="user")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-@dataclass
-class State:
-    settings: Settings
-    acting_as: str | None
-    _db: Database | None = None
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            self._db = Database(self.settings.database_url)
-            self._db.upgrade()  # the embedded default must just work: migrate on first use
-        return self._db
-
-    def actor(self, session: Session) -> Actor:
-        if self.acting_as:
-            user = user_svc.find_user(session, self.acting_as)
-            return user_svc.actor_for(user, "cli")
-        return Actor.system("cli")
-
-    @contextmanager
-    def write(self) -> Iterator[tuple[Session, Actor]]:
-        with self.db.transaction() as session:
-            yield session, self.actor(session)
-
-
-def _state(ctx: typer.Context) -> State:
-    return ctx.find_root().obj  # type: ignore[no-any-return]
-
 
 @app.callback()
 def _root(
@@ -134,56 +93,7 @@ def _root(
     if not verbose:
         for noisy in ("alembic", "apscheduler"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    ctx.obj = State(settings=settings, acting_as=acting_as)
-
-
-# ---------------------------------------------------------------- output helpers
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, SQLModel):
-        return {k: _plain(v) for k, v in value.model_dump().items()}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(_plain(value), indent=2, ensure_ascii=False) + "\n")
-
-
-def _when(value: datetime | None, tz: Any) -> str:
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value else "-"
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*["-" if v is None or v == "" else str(v) for v in row])
-    console.print(table)
-
-
-def _parse_date(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise CRMError(f"{value!r} is not a date.", hint="Use YYYY-MM-DD.") from None
-
-
-def _user_id(session: Session, ref: str | None) -> int | None:
-    return user_svc.find_user(session, ref).id if ref else None
+    ctx.obj = common.State(settings=settings, acting_as=acting_as)
 
 
 # ---------------------------------------------------------------- version, db
@@ -192,7 +102,7 @@ def _user_id(session: Session, ref: str | None) -> int | None:
 @app.command()
 def version() -> None:
     """Print the crmbot version."""
-    console.print(f"crmbot {__version__}")
+    common.console.print(f"crmbot {__version__}")
 
 
 @db_app.command("upgrade")
@@ -200,10 +110,10 @@ def db_upgrade(ctx: typer.Context, revision: str = "heads") -> None:
     """Apply the schema migrations (run automatically by other commands)."""
     from crm.db import current_revision
 
-    state = _state(ctx)
+    state = common.state(ctx)
     db = Database(state.settings.database_url)
     db.upgrade(revision)
-    console.print(f"Database is at revision {current_revision(db.engine)}.")
+    common.console.print(f"Database is at revision {current_revision(db.engine)}.")
 
 
 @db_app.command("current")
@@ -211,15 +121,15 @@ def db_current(ctx: typer.Context) -> None:
     """Show the schema revision of the database and of this crmbot."""
     from crm.db import current_revision, head_revision
 
-    db = Database(_state(ctx).settings.database_url)
-    console.print(f"database: {current_revision(db.engine) or 'empty'}; crmbot: {head_revision()}")
+    db = Database(common.state(ctx).settings.database_url)
+    common.console.print(f"database: {current_revision(db.engine) or 'empty'}; crmbot: {head_revision()}")
 
 
 # ---------------------------------------------------------------- customers
 
 
 def _customer_dict(session: Session, customer: Any) -> dict[str, Any]:
-    data = _plain(customer)
+    data = common.plain(customer)
     data.pop("name_key", None)
     data["contacts"] = [
         {"kind": p.kind, "value": p.value}
@@ -244,7 +154,7 @@ def customer_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a customer."""
-    state = _state(ctx)
+    state = common.state(ctx)
     if status not in ("lead", "active", "churned"):
         raise CRMError(f"{status!r} is not a status.", hint="Use lead, active or churned.")
     with state.write() as (session, actor):
@@ -258,15 +168,15 @@ def customer_add(
                 phone=phone,
                 domain=domain,
                 status=status,  # type: ignore[arg-type]
-                owner_id=_user_id(session, owner),
+                owner_id=common.user_id(session, owner),
                 tags=tag or [],
             ),
         )
         data = _customer_dict(session, customer)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Added customer #{data['id']} {data['name']}.")
+        common.console.print(f"Added customer #{data['id']} {data['name']}.")
 
 
 @customer_app.command("find")
@@ -274,7 +184,7 @@ def customer_find(
     ctx: typer.Context, query: str, limit: int = 10, json_out: JsonOpt = False
 ) -> None:
     """Find customers by email, domain, #id or (fuzzy) name."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         matches = customer_svc.find_customers(session, query, limit=limit)
         rows = [
@@ -290,12 +200,12 @@ def customer_find(
             for m in matches
         ]
     if json_out:
-        _emit_json(rows)
+        common.emit_json(rows)
         return
     if not rows:
-        console.print(f"No customer matches {query!r}.")
+        common.console.print(f"No customer matches {query!r}.")
         return
-    _table(
+    common.table(
         f"Customers matching {query!r}",
         ["#", "name", "company", "domain", "status", "match"],
         [
@@ -315,7 +225,7 @@ def customer_find(
 @customer_app.command("show")
 def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) -> None:
     """Show a customer card: contacts, owner, open deals, recent interactions, next follow-up."""
-    state = _state(ctx)
+    state = common.state(ctx)
     tz = state.settings.tz
     with state.db.session() as session:
         found = customer_svc.resolve_customer(session, customer)
@@ -330,9 +240,9 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         )
         data |= {
             "owner": card.owner.name if card.owner else None,
-            "open_deals": _plain(deals),
+            "open_deals": common.plain(deals),
             # Scripts get the interactions whole, not the card's one-line previews.
-            "recent_interactions": _plain(
+            "recent_interactions": common.plain(
                 interaction_svc.timeline(
                     session,
                     customer_id=card.customer.id,
@@ -341,21 +251,21 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
                 if card.recent_interactions
                 else []
             ),
-            "next_follow_up": _plain(follow_up),
+            "next_follow_up": common.plain(follow_up),
         }
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
         return
     c = card.customer
-    console.print(f"#{c.id} {c.name}" + (f" — {c.company}" if c.company else ""), style="bold")
-    console.print(
+    common.console.print(f"#{c.id} {c.name}" + (f" — {c.company}" if c.company else ""), style="bold")
+    common.console.print(
         f"status: {c.status}   owner: {data['owner'] or '-'}   domain: {c.domain or '-'}   tags: {', '.join(c.tags or []) or '-'}",
         highlight=False,
     )
     for point in card.contacts:
-        console.print(f"  {point.kind}: {point.value}", highlight=False)
+        common.console.print(f"  {point.kind}: {point.value}", highlight=False)
     if deals:
-        _table(
+        common.table(
             "Open deals",
             ["#", "title", "stage", "amount", "close"],
             [
@@ -364,12 +274,12 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
             ],
         )
     if card.recent_interactions:
-        _table(
+        common.table(
             "Recent interactions",
             ["when", "channel", "direction", "subject"],
             [
                 [
-                    _when(i.occurred_at, tz),
+                    common.when(i.occurred_at, tz),
                     i.channel,
                     i.direction,
                     i.subject or i.preview[:60],
@@ -379,7 +289,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         )
     if card.next_follow_up:
         f = card.next_follow_up
-        console.print(f"Next follow-up #{f.id}: {_when(f.due_at, tz)} {f.note}", highlight=False)
+        common.console.print(f"Next follow-up #{f.id}: {common.when(f.due_at, tz)} {f.note}", highlight=False)
 
 
 @customer_app.command("update")
@@ -393,7 +303,7 @@ def customer_update(
     json_out: JsonOpt = False,
 ) -> None:
     """Change a customer's fields, e.g. `status=active owner=ana@ourco.com tags=vip,eu`."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
         values: dict[str, Any] = {}
@@ -419,7 +329,7 @@ def customer_update(
                     session, customer_id=found.id, kind=key, value=value, actor=actor
                 )  # type: ignore[arg-type]
             elif key == "owner":
-                values["owner_id"] = _user_id(session, value)
+                values["owner_id"] = common.user_id(session, value)
             elif key == "tags":
                 values["tags"] = [t for t in value.split(",") if t.strip()]
             elif key == "status" and value not in ("lead", "active", "churned"):
@@ -432,15 +342,15 @@ def customer_update(
             )  # type: ignore[arg-type]
         data = _customer_dict(session, customer_svc.get_customer(session, found.id))  # type: ignore[arg-type]
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Updated customer #{data['id']} {data['name']}.")
+        common.console.print(f"Updated customer #{data['id']} {data['name']}.")
 
 
 @customer_app.command("merge")
 def customer_merge(ctx: typer.Context, keep: str, merge: str, json_out: JsonOpt = False) -> None:
     """Merge the second customer into the first (contacts, deals, interactions, follow-ups move)."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         kept = customer_svc.resolve_customer(session, keep)
         gone = customer_svc.resolve_customer(session, merge)
@@ -450,9 +360,9 @@ def customer_merge(ctx: typer.Context, keep: str, merge: str, json_out: JsonOpt 
         )  # type: ignore[arg-type]
         data = _customer_dict(session, result)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Merged #{gone_id} into #{data['id']} {data['name']}.")
+        common.console.print(f"Merged #{gone_id} into #{data['id']} {data['name']}.")
 
 
 # ---------------------------------------------------------------- deals
@@ -484,7 +394,7 @@ def deal_add(
     """Open a deal for a customer."""
     from crm.services.normalise import parse_money
 
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
         deal = deal_svc.open_deal(
@@ -497,26 +407,26 @@ def deal_add(
                 amount=parse_money(amount),
                 currency=currency,
                 stage=stage,  # type: ignore[arg-type]
-                owner_id=_user_id(session, owner),
-                expected_close_date=_parse_date(close),
+                owner_id=common.user_id(session, owner),
+                expected_close_date=common.parse_date(close),
             ),
         )
-        data = _plain(deal)
+        data = common.plain(deal)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Opened deal #{data['id']} {data['title']} ({data['stage']}).")
+        common.console.print(f"Opened deal #{data['id']} {data['title']} ({data['stage']}).")
 
 
 def _deal_change(ctx: typer.Context, json_out: bool, verb: str, fn: Any, **kwargs: Any) -> None:
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         deal = fn(session, actor=actor, settings=state.settings, **kwargs)
-        data = _plain(deal)
+        data = common.plain(deal)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Deal #{data['id']} {data['title']}: {verb} {data['stage']}.")
+        common.console.print(f"Deal #{data['id']} {data['title']}: {verb} {data['stage']}.")
 
 
 @deal_app.command("move")
@@ -553,7 +463,7 @@ def deal_list(
     json_out: JsonOpt = False,
 ) -> None:
     """List deals (open ones by default)."""
-    state = _state(ctx)
+    state = common.state(ctx)
     if status not in ("open", "won", "lost", "all"):
         raise CRMError(f"{status!r} is not a deal status.", hint="Use open, won, lost or all.")
     if stage and stage not in state.settings.stage_names:
@@ -565,16 +475,16 @@ def deal_list(
         customer_id = customer_svc.resolve_customer(session, customer).id if customer else None
         deals = deal_svc.list_deals(
             session,
-            owner_id=_user_id(session, owner),
+            owner_id=common.user_id(session, owner),
             stage=stage,
             customer_id=customer_id,
             status=None if status == "all" else DealStatus(status),
             limit=limit,
         )
     if json_out:
-        _emit_json(deals)
+        common.emit_json(deals)
         return
-    _table(
+    common.table(
         "Deals",
         ["#", "customer", "title", "stage", "amount", "close"],
         [_deal_row(d) for d in deals],
@@ -598,7 +508,7 @@ def log_interaction(
     json_out: JsonOpt = False,
 ) -> None:
     """Log a note, call, meeting or other interaction with a customer."""
-    state = _state(ctx)
+    state = common.state(ctx)
     try:
         kind = Channel(channel)
     except ValueError:
@@ -635,29 +545,29 @@ def log_interaction(
                 subject=None,
             ),
         )  # type: ignore[arg-type]
-        data = _plain(interaction)
+        data = common.plain(interaction)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Logged {kind.value} #{data['id']} for customer #{data['customer_id']}.")
+        common.console.print(f"Logged {kind.value} #{data['id']} for customer #{data['customer_id']}.")
 
 
 @app.command("timeline")
 def timeline(ctx: typer.Context, customer: str, limit: int = 20, json_out: JsonOpt = False) -> None:
     """A customer's interactions, newest first."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         found = customer_svc.resolve_customer(session, customer)
         items = interaction_svc.timeline(session, customer_id=found.id, limit=limit)  # type: ignore[arg-type]
     if json_out:
-        _emit_json(items)
+        common.emit_json(items)
         return
-    _table(
+    common.table(
         f"Timeline of #{found.id} {found.name}",
         ["when", "channel", "direction", "subject / text"],
         [
             [
-                _when(i.occurred_at, state.settings.tz),
+                common.when(i.occurred_at, state.settings.tz),
                 i.channel,
                 i.direction,
                 i.subject or i.body[:80],
@@ -670,7 +580,7 @@ def timeline(ctx: typer.Context, customer: str, limit: int = 20, json_out: JsonO
 # ---------------------------------------------------------------- follow-ups
 
 
-def _tz_for(session: Session, state: State, actor: Actor) -> str:
+def _tz_for(session: Session, state: common.State, actor: Actor) -> str:
     if actor.user_id:
         user = session.get(User, actor.user_id)
         if user and user.timezone:
@@ -689,7 +599,7 @@ def followup_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Schedule a follow-up with a customer."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
         follow_up = followup_svc.create_follow_up(
@@ -699,15 +609,15 @@ def followup_add(
             actor=actor,  # type: ignore[arg-type]
             tz=_tz_for(session, state, actor),
             note=" ".join(note or []),
-            owner_id=_user_id(session, owner),
+            owner_id=common.user_id(session, owner),
             deal_id=deal,
         )
-        data = _plain(follow_up)
+        data = common.plain(follow_up)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(
-            f"Follow-up #{data['id']} with #{found.id} {found.name} due {_when(follow_up.due_at, state.settings.tz)}."
+        common.console.print(
+            f"Follow-up #{data['id']} with #{found.id} {found.name} due {common.when(follow_up.due_at, state.settings.tz)}."
         )
 
 
@@ -722,22 +632,22 @@ def followup_list(
     """Open follow-ups, the soonest due first."""
     from crm.models import utcnow
 
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         items = followup_svc.list_follow_ups(
             session,
-            owner_id=_user_id(session, owner),
+            owner_id=common.user_id(session, owner),
             due_before=utcnow() if due else None,
             limit=limit,
         )
     if json_out:
-        _emit_json(items)
+        common.emit_json(items)
         return
-    _table(
+    common.table(
         "Follow-ups",
         ["#", "due", "customer", "status", "note"],
         [
-            [f.id, _when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note]
+            [f.id, common.when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note]
             for f in items
         ],
     )
@@ -746,15 +656,15 @@ def followup_list(
 @followup_app.command("done")
 def followup_done(ctx: typer.Context, follow_up_id: int, json_out: JsonOpt = False) -> None:
     """Mark a follow-up done."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
-        data = _plain(
+        data = common.plain(
             followup_svc.complete_follow_up(session, follow_up_id=follow_up_id, actor=actor)
         )
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Follow-up #{follow_up_id} done.")
+        common.console.print(f"Follow-up #{follow_up_id} done.")
 
 
 @followup_app.command("snooze")
@@ -767,7 +677,7 @@ def followup_snooze(
     json_out: JsonOpt = False,
 ) -> None:
     """Push a follow-up back."""
-    state = _state(ctx)
+    state = common.state(ctx)
     shortcuts = {"1d": timedelta(days=1), "1w": timedelta(weeks=1)}
     with state.write() as (session, actor):
         follow_up = followup_svc.snooze_follow_up(
@@ -777,12 +687,12 @@ def followup_snooze(
             until=shortcuts.get(until, until),
             tz=_tz_for(session, state, actor),
         )
-        data = _plain(follow_up)
+        data = common.plain(follow_up)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(
-            f"Follow-up #{follow_up_id} snoozed until {_when(follow_up.due_at, state.settings.tz)}."
+        common.console.print(
+            f"Follow-up #{follow_up_id} snoozed until {common.when(follow_up.due_at, state.settings.tz)}."
         )
 
 
@@ -792,7 +702,7 @@ def followup_snooze(
 def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    state = _state(ctx)
+    state = common.state(ctx)
     if not path.is_file():
         raise CRMError(f"There is no file {str(path)!r}.")
     with path.open("rb") as raw:
@@ -804,8 +714,8 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=err_console,
-            disable=json_out or not err_console.is_terminal,
+            console=common.err_console,
+            disable=json_out or not common.err_console.is_terminal,
             transient=True,
         ) as bar,
     ):
@@ -833,10 +743,10 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
                 f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again."
             ) from None
     if json_out:
-        _emit_json(result.as_dict())
+        common.emit_json(result.as_dict())
     else:
         extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
-        console.print(
+        common.console.print(
             f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, {result.skipped} already there{extra}."
         )
 
@@ -873,7 +783,7 @@ def user_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a user."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         user = user_svc.add_user(
             session,
@@ -884,11 +794,11 @@ def user_add(
             timezone=timezone or state.settings.timezone,
             actor=actor,
         )
-        data = _plain(user)
+        data = common.plain(user)
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(f"Added user #{data['id']} {data['name']} ({data['role']}).")
+        common.console.print(f"Added user #{data['id']} {data['name']} ({data['role']}).")
 
 
 def _change_user(
@@ -899,14 +809,14 @@ def _change_user(
     says: Callable[[dict[str, Any]], str],
 ) -> None:
     """Apply one user-service change to the user ``ref`` names, then print it."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         found = user_svc.find_user(session, ref)
-        data = _plain(change(session, user_id=found.id, actor=actor))
+        data = common.plain(change(session, user_id=found.id, actor=actor))
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
     else:
-        console.print(says(data))
+        common.console.print(says(data))
 
 
 @user_app.command("role")
@@ -937,13 +847,13 @@ def user_activate(ctx: typer.Context, user: str, json_out: JsonOpt = False) -> N
 @user_app.command("list")
 def user_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """List users."""
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         users = user_svc.list_users(session)
     if json_out:
-        _emit_json(users)
+        common.emit_json(users)
         return
-    _table(
+    common.table(
         "Users",
         ["#", "name", "email", "slack", "role", "timezone", "active"],
         [
@@ -981,7 +891,7 @@ def demo(
 
     from crm.demo import demo_exists, generate_demo
 
-    state = _state(ctx)
+    state = common.state(ctx)
     started = time.perf_counter()
     with state.write() as (session, _actor):
         exists = demo_exists(session, seed)
@@ -1000,15 +910,15 @@ def demo(
     elapsed = time.perf_counter() - started
     data = summary.as_dict() | {"seconds": round(elapsed, 2)}
     if json_out:
-        _emit_json(data)
+        common.emit_json(data)
         return
-    console.print(
+    common.console.print(
         f"Demo data (seed {seed}) in {elapsed:.1f}s: {summary.customers:,} customers, {summary.users} users, "
         f"{summary.deals:,} deals ({summary.stage_changes:,} stage changes), {summary.interactions:,} interactions "
         f"({summary.purchases:,} purchases), {summary.follow_ups:,} follow-ups; {summary.quiet_customers:,} customers have gone quiet.",
         highlight=False,
     )
-    console.print("Try: crmbot customer find acme", highlight=False)
+    common.console.print("Try: crmbot customer find acme", highlight=False)
 
 
 # ---------------------------------------------------------------- run
@@ -1022,14 +932,14 @@ def run(ctx: typer.Context) -> None:
     from bot.scheduler import scheduler_factory
     from bot.slack_runtime import slack_component
 
-    state = _state(ctx)
+    state = common.state(ctx)
     # The process's components, in start order (each import pulls in its own libraries).
     runtime = Runtime(state.settings, state.db, [scheduler_factory, poller_component, slack_component])
     runtime.start()
     for note in runtime.disabled:
-        err_console.print(f"{note.name} is off: {note.reason}", highlight=False, markup=False)
+        common.err_console.print(f"{note.name} is off: {note.reason}", highlight=False, markup=False)
     names = ", ".join(c.name for c in runtime.components) or "nothing"
-    err_console.print(
+    common.err_console.print(
         f"crmbot {__version__} running: {names}. Press Ctrl+C to stop.",
         highlight=False,
         markup=False,
@@ -1058,7 +968,7 @@ app.add_typer(analytics_app, name="analytics")
 
 
 def _say(message: str) -> None:
-    err_console.print(message, soft_wrap=True)
+    common.err_console.print(message, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
