@@ -4,4 +4,5 @@
   the entry point that maps errors to exit codes.
 - ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
   imports no command module.
+- ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
 """
