@@ -5,4 +5,5 @@
 - ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
   imports no command module.
 - ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
+- ``mail``: ``crmbot mail inspect|poll|status|quarantine`` and ``crmbot ingest``.
 """

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from bot.cli import common, digests
+from bot.cli import common, digests, mail
 from bot.cli.common import JsonOpt
 from crm import __version__
 from crm.config import get_settings
@@ -950,9 +950,7 @@ def run(ctx: typer.Context) -> None:
 
 # --- sub-command groups of other areas (one add_typer line each) ---
 digests.register(app)
-from bot.cli_mail import register as _register_mail  # noqa: E402
-
-_register_mail(app)  # crmbot mail ..., crmbot ingest
+mail.register(app)  # crmbot mail ..., crmbot ingest
 from bot.cli_slack import slack_app  # noqa: E402
 
 app.add_typer(slack_app, name="slack")
