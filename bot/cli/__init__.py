@@ -6,4 +6,6 @@
   imports no command module.
 - ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
 - ``mail``: ``crmbot mail inspect|poll|status|quarantine`` and ``crmbot ingest``.
+- ``slack``: ``crmbot slack manifest``.
+- ``analytics``: ``crmbot analytics refresh|evaluate``.
 """

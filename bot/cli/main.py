@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from bot.cli import common, digests, mail
+from bot.cli import analytics, common, digests, mail, slack
 from bot.cli.common import JsonOpt
 from crm import __version__
 from crm.config import get_settings
@@ -951,12 +951,8 @@ def run(ctx: typer.Context) -> None:
 # --- sub-command groups of other areas (one add_typer line each) ---
 digests.register(app)
 mail.register(app)  # crmbot mail ..., crmbot ingest
-from bot.cli_slack import slack_app  # noqa: E402
-
-app.add_typer(slack_app, name="slack")
-from bot.cli_analytics import analytics_app  # noqa: E402
-
-app.add_typer(analytics_app, name="analytics")
+slack.register(app)
+analytics.register(app)
 # --- end sub-command groups ---
 
 

@@ -1,4 +1,5 @@
-"""``crmbot analytics``: refresh segments, churn risk and follow-up findings; evaluate on real data."""
+"""``crmbot analytics``: refresh segments, churn risk and follow-up findings; evaluate on real
+data."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def refresh_command(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Recompute features, segments, churn scores and follow-up findings, and store them as a run."""
+    """Recompute features, segments, churn scores and follow-up findings, and store them as a run."""  # noqa: E501 (a line break would show in the help)
     from crm.analytics.refresh import refresh
 
     state = common.state(ctx)
@@ -92,7 +93,8 @@ def refresh_command(
         )
         return
     console.print(
-        f"Run #{result.run_id} as of {result.cutoff:%Y-%m-%d %H:%M} UTC: {result.customers:,} customers in {elapsed:.1f}s.",
+        f"Run #{result.run_id} as of {result.cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{result.customers:,} customers in {elapsed:.1f}s.",
         highlight=False,
     )
     churn_meta = result.meta.get("churn", {})
@@ -101,7 +103,8 @@ def refresh_command(
     else:
         console.print(
             f"Churn risk: {churn_meta.get('model', '').replace('_', ' ')} (validation AUC "
-            f"{churn_meta.get('validation_auc', 0):.3f} on {churn_meta.get('validation_cutoff', '')[:10]}), "
+            f"{churn_meta.get('validation_auc', 0):.3f} on "
+            f"{churn_meta.get('validation_cutoff', '')[:10]}), "
             f"model file {churn_meta.get('model_file')}.",
             highlight=False,
         )
@@ -131,7 +134,7 @@ def evaluate_command(
     ] = 20_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""
+    """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""  # noqa: E501 (a line break would show in the help)
     from crm.analytics.evaluate import HISTORY_WEEKS, OURS, evaluate_cdnow, evaluate_demo
 
     state = common.state(ctx)
@@ -186,3 +189,8 @@ def evaluate_command(
         highlight=False,
     )
     console.print(f"our AUC: {result.ours.auc:.4f}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``crmbot analytics ...`` to the root command."""
+    app.add_typer(analytics_app, name="analytics")
