@@ -4,6 +4,7 @@
   the entry point that maps errors to exit codes.
 - ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
   imports no command module.
+- ``customers``: ``crmbot customer add|find|show|update|merge``.
 - ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
 - ``mail``: ``crmbot mail inspect|poll|status|quarantine`` and ``crmbot ingest``.
 - ``slack``: ``crmbot slack manifest``.
