@@ -5,6 +5,7 @@
 - ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
   imports no command module.
 - ``customers``: ``crmbot customer add|find|show|update|merge``.
+- ``deals``: ``crmbot deal add|move|won|lost|list``.
 - ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
 - ``mail``: ``crmbot mail inspect|poll|status|quarantine`` and ``crmbot ingest``.
 - ``slack``: ``crmbot slack manifest``.

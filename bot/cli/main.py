@@ -19,21 +19,18 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
-from bot.cli import analytics, common, customers, digests, mail, slack
+from bot.cli import analytics, common, customers, deals, digests, mail, slack
 from bot.cli.common import JsonOpt
 from crm import __version__
 from crm.config import get_settings
 from crm.db import Database
 from crm.models import (
     Channel,
-    DealCreate,
-    DealStatus,
     Direction,
     InteractionCreate,
     User,
 )
 from crm.services import customers as customer_svc
-from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import importer
 from crm.services import interactions as interaction_svc
@@ -48,12 +45,10 @@ app = typer.Typer(
     help="crmbot: a CRM that lives in Slack and the support inbox.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-deal_app = typer.Typer(no_args_is_help=True, help="Deals.")
 followup_app = typer.Typer(no_args_is_help=True, help="Follow-ups.")
 import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
 user_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
 app.add_typer(db_app, name="db")
-app.add_typer(deal_app, name="deal")
 app.add_typer(followup_app, name="followup")
 app.add_typer(import_app, name="import")
 app.add_typer(user_app, name="user")
@@ -119,132 +114,6 @@ def db_current(ctx: typer.Context) -> None:
 
     db = Database(common.state(ctx).settings.database_url)
     common.console.print(f"database: {current_revision(db.engine) or 'empty'}; crmbot: {head_revision()}")
-
-
-# ---------------------------------------------------------------- deals
-
-
-def _deal_row(deal: Any) -> list[Any]:
-    return [
-        deal.id,
-        deal.customer_id,
-        deal.title,
-        deal.stage,
-        f"{deal.amount:,.2f} {deal.currency}",
-        deal.expected_close_date,
-    ]
-
-
-@deal_app.command("add")
-def deal_add(
-    ctx: typer.Context,
-    customer: str,
-    title: str,
-    amount: Annotated[str, typer.Option(help="e.g. 12000 or 12.5k")] = "0",
-    currency: Annotated[str | None, typer.Option()] = None,
-    stage: Annotated[str | None, typer.Option(help="Defaults to the first stage.")] = None,
-    owner: Annotated[str | None, typer.Option()] = None,
-    close: Annotated[str | None, typer.Option(help="Expected close date, YYYY-MM-DD.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Open a deal for a customer."""
-    from crm.services.normalise import parse_money
-
-    state = common.state(ctx)
-    with state.write() as (session, actor):
-        found = customer_svc.resolve_customer(session, customer)
-        deal = deal_svc.open_deal(
-            session,
-            actor=actor,
-            settings=state.settings,
-            deal_in=DealCreate(
-                customer_id=found.id,
-                title=title,
-                amount=parse_money(amount),
-                currency=currency,
-                stage=stage,  # type: ignore[arg-type]
-                owner_id=common.user_id(session, owner),
-                expected_close_date=common.parse_date(close),
-            ),
-        )
-        data = common.plain(deal)
-    if json_out:
-        common.emit_json(data)
-    else:
-        common.console.print(f"Opened deal #{data['id']} {data['title']} ({data['stage']}).")
-
-
-def _deal_change(ctx: typer.Context, json_out: bool, verb: str, fn: Any, **kwargs: Any) -> None:
-    state = common.state(ctx)
-    with state.write() as (session, actor):
-        deal = fn(session, actor=actor, settings=state.settings, **kwargs)
-        data = common.plain(deal)
-    if json_out:
-        common.emit_json(data)
-    else:
-        common.console.print(f"Deal #{data['id']} {data['title']}: {verb} {data['stage']}.")
-
-
-@deal_app.command("move")
-def deal_move(ctx: typer.Context, deal_id: int, stage: str, json_out: JsonOpt = False) -> None:
-    """Move a deal to another stage."""
-    _deal_change(ctx, json_out, "now", deal_svc.move_deal, deal_id=deal_id, stage=stage)
-
-
-@deal_app.command("won")
-def deal_won(ctx: typer.Context, deal_id: int, json_out: JsonOpt = False) -> None:
-    """Mark a deal won."""
-    _deal_change(ctx, json_out, "now", deal_svc.win_deal, deal_id=deal_id)
-
-
-@deal_app.command("lost")
-def deal_lost(
-    ctx: typer.Context,
-    deal_id: int,
-    reason: Annotated[list[str], typer.Argument(help="Why it was lost.")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Mark a deal lost, with the reason."""
-    _deal_change(ctx, json_out, "now", deal_svc.lose_deal, deal_id=deal_id, reason=" ".join(reason))
-
-
-@deal_app.command("list")
-def deal_list(
-    ctx: typer.Context,
-    owner: Annotated[str | None, typer.Option()] = None,
-    stage: Annotated[str | None, typer.Option()] = None,
-    status: Annotated[str, typer.Option(help="open, won, lost or all.")] = "open",
-    customer: Annotated[str | None, typer.Option()] = None,
-    limit: int = 50,
-    json_out: JsonOpt = False,
-) -> None:
-    """List deals (open ones by default)."""
-    state = common.state(ctx)
-    if status not in ("open", "won", "lost", "all"):
-        raise CRMError(f"{status!r} is not a deal status.", hint="Use open, won, lost or all.")
-    if stage and stage not in state.settings.stage_names:
-        raise CRMError(
-            f"{stage!r} is not a deal stage.",
-            hint="Stages: " + ", ".join(state.settings.stage_names) + ".",
-        )
-    with state.db.session() as session:
-        customer_id = customer_svc.resolve_customer(session, customer).id if customer else None
-        deals = deal_svc.list_deals(
-            session,
-            owner_id=common.user_id(session, owner),
-            stage=stage,
-            customer_id=customer_id,
-            status=None if status == "all" else DealStatus(status),
-            limit=limit,
-        )
-    if json_out:
-        common.emit_json(deals)
-        return
-    common.table(
-        "Deals",
-        ["#", "customer", "title", "stage", "amount", "close"],
-        [_deal_row(d) for d in deals],
-    )
 
 
 # ---------------------------------------------------------------- interactions
@@ -708,6 +577,7 @@ def run(ctx: typer.Context) -> None:
 
 # Each module adds its own group or commands, in the order `crmbot --help` lists them.
 customers.register(app)
+deals.register(app)
 digests.register(app)
 mail.register(app)  # crmbot mail ..., crmbot ingest
 slack.register(app)
