@@ -8,6 +8,7 @@
 - ``customers``: ``crmbot customer add|find|show|update|merge``.
 - ``deals``: ``crmbot deal add|move|won|lost|list``.
 - ``followups``: ``crmbot followup add|list|done|snooze``.
+- ``imports``: ``crmbot import customers|deals|transactions``.
 - ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
 - ``mail``: ``crmbot mail inspect|poll|status|quarantine`` and ``crmbot ingest``.
 - ``slack``: ``crmbot slack manifest``.

@@ -10,7 +10,6 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +23,7 @@ from bot.cli import (
     deals,
     digests,
     followups,
+    imports,
     interactions,
     mail,
     slack,
@@ -32,7 +32,6 @@ from bot.cli.common import JsonOpt
 from crm import __version__
 from crm.config import get_settings
 from crm.db import Database
-from crm.services import importer
 from crm.services import users as user_svc
 from crm.services.errors import CRMError
 
@@ -43,10 +42,8 @@ app = typer.Typer(
     help="crmbot: a CRM that lives in Slack and the support inbox.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
 user_app = typer.Typer(no_args_is_help=True, help="Users and roles.")
 app.add_typer(db_app, name="db")
-app.add_typer(import_app, name="import")
 app.add_typer(user_app, name="user")
 
 @app.callback()
@@ -110,79 +107,6 @@ def db_current(ctx: typer.Context) -> None:
 
     db = Database(common.state(ctx).settings.database_url)
     common.console.print(f"database: {current_revision(db.engine) or 'empty'}; crmbot: {head_revision()}")
-
-
-# ---------------------------------------------------------------- imports
-
-
-def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    state = common.state(ctx)
-    if not path.is_file():
-        raise CRMError(f"There is no file {str(path)!r}.")
-    with path.open("rb") as raw:
-        total = max(0, sum(1 for _ in raw) - 1)
-    with (
-        path.open(newline="", encoding="utf-8-sig", errors="strict") as file,
-        Progress(
-            TextColumn(f"importing {kind}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=common.err_console,
-            disable=json_out or not common.err_console.is_terminal,
-            transient=True,
-        ) as bar,
-    ):
-        task = bar.add_task(kind, total=total)
-
-        def progress(done: int) -> None:
-            bar.update(task, completed=done)
-
-        try:
-            with state.write() as (session, actor):
-                if kind == "customers":
-                    result = importer.import_customers(
-                        session, file, actor=actor, progress=progress
-                    )
-                elif kind == "deals":
-                    result = importer.import_deals(
-                        session, file, actor=actor, settings=state.settings, progress=progress
-                    )
-                else:
-                    result = importer.import_transactions(
-                        session, file, actor=actor, settings=state.settings, progress=progress
-                    )
-        except UnicodeDecodeError:
-            raise CRMError(
-                f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again."
-            ) from None
-    if json_out:
-        common.emit_json(result.as_dict())
-    else:
-        extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
-        common.console.print(
-            f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, {result.skipped} already there{extra}."
-        )
-
-
-@import_app.command("customers")
-def import_customers(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
-    """Import customers (columns: name, email, company, phone, domain, status, owner, tags, customer_id)."""
-    _run_import(ctx, file, "customers", json_out)
-
-
-@import_app.command("deals")
-def import_deals(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
-    """Import deals (columns: customer (email or customer id), title, amount, currency, stage, owner, close_date)."""
-    _run_import(ctx, file, "deals", json_out)
-
-
-@import_app.command("transactions")
-def import_transactions(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
-    """Import purchases (columns: customer_id, date, amount; optional email, name, currency)."""
-    _run_import(ctx, file, "transactions", json_out)
 
 
 # ---------------------------------------------------------------- users
@@ -371,6 +295,7 @@ customers.register(app)
 deals.register(app)
 interactions.register(app)
 followups.register(app)
+imports.register(app)
 digests.register(app)
 mail.register(app)  # crmbot mail ..., crmbot ingest
 slack.register(app)
