@@ -9,6 +9,7 @@
 - ``deals``: ``crmbot deal add|move|won|lost|list``.
 - ``followups``: ``crmbot followup add|list|done|snooze``.
 - ``imports``: ``crmbot import customers|deals|transactions``.
+- ``users``: ``crmbot user add|role|deactivate|activate|list``.
 - ``digests``: ``crmbot digest preview|send|subscribe|unsubscribe|history``.
 - ``mail``: ``crmbot mail inspect|poll|status|quarantine`` and ``crmbot ingest``.
 - ``slack``: ``crmbot slack manifest``.
