@@ -4,6 +4,7 @@
   the entry point that maps errors to exit codes.
 - ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
   imports no command module.
+- ``admin``: ``crmbot version``, ``crmbot db upgrade|current``, ``crmbot demo``, ``crmbot run``.
 - ``interactions``: ``crmbot log`` and ``crmbot timeline``.
 - ``customers``: ``crmbot customer add|find|show|update|merge``.
 - ``deals``: ``crmbot deal add|move|won|lost|list``.
