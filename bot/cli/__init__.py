@@ -1,9 +1,9 @@
-"""The ``crmbot`` command line.
+"""The ``crmbot`` command line, one module per group of commands.
 
-- ``main``: the root app, its options (``--database-url``, ``--as``, ``-v``), the commands and
-  the entry point that maps errors to exit codes.
-- ``common``: what the commands share (consoles, ``--json``, the state, output helpers); it
-  imports no command module.
+Only ``main`` imports the command modules, each of which adds itself with ``register(app)``.
+
+- ``main``: the root app, its options (``--database-url``, ``--as``, ``-v``) and ``main()``.
+- ``common``: what the commands share: consoles, ``--json``, the state, output helpers.
 - ``admin``: ``crmbot version``, ``crmbot db upgrade|current``, ``crmbot demo``, ``crmbot run``.
 - ``interactions``: ``crmbot log`` and ``crmbot timeline``.
 - ``customers``: ``crmbot customer add|find|show|update|merge``.
