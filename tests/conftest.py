@@ -125,7 +125,7 @@ def crmbot(db: Database, capsys: pytest.CaptureFixture[str], monkeypatch: pytest
 
     A test module that needs more settings overrides this fixture and sets them first.
     """
-    from bot.cli import main
+    from bot.cli.main import main
 
     monkeypatch.setenv("CRM_DATABASE_URL", db.url)
 

@@ -10,19 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from bot.cli import common
+from bot.cli.common import JsonOpt
 from crm.services import leases
 from crm.services import mail_capture as capture
 from crm.services.errors import CRMError
 
 mail_app = typer.Typer(no_args_is_help=True, help="Mail capture: inspect, poll, status.")
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _cli() -> Any:
-    """The root CLI module, imported when a command runs: it imports this module itself."""
-    import bot.cli
-
-    return bot.cli
 
 
 @mail_app.command("inspect")
@@ -32,7 +26,6 @@ def mail_inspect(
     json_out: JsonOpt = False,
 ) -> None:
     """Show what the parser understands of one message (no database needed)."""
-    cli = _cli()
     from bot.mail.parse import parse_email
 
     if str(file) == "-":
@@ -41,7 +34,7 @@ def mail_inspect(
         raise CRMError(f"There is no file {str(file)!r}.")
     else:
         raw = file.read_bytes()
-    settings = cli._state(ctx).settings
+    settings = common.state(ctx).settings
     parsed = parse_email(
         raw,
         internal_domains=settings.internal_domains,
@@ -49,7 +42,7 @@ def mail_inspect(
     )
     data = parsed.to_json()
     if json_out:
-        cli._emit_json(data)
+        common.emit_json(data)
         return
 
     def addr(a: dict[str, str] | None) -> str:
@@ -80,21 +73,21 @@ def mail_inspect(
     ]
     for label, value in lines:
         # The value is mail content: never read as markup.
-        cli.console.print(Text.assemble((f"{label:>16}", "bold"), "  ", str(value)))
+        common.console.print(Text.assemble((f"{label:>16}", "bold"), "  ", str(value)))
     for label, key in (
         ("new text", "new_text"),
         ("signature", "signature"),
         ("quoted text", "quoted_text"),
     ):
         if data[key]:
-            cli.console.rule(label)
-            cli.console.print(data[key], highlight=False, markup=False)
+            common.console.rule(label)
+            common.console.print(data[key], highlight=False, markup=False)
     if data["problems"]:
-        cli.console.rule("problems")
+        common.console.rule("problems")
         for problem in data["problems"]:
-            cli.console.print(f"- {problem}", highlight=False, markup=False)
+            common.console.print(f"- {problem}", highlight=False, markup=False)
     if data["quarantine_reason"]:
-        cli.console.print(f"would be quarantined: {data['quarantine_reason']}", highlight=False)
+        common.console.print(f"would be quarantined: {data['quarantine_reason']}", highlight=False)
 
 
 @mail_app.command("poll")
@@ -104,15 +97,14 @@ def mail_poll(
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch new mail from the IMAP inbox (CRM_IMAP_*) into the CRM."""
-    cli = _cli()
     from bot.mail.imap_auth import check_settings
     from bot.mail.poller import MailboxPoller
 
-    state = cli._state(ctx)
+    state = common.state(ctx)
     check_settings(state.settings)
     poller = MailboxPoller(state.settings, state.db)
     if not once:
-        cli.err_console.print(
+        common.err_console.print(
             f"Polling {poller.mailbox}; press Ctrl+C to stop.", highlight=False, markup=False
         )
         poller.start()
@@ -133,12 +125,12 @@ def mail_poll(
         raise CRMError(f"Polling {poller.mailbox} failed: {type(exc).__name__}: {exc}") from exc
     data = report.as_dict() | {"seconds": round(time.perf_counter() - started, 2)}
     if json_out:
-        cli._emit_json(data)
+        common.emit_json(data)
     elif report.skipped_reason:
-        cli.console.print(f"Skipped {poller.mailbox}: {report.skipped_reason}.", highlight=False)
+        common.console.print(f"Skipped {poller.mailbox}: {report.skipped_reason}.", highlight=False)
     else:
         s = report.summary
-        cli.console.print(
+        common.console.print(
             f"{poller.mailbox}: {report.fetched} fetched, {s.stored} stored, "
             f"{s.duplicate} duplicate, {s.quarantined} quarantined, {s.ignored} ignored.",
             highlight=False,
@@ -150,8 +142,7 @@ def mail_poll(
 @mail_app.command("status")
 def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Health of each mailbox: last successful sync, counts, the last error."""
-    cli = _cli()
-    state = cli._state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         rows: list[dict[str, Any]] = []
         for s in capture.mailbox_states(session):
@@ -175,13 +166,13 @@ def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             )
         open_quarantine = len(capture.list_quarantine(session, limit=10_000))
     if json_out:
-        cli._emit_json({"mailboxes": rows, "open_quarantine": open_quarantine})
+        common.emit_json({"mailboxes": rows, "open_quarantine": open_quarantine})
         return
     if not rows:
-        cli.console.print("No mailbox has been polled yet.")
+        common.console.print("No mailbox has been polled yet.")
     else:
         tz = state.settings.tz
-        cli._table(
+        common.table(
             "Mailboxes",
             [
                 "mailbox",
@@ -196,7 +187,7 @@ def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             [
                 [
                     r["mailbox"],
-                    cli._when(r["last_success_at"], tz),
+                    common.when(r["last_success_at"], tz),
                     r["stored"],
                     r["duplicate"],
                     r["quarantined"],
@@ -207,14 +198,13 @@ def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 for r in rows
             ],
         )
-    cli.console.print(f"{open_quarantine} message(s) in quarantine.", highlight=False)
+    common.console.print(f"{open_quarantine} message(s) in quarantine.", highlight=False)
 
 
 @mail_app.command("quarantine")
 def mail_quarantine(ctx: typer.Context, limit: int = 50, json_out: JsonOpt = False) -> None:
     """Messages that could not be stored, newest first, with the reason (raw bytes are kept)."""
-    cli = _cli()
-    state = cli._state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         items = capture.list_quarantine(session, limit=limit)
         rows = [
@@ -229,9 +219,9 @@ def mail_quarantine(ctx: typer.Context, limit: int = 50, json_out: JsonOpt = Fal
             for q in items
         ]
     if json_out:
-        cli._emit_json(rows)
+        common.emit_json(rows)
         return
-    cli._table(
+    common.table(
         "Quarantine",
         ["#", "source", "message", "reason", "size"],
         [[r["id"], r["source"], str(r["external_id"])[:60], r["reason"], r["size"]] for r in rows],
@@ -254,12 +244,11 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Import mail from files: stored / duplicate / quarantined counts at the end."""
-    cli = _cli()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bot.mail.ingest import count_messages, describe_path, ingest_path
 
-    state = cli._state(ctx)
+    state = common.state(ctx)
     kind = describe_path(path)
     total = count_messages(path)
     started = time.perf_counter()
@@ -268,8 +257,8 @@ def ingest(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=cli.err_console,
-        disable=json_out or not cli.err_console.is_terminal,
+        console=common.err_console,
+        disable=json_out or not common.err_console.is_terminal,
         transient=True,
     ) as bar:
         task = bar.add_task(kind, total=total)
@@ -284,17 +273,17 @@ def ingest(
     seconds = time.perf_counter() - started
     data = report.as_dict() | {"kind": kind, "seconds": round(seconds, 2)}
     if json_out:
-        cli._emit_json(data)
+        common.emit_json(data)
         return
     s = report.summary
-    cli.console.print(
+    common.console.print(
         f"Ingested {s.total} messages from {path.name} ({kind}, source {report.source}) in "
         f"{seconds:.1f}s: {s.stored} stored, {s.duplicate} duplicate, {s.quarantined} quarantined, "
         f"{s.ignored} ignored.",
         highlight=False,
     )
     for reason, n in sorted(report.quarantine_reasons.items(), key=lambda kv: -kv[1])[:10]:
-        cli.console.print(f"  quarantined {n}x: {reason}", highlight=False, markup=False)
+        common.console.print(f"  quarantined {n}x: {reason}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

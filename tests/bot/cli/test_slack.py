@@ -5,7 +5,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 
 
 def test_manifest_yaml_and_json_agree_and_point_at_the_url():

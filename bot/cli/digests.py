@@ -9,9 +9,12 @@ from typing import Annotated
 
 import typer
 
+from bot.cli import common
 from crm.services.errors import CRMError
 
-digest_app = typer.Typer(no_args_is_help=True, help="Scheduled digests: preview, send now, subscriptions.")
+digest_app = typer.Typer(
+    no_args_is_help=True, help="Scheduled digests: preview, send now, subscriptions."
+)
 
 KindArg = Annotated[str, typer.Argument(help="churn, followups or segments.")]
 
@@ -28,20 +31,28 @@ def _kind(kind: str) -> str:
 def preview(
     ctx: typer.Context,
     kind: KindArg,
-    for_user: Annotated[str | None, typer.Option("--for", help="User (email, Slack id or #id); follow-ups need one, default: the first rep.")] = None,
+    for_user: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            help="User (email, Slack id or #id); follow-ups need one, default: the first rep.",
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="text, html or slack.")] = "text",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of printing."),
+    ] = None,
 ) -> None:
     """Show what a digest would say now, without sending it."""
     from sqlmodel import col, select
 
     from bot import digests
-    from bot.cli import _state
     from bot.slack.blocks.digests import digest_messages
     from crm.models import Role, User, utcnow
     from crm.services import users as user_svc
 
-    state = _state(ctx)
+    state = common.state(ctx)
     kind = _kind(kind)
     if fmt not in ("text", "html", "slack"):
         raise CRMError(f"{fmt!r} is not a format.", hint="Use text, html or slack.")
@@ -52,9 +63,13 @@ def preview(
             if for_user:
                 user = user_svc.find_user(session, for_user)
             else:
-                user = session.exec(select(User).where(User.role == Role.rep).order_by(col(User.id))).first()
+                user = session.exec(
+                    select(User).where(User.role == Role.rep).order_by(col(User.id))
+                ).first()
                 if user is None:
-                    raise CRMError("There is no rep to preview follow-ups for.", hint="Give one with --for.")
+                    raise CRMError(
+                        "There is no rep to preview follow-ups for.", hint="Give one with --for."
+                    )
         digest = digests.build_digest(session, state.settings, kind, now=now, user=user)
     if fmt == "text":
         body = digests.render_text(digest)
@@ -75,15 +90,19 @@ def preview(
 def send(
     ctx: typer.Context,
     kind: KindArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say who would get what; send nothing.")] = False,
-    to: Annotated[str | None, typer.Option("--to", help="Only this recipient (email, Slack id or channel id).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say who would get what; send nothing.")
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Only this recipient (email, Slack id or channel id)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Send a digest now to its recipients (outside the schedule)."""
-    from bot.cli import _state
     from bot.scheduler import DigestService
 
-    state = _state(ctx)
+    state = common.state(ctx)
     kind = _kind(kind)
     service = DigestService(state.settings, state.db)
     only = (lambda r: r.address.lower() == to.lower()) if to else None
@@ -92,9 +111,15 @@ def send(
         typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
         return
     if not results and to:
-        raise CRMError(f"{to!r} does not receive the {kind} digest.", hint="Run without --to to see its recipients.")
+        raise CRMError(
+            f"{to!r} does not receive the {kind} digest.",
+            hint="Run without --to to see its recipients.",
+        )
     if not results:
-        typer.echo(f"The {kind} digest has no recipients: add users with emails or Slack ids, or configure a channel.")
+        typer.echo(
+            f"The {kind} digest has no recipients: add users with emails or Slack ids, "
+            "or configure a channel."
+        )
     for r in results:
         typer.echo(f"{r.recipient}: {r.status}{' - ' + r.detail if r.detail else ''}")
     if any(r.status == "failed" for r in results):
@@ -102,18 +127,25 @@ def send(
 
 
 def _subscription(ctx: typer.Context, user: str, kind: str, channel: str, subscribed: bool) -> None:
-    from bot.cli import _state
     from crm.services import digest_runs
     from crm.services import users as user_svc
 
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.write() as (session, actor):
         target = user_svc.find_user(session, user)
-        changed = digest_runs.set_subscription(session, user=target, kind=_kind(kind), channel=channel,
-                                               subscribed=subscribed, actor=actor)
+        changed = digest_runs.set_subscription(
+            session,
+            user=target,
+            kind=_kind(kind),
+            channel=channel,
+            subscribed=subscribed,
+            actor=actor,
+        )
         name = target.name
     state_word = "gets" if subscribed else "no longer gets"
-    typer.echo(f"{name} {state_word} the {kind} digest by {channel}." + ("" if changed else " (unchanged)"))
+    typer.echo(
+        f"{name} {state_word} the {kind} digest by {channel}." + ("" if changed else " (unchanged)")
+    )
 
 
 @digest_app.command("unsubscribe")
@@ -131,13 +163,25 @@ def subscribe(ctx: typer.Context, user: str, kind: KindArg,
 
 
 @digest_app.command("history")
-def history(ctx: typer.Context, kind: Annotated[str | None, typer.Argument()] = None, limit: int = 30) -> None:
+def history(
+    ctx: typer.Context, kind: Annotated[str | None, typer.Argument()] = None, limit: int = 30
+) -> None:
     """Recent digest sends: period, recipient, status, attempts, last error."""
-    from bot.cli import _state, _table
     from crm.services import digest_runs
 
-    state = _state(ctx)
+    state = common.state(ctx)
     with state.db.session() as session:
         runs = digest_runs.history(session, job=kind, limit=limit)
-    _table("Digest sends", ["job", "period", "recipient", "status", "attempts", "error"],
-           [[r.job, r.period, r.recipient, r.status, r.attempts, (r.last_error or "")[:80]] for r in runs])
+    common.table(
+        "Digest sends",
+        ["job", "period", "recipient", "status", "attempts", "error"],
+        [
+            [r.job, r.period, r.recipient, r.status, r.attempts, (r.last_error or "")[:80]]
+            for r in runs
+        ],
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``crmbot digest ...`` to the root command."""
+    app.add_typer(digest_app, name="digest")

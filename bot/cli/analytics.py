@@ -1,4 +1,5 @@
-"""``crmbot analytics``: refresh segments, churn risk and follow-up findings; evaluate on real data."""
+"""``crmbot analytics``: refresh segments, churn risk and follow-up findings; evaluate on real
+data."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bot.cli import common
 from crm.services.errors import CRMError
 
-# bot.cli imports this module while it is being built (and may run as __main__): the shared
-# output helpers are imported inside each command, when bot.cli is complete.
+# These commands' own consoles, with Rich's defaults (markup on) as they have always printed;
+# their tables go through the shared console.
 console = Console()
 err_console = Console(stderr=True)
 
@@ -60,11 +62,10 @@ def refresh_command(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Recompute features, segments, churn scores and follow-up findings, and store them as a run."""
-    from bot.cli import _emit_json, _state, _table
+    """Recompute features, segments, churn scores and follow-up findings, and store them as a run."""  # noqa: E501 (a line break would show in the help)
     from crm.analytics.refresh import refresh
 
-    state = _state(ctx)
+    state = common.state(ctx)
     when = _parse_cutoff(cutoff) if cutoff else None
     if when is not None and when > datetime.now(UTC):
         raise CRMError(
@@ -83,7 +84,7 @@ def refresh_command(
     )
     elapsed = time.perf_counter() - started
     if json_out:
-        _emit_json(
+        common.emit_json(
             {
                 **result.__dict__,
                 "cutoff": result.cutoff.isoformat(),
@@ -92,7 +93,8 @@ def refresh_command(
         )
         return
     console.print(
-        f"Run #{result.run_id} as of {result.cutoff:%Y-%m-%d %H:%M} UTC: {result.customers:,} customers in {elapsed:.1f}s.",
+        f"Run #{result.run_id} as of {result.cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{result.customers:,} customers in {elapsed:.1f}s.",
         highlight=False,
     )
     churn_meta = result.meta.get("churn", {})
@@ -101,21 +103,22 @@ def refresh_command(
     else:
         console.print(
             f"Churn risk: {churn_meta.get('model', '').replace('_', ' ')} (validation AUC "
-            f"{churn_meta.get('validation_auc', 0):.3f} on {churn_meta.get('validation_cutoff', '')[:10]}), "
+            f"{churn_meta.get('validation_auc', 0):.3f} on "
+            f"{churn_meta.get('validation_cutoff', '')[:10]}), "
             f"model file {churn_meta.get('model_file')}.",
             highlight=False,
         )
-    _table(
+    common.table(
         "Segments",
         ["segment", "customers"],
         [[k, f"{v:,}"] for k, v in sorted(result.segments.items(), key=lambda kv: -kv[1])],
     )
-    _table(
+    common.table(
         "Churn risk",
         ["level", "customers"],
         [[k, f"{result.risk_levels.get(k, 0):,}"] for k in ("high", "medium", "low")],
     )
-    _table(
+    common.table(
         "Findings", ["kind", "count"], [[k, f"{v:,}"] for k, v in sorted(result.findings.items())]
     )
 
@@ -131,18 +134,17 @@ def evaluate_command(
     ] = 20_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""
-    from bot.cli import _emit_json, _state, _table
+    """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""  # noqa: E501 (a line break would show in the help)
     from crm.analytics.evaluate import HISTORY_WEEKS, OURS, evaluate_cdnow, evaluate_demo
 
-    state = _state(ctx)
+    state = common.state(ctx)
     say = _progress(quiet=json_out)
     if dataset is Dataset.cdnow:
         result = evaluate_cdnow(settings=state.settings, progress=say)
     else:
         result = evaluate_demo(settings=state.settings, customers=customers, progress=say)
     if json_out:
-        _emit_json(
+        common.emit_json(
             {
                 "dataset": result.dataset,
                 "customers": result.customers,
@@ -160,7 +162,7 @@ def evaluate_command(
         )
         return
     label = "buys in the holdout" if result.dataset == "cdnow" else "engages in the holdout"
-    _table(
+    common.table(
         f"{result.dataset}: {result.customers:,} customers, {result.buyers_in_holdout:,} {label}",
         ["method", "AUC", "top-10% precision", "note"],
         [[r.method, f"{r.auc:.4f}", f"{r.top10_precision:.4f}", r.note] for r in result.rows],
@@ -187,3 +189,8 @@ def evaluate_command(
         highlight=False,
     )
     console.print(f"our AUC: {result.ours.auc:.4f}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``crmbot analytics ...`` to the root command."""
+    app.add_typer(analytics_app, name="analytics")

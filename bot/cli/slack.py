@@ -136,3 +136,8 @@ def manifest_command(
         typer.echo("_metadata:\n  major_version: 1\n  minor_version: 1\n" + to_yaml(data))
     else:
         raise typer.BadParameter("--format must be yaml or json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``crmbot slack ...`` to the root command."""
+    app.add_typer(slack_app, name="slack")

@@ -57,23 +57,3 @@ def test_evaluate_on_demo_prints_the_table_and_our_auc_last(crmbot):
     assert last.startswith("our AUC: ") and 0.5 < float(last.split()[-1]) <= 1
     ceiling = next(line for line in out.splitlines() if line.startswith("Ceiling, not a method"))
     assert "holdout's own labels" in ceiling
-
-
-def test_the_ceiling_is_fitted_on_the_holdout_labels_and_finds_what_they_depend_on():
-    import numpy as np
-    import pandas as pd
-
-    from crm.analytics import churn
-    from crm.analytics.evaluate import ceiling
-
-    rng = np.random.default_rng(3)
-    n = 600
-    frame = pd.DataFrame(
-        rng.normal(size=(n, len(churn.MODEL_FEATURES))), columns=churn.MODEL_FEATURES
-    )
-    y = (frame[churn.MODEL_FEATURES[0]] > 0).astype(int).to_numpy()
-    top = ceiling(churn.model_matrix(frame), y, seed=7)
-    assert top.auc > 0.95 and top.note == "fitted on the holdout itself"
-    noise = ceiling(churn.model_matrix(frame), rng.integers(0, 2, n), seed=7)
-    assert noise.auc < 0.65
-

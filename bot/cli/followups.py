@@ -1,0 +1,141 @@
+"""``crmbot followup add|list|done|snooze``: follow-ups with customers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from bot.cli import common
+from bot.cli.common import JsonOpt
+from crm.models import User
+from crm.services import customers as customer_svc
+from crm.services import followups as followup_svc
+from crm.services.actor import Actor
+
+followup_app = typer.Typer(no_args_is_help=True, help="Follow-ups.")
+
+
+def _tz_for(session: Session, state: common.State, actor: Actor) -> str:
+    if actor.user_id:
+        user = session.get(User, actor.user_id)
+        if user and user.timezone:
+            return user.timezone
+    return state.settings.timezone
+
+
+@followup_app.command("add")
+def followup_add(
+    ctx: typer.Context,
+    customer: str,
+    when: Annotated[str, typer.Argument(help="e.g. 'tomorrow 9am', 'in 3 days', 'next friday'.")],
+    note: Annotated[list[str] | None, typer.Argument()] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    deal: Annotated[int | None, typer.Option()] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Schedule a follow-up with a customer."""
+    state = common.state(ctx)
+    with state.write() as (session, actor):
+        found = customer_svc.resolve_customer(session, customer)
+        follow_up = followup_svc.create_follow_up(
+            session,
+            customer_id=found.id,
+            when=when,
+            actor=actor,  # type: ignore[arg-type]
+            tz=_tz_for(session, state, actor),
+            note=" ".join(note or []),
+            owner_id=common.user_id(session, owner),
+            deal_id=deal,
+        )
+        data = common.plain(follow_up)
+    if json_out:
+        common.emit_json(data)
+    else:
+        common.console.print(
+            f"Follow-up #{data['id']} with #{found.id} {found.name} "
+            f"due {common.when(follow_up.due_at, state.settings.tz)}."
+        )
+
+
+@followup_app.command("list")
+def followup_list(
+    ctx: typer.Context,
+    owner: Annotated[str | None, typer.Option()] = None,
+    due: Annotated[bool, typer.Option("--due", help="Only those due by now.")] = False,
+    limit: int = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open follow-ups, the soonest due first."""
+    from crm.models import utcnow
+
+    state = common.state(ctx)
+    with state.db.session() as session:
+        items = followup_svc.list_follow_ups(
+            session,
+            owner_id=common.user_id(session, owner),
+            due_before=utcnow() if due else None,
+            limit=limit,
+        )
+    if json_out:
+        common.emit_json(items)
+        return
+    common.table(
+        "Follow-ups",
+        ["#", "due", "customer", "status", "note"],
+        [
+            [f.id, common.when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note]
+            for f in items
+        ],
+    )
+
+
+@followup_app.command("done")
+def followup_done(ctx: typer.Context, follow_up_id: int, json_out: JsonOpt = False) -> None:
+    """Mark a follow-up done."""
+    state = common.state(ctx)
+    with state.write() as (session, actor):
+        data = common.plain(
+            followup_svc.complete_follow_up(session, follow_up_id=follow_up_id, actor=actor)
+        )
+    if json_out:
+        common.emit_json(data)
+    else:
+        common.console.print(f"Follow-up #{follow_up_id} done.")
+
+
+@followup_app.command("snooze")
+def followup_snooze(
+    ctx: typer.Context,
+    follow_up_id: int,
+    until: Annotated[
+        str, typer.Argument(help="'1d', '1w', or a time such as 'next monday'.")
+    ] = "1d",
+    json_out: JsonOpt = False,
+) -> None:
+    """Push a follow-up back."""
+    state = common.state(ctx)
+    shortcuts = {"1d": timedelta(days=1), "1w": timedelta(weeks=1)}
+    with state.write() as (session, actor):
+        follow_up = followup_svc.snooze_follow_up(
+            session,
+            follow_up_id=follow_up_id,
+            actor=actor,
+            until=shortcuts.get(until, until),
+            tz=_tz_for(session, state, actor),
+        )
+        data = common.plain(follow_up)
+    if json_out:
+        common.emit_json(data)
+    else:
+        common.console.print(
+            f"Follow-up #{follow_up_id} snoozed until "
+            f"{common.when(follow_up.due_at, state.settings.tz)}."
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``crmbot followup ...`` to the root command."""
+    app.add_typer(followup_app, name="followup")

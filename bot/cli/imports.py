@@ -1,0 +1,90 @@
+"""``crmbot import customers|deals|transactions``: CSV files into the CRM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bot.cli import common
+from bot.cli.common import JsonOpt
+from crm.services import importer
+from crm.services.errors import CRMError
+
+import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
+
+
+def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    state = common.state(ctx)
+    if not path.is_file():
+        raise CRMError(f"There is no file {str(path)!r}.")
+    with path.open("rb") as raw:
+        total = max(0, sum(1 for _ in raw) - 1)
+    with (
+        path.open(newline="", encoding="utf-8-sig", errors="strict") as file,
+        Progress(
+            TextColumn(f"importing {kind}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=common.err_console,
+            disable=json_out or not common.err_console.is_terminal,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task(kind, total=total)
+
+        def progress(done: int) -> None:
+            bar.update(task, completed=done)
+
+        try:
+            with state.write() as (session, actor):
+                if kind == "customers":
+                    result = importer.import_customers(
+                        session, file, actor=actor, progress=progress
+                    )
+                elif kind == "deals":
+                    result = importer.import_deals(
+                        session, file, actor=actor, settings=state.settings, progress=progress
+                    )
+                else:
+                    result = importer.import_transactions(
+                        session, file, actor=actor, settings=state.settings, progress=progress
+                    )
+        except UnicodeDecodeError:
+            raise CRMError(
+                f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again."
+            ) from None
+    if json_out:
+        common.emit_json(result.as_dict())
+    else:
+        extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
+        common.console.print(
+            f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, "
+            f"{result.skipped} already there{extra}."
+        )
+
+
+@import_app.command("customers")
+def import_customers(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import customers (columns: name, email, company, phone, domain, status, owner, tags, customer_id)."""  # noqa: E501 (a line break would show in the help)
+    _run_import(ctx, file, "customers", json_out)
+
+
+@import_app.command("deals")
+def import_deals(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import deals (columns: customer (email or customer id), title, amount, currency, stage, owner, close_date)."""  # noqa: E501 (a line break would show in the help)
+    _run_import(ctx, file, "deals", json_out)
+
+
+@import_app.command("transactions")
+def import_transactions(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import purchases (columns: customer_id, date, amount; optional email, name, currency)."""
+    _run_import(ctx, file, "transactions", json_out)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``crmbot import ...`` to the root command."""
+    app.add_typer(import_app, name="import")
