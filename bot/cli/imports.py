@@ -15,8 +15,6 @@ import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
 
 
 def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     state = common.state(ctx)
     if not path.is_file():
         raise CRMError(f"There is no file {str(path)!r}.")
@@ -24,21 +22,8 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
         total = max(0, sum(1 for _ in raw) - 1)
     with (
         path.open(newline="", encoding="utf-8-sig", errors="strict") as file,
-        Progress(
-            TextColumn(f"importing {kind}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=common.err_console,
-            disable=json_out or not common.err_console.is_terminal,
-            transient=True,
-        ) as bar,
+        common.progress_bar(f"importing {kind}", total, quiet=json_out) as progress,
     ):
-        task = bar.add_task(kind, total=total)
-
-        def progress(done: int) -> None:
-            bar.update(task, completed=done)
-
         try:
             with state.write() as (session, actor):
                 if kind == "customers":

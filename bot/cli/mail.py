@@ -244,31 +244,20 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Import mail from files: stored / duplicate / quarantined counts at the end."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from bot.mail.ingest import count_messages, describe_path, ingest_path
 
     state = common.state(ctx)
     kind = describe_path(path)
     total = count_messages(path)
     started = time.perf_counter()
-    with Progress(
-        TextColumn(f"ingesting {kind}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=common.err_console,
-        disable=json_out or not common.err_console.is_terminal,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(kind, total=total)
+    with common.progress_bar(f"ingesting {kind}", total, quiet=json_out) as done:
         report = ingest_path(
             path,
             settings=state.settings,
             db=state.db,
             source=source,
             batch_size=batch_size,
-            progress=lambda done: bar.update(task, completed=done),
+            progress=done,
         )
     seconds = time.perf_counter() - started
     data = report.as_dict() | {"kind": kind, "seconds": round(seconds, 2)}
