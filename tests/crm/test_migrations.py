@@ -42,3 +42,22 @@ def test_production_code_never_calls_create_all():
     root = Path(__file__).resolve().parents[2]
     offenders = [p for d in ("crm", "bot") for p in (root / d).rglob("*.py") if "create_all(" in p.read_text()]
     assert offenders == []
+
+
+def test_the_history_is_one_line_with_one_head():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert len(script.get_heads()) == 1 and "," not in (head_revision() or "")
+    # Every revision after the join has one parent: new work continues a single line.
+    later = [r for r in script.walk_revisions() if r.revision > "0007"]
+    assert all(isinstance(r.down_revision, str) for r in later)
+
+
+def test_a_database_at_the_two_old_heads_upgrades_to_the_one(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'branched.db'}")
+    db.upgrade("0003")
+    db.upgrade("0006")
+    assert current_revision(db.engine) == "0003,0006"
+    db.upgrade()
+    assert current_revision(db.engine) == head_revision() and "," not in head_revision()
