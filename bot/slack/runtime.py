@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,9 +28,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
 from bot.runtime import Component, Disabled
+from bot.slack import payloads
 from bot.slack.app import ANSWER_NOW, create_app
 from crm.config import Settings
 from crm.db import Database
+from crm.models import utcnow
+from crm.services import replays
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 UNSUBSCRIBE_PATH = "/digests/unsubscribe"
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything absurd
+PRUNE_SECONDS = 60.0  # how often a server drops the requests too old to come again
 
 
 DEFAULT_SLOTS = Settings.model_fields["http_listener_slots"].default
@@ -237,6 +242,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(request.body, dict) or not request.body:
             self._send(HTTPStatus.BAD_REQUEST, "malformed payload\n")
             return
+        if (why := payloads.problem(request.body)) is not None:
+            # Before Bolt, whose own middleware reads some of these fields.
+            logger.info("malformed Slack payload: %s", why)
+            self._send(HTTPStatus.BAD_REQUEST, f"malformed payload: {why}\n")
+            return
+        # A signature stays valid for minutes: the same request sent again is answered, once
+        # more, but not carried out again. Type-ahead lookups change nothing and may repeat.
+        if request.body.get("type") not in payloads.READ_ONLY and not self.server.first_sighting(
+            str(self.headers.get("X-Slack-Signature"))
+        ):
+            logger.info("a signed request arrived again; not carried out twice")
+            self._send(HTTPStatus.OK, "")
+            return
         answered = slotted = False
         slots = self.server.listener_slots
 
@@ -260,6 +278,11 @@ class _Handler(BaseHTTPRequestHandler):
             request.context[ANSWER_NOW] = answer_now
         try:
             response = self.server.app.dispatch(request)
+        except Exception:  # a request must get an answer, whatever failed inside Bolt
+            logger.exception("dispatching a Slack request failed")
+            response = BoltResponse(
+                status=HTTPStatus.INTERNAL_SERVER_ERROR, body="internal error\n"
+            )
         finally:
             if slotted:
                 slots.release()
@@ -305,6 +328,16 @@ class _SlackHTTPServer(ThreadingHTTPServer):
             listener_slots = settings.http_listener_slots if settings else DEFAULT_SLOTS
         self.listener_slots = FairSlots(listener_slots)
         self.verifier = SignatureVerifier(signing_secret)
+        self._pruned_at = 0.0
+
+    def first_sighting(self, signature: str) -> bool:
+        """Whether this signed request is new (remembered in the store, so on every replica)."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            if time.monotonic() - self._pruned_at > PRUNE_SECONDS:
+                self._pruned_at = time.monotonic()
+                replays.forget_before(session, now - replays.REMEMBER)
+            return replays.first_sighting(session, key=signature, now=now)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         # Raises BlockingIOError when another process took the connection; the server loop

@@ -25,7 +25,14 @@ from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate
 from crm.models.mail import interactions_external_id_index  # noqa: F401  (registers the index)
-from crm.models.ops import ChannelLink, DigestRun, Lease, MailboxState, QuarantinedMessage
+from crm.models.ops import (
+    ChannelLink,
+    DigestRun,
+    Lease,
+    MailboxState,
+    QuarantinedMessage,
+    SeenRequest,
+)
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
     "Interaction",
     "InteractionCreate",
     "Lease",
+    "SeenRequest",
     "MailboxState",
     "QuarantinedMessage",
     "Role",

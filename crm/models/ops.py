@@ -1,4 +1,5 @@
-"""Operational state shared by replicas: mailbox sync, leases, digest runs, channel links."""
+"""Operational state shared by replicas: mailbox sync, leases, digest runs, channel links,
+and the signed requests already carried out."""
 
 from __future__ import annotations
 
@@ -84,3 +85,12 @@ class ChannelLink(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
     linked_by: str = Field(sa_type=sa.String(200))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+
+
+# A signed request carried out once: a repeat within the signature's validity is not carried
+# out again, on whichever replica it arrives. Rows older than that validity are pruned.
+class SeenRequest(SQLModel, table=True):
+    __tablename__ = "seen_requests"
+
+    key: str = Field(primary_key=True, sa_type=sa.String(128))
+    seen_at: datetime = Field(sa_column=utc_column(index=True))

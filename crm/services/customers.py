@@ -42,6 +42,7 @@ from crm.services.normalise import (
     normalise_email,
     normalise_phone,
     normalise_slack_id,
+    storable_id,
 )
 from crm.services.search import name_index_for
 
@@ -63,7 +64,7 @@ def _label(customer: Customer) -> str:
 
 
 def get_customer(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
+    customer = session.get(Customer, customer_id) if storable_id(customer_id) else None
     if customer is None:
         raise NotFound(
             f"There is no customer #{customer_id}.",
@@ -106,7 +107,7 @@ def find_customers(session: Session, query: str, *, limit: int = 10) -> list[Cus
     text = query.strip()
     if not text:
         return []
-    if m := _ID_REF.match(text):
+    if (m := _ID_REF.match(text)) and storable_id(int(m.group(1))):
         customer = session.get(Customer, int(m.group(1)))
         if customer is not None:
             return [CustomerMatch(customer, 100.0, "id")]

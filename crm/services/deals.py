@@ -12,10 +12,14 @@ from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
 from crm.services.customers import check_owner, get_customer
 from crm.services.errors import CRMError, NotFound
-from crm.services.normalise import clean_text, normalise_currency, parse_money
+from crm.services.normalise import clean_text, normalise_currency, parse_money, storable_id
 
 
 def get_deal(session: Session, deal_id: int, *, for_update: bool = False) -> Deal:
+    if not storable_id(deal_id):
+        raise NotFound(
+            f"There is no deal #{deal_id}.", hint="Check the deal number; the deal list shows them."
+        )
     stmt = select(Deal).where(Deal.id == deal_id)
     if for_update:
         # Serialises concurrent moves of one deal so its history stays a single chain.

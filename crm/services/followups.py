@@ -12,13 +12,13 @@ from crm.services.audit import record_event, snapshot
 from crm.services.customers import get_customer
 from crm.services.dates import parse_when
 from crm.services.errors import CRMError, NotFound
-from crm.services.normalise import clean_text
+from crm.services.normalise import clean_text, storable_id
 
 _ACTIVE = (FollowUpStatus.open, FollowUpStatus.snoozed)
 
 
 def get_follow_up(session: Session, follow_up_id: int) -> FollowUp:
-    follow_up = session.get(FollowUp, follow_up_id)
+    follow_up = session.get(FollowUp, follow_up_id) if storable_id(follow_up_id) else None
     if follow_up is None:
         raise NotFound(
             f"There is no follow-up #{follow_up_id}.",
@@ -43,7 +43,7 @@ def create_follow_up(
     actor.require_owner(owner, "follow-up") if owner is not None else actor.require_write()
     get_customer(session, customer_id)
     if deal_id is not None:
-        deal = session.get(Deal, deal_id)
+        deal = session.get(Deal, deal_id) if storable_id(deal_id) else None
         if deal is None or deal.customer_id != customer_id:
             raise CRMError(f"Deal #{deal_id} does not belong to customer #{customer_id}.")
     now = now or utcnow()

@@ -12,7 +12,7 @@ from crm.services.actor import Actor
 from crm.services.audit import record_event
 from crm.services.customers import get_customer
 from crm.services.errors import CRMError, NotFound
-from crm.services.normalise import clean_text, normalise_currency, parse_money
+from crm.services.normalise import clean_text, normalise_currency, parse_money, storable_id
 
 MAX_BODY_CHARS = 100_000
 
@@ -54,7 +54,7 @@ def record_interaction(
             return existing, False
     get_customer(session, data.customer_id)
     if data.deal_id is not None:
-        deal = session.get(Deal, data.deal_id)
+        deal = session.get(Deal, data.deal_id) if storable_id(data.deal_id) else None
         if deal is None or deal.customer_id != data.customer_id:
             raise CRMError(f"Deal #{data.deal_id} does not belong to customer #{data.customer_id}.")
     occurred_at = data.occurred_at or utcnow()
@@ -173,7 +173,7 @@ def timeline(
 
 
 def get_interaction(session: Session, interaction_id: int) -> Interaction:
-    interaction = session.get(Interaction, interaction_id)
+    interaction = session.get(Interaction, interaction_id) if storable_id(interaction_id) else None
     if interaction is None:
         raise NotFound(f"There is no interaction #{interaction_id}.")
     return interaction

@@ -8,6 +8,15 @@ from decimal import Decimal, InvalidOperation
 
 from crm.services.errors import CRMError
 
+# Ids are 32-bit integers in PostgreSQL (and at most 64-bit in SQLite): a larger number typed or
+# carried by a button names no record, and must not reach the database as a query value.
+MAX_ID = 2**31 - 1
+
+
+def storable_id(value: int) -> bool:
+    """Whether ``value`` can be the id of a stored record."""
+    return 0 < value <= MAX_ID
+
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"]+@[^@\s<>(),;:\"]+\.[^@\s<>(),;:\".]{2,}$")
 _DOMAIN = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 

@@ -34,7 +34,7 @@ from crm.services.interactions import (
     record_interaction,
     update_interaction_body,
 )
-from crm.services.normalise import email_domain, is_email, normalise_email
+from crm.services.normalise import email_domain, is_email, normalise_email, storable_id
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def check_log_target(session: Session, *, customer_id: int, deal_id: int | None)
     get_customer(session, customer_id)
     if deal_id is None:
         return
-    deal = session.get(Deal, deal_id)
+    deal = session.get(Deal, deal_id) if storable_id(deal_id) else None
     if deal is None:
         raise NotFound(f"There is no deal #{deal_id}.")
     if deal.customer_id != customer_id:

@@ -10,7 +10,13 @@ from crm.models import Role, User
 from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
 from crm.services.errors import CRMError, NotFound, PermissionDenied
-from crm.services.normalise import clean_text, is_email, normalise_email, normalise_slack_id
+from crm.services.normalise import (
+    clean_text,
+    is_email,
+    normalise_email,
+    normalise_slack_id,
+    storable_id,
+)
 
 
 def _role(value: Role | str) -> Role:
@@ -34,7 +40,7 @@ def _timezone(value: str | None) -> str:
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+    user = session.get(User, user_id) if storable_id(user_id) else None
     if user is None:
         raise NotFound(f"There is no user #{user_id}.")
     return user

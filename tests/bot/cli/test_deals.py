@@ -43,3 +43,14 @@ def test_deals_followups_log_and_lists(crmbot):
     ]
     code, out, _ = crmbot("customer", "show", "jane@acme.com")
     assert "Called about renewal" in out
+
+
+def test_ids_too_large_for_the_store_are_a_plain_not_found(crmbot):
+    huge = "99999999999999999999"
+    for args in (
+        ("deal", "move", huge, "won"),
+        ("followup", "done", huge),
+        ("customer", "show", f"#{huge}"),
+    ):
+        code, _, err = crmbot(*args)
+        assert code == 2 and huge in err and "database" not in err, args

@@ -182,7 +182,8 @@ class SlackClientSim:
             "team": {"id": self.fake.team_id},
             "user": {"id": user},
             "api_app_id": "A1",
-            "trigger_id": "trigger-view",
+            # Slack gives every interaction its own trigger: two submissions never sign alike.
+            "trigger_id": f"trigger-view-{next(self._keys)}",
             "view": {
                 "id": "V1",
                 "type": "modal",

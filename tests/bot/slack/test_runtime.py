@@ -328,3 +328,127 @@ def _until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
+
+
+def _interactive_form(payload) -> str:
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def test_signed_payloads_of_the_wrong_shape_get_an_answer_never_a_dropped_connection(
+    slack, fake_slack, db, admin
+):
+    """Each is signed, so it passes the signature check and must be refused by its shape."""
+    ct_form, ct_json = "application/x-www-form-urlencoded", "application/json"
+    user, team = {"id": "UADMIN001"}, {"id": fake_slack.team_id}
+    shapes = [
+        # a form submission without its state
+        {
+            "type": "view_submission",
+            "user": user,
+            "team": team,
+            "view": {"id": "V1", "type": "modal", "callback_id": "deal_new"},
+        },
+        # a form submission whose state is not a mapping
+        {
+            "type": "view_submission",
+            "user": user,
+            "team": team,
+            "view": {"id": "V1", "type": "modal", "callback_id": "log_note", "state": []},
+        },
+        # a button without its action id, and one that is not an object
+        {"type": "block_actions", "user": user, "team": team, "actions": [{"value": "1"}]},
+        {"type": "block_actions", "user": user, "team": team, "actions": ["x"]},
+        # no user at all
+        {"type": "block_actions", "team": team, "actions": [{"action_id": "card_show"}]},
+        # options for a menu, without the typed value's owner
+        {"type": "block_suggestion", "team": team, "action_id": "customer_options"},
+        # a shortcut without its message
+        {"type": "message_action", "user": user, "team": team, "callback_id": "log_to_crm"},
+    ]
+    for payload in shapes:
+        status, _ = slack.post(_interactive_form(payload), ct_form)
+        assert status in (200, 400), (payload, status)
+    events = [
+        {"type": "event_callback", "team_id": fake_slack.team_id, "event": [1, 2]},
+        {"type": "event_callback", "team_id": fake_slack.team_id, "event": "message"},
+        {"type": "event_callback", "team_id": fake_slack.team_id},
+    ]
+    for body in events:
+        status, _ = slack.post(json.dumps(body), ct_json)
+        assert status in (200, 400), (body, status)
+    # Still alive and answering properly.
+    assert "/crm find" in slack.command("help").text
+
+
+def test_ids_too_large_for_the_store_are_refused_politely(slack, db, admin):
+    add_customer(db, admin, name="Acme", email="jane@acme.com")
+    huge = "99999999999999999999"
+    for text in (
+        f"show #{huge}",
+        f"deal {huge} won",
+        f"timeline #{huge}",
+        f"deal {huge} move proposal",
+    ):
+        reply = slack.command(text)
+        assert "Something went wrong" not in reply.text and "#" + huge in reply.text, text
+    for action_id in ("card_show", "card_timeline", "followup_done", "card_log_note"):
+        reply = slack.block_action({"action_id": action_id, "value": huge})
+        assert reply.status == 200 and "Something went wrong" not in reply.text, action_id
+        assert "no" in reply.text.lower(), action_id
+
+
+def test_a_signed_request_sent_again_is_not_carried_out_twice(slack, fake_slack, db):
+    form = _command_form(fake_slack, text="add Bob bob@bob.com")
+    ts = int(time.time())
+    first = slack.post(form, "application/x-www-form-urlencoded", timestamp=ts)
+    again = slack.post(form, "application/x-www-form-urlencoded", timestamp=ts)
+    assert first[0] == 200 and again[0] == 200
+    fake_slack.wait_for("respond")
+    time.sleep(0.5)
+    assert _customers(db) == 1
+    assert len(fake_slack.calls_to("respond")) == 1
+    # The same text sent anew (a new timestamp, so a new signature) is a new request.
+    slack.post(
+        _command_form(fake_slack, text="add Ann ann@ann.com"), "application/x-www-form-urlencoded"
+    )
+    fake_slack.wait_for("respond", 2)
+    assert _customers(db) == 2
+
+
+def test_replays_are_remembered_across_replicas(slack_settings, db, fake_slack, people):
+    """Two bot processes behind a load balancer share the store: a request replayed to the
+    other one is still not carried out twice."""
+    from tests.bot.slack.harness import served
+
+    form = _command_form(fake_slack, text="add Bob bob@bob.com")
+    ts = int(time.time())
+    with (
+        served(db, slack_settings, fake_slack, answer_on_ack=False) as one,
+        served(db, slack_settings, fake_slack, answer_on_ack=False) as two,
+    ):
+        assert one.post(form, "application/x-www-form-urlencoded", timestamp=ts)[0] == 200
+        assert two.post(form, "application/x-www-form-urlencoded", timestamp=ts)[0] == 200
+    time.sleep(0.3)
+    assert _customers(db) == 1
+
+
+def test_a_failure_inside_bolt_still_gets_an_http_answer(slack_settings, db, fake_slack, people):
+    from bot.slack.app import create_app
+    from tests.bot.slack.harness import SECRET
+
+    app = create_app(slack_settings, db, process_before_response=True)
+
+    def broken(request):
+        raise RuntimeError("a bug in a listener's dispatch")
+
+    app.dispatch = broken  # type: ignore[method-assign]
+    server = SlackHTTPComponent(app, db, host="127.0.0.1", port=0, signing_secret=SECRET)
+    server.start()
+    try:
+        sim = SlackClientSim(server.url, fake_slack)
+        status, body = sim.post(
+            _command_form(fake_slack, text="help"), "application/x-www-form-urlencoded"
+        )
+        assert status == 500 and "internal error" in body
+    finally:
+        server.stop()
