@@ -26,6 +26,10 @@ REMEMBER = timedelta(minutes=10)
 def first_sighting(session: Session, *, key: str, now: datetime | None = None) -> bool:
     """Record the request ``key``; False when it was recorded before (a repeat)."""
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # On the path of every Slack request: the commit need not wait for the disk. A crash
+        # could forget the last few, which only reopens their five minutes.
+        session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
         insert(_table)
