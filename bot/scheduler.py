@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -30,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, col, select
 
 from bot import digests
-from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail
+from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail, Sent
 from bot.slack.blocks.digests import digest_messages
 from crm.config import Settings
 from crm.db import Database
@@ -88,6 +89,13 @@ class Delivery:
     recipient: str
     status: str  # sent, skipped, failed, already, dry-run
     detail: str = ""
+    outbox_file: str | None = None  # without SMTP an email is written here instead of sent
+
+    def describe(self) -> str:
+        """One line for people: what happened to this recipient's digest."""
+        if self.status == "sent" and self.outbox_file:
+            return f"{self.recipient}: written to {self.outbox_file} (no SMTP server is set)"
+        return f"{self.recipient}: {self.status}" + (f" - {self.detail}" if self.detail else "")
 
 
 class SlackPoster:
@@ -199,7 +207,9 @@ class DigestService:
             return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         return mailto, {"List-Unsubscribe": f"<{mailto}>"}
 
-    def deliver(self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0) -> str:
+    def deliver(
+        self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0
+    ) -> Sent:
         if recipient.channel == "email":
             unsubscribe, unsubscribe_headers = self._unsubscribe(kind, recipient)
             images = [InlineImage(cid=f"chart-{kind}@crmbot", data=digest.chart_png)] if digest.chart_png else []
@@ -211,10 +221,10 @@ class DigestService:
                 images=images,
                 headers={**unsubscribe_headers, "X-Crmbot-Digest": kind},
             )
-            return self.mailer.send(mail)
+            return self.mailer.deliver(mail)
         if self.slack is None:
             raise DeliveryError("Slack is off (no SLACK_BOT_TOKEN)")
-        return self.slack.post(recipient, digest_messages(digest), already_sent=already_sent)
+        return Sent(self.slack.post(recipient, digest_messages(digest), already_sent=already_sent))
 
     # -- one send
 
@@ -222,7 +232,13 @@ class DigestService:
         if dry_run:
             with self.db.session() as session:
                 digest = self.build(session, kind, recipient, now)
-            return Delivery(kind, period, recipient.key, "dry-run", "empty, would not be sent" if digest.empty else f"{sum(len(s.items) for s in digest.visible_sections)} items")
+            items = sum(len(s.items) for s in digest.visible_sections)
+            detail = (
+                "empty, would not be sent"
+                if digest.empty
+                else f"{items} item{'' if items == 1 else 's'}"
+            )
+            return Delivery(kind, period, recipient.key, "dry-run", detail)
         with self.db.transaction() as session:
             claim = digest_runs.claim(session, job=kind, period=period, recipient=recipient.key, holder=self.holder,
                                       now=now, max_attempts=self.settings.digest_max_attempts)
@@ -240,7 +256,8 @@ class DigestService:
                 with self.db.transaction() as session:
                     digest_runs.mark_skipped(session, claim=claim, reason=reason)
                 return Delivery(kind, period, recipient.key, "skipped", reason)
-            ref = self.deliver(kind, recipient, digest, already_sent=int((claim.progress or {}).get("parts_sent", 0)))
+            parts_sent = int((claim.progress or {}).get("parts_sent", 0))
+            sent = self.deliver(kind, recipient, digest, already_sent=parts_sent)
         except DeliveryError as exc:
             logger.warning("digest %s for %s (%s) failed, attempt %s: %s", kind, recipient.key, period, claim.attempt, exc)
             with self.db.transaction() as session:
@@ -252,8 +269,9 @@ class DigestService:
                 digest_runs.mark_failed(session, claim=claim, error=f"{type(exc).__name__}: {exc}")
             return Delivery(kind, period, recipient.key, "failed", str(exc))
         with self.db.transaction() as session:
-            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta={"ref": ref})
-        return Delivery(kind, period, recipient.key, "sent", ref)
+            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta={"ref": sent.message_id})
+        outbox = _shown_path(sent.outbox_file) if sent.outbox_file else None
+        return Delivery(kind, period, recipient.key, "sent", sent.message_id, outbox_file=outbox)
 
     # -- schedule
 
@@ -365,6 +383,14 @@ def scheduler_factory(settings: Settings, db: Database) -> SchedulerComponent:
         return run_refresh(db, settings=settings, actor=Actor.system("scheduler"), cutoff=now)
 
     return SchedulerComponent(settings, db, refresh=refresh)
+
+
+def _shown_path(path: Path) -> str:
+    """A path as a person would type it here: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def iter_kinds(kind: str | None) -> Iterable[str]:

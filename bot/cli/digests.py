@@ -121,7 +121,7 @@ def send(
             "or configure a channel."
         )
     for r in results:
-        typer.echo(f"{r.recipient}: {r.status}{' - ' + r.detail if r.detail else ''}")
+        typer.echo(r.describe())
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
