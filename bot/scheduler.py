@@ -192,7 +192,11 @@ class DigestService:
     # -- content
 
     def build(self, session: Session, kind: str, recipient: Recipient, now: datetime) -> digests.Digest:
-        return digests.build_digest(session, self.settings, kind, now=now, user=recipient.user)
+        """The digest for one recipient, with changes since the last one that reached them."""
+        last = digests.last_digest(session, kind, recipient.key)
+        return digests.build_digest(
+            session, self.settings, kind, now=now, user=recipient.user, last=last
+        )
 
     def _unsubscribe(self, kind: str, recipient: Recipient) -> tuple[str, dict[str, str]]:
         """The footer link and the List-Unsubscribe headers for one email."""
@@ -268,8 +272,10 @@ class DigestService:
             with self.db.transaction() as session:
                 digest_runs.mark_failed(session, claim=claim, error=f"{type(exc).__name__}: {exc}")
             return Delivery(kind, period, recipient.key, "failed", str(exc))
+        # What the digest remembered (e.g. who it listed) comes back to the next one sent here.
+        meta = {"ref": sent.message_id, **digest.memory}
         with self.db.transaction() as session:
-            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta={"ref": sent.message_id})
+            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta=meta)
         outbox = _shown_path(sent.outbox_file) if sent.outbox_file else None
         return Delivery(kind, period, recipient.key, "sent", sent.message_id, outbox_file=outbox)
 

@@ -121,6 +121,16 @@ def retryable_runs(session: Session, *, now: datetime | None = None, max_attempt
     return list(session.exec(stmt))
 
 
+def last_sent(session: Session, *, job: str, recipient: str | None = None) -> DigestRun | None:
+    """The latest send of ``job`` that went out to ``recipient`` (to anyone when None): what a
+    new digest compares with, so "since your last digest" means the last one that arrived."""
+    stmt = select(DigestRun).where(DigestRun.job == job, DigestRun.status == SENT)
+    if recipient is not None:
+        stmt = stmt.where(DigestRun.recipient == recipient)
+    stmt = stmt.order_by(col(DigestRun.sent_at).desc(), col(DigestRun.id).desc()).limit(1)
+    return session.exec(stmt).first()
+
+
 def history(session: Session, *, job: str | None = None, limit: int = 50) -> list[DigestRun]:
     stmt = select(DigestRun)
     if job:

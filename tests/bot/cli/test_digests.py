@@ -55,3 +55,29 @@ def test_unsubscribe_and_subscribe_again(crmbot, db):
     assert code == 0 and "no longer gets" in out
     code, out, _ = crmbot("digest", "subscribe", "rita.rep@ourco.com", "followups")
     assert code == 0 and "gets the followups digest" in out
+
+
+def test_preview_all_lists_what_the_digest_leaves_out(crmbot, db, admin):
+    from datetime import timedelta
+
+    from crm.models import AnalyticsRun, ChurnScore, CustomerSegment, utcnow
+    from tests.factories import add_customer
+
+    customers = [add_customer(db, admin, f"Customer {n:02d}", f"c{n}@c{n}.com") for n in range(12)]
+    with db.transaction() as s:
+        finished = utcnow() - timedelta(hours=1)
+        run = AnalyticsRun(cutoff=finished, status="done", finished_at=finished)
+        s.add(run)
+        s.flush()
+        for n, c in enumerate(customers):
+            s.add(ChurnScore(run_id=run.id, customer_id=c.id, probability=0.5, risk_level="medium",
+                             value_at_stake=1000.0 * (n + 1), reasons=["no outreach in 40 days"]))
+            s.add(CustomerSegment(run_id=run.id, customer_id=c.id, recency_score=2,
+                                  frequency_score=2, monetary_score=2, rfm_segment="At Risk"))
+    code, out, err = crmbot("digest", "preview", "churn")
+    assert code == 0, err
+    assert "... and 2 more: crmbot digest preview churn --all" in out
+    assert "Customer 11" in out and "Customer 00" not in out  # the most value at risk first
+    code, out, err = crmbot("digest", "preview", "churn", "--all")
+    assert code == 0, err
+    assert all(f"Customer {n:02d}" in out for n in range(12)) and "more:" not in out

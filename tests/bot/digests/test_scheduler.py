@@ -233,3 +233,56 @@ def test_a_long_slack_digest_resumes_after_a_failed_part(db, admin, fake_slack, 
     texts = [p["text"] for p in fake_slack.posts()]
     assert len(texts) == len(set(texts))  # no part was posted twice
     assert texts[0].endswith("(part 1 of 2)") and texts[-1].endswith("(part 2 of 2)")
+
+
+def _churn_run(db, customers, probabilities, finished):
+    from crm.models import AnalyticsRun, ChurnScore, CustomerSegment
+
+    with db.transaction() as s:
+        run = AnalyticsRun(cutoff=finished, status="done", finished_at=finished)
+        s.add(run)
+        s.flush()
+        for c, p in zip(customers, probabilities, strict=True):
+            s.add(ChurnScore(run_id=run.id, customer_id=c.id, probability=p, value_at_stake=5000.0,
+                             risk_level="high" if p >= 0.6 else "medium" if p >= 0.3 else "low",
+                             reasons=["no outreach from us in 40 days"]))
+            s.add(CustomerSegment(run_id=run.id, customer_id=c.id, recency_score=2,
+                                  frequency_score=2, monetary_score=2, rfm_segment="At Risk"))
+
+
+def test_each_recipient_sees_changes_since_the_digest_it_got(db, admin, tmp_path):
+    from email import message_from_bytes, policy
+
+    make_user(db, "Mia Manager", Role.manager, email="mia@ourco.com")
+    ann, ben = (add_customer(db, admin, n, f"{n.lower()}@x.com") for n in ("Ann", "Ben"))
+    monday = datetime(2026, 11, 23, 7, 1, tzinfo=UTC)  # 08:01 in Berlin
+    _churn_run(db, [ann, ben], [0.7, 0.1], monday - timedelta(hours=5))
+    service = DigestService(_settings(db, outbox_dir=str(tmp_path / "outbox")), db, slack=None)
+    sent = service.tick(monday)
+    assert [(d.recipient, d.status) for d in sent] == [("email:mia@ourco.com", "sent")]
+    # Refreshed twice before Tuesday's digest; a new manager joins.
+    _churn_run(db, [ann, ben], [0.75, 0.4], monday + timedelta(hours=10))
+    _churn_run(db, [ann, ben], [0.8, 0.42], monday + timedelta(hours=19))
+    make_user(db, "Noor New", Role.manager, email="noor@ourco.com")
+    tuesday = monday + timedelta(days=1)
+    assert sorted(d.recipient for d in service.tick(tuesday) if d.status == "sent") == [
+        "email:mia@ourco.com", "email:noor@ourco.com"]
+
+    def text_to(address: str) -> str:
+        for path in _outbox(tmp_path):
+            msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+            if msg["To"] == address and "Tue" in msg["Subject"]:
+                return msg.get_body(("plain",)).get_content()
+        raise AssertionError(address)
+
+    mia = text_to("mia@ourco.com")
+    assert "on this list since Mon 23 Nov, +10 pts since Mon 23 Nov" in mia  # Ann: 70% -> 80%
+    assert "Ben #" in mia and "new on this list (was 10% on Mon 23 Nov)" in mia
+    noor = text_to("noor@ourco.com")
+    assert "pts" not in noor and "new on this list" not in noor
+    assert "Changes will show from the next digest" in noor
+    with db.session() as s:
+        runs = s.exec(select(DigestRun).where(DigestRun.recipient == "email:mia@ourco.com")
+                      .order_by(DigestRun.id)).all()
+    listed = [sorted(r.meta["listed"]) for r in runs]
+    assert listed == [[str(ann.id)], sorted([str(ann.id), str(ben.id)])]
