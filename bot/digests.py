@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 KINDS = ("churn", "followups", "segments")
 TITLES = {"churn": "Churn risk", "followups": "Your follow-ups", "segments": "Customer segments"}
 
+# Served by crmbot's HTTP endpoint: a digest email's link that shows a customer in Slack.
+OPEN_CUSTOMER_PATH = "/digests/open"
+
 CHURN_SHOWN = 10  # a manager acts on a handful of accounts a day, not on a report
 RISERS_SHOWN = 5
 SECTION_SHOWN = 15

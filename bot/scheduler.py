@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from bot import digests
 from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail, Sent
 from bot.slack.blocks.digests import digest_messages
+from bot.slack.links import app_home_link
 from crm.config import Settings
 from crm.db import Database
 from crm.models import Role, User, utcnow
@@ -211,17 +212,40 @@ class DigestService:
             return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         return mailto, {"List-Unsubscribe": f"<{mailto}>"}
 
+    def customer_link(self, recipient: Recipient) -> Callable[[int], str] | None:
+        """Where a customer's name in this recipient's email opens, when Slack is on: through
+        crmbot's endpoint, which shows the customer's card in the recipient's Home tab, when the
+        public URL is set and they have a Slack id; else the app's Home tab itself."""
+        if self.slack is None:
+            return None
+        home = app_home_link(self.slack.client)
+        if home is None:
+            return None
+        s, user = self.settings, recipient.user
+        secret, public = s.secret_key, s.public_url
+        user_id = user.id if user is not None and user.slack_user_id else None
+        if not (secret and public and user_id is not None):
+            return lambda _cid: home
+        base, uid = f"{public.rstrip('/')}{digests.OPEN_CUSTOMER_PATH}?t=", user_id
+
+        def link(cid: int) -> str:
+            return base + digest_runs.customer_link_token(secret, user_id=uid, customer_id=cid)
+
+        return link
+
     def deliver(
         self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0
     ) -> Sent:
         if recipient.channel == "email":
             unsubscribe, unsubscribe_headers = self._unsubscribe(kind, recipient)
+            link = self.customer_link(recipient)
             images = [InlineImage(cid=f"chart-{kind}@crmbot", data=digest.chart_png)] if digest.chart_png else []
             mail = OutgoingMail(
                 to=[recipient.address],
                 subject=f"{digest.title} · {digest.generated_at.astimezone(ZoneInfo(digest.tz)):%a %d %b}",
-                text=digests.render_text(digest, unsubscribe=unsubscribe),
-                html=digests.render_html(digest, unsubscribe=unsubscribe, chart_cid=images[0].cid if images else None),
+                text=digests.render_text(digest, unsubscribe=unsubscribe, customer_link=link),
+                html=digests.render_html(digest, unsubscribe=unsubscribe, customer_link=link,
+                                         chart_cid=images[0].cid if images else None),
                 images=images,
                 headers={**unsubscribe_headers, "X-Crmbot-Digest": kind},
             )

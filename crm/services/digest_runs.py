@@ -195,3 +195,31 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str, str]:
         return int(user_id), kind, channel
     except (ValueError, UnicodeDecodeError):
         raise bad from None
+
+
+def customer_link_token(secret: str, *, user_id: int, customer_id: int) -> str:
+    """A signed token for a digest email's link to a customer: opening it shows that customer to
+    that user (in their Slack Home tab) and to nobody else, so it needs no expiry."""
+    payload = f"open:{user_id}:{customer_id}".encode()
+    mac = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(payload + b"." + mac).decode().rstrip("=")
+
+
+def read_customer_link_token(secret: str, token: str) -> tuple[int, int]:
+    """(user id, customer id) from a token made by ``customer_link_token``; CRMError if altered."""
+    bad = CRMError("This link is not valid.", hint="Open the customer from Slack with /crm show.")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raise bad from None
+    payload, dot, mac = raw[:-17], raw[-17:-16], raw[-16:]
+    expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
+    if dot != b"." or not hmac.compare_digest(mac, expected):
+        raise bad
+    try:
+        purpose, user_id, customer_id = payload.decode().split(":")
+        if purpose != "open":
+            raise bad
+        return int(user_id), int(customer_id)
+    except (ValueError, UnicodeDecodeError):
+        raise bad from None

@@ -286,3 +286,43 @@ def test_each_recipient_sees_changes_since_the_digest_it_got(db, admin, tmp_path
                       .order_by(DigestRun.id)).all()
     listed = [sorted(r.meta["listed"]) for r in runs]
     assert listed == [[str(ann.id)], sorted([str(ann.id), str(ben.id)])]
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_customers_in_a_digest_email_link_into_slack(db, admin, fake_slack, tmp_path, public):
+    from email import message_from_bytes, policy
+
+    from crm.services import digest_runs
+
+    mia, _ = make_user(db, "Mia Manager", Role.manager, email="mia@ourco.com")
+    with db.transaction() as s:
+        s.get(User, mia.id).slack_user_id = "U0MIA"
+    ann = add_customer(db, admin, "Ann", "ann@x.com")
+    _churn_run(db, [ann], [0.7], datetime(2026, 11, 23, 2, tzinfo=UTC))
+    extra = {"public_url": "https://crm.example/", "secret_key": "k3y"} if public else {}
+    settings = _settings(db, outbox_dir=str(tmp_path / "outbox"), slack_bot_token="xoxb-test",
+                         slack_api_url=fake_slack.url, **extra)
+    service = DigestService(settings, db, slack=SlackPoster(settings))
+    service.tick(datetime(2026, 11, 23, 7, 1, tzinfo=UTC))
+    [eml] = _outbox(tmp_path)
+    msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    html, text = msg.get_body(("html",)).get_content(), msg.get_body(("plain",)).get_content()
+    if public:
+        token = text.split("Open: https://crm.example/digests/open?t=")[1].split()[0]
+        assert digest_runs.read_customer_link_token("k3y", token) == (mia.id, ann.id)
+        assert f'href="https://crm.example/digests/open?t={token}"' in html
+    else:
+        home = "slack://app?team=T0TEAM&amp;id=A0CRMBOT&amp;tab=home"
+        assert f'<a href="{home}"' in html and "Open in Slack" in html
+        assert "Open: slack://app?team=T0TEAM&id=A0CRMBOT&tab=home" in text
+
+
+def test_without_slack_a_digest_email_names_customers_by_number(db, admin, tmp_path):
+    make_user(db, "Mia Manager", Role.manager, email="mia@ourco.com")
+    ann = add_customer(db, admin, "Ann", "ann@x.com")
+    _churn_run(db, [ann], [0.7], datetime(2026, 11, 23, 2, tzinfo=UTC))
+    service = DigestService(_settings(db, outbox_dir=str(tmp_path / "outbox")), db, slack=None)
+    service.tick(datetime(2026, 11, 23, 7, 1, tzinfo=UTC))
+    [eml] = _outbox(tmp_path)
+    raw = eml.read_text()
+    assert f"Ann #{ann.id}" in raw and "Open in Slack" not in raw and "Open:" not in raw
