@@ -358,8 +358,11 @@ def build_churn_digest(
         before = listed_before.get(cid)
         if before is not None and isinstance(before.get("p"), int | float):
             delta = round((p - before["p"]) * 100)
-            moved = "unchanged" if delta == 0 else f"{delta:+d} pts since {since}"
-            return f"on this list since {_day(str(before.get('since') or today), tz)}, {moved}"
+            listed_since = _day(str(before.get("since") or today), tz)
+            moved = "unchanged" if delta == 0 else f"{delta:+d} pts"
+            if delta and listed_since != since:
+                moved += f" since {since}"
+            return f"on this list since {listed_since}, {moved}"
         if r.previous_probability is not None:
             return f"new on this list (was {r.previous_probability:.0%} on {since})"
         return "new on this list"

@@ -224,7 +224,7 @@ def test_changes_are_since_the_last_digest_sent_to_that_recipient(db, admin, set
             s, settings, now=later, last=digests.last_digest(s, "churn", "email:new@ourco.com")
         )
     details = {i.customer_id: i.details[0] for i in _items(digest, "top")}
-    assert "on this list since Mon 23 Nov, +5 pts since Mon 23 Nov" in details[a.id]
+    assert "on this list since Mon 23 Nov, +5 pts" in details[a.id]
     assert "on this list since Mon 23 Nov, unchanged" in details[b.id]
     assert "new on this list (was 10% on Mon 23 Nov)" in details[c.id]
     assert _section(digest, "no_longer").summary == ["Dan: risk down to 10% (was 50%)"]
@@ -232,6 +232,14 @@ def test_changes_are_since_the_last_digest_sent_to_that_recipient(db, admin, set
     # Someone who never got the digest sees no change at all.
     assert all(" · " not in i.details[0] for i in _items(stranger, "top"))
     assert digest.memory["listed"][str(a.id)] == {"p": 0.75, "since": "2026-11-23"}
+    # The next digest counts from this one; the list still remembers when Ann first came on it.
+    _sent(db, digest, "email:max@ourco.com", at=later)
+    _add_run(db, everyone, [0.8, 0.35, 0.45, 0.1], hours_after=70)
+    with db.session() as s:
+        last = digests.last_digest(s, "churn", "email:max@ourco.com")
+        third = digests.build_churn_digest(s, settings, now=later + timedelta(days=1), last=last)
+    ann = next(i for i in _items(third, "top") if i.customer_id == a.id)
+    assert "on this list since Mon 23 Nov, +5 pts since Wed 25 Nov" in ann.details[0]
 
 
 def test_a_rise_since_the_last_digest_is_reported_even_from_a_low_score(db, admin, settings):
