@@ -30,7 +30,16 @@ from sqlmodel import Session, col, select
 
 from bot.rendering import register_filters
 from crm.config import Settings
-from crm.models import Customer, Deal, FollowUp, FollowUpStatus, Interaction, Role, User
+from crm.models import (
+    AnalyticsRun,
+    Customer,
+    Deal,
+    FollowUp,
+    FollowUpStatus,
+    Interaction,
+    Role,
+    User,
+)
 from crm.services import digest_runs, insights
 
 logger = logging.getLogger(__name__)
@@ -211,6 +220,32 @@ def _share_common_action(section: Section) -> Section:
     return section
 
 
+def _team_digest(
+    session: Session,
+    settings: Settings,
+    kind: str,
+    now: datetime,
+    recipient: str,
+    intro: str,
+    last: LastDigest | None,
+) -> tuple[Digest, tuple[AnalyticsRun, int | None, str | None] | None]:
+    """An empty digest of ``kind``, and what it is built from: (the latest analytics run, the
+    run ``last`` was built from, the day ``last`` was sent), or None before any run."""
+    digest = Digest(
+        kind=kind,
+        title=TITLES[kind],
+        recipient=recipient,
+        generated_at=now,
+        tz=settings.timezone,
+        intro=intro,
+    )
+    run = insights.latest_run(session)
+    if run is None or run.id is None:
+        return digest, None
+    since = _day(last.sent_at, settings.timezone) if last else None
+    return digest, (run, _remembered_run(session, last), since)
+
+
 def _remembered_run(session: Session, last: LastDigest | None) -> int | None:
     """The analytics run the last digest was built from, if it is still stored."""
     run_id = last.memory.get("analytics_run") if last else None
@@ -305,19 +340,11 @@ def build_churn_digest(
     """Paying customers most likely to leave, ranked by value at risk (risk x value at stake),
     with what changed since ``last``, the last churn digest the recipient got."""
     tz = settings.timezone
-    digest = Digest(
-        kind="churn",
-        title=TITLES["churn"],
-        recipient=recipient,
-        generated_at=now,
-        tz=tz,
-        intro="Paying customers most likely to leave, ranked by the value at risk.",
-    )
-    run = insights.latest_run(session)
-    if run is None or run.id is None:
+    intro = "Paying customers most likely to leave, ranked by the value at risk."
+    digest, found = _team_digest(session, settings, "churn", now, recipient, intro, last)
+    if found is None:
         return digest
-    compare_run = _remembered_run(session, last)
-    since = _day(last.sent_at, tz) if last else None
+    run, compare_run, since = found
     listed_before: dict[int, dict[str, Any]] = {
         int(cid): entry
         for cid, entry in ((last.memory.get("listed") or {}) if last else {}).items()
@@ -748,20 +775,11 @@ def build_segments_digest(
     and the accounts in the segments that need attention, most valuable first."""
     from crm.models import CustomerSegment
 
-    tz = settings.timezone
-    digest = Digest(
-        kind="segments",
-        title=TITLES["segments"],
-        recipient=recipient,
-        generated_at=now,
-        tz=tz,
-        intro="How the customer base is spread across segments, and who moved.",
-    )
-    run = insights.latest_run(session)
-    if run is None or run.id is None:
+    intro = "How the customer base is spread across segments, and who moved."
+    digest, found = _team_digest(session, settings, "segments", now, recipient, intro, last)
+    if found is None:
         return digest
-    compare_run = _remembered_run(session, last)
-    since = _day(last.sent_at, tz) if last else None
+    run, compare_run, since = found
     counts = (
         insights.segment_counts(session, since_run_id=compare_run)
         if compare_run

@@ -60,20 +60,13 @@ def test_unsubscribe_and_subscribe_again(crmbot, db):
 def test_preview_all_lists_what_the_digest_leaves_out(crmbot, db, admin):
     from datetime import timedelta
 
-    from crm.models import AnalyticsRun, ChurnScore, CustomerSegment, utcnow
-    from tests.factories import add_customer
+    from crm.models import utcnow
+    from tests.factories import add_customer, add_scoring_run
 
     customers = [add_customer(db, admin, f"Customer {n:02d}", f"c{n}@c{n}.com") for n in range(12)]
-    with db.transaction() as s:
-        finished = utcnow() - timedelta(hours=1)
-        run = AnalyticsRun(cutoff=finished, status="done", finished_at=finished)
-        s.add(run)
-        s.flush()
-        for n, c in enumerate(customers):
-            s.add(ChurnScore(run_id=run.id, customer_id=c.id, probability=0.5, risk_level="medium",
-                             value_at_stake=1000.0 * (n + 1), reasons=["no outreach in 40 days"]))
-            s.add(CustomerSegment(run_id=run.id, customer_id=c.id, recency_score=2,
-                                  frequency_score=2, monetary_score=2, rfm_segment="At Risk"))
+    values = [1000.0 * (n + 1) for n in range(12)]
+    add_scoring_run(db, [c.id for c in customers], [0.5] * 12, values=values,
+                    finished=utcnow() - timedelta(hours=1))
     code, out, err = crmbot("digest", "preview", "churn")
     assert code == 0, err
     assert "... and 2 more: crmbot digest preview churn --all" in out

@@ -9,13 +9,16 @@ from email import message_from_bytes, policy
 from bot import digests
 from bot.mail.smtp import OutgoingMail, build_message
 from bot.slack.blocks.digests import digest_messages
-from crm.models import AnalyticsRun, ChurnScore, CustomerSegment, DigestRun, Finding, FollowUp, Role
+from crm.models import AnalyticsRun, DigestRun, Finding, FollowUp, Role
 from crm.services import insights
 from tests.conftest import make_user
-from tests.factories import add_customer
+from tests.factories import add_customer, add_scoring_run
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
 HOSTILE = "<script>alert('x')</script> & Söhne 🚀 " + "Very Long Name " * 30
+
+
+DEFAULT_REASONS = ["no reply to 2 emails in 21 days", "orders down 60% vs the previous quarter"]
 
 
 def _scored(
@@ -30,78 +33,29 @@ def _scored(
     never_bought=(),
 ):
     """One scoring run (two with ``previous``); all have bought but those in ``never_bought``."""
-    with db.transaction() as s:
-        runs = []
-        for n, probs in enumerate([previous, probabilities] if previous else [probabilities]):
-            run = AnalyticsRun(
-                cutoff=NOW - timedelta(days=2 - n),
-                status="done",
-                finished_at=NOW - timedelta(days=1 - n, hours=1),
-            )
-            s.add(run)
-            s.flush()
-            runs.append(run)
-            for k, (customer, p) in enumerate(zip(customers, probs, strict=True)):
-                s.add(
-                    ChurnScore(
-                        run_id=run.id,
-                        customer_id=customer.id,
-                        probability=p,
-                        value_at_stake=1200.0 if values is None else values[k],
-                        risk_level="high" if p >= 0.6 else "medium" if p >= 0.3 else "low",
-                        reasons=reasons[k]
-                        if reasons
-                        else [
-                            "no reply to 2 emails in 21 days",
-                            "orders down 60% vs the previous quarter",
-                        ],
-                    )
-                )
-                seg = (segments or {}).get(n, {}).get(customer.id, "Loyal")
-                bought = customer.id not in never_bought
-                s.add(
-                    CustomerSegment(
-                        run_id=run.id,
-                        customer_id=customer.id,
-                        recency_score=3 if bought else 0,
-                        frequency_score=3 if bought else 0,
-                        monetary_score=3 if bought else 0,
-                        rfm_segment=seg if bought else "Prospect",
-                    )
-                )
-        return runs
+    ids = [c.id for c in customers]
+    for n, probs in enumerate([previous, probabilities] if previous else [probabilities]):
+        add_scoring_run(
+            db,
+            ids,
+            probs,
+            finished=NOW - timedelta(days=1 - n, hours=1),
+            values=values,
+            reasons=reasons or [DEFAULT_REASONS] * len(ids),
+            segments=(segments or {}).get(n),
+            never_bought=never_bought,
+        )
 
 
 def _add_run(db, customers, probabilities, *, hours_after=1, segments=None):
     """A further scoring run finished ``hours_after`` NOW, everyone having bought."""
-    with db.transaction() as s:
-        run = AnalyticsRun(
-            cutoff=NOW, status="done", finished_at=NOW + timedelta(hours=hours_after)
-        )
-        s.add(run)
-        s.flush()
-        for customer, p in zip(customers, probabilities, strict=True):
-            s.add(
-                ChurnScore(
-                    run_id=run.id,
-                    customer_id=customer.id,
-                    probability=p,
-                    value_at_stake=1200.0,
-                    risk_level="high" if p >= 0.6 else "medium" if p >= 0.3 else "low",
-                    reasons=["no outreach from us in 40 days"],
-                )
-            )
-            s.add(
-                CustomerSegment(
-                    run_id=run.id,
-                    customer_id=customer.id,
-                    recency_score=3,
-                    frequency_score=3,
-                    monetary_score=3,
-                    rfm_segment=(segments or {}).get(customer.id, "Loyal"),
-                )
-            )
-        return run
+    add_scoring_run(
+        db,
+        [c.id for c in customers],
+        probabilities,
+        finished=NOW + timedelta(hours=hours_after),
+        segments=segments,
+    )
 
 
 def _sent(db, digest, recipient, *, at):
@@ -119,6 +73,13 @@ def _sent(db, digest, recipient, *, at):
                 meta={"ref": "<m@x>", **digest.memory},
             )
         )
+
+
+def _section_texts(messages):
+    """The mrkdwn of every section block of these Slack messages."""
+    return " ".join(
+        b["text"]["text"] for m in messages for b in m["blocks"] if b["type"] == "section"
+    )
 
 
 def _section(digest, key):
@@ -307,31 +268,14 @@ def test_followups_digest_for_a_rep_with_findings_and_manager_rollup(db, admin, 
     rep, _ = make_user(db, "Rita Rep", Role.rep)
     boss, _ = make_user(db, "Mia Manager", Role.manager)
     customer = add_customer(db, admin, "Dora Due", "dora@due.com", owner_id=rep.id)
+    due = {
+        "send quote": timedelta(days=-2),
+        "call back": timedelta(hours=3),
+        "later": timedelta(days=3),
+    }
     with db.transaction() as s:
-        s.add(
-            FollowUp(
-                customer_id=customer.id,
-                owner_id=rep.id,
-                due_at=NOW - timedelta(days=2),
-                note="send quote",
-            )
-        )
-        s.add(
-            FollowUp(
-                customer_id=customer.id,
-                owner_id=rep.id,
-                due_at=NOW + timedelta(hours=3),
-                note="call back",
-            )
-        )
-        s.add(
-            FollowUp(
-                customer_id=customer.id,
-                owner_id=rep.id,
-                due_at=NOW + timedelta(days=3),
-                note="later",
-            )
-        )
+        for note, delta in due.items():
+            s.add(FollowUp(customer_id=customer.id, owner_id=rep.id, due_at=NOW + delta, note=note))
         run = AnalyticsRun(cutoff=NOW, status="done", finished_at=NOW)
         s.add(run)
         s.flush()
@@ -386,12 +330,7 @@ def test_hostile_names_are_escaped_everywhere(db, admin, settings):
     assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; Söhne 🚀" in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html
     slack = digest_messages(digest)
-    text = " ".join(
-        b["text"]["text"]
-        for m in slack
-        for b in m["blocks"]
-        if b.get("text") and b["type"] == "section"
-    )
+    text = _section_texts(slack)
     assert (
         "&lt;script&gt;" in text
         and "&lt;@U123&gt;" in text
@@ -627,20 +566,10 @@ def test_hostile_names_and_reasons_are_escaped_in_every_digest(db, admin, settin
             and 'href="https://crm.example/o?t=a&amp;b=' in html
         )
         slack = digest_messages(digest)
-        text = " ".join(
-            b["text"]["text"]
-            for m in slack
-            for b in m["blocks"]
-            if b.get("text") and b["type"] == "section"
-        )
+        text = _section_texts(slack)
         assert "&lt;script&gt;" in text and "<img" not in text and "&#39;" not in text
     assert "&lt;b&gt;no reply&lt;/b&gt; to &lt;@U123&gt; &amp; co" in digests.render_html(churn)
-    slack_churn = " ".join(
-        b["text"]["text"]
-        for m in digest_messages(churn)
-        for b in m["blocks"]
-        if b.get("text") and b["type"] == "section"
-    )
+    slack_churn = _section_texts(digest_messages(churn))
     assert "&lt;@U123&gt;" in slack_churn and "<@U123>" not in slack_churn
 
 

@@ -12,7 +12,7 @@ from bot.scheduler import DigestService, SlackPoster, latest_fire_time, cron
 from crm.config import Settings
 from crm.models import DigestRun, FollowUp, Role, User
 from tests.conftest import make_user
-from tests.factories import add_customer
+from tests.factories import add_customer, add_scoring_run
 
 
 def _settings(db, **extra) -> Settings:
@@ -236,18 +236,8 @@ def test_a_long_slack_digest_resumes_after_a_failed_part(db, admin, fake_slack, 
 
 
 def _churn_run(db, customers, probabilities, finished):
-    from crm.models import AnalyticsRun, ChurnScore, CustomerSegment
-
-    with db.transaction() as s:
-        run = AnalyticsRun(cutoff=finished, status="done", finished_at=finished)
-        s.add(run)
-        s.flush()
-        for c, p in zip(customers, probabilities, strict=True):
-            s.add(ChurnScore(run_id=run.id, customer_id=c.id, probability=p, value_at_stake=5000.0,
-                             risk_level="high" if p >= 0.6 else "medium" if p >= 0.3 else "low",
-                             reasons=["no outreach from us in 40 days"]))
-            s.add(CustomerSegment(run_id=run.id, customer_id=c.id, recency_score=2,
-                                  frequency_score=2, monetary_score=2, rfm_segment="At Risk"))
+    add_scoring_run(db, [c.id for c in customers], probabilities, finished=finished,
+                    values=[5000.0] * len(customers), segments={c.id: "At Risk" for c in customers})
 
 
 def test_each_recipient_sees_changes_since_the_digest_it_got(db, admin, tmp_path):
