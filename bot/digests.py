@@ -18,7 +18,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -150,13 +150,13 @@ def _ago(then: datetime | None, now: datetime) -> str:
     return "today" if days <= 0 else "yesterday" if days == 1 else f"{days} days ago"
 
 
-def _day(when: datetime | str, tz: str) -> str:
-    """A short local date: "Mon 30 Nov"."""
-    if isinstance(when, str):
-        when = datetime.fromisoformat(when)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=ZoneInfo("UTC"))
-    return f"{when.astimezone(ZoneInfo(tz)):%a %d %b}"
+def _day(when: datetime | date, tz: str) -> str:
+    """A short local date: "Mon 30 Nov" (a date is already local)."""
+    if isinstance(when, datetime):  # stored times are UTC, with or without their zone
+        when = (when if when.tzinfo else when.replace(tzinfo=ZoneInfo("UTC"))).astimezone(
+            ZoneInfo(tz)
+        )
+    return f"{when:%a %d %b}"
 
 
 def _customer_title(customer: Customer) -> str:
@@ -385,7 +385,10 @@ def build_churn_digest(
         before = listed_before.get(cid)
         if before is not None and isinstance(before.get("p"), int | float):
             delta = round((p - before["p"]) * 100)
-            listed_since = _day(str(before.get("since") or today), tz)
+            try:
+                listed_since = _day(date.fromisoformat(str(before.get("since"))), tz)
+            except ValueError:
+                listed_since = since
             moved = "unchanged" if delta == 0 else f"{delta:+d} pts"
             if delta and listed_since != since:
                 moved += f" since {since}"

@@ -646,3 +646,17 @@ def test_on_demo_data_the_churn_digest_lists_few_paying_customers_with_varied_re
     )  # no digest was sent yet
     actions = Counter(i.action for i in top)
     assert len(actions) > 1 and actions.most_common(1)[0][1] <= len(top) // 2
+
+
+def test_dates_are_the_teams_own_west_of_greenwich(db, admin, settings):
+    west = settings.model_copy(update={"timezone": "America/Los_Angeles"})
+    ann = add_customer(db, admin, "Ann", "ann@ann.com")
+    _scored(db, [ann], probabilities=[0.7])
+    with db.session() as s:  # 07:00 UTC on Monday is still Sunday evening in Los Angeles
+        first = digests.build_churn_digest(s, west, now=NOW)
+    _sent(db, first, "email:max@ourco.com", at=NOW)
+    _add_run(db, [ann], [0.8], hours_after=24)
+    with db.session() as s:
+        last = digests.last_digest(s, "churn", "email:max@ourco.com")
+        digest = digests.build_churn_digest(s, west, now=NOW + timedelta(days=2), last=last)
+    assert "on this list since Sun 22 Nov, +10 pts" in _items(digest, "top")[0].details[0]
