@@ -108,7 +108,7 @@ def publish_home(
     return True
 
 
-def _still_focused(view: Any) -> int | None:
+def still_focused(view: Any) -> int | None:
     """The customer the Home tab was showing on top, if it was put there moments ago."""
     try:
         meta = json.loads((view or {}).get("private_metadata") or "{}")
@@ -123,7 +123,7 @@ def _still_focused(view: Any) -> int | None:
 def app_home_opened(event: dict[str, Any], client: WebClient, context: dict[str, Any]) -> None:
     if event.get("tab", "home") != "home":
         return
-    publish_home(context, client, event["user"], focus=_still_focused(event.get("view")))
+    publish_home(context, client, event["user"], focus=still_focused(event.get("view")))
 
 
 def show_customer_on_home(
