@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -30,8 +31,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, col, select
 
 from bot import digests
-from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail
+from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail, Sent
 from bot.slack.blocks.digests import digest_messages
+from bot.slack.links import app_home_link
 from crm.config import Settings
 from crm.db import Database
 from crm.models import Role, User, utcnow
@@ -88,6 +90,13 @@ class Delivery:
     recipient: str
     status: str  # sent, skipped, failed, already, dry-run
     detail: str = ""
+    outbox_file: str | None = None  # without SMTP an email is written here instead of sent
+
+    def describe(self) -> str:
+        """One line for people: what happened to this recipient's digest."""
+        if self.status == "sent" and self.outbox_file:
+            return f"{self.recipient}: written to {self.outbox_file} (no SMTP server is set)"
+        return f"{self.recipient}: {self.status}" + (f" - {self.detail}" if self.detail else "")
 
 
 class SlackPoster:
@@ -184,7 +193,11 @@ class DigestService:
     # -- content
 
     def build(self, session: Session, kind: str, recipient: Recipient, now: datetime) -> digests.Digest:
-        return digests.build_digest(session, self.settings, kind, now=now, user=recipient.user)
+        """The digest for one recipient, with changes since the last one that reached them."""
+        last = digests.last_digest(session, kind, recipient.key)
+        return digests.build_digest(
+            session, self.settings, kind, now=now, user=recipient.user, last=last
+        )
 
     def _unsubscribe(self, kind: str, recipient: Recipient) -> tuple[str, dict[str, str]]:
         """The footer link and the List-Unsubscribe headers for one email."""
@@ -199,22 +212,47 @@ class DigestService:
             return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         return mailto, {"List-Unsubscribe": f"<{mailto}>"}
 
-    def deliver(self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0) -> str:
+    def customer_link(self, recipient: Recipient) -> Callable[[int], str] | None:
+        """Where a customer's name in this recipient's email opens, when Slack is on: through
+        crmbot's endpoint, which shows the customer's card in the recipient's Home tab, when the
+        public URL is set and they have a Slack id; else the app's Home tab itself."""
+        if self.slack is None:
+            return None
+        home = app_home_link(self.slack.client)
+        if home is None:
+            return None
+        s, user = self.settings, recipient.user
+        secret, public = s.secret_key, s.public_url
+        user_id = user.id if user is not None and user.slack_user_id else None
+        if not (secret and public and user_id is not None):
+            return lambda _cid: home
+        base, uid = f"{public.rstrip('/')}{digests.OPEN_CUSTOMER_PATH}?t=", user_id
+
+        def link(cid: int) -> str:
+            return base + digest_runs.customer_link_token(secret, user_id=uid, customer_id=cid)
+
+        return link
+
+    def deliver(
+        self, kind: str, recipient: Recipient, digest: digests.Digest, *, already_sent: int = 0
+    ) -> Sent:
         if recipient.channel == "email":
             unsubscribe, unsubscribe_headers = self._unsubscribe(kind, recipient)
+            link = self.customer_link(recipient)
             images = [InlineImage(cid=f"chart-{kind}@crmbot", data=digest.chart_png)] if digest.chart_png else []
             mail = OutgoingMail(
                 to=[recipient.address],
                 subject=f"{digest.title} · {digest.generated_at.astimezone(ZoneInfo(digest.tz)):%a %d %b}",
-                text=digests.render_text(digest, unsubscribe=unsubscribe),
-                html=digests.render_html(digest, unsubscribe=unsubscribe, chart_cid=images[0].cid if images else None),
+                text=digests.render_text(digest, unsubscribe=unsubscribe, customer_link=link),
+                html=digests.render_html(digest, unsubscribe=unsubscribe, customer_link=link,
+                                         chart_cid=images[0].cid if images else None),
                 images=images,
                 headers={**unsubscribe_headers, "X-Crmbot-Digest": kind},
             )
-            return self.mailer.send(mail)
+            return self.mailer.deliver(mail)
         if self.slack is None:
             raise DeliveryError("Slack is off (no SLACK_BOT_TOKEN)")
-        return self.slack.post(recipient, digest_messages(digest), already_sent=already_sent)
+        return Sent(self.slack.post(recipient, digest_messages(digest), already_sent=already_sent))
 
     # -- one send
 
@@ -222,7 +260,13 @@ class DigestService:
         if dry_run:
             with self.db.session() as session:
                 digest = self.build(session, kind, recipient, now)
-            return Delivery(kind, period, recipient.key, "dry-run", "empty, would not be sent" if digest.empty else f"{sum(len(s.items) for s in digest.visible_sections)} items")
+            items = sum(len(s.items) for s in digest.visible_sections)
+            detail = (
+                "empty, would not be sent"
+                if digest.empty
+                else f"{items} item{'' if items == 1 else 's'}"
+            )
+            return Delivery(kind, period, recipient.key, "dry-run", detail)
         with self.db.transaction() as session:
             claim = digest_runs.claim(session, job=kind, period=period, recipient=recipient.key, holder=self.holder,
                                       now=now, max_attempts=self.settings.digest_max_attempts)
@@ -240,7 +284,8 @@ class DigestService:
                 with self.db.transaction() as session:
                     digest_runs.mark_skipped(session, claim=claim, reason=reason)
                 return Delivery(kind, period, recipient.key, "skipped", reason)
-            ref = self.deliver(kind, recipient, digest, already_sent=int((claim.progress or {}).get("parts_sent", 0)))
+            parts_sent = int((claim.progress or {}).get("parts_sent", 0))
+            sent = self.deliver(kind, recipient, digest, already_sent=parts_sent)
         except DeliveryError as exc:
             logger.warning("digest %s for %s (%s) failed, attempt %s: %s", kind, recipient.key, period, claim.attempt, exc)
             with self.db.transaction() as session:
@@ -251,9 +296,12 @@ class DigestService:
             with self.db.transaction() as session:
                 digest_runs.mark_failed(session, claim=claim, error=f"{type(exc).__name__}: {exc}")
             return Delivery(kind, period, recipient.key, "failed", str(exc))
+        # What the digest remembered (e.g. who it listed) comes back to the next one sent here.
+        meta = {"ref": sent.message_id, **digest.memory}
         with self.db.transaction() as session:
-            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta={"ref": ref})
-        return Delivery(kind, period, recipient.key, "sent", ref)
+            digest_runs.mark_sent(session, claim=claim, now=utcnow(), meta=meta)
+        outbox = _shown_path(sent.outbox_file) if sent.outbox_file else None
+        return Delivery(kind, period, recipient.key, "sent", sent.message_id, outbox_file=outbox)
 
     # -- schedule
 
@@ -365,6 +413,14 @@ def scheduler_factory(settings: Settings, db: Database) -> SchedulerComponent:
         return run_refresh(db, settings=settings, actor=Actor.system("scheduler"), cutoff=now)
 
     return SchedulerComponent(settings, db, refresh=refresh)
+
+
+def _shown_path(path: Path) -> str:
+    """A path as a person would type it here: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def iter_kinds(kind: str | None) -> Iterable[str]:

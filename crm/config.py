@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     # Extra email recipients per digest, comma-separated (besides the users who receive it).
     churn_digest_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     segments_digest_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Churn digest: how big a rise in risk since the last run is worth a mention
+    # Churn digest: how big a rise in risk since the last digest sent is worth a mention
     # (who counts as high risk is churn_high_risk, in the analytics settings).
     churn_rise_alert: float = Field(default=0.15, ge=0, le=1)
     # --- end digests ---

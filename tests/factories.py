@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from crm.config import Settings
 from crm.db import Database
-from crm.models import Customer, CustomerCreate, Deal, DealCreate, FollowUp, utcnow
+from crm.models import (
+    AnalyticsRun,
+    ChurnScore,
+    Customer,
+    CustomerCreate,
+    CustomerSegment,
+    Deal,
+    DealCreate,
+    FollowUp,
+    utcnow,
+)
 from crm.services import customers, deals
 from crm.services.actor import Actor
 
@@ -56,3 +67,46 @@ def add_follow_up(
         session.add(follow_up)
         session.flush()
         return follow_up
+
+
+def add_scoring_run(
+    db: Database,
+    customer_ids: Sequence[int],
+    probabilities: Sequence[float],
+    *,
+    finished: datetime,
+    values: Sequence[float] | None = None,
+    reasons: Sequence[list[str]] | None = None,
+    segments: Mapping[int, str] | None = None,
+    never_bought: Collection[int] = (),
+) -> int:
+    """A finished analytics run scoring these customers (risk level from the default thresholds),
+    each in a segment ("Loyal" by default); those in ``never_bought`` are Prospects scored 0, as
+    the segmentation scores customers who never bought. Returns the run's id."""
+    with db.transaction() as session:
+        run = AnalyticsRun(cutoff=finished, status="done", finished_at=finished)
+        session.add(run)
+        session.flush()
+        for n, (cid, p) in enumerate(zip(customer_ids, probabilities, strict=True)):
+            session.add(
+                ChurnScore(
+                    run_id=run.id,
+                    customer_id=cid,
+                    probability=p,
+                    risk_level="high" if p >= 0.6 else "medium" if p >= 0.3 else "low",
+                    value_at_stake=1200.0 if values is None else values[n],
+                    reasons=["no outreach from us in 40 days"] if reasons is None else reasons[n],
+                )
+            )
+            bought = cid not in never_bought
+            session.add(
+                CustomerSegment(
+                    run_id=run.id,
+                    customer_id=cid,
+                    recency_score=3 * bought,
+                    frequency_score=3 * bought,
+                    monetary_score=3 * bought,
+                    rfm_segment=(segments or {}).get(cid, "Loyal") if bought else "Prospect",
+                )
+            )
+        return run.id  # type: ignore[return-value]

@@ -43,8 +43,14 @@ def preview(
         Path | None,
         typer.Option("--output", "-o", help="Write to this file instead of printing."),
     ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every item, not only the first of each section.")
+    ] = False,
 ) -> None:
-    """Show what a digest would say now, without sending it."""
+    """Show what a digest would say now, without sending it.
+
+    Changes are shown since the last digest of the kind sent to the user (--for), or to anyone.
+    """
     from sqlmodel import col, select
 
     from bot import digests
@@ -59,7 +65,17 @@ def preview(
     now = utcnow()
     with state.db.session() as session:
         user = None
-        if kind == "followups":
+        last = None
+        if kind != "followups":
+            # Changes since the last digest this user got by email (or Slack), else anyone's.
+            recipient = None
+            if for_user:
+                found = user_svc.find_user(session, for_user)
+                recipient = (
+                    f"email:{found.email}" if found.email else f"slack:{found.slack_user_id}"
+                )
+            last = digests.last_digest(session, kind, recipient)
+        else:
             if for_user:
                 user = user_svc.find_user(session, for_user)
             else:
@@ -70,7 +86,9 @@ def preview(
                     raise CRMError(
                         "There is no rep to preview follow-ups for.", hint="Give one with --for."
                     )
-        digest = digests.build_digest(session, state.settings, kind, now=now, user=user)
+        digest = digests.build_digest(
+            session, state.settings, kind, now=now, user=user, last=last, everything=everything
+        )
     if fmt == "text":
         body = digests.render_text(digest)
     elif fmt == "html":
@@ -121,7 +139,7 @@ def send(
             "or configure a channel."
         )
     for r in results:
-        typer.echo(f"{r.recipient}: {r.status}{' - ' + r.detail if r.detail else ''}")
+        typer.echo(r.describe())
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 

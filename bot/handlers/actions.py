@@ -20,7 +20,7 @@ from bot.handlers.common import (
     start,
     write,
 )
-from bot.handlers.home import publish_home
+from bot.handlers.home import publish_home, still_focused
 from bot.slack import ids
 from bot.slack.blocks.base import changed, error_message, local_time, note
 from bot.slack.blocks.deals import deal_changed
@@ -54,7 +54,8 @@ def _reply(
     if not _from_home(body):
         respond(**reply)
         return
-    publish_home(context, client, body["user"]["id"])
+    # A customer opened from a digest stays on top while the user works through the tab.
+    publish_home(context, client, body["user"]["id"], focus=still_focused(body.get("view")))
     if failed:
         # Home has no response URL: a mistake is explained in the app's DM.
         direct_message(client, body["user"]["id"], reply)

@@ -51,6 +51,14 @@ class OutgoingMail:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One message that went out: its Message-ID and, without an SMTP server, its outbox file."""
+
+    message_id: str
+    outbox_file: Path | None = None
+
+
 def _clean_header(value: str) -> str:
     # Belt and braces: EmailMessage refuses line breaks; we also fold them into spaces first so a
     # hostile customer name in a subject cannot fail the whole digest.
@@ -99,6 +107,10 @@ class Mailer:
 
     def send(self, mail: OutgoingMail) -> str:
         """Send one message; returns its Message-ID. Raises DeliveryError when it could not go out."""
+        return self.deliver(mail).message_id
+
+    def deliver(self, mail: OutgoingMail) -> Sent:
+        """Send one message, saying where it went. Raises DeliveryError when it could not go out."""
         recipients = [a for a in mail.to if valid_address(a)]
         if not recipients:
             raise DeliveryError(f"no valid recipient in {list(mail.to)!r}")
@@ -106,9 +118,9 @@ class Mailer:
         msg = build_message(mail, sender=self.settings.smtp_from)
         if self.uses_outbox:
             return self._to_outbox(msg)
-        return self._to_smtp(msg, recipients)
+        return Sent(self._to_smtp(msg, recipients))
 
-    def _to_outbox(self, msg: EmailMessage) -> str:
+    def _to_outbox(self, msg: EmailMessage) -> Sent:
         folder = Path(self.settings.outbox_dir)
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -117,7 +129,7 @@ class Mailer:
         tmp.write_bytes(msg.as_bytes())
         tmp.replace(path)  # readers never see half a file
         logger.info("wrote %s to the outbox (%s)", msg["Subject"], path)
-        return str(msg["Message-ID"])
+        return Sent(str(msg["Message-ID"]), path)
 
     def _to_smtp(self, msg: EmailMessage, recipients: list[str]) -> str:
         s = self.settings

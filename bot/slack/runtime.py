@@ -176,10 +176,63 @@ class _Handler(BaseHTTPRequestHandler):
             {"Content-Type": "text/html; charset=utf-8"},
         )
 
+    def _open_customer(self, token: str) -> None:
+        """A customer's link in a digest email: their card goes on top of the reader's Home tab
+        in Slack, then the browser is sent on to that tab. Opening it changes no data, so a
+        mail scanner following the link does no harm."""
+        from html import escape
+
+        from bot.digests import OPEN_CUSTOMER_PATH
+        from bot.handlers.common import BotContext
+        from bot.handlers.home import show_customer_on_home
+        from bot.slack.links import app_home_link
+        from crm.services import digest_runs
+        from crm.services.errors import CRMError
+
+        settings = self.server.settings
+        if settings is None or not settings.secret_key:
+            self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        html = {"Content-Type": "text/html; charset=utf-8"}
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head>"
+            "<body style='font-family:sans-serif'><p>{}</p></body></html>"
+        )
+        try:
+            user_id, customer_id = digest_runs.read_customer_link_token(settings.secret_key, token)
+        except CRMError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, page.format(escape(str(exc))), html)
+            return
+        client = self.server.app.client
+        home = app_home_link(client)
+        bot = BotContext(settings, self.server.db)
+        try:
+            shown = show_customer_on_home(bot, client, user_id=user_id, customer_id=customer_id)
+        except SlackApiError as exc:
+            logger.warning("%s: Slack refused the Home tab: %s", OPEN_CUSTOMER_PATH, exc)
+            shown = False
+        if not shown or home is None:
+            self._send(
+                HTTPStatus.OK,
+                page.format(f"Open Slack and use <code>/crm show #{customer_id}</code>."),
+                html,
+            )
+            return
+        self._send(
+            HTTPStatus.FOUND,
+            page.format(f"<a href='{escape(home)}'>Open crmbot in Slack</a>"),
+            {**html, "Location": home},
+        )
+
     def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
+        from bot.digests import OPEN_CUSTOMER_PATH
+
         parts = urlsplit(self.path)
         if parts.path == UNSUBSCRIBE_PATH:
             self._unsubscribe(confirm=False, token=(parse_qs(parts.query).get("t") or [""])[0])
+            return
+        if parts.path == OPEN_CUSTOMER_PATH:
+            self._open_customer((parse_qs(parts.query).get("t") or [""])[0])
             return
         if urlsplit(self.path).path != HEALTH_PATH:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")

@@ -121,6 +121,16 @@ def retryable_runs(session: Session, *, now: datetime | None = None, max_attempt
     return list(session.exec(stmt))
 
 
+def last_sent(session: Session, *, job: str, recipient: str | None = None) -> DigestRun | None:
+    """The latest send of ``job`` that went out to ``recipient`` (to anyone when None): what a
+    new digest compares with, so "since your last digest" means the last one that arrived."""
+    stmt = select(DigestRun).where(DigestRun.job == job, DigestRun.status == SENT)
+    if recipient is not None:
+        stmt = stmt.where(DigestRun.recipient == recipient)
+    stmt = stmt.order_by(col(DigestRun.sent_at).desc(), col(DigestRun.id).desc()).limit(1)
+    return session.exec(stmt).first()
+
+
 def history(session: Session, *, job: str | None = None, limit: int = 50) -> list[DigestRun]:
     stmt = select(DigestRun)
     if job:
@@ -183,5 +193,33 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str, str]:
         user_id, kind, channel = payload.decode().split(":")
         _check(kind, channel)
         return int(user_id), kind, channel
+    except (ValueError, UnicodeDecodeError):
+        raise bad from None
+
+
+def customer_link_token(secret: str, *, user_id: int, customer_id: int) -> str:
+    """A signed token for a digest email's link to a customer: opening it shows that customer to
+    that user (in their Slack Home tab) and to nobody else, so it needs no expiry."""
+    payload = f"open:{user_id}:{customer_id}".encode()
+    mac = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(payload + b"." + mac).decode().rstrip("=")
+
+
+def read_customer_link_token(secret: str, token: str) -> tuple[int, int]:
+    """(user id, customer id) from a token made by ``customer_link_token``; CRMError if altered."""
+    bad = CRMError("This link is not valid.", hint="Open the customer from Slack with /crm show.")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raise bad from None
+    payload, dot, mac = raw[:-17], raw[-17:-16], raw[-16:]
+    expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
+    if dot != b"." or not hmac.compare_digest(mac, expected):
+        raise bad
+    try:
+        purpose, user_id, customer_id = payload.decode().split(":")
+        if purpose != "open":
+            raise bad
+        return int(user_id), int(customer_id)
     except (ValueError, UnicodeDecodeError):
         raise bad from None

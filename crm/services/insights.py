@@ -1,4 +1,5 @@
-"""Reading what analytics stored: a customer's segment and churn risk, the at-risk list, segment sizes.
+"""Reading what analytics stored: a customer's segment and churn risk, the at-risk lists,
+segment sizes.
 
 Writers live in ``crm.analytics``; every reader here looks at the latest finished run and,
 where change matters, the run before it.
@@ -6,6 +7,7 @@ where change matters, the run before it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, select
 
-from crm.models import AnalyticsRun, ChurnScore, Customer, CustomerSegment, Finding
+from crm.models import AnalyticsRun, ChurnScore, Customer, CustomerSegment, CustomerStatus, Finding
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class AtRisk:
     customer: Customer
     score: ChurnScore
     previous_probability: float | None
+
+    @property
+    def value_at_risk(self) -> float:
+        """What the customer's leaving would likely cost: risk x value at stake."""
+        return self.score.probability * (self.score.value_at_stake or 0.0)
 
 
 @dataclass(frozen=True)
@@ -172,52 +179,24 @@ def at_risk_customers(
     ]
 
 
-def count_at_risk(session: Session, *, min_probability: float, owner_id: int | None = None) -> int:
-    """How many customers the latest run scored at or above ``min_probability``."""
-    run = latest_run(session)
-    if run is None:
-        return 0
-    stmt = (
-        sa.select(sa.func.count())
-        .select_from(ChurnScore)
-        .where(ChurnScore.run_id == run.id, ChurnScore.probability >= min_probability)
-    )
-    if owner_id is not None:
-        stmt = stmt.join(Customer, Customer.id == ChurnScore.customer_id).where(
-            Customer.owner_id == owner_id
-        )
-    return int(session.execute(stmt).scalar_one())
-
-
-def risk_risers(
-    session: Session, *, min_rise: float, limit: int = 50, owner_id: int | None = None
-) -> list[AtRisk]:
-    """Customers whose churn probability rose by at least ``min_rise`` between the two latest runs."""
-    runs = finished_runs(session)
-    if len(runs) < 2:
-        return []
-    new, old = sa.orm.aliased(ChurnScore), sa.orm.aliased(ChurnScore)
-    rise = new.probability - old.probability
-    stmt = (
-        select(new, Customer, old.probability)
-        .join(old, sa.and_(old.customer_id == new.customer_id, old.run_id == runs[1].id))
-        .join(Customer, col(Customer.id) == new.customer_id)
-        .where(new.run_id == runs[0].id, rise >= min_rise)
-        .order_by(rise.desc(), new.customer_id)
-        .limit(limit)
-    )
-    if owner_id is not None:
-        stmt = stmt.where(Customer.owner_id == owner_id)
-    return [
-        AtRisk(customer=c, score=score, previous_probability=before)
-        for score, c, before in session.exec(stmt)
-    ]
-
-
-def segment_counts(session: Session) -> list[SegmentCount]:
-    """Customers per RFM segment in the latest run, with the previous run's count."""
+def _compared_runs(
+    session: Session, since_run_id: int | None
+) -> tuple[AnalyticsRun | None, int | None]:
+    """(The latest run, the run to compare it with): ``since_run_id`` when given, else the
+    run before the latest."""
     runs = finished_runs(session)
     if not runs:
+        return None, None
+    if since_run_id is not None:
+        return runs[0], since_run_id
+    return runs[0], runs[1].id if len(runs) > 1 else None
+
+
+def segment_counts(session: Session, *, since_run_id: int | None = None) -> list[SegmentCount]:
+    """Customers per RFM segment in the latest run, with the count in ``since_run_id`` (by
+    default the run before)."""
+    latest, before_id = _compared_runs(session, since_run_id)
+    if latest is None:
         return []
 
     def counts(run_id: int) -> dict[str, int]:
@@ -228,41 +207,272 @@ def segment_counts(session: Session) -> list[SegmentCount]:
         )
         return {segment: int(n) for segment, n in session.execute(stmt)}
 
-    now = counts(runs[0].id)  # type: ignore[arg-type]
-    before = counts(runs[1].id) if len(runs) > 1 else None  # type: ignore[arg-type]
+    now = counts(latest.id)  # type: ignore[arg-type]
+    before = counts(before_id) if before_id is not None else None
     return [
         SegmentCount(segment=s, customers=n, previous=None if before is None else before.get(s, 0))
-        for s, n in sorted(now.items(), key=lambda kv: -kv[1])
+        for s, n in sorted(now.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
 
 
-def segment_moves(session: Session) -> list[tuple[str, str, int]]:
-    """(from segment, to segment, customers) between the two latest runs, largest first."""
-    runs = finished_runs(session)
-    if len(runs) < 2:
+def segment_moves(
+    session: Session, *, since_run_id: int | None = None
+) -> list[tuple[str, str, int]]:
+    """(from segment, to segment, customers) between ``since_run_id`` (by default the run
+    before the latest) and the latest run, largest first."""
+    latest, before_id = _compared_runs(session, since_run_id)
+    if latest is None or before_id is None:
         return []
     new, old = sa.orm.aliased(CustomerSegment), sa.orm.aliased(CustomerSegment)
     stmt = (
         sa.select(old.rfm_segment, new.rfm_segment, sa.func.count())
-        .join(old, sa.and_(old.customer_id == new.customer_id, old.run_id == runs[1].id))
-        .where(new.run_id == runs[0].id, old.rfm_segment != new.rfm_segment)
+        .join(old, sa.and_(old.customer_id == new.customer_id, old.run_id == before_id))
+        .where(new.run_id == latest.id, old.rfm_segment != new.rfm_segment)
         .group_by(old.rfm_segment, new.rfm_segment)
-        .order_by(sa.func.count().desc())
+        .order_by(sa.func.count().desc(), old.rfm_segment, new.rfm_segment)
     )
     return [(a, b, int(n)) for a, b, n in session.execute(stmt)]
 
 
 def findings_for(
-    session: Session, *, owner_id: int | None = None, limit: int = 100
+    session: Session,
+    *,
+    owner_id: int | None = None,
+    kind: str | None = None,
+    limit: int | None = 100,
 ) -> list[Finding]:
-    """What the follow-up rules found in the latest run (optionally one owner's), most severe first."""
+    """What the follow-up rules found in the latest run (optionally one owner's, one kind),
+    most severe first."""
     run = latest_run(session)
     if run is None:
         return []
     stmt = select(Finding).where(Finding.run_id == run.id)
     if owner_id is not None:
         stmt = stmt.where(Finding.owner_id == owner_id)
-    stmt = stmt.order_by(col(Finding.severity).desc(), col(Finding.since), col(Finding.id)).limit(
-        limit
-    )
+    if kind is not None:
+        stmt = stmt.where(Finding.kind == kind)
+    stmt = stmt.order_by(col(Finding.severity).desc(), col(Finding.since), col(Finding.id))
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list(session.exec(stmt))
+
+
+def finding_counts(
+    session: Session, *, owner_id: int | None = None
+) -> dict[tuple[int | None, str], int]:
+    """How many findings of each kind each owner has in the latest run: {(owner, kind): n}."""
+    run = latest_run(session)
+    if run is None:
+        return {}
+    stmt = (
+        sa.select(Finding.owner_id, Finding.kind, sa.func.count())
+        .where(Finding.run_id == run.id)
+        .group_by(Finding.owner_id, Finding.kind)
+    )
+    if owner_id is not None:
+        stmt = stmt.where(Finding.owner_id == owner_id)
+    return {(owner, kind): int(n) for owner, kind, n in session.execute(stmt)}
+
+
+# ------------------------------------------------------------------ the churn watch list
+
+WATCH_LEVELS = ("medium", "high")
+
+
+def _has_bought(score: Any) -> sa.ColumnElement[bool]:
+    """The customer had bought by the scoring run's cutoff (a purchase or a won deal).
+
+    The same run segments every customer on the same cutoff and scores those who never
+    bought 0 on both frequency and monetary value ("Prospect"): a lead who wrote to us but
+    never bought can be at risk of going quiet, but not of churning.
+    """
+    seg = aliased(CustomerSegment)
+    return (
+        sa.exists()
+        .where(
+            seg.run_id == score.run_id,
+            seg.customer_id == score.customer_id,
+            sa.or_(seg.frequency_score > 0, seg.monetary_score > 0),
+        )
+        .correlate_except(seg)
+    )
+
+
+def _value_at_risk(score: Any) -> sa.ColumnElement[float]:
+    return score.probability * sa.func.coalesce(score.value_at_stake, 0.0)
+
+
+@dataclass(frozen=True)
+class WatchList:
+    """Paying customers at medium or high churn risk in one run, most value at risk first."""
+
+    customers: list[AtRisk]  # the first ``limit`` of them
+    total: int  # how many there are in all
+    high: int  # of them at high risk
+    value_at_risk: float  # summed over all of them
+    leads_left_out: int  # at medium or high risk but never bought: not churn
+    churned_left_out: int  # already marked churned by the team
+
+
+def churn_watchlist(
+    session: Session,
+    *,
+    run_id: int,
+    limit: int | None,
+    owner_id: int | None = None,
+    compare_run_id: int | None = None,
+) -> WatchList:
+    """The customers whose leaving would cost most (risk x value at stake), paying customers
+    only, with each one's probability in ``compare_run_id`` (e.g. the run the recipient's last
+    digest was built from) as ``previous_probability``."""
+    at_watch_level = sa.and_(
+        ChurnScore.run_id == run_id, col(ChurnScore.risk_level).in_(WATCH_LEVELS)
+    )
+    bought = _has_bought(ChurnScore)
+    still_ours = Customer.status != CustomerStatus.churned
+    watched = sa.and_(bought, still_ours)
+    owner = [Customer.owner_id == owner_id] if owner_id is not None else []
+    totals = session.execute(
+        sa.select(
+            sa.func.count().filter(watched),
+            sa.func.count().filter(watched, ChurnScore.risk_level == "high"),
+            sa.func.coalesce(sa.func.sum(_value_at_risk(ChurnScore)).filter(watched), 0.0),
+            sa.func.count().filter(sa.not_(bought)),
+            sa.func.count().filter(bought, sa.not_(still_ours)),
+        )
+        .select_from(ChurnScore)
+        .join(Customer, col(Customer.id) == ChurnScore.customer_id)
+        .where(at_watch_level, *owner)
+    ).one()
+    stmt = (
+        select(ChurnScore, Customer)
+        .join(Customer, col(Customer.id) == ChurnScore.customer_id)
+        .where(at_watch_level, watched, *owner)
+        .order_by(
+            _value_at_risk(ChurnScore).desc(),
+            col(ChurnScore.probability).desc(),
+            col(ChurnScore.customer_id),
+        )
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = list(session.exec(stmt))
+    before = (
+        probabilities(session, run_id=compare_run_id, customer_ids=[s.customer_id for s, _ in rows])
+        if compare_run_id is not None
+        else {}
+    )
+    return WatchList(
+        customers=[
+            AtRisk(customer=c, score=s, previous_probability=before.get(s.customer_id, (None,))[0])
+            for s, c in rows
+        ],
+        total=int(totals[0]),
+        high=int(totals[1]),
+        value_at_risk=float(totals[2] or 0.0),
+        leads_left_out=int(totals[3]),
+        churned_left_out=int(totals[4]),
+    )
+
+
+def churn_risers_since(
+    session: Session,
+    *,
+    run_id: int,
+    since_run_id: int,
+    min_rise: float,
+    limit: int | None,
+    owner_id: int | None = None,
+    exclude: list[int] | None = None,
+) -> tuple[list[AtRisk], int]:
+    """Paying customers whose churn probability rose by at least ``min_rise`` since the run
+    ``since_run_id`` (at any level: a jump from a low score is news too), most value at risk
+    first, and how many there are in all."""
+    new, old = aliased(ChurnScore), aliased(ChurnScore)
+    where = [
+        new.run_id == run_id,
+        new.probability - old.probability >= min_rise,
+        _has_bought(new),
+        Customer.status != CustomerStatus.churned,
+    ]
+    if owner_id is not None:
+        where.append(Customer.owner_id == owner_id)
+    if exclude:
+        where.append(col(new.customer_id).not_in(exclude))
+
+    def joined(stmt: Any) -> Any:
+        return (
+            stmt.join(old, sa.and_(old.customer_id == new.customer_id, old.run_id == since_run_id))
+            .join(Customer, col(Customer.id) == new.customer_id)
+            .where(*where)
+        )
+
+    total = session.execute(joined(sa.select(sa.func.count()).select_from(new))).scalar_one()
+    stmt = joined(select(new, Customer, old.probability)).order_by(
+        _value_at_risk(new).desc(), new.probability.desc(), new.customer_id
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = [
+        AtRisk(customer=c, score=score, previous_probability=before)
+        for score, c, before in session.exec(stmt)
+    ]
+    return rows, int(total)
+
+
+def probabilities(
+    session: Session, *, run_id: int, customer_ids: list[int]
+) -> dict[int, tuple[float, str]]:
+    """(probability, risk level) of these customers in one run; absent when not scored there."""
+    if not customer_ids:
+        return {}
+    stmt = sa.select(ChurnScore.customer_id, ChurnScore.probability, ChurnScore.risk_level).where(
+        ChurnScore.run_id == run_id, col(ChurnScore.customer_id).in_(customer_ids)
+    )
+    return {cid: (float(p), level) for cid, p, level in session.execute(stmt)}
+
+
+def run_exists(session: Session, run_id: int) -> bool:
+    return session.get(AnalyticsRun, run_id) is not None
+
+
+# ------------------------------------------------------------------ churn reasons, read back
+
+# The stored reasons are sentences written by ``crm.analytics.churn`` (one per group of
+# features the model weighed). Reading them back into kinds lets a digest choose an action
+# that fits the reason; wording this table does not know is kept as text, with kind None.
+_REASON_PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[int, ...]], ...] = (
+    # (kind, wording, the figures of a wording that has none)
+    ("unanswered", re.compile(r"no reply to (\d+) emails? in (\d+) days?"), ()),
+    ("follow_ups", re.compile(r"(\d+) follow-ups? overdue"), ()),
+    ("deals", re.compile(r"lost (\d+) deals? in the last (\d+) days?"), ()),
+    ("recency", re.compile(r"no purchase in (\d+) days?(?: \(usually every (\d+|day)\))?"), ()),
+    ("orders", re.compile(r"(?:orders|spend) down (\d+)%"), ()),
+    ("frequency", re.compile(r"has never bought"), (0,)),
+    ("frequency", re.compile(r"bought only once"), (1,)),
+    ("frequency", re.compile(r"only (\d+) purchases so far"), ()),
+    ("silence", re.compile(r"no message from them in (\d+) days?"), ()),
+    ("outreach", re.compile(r"no outreach from us in (\d+) days?|we have never reached out"), ()),
+    ("activity", re.compile(r"interactions down (\d+)%"), ()),
+    ("tenure", re.compile(r"new customer \((\d+) days?\)"), ()),
+    ("method", re.compile(r"cold start: "), ()),
+)
+
+
+@dataclass(frozen=True)
+class Reason:
+    text: str
+    kind: str | None  # the feature group it speaks of (see crm.analytics.churn.REASON_GROUPS)
+    # The figures in it, in order ("usually every day" is 1, "has never bought" 0 purchases).
+    numbers: tuple[int | None, ...] = ()
+
+
+def read_reason(text: str) -> Reason:
+    for kind, pattern, figures in _REASON_PATTERNS:
+        found = pattern.match(text)
+        if found:
+            numbers = figures or tuple(
+                None if g is None else 1 if g == "day" else int(g) for g in found.groups()
+            )
+            return Reason(text=text, kind=kind, numbers=numbers)
+    return Reason(text=text, kind=None)

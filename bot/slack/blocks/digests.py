@@ -39,6 +39,9 @@ def _item_blocks(digest: Digest, item: Item, key: str) -> list[Block]:
         buttons += [button("Open customer", ids.OPEN_CUSTOMER, cid)]
         if digest.kind == "followups":
             buttons += [button("Log note", ids.LOG_NOTE, cid)]
+        elif item.follow_up_id is None:
+            # A manager reading a risk or segment digest hands the account on with a reminder.
+            buttons += [button("Follow up", ids.FOLLOW_UP, cid)]
     if buttons:
         # Slack rejects a message whose block ids repeat; one customer can appear in two sections.
         out.append(ActionsBlock(block_id=f"digest:{digest.kind}:{key}"[:255], elements=buttons[:5]))
@@ -63,11 +66,17 @@ def digest_messages(digest: Digest) -> list[dict[str, Any]]:
     ]
     for section in digest.visible_sections:
         summary = "\n".join(f"• {line}" for line in section.summary)
-        heading = f"*{esc(section.heading)}*" + (f"\n{esc(summary)}" if summary else "")
+        note = f"\n:point_right: {esc(section.note)}" if section.note else ""
+        heading = f"*{esc(section.heading)}*{note}" + (f"\n{esc(summary)}" if summary else "")
         units.append([DividerBlock(), SectionBlock(text=md(heading))])
         units.extend(
             _item_blocks(digest, item, f"{section.key}:{n}") for n, item in enumerate(section.items)
         )
+        if section.more:
+            more = f"…and {section.more:,} more: `{esc(section.see_all)}`"
+            units.append([ContextBlock(elements=[md(more)])])
+    if digest.notes:
+        units.append([ContextBlock(elements=[md("\n".join(esc(line) for line in digest.notes))])])
     capacity = MAX_MESSAGE_BLOCKS - 1
     messages: list[list[Block]] = [[]]
     for unit in units:

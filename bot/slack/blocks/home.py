@@ -30,7 +30,10 @@ def home_view(
     at_risk_rows: Sequence[AtRisk],
     scored: bool,
     stages: Sequence[str],
+    focus: Sequence[dict[str, Any]] = (),
+    private_metadata: str | None = None,
 ) -> dict[str, Any]:
+    """The Home tab; ``focus``, a customer's card (blocks) opened from a digest email, on top."""
     tz = user.timezone
     blocks: list[Block] = [HeaderBlock(text=truncate(f"Hi {user.name}", 150))]
     blocks.append(section(f"*Follow-ups due* ({len(follow_ups)})"))
@@ -67,7 +70,16 @@ def home_view(
                 accessory=button("Show", ids.OPEN_CUSTOMER, str(risk.customer.id)),
             )
         )
-    return {"type": "home", "blocks": payload(blocks, "home", limit=MAX_VIEW_BLOCKS)}
+    shown = list(focus)
+    if shown:
+        shown.append(DividerBlock().to_dict())
+    view: dict[str, Any] = {
+        "type": "home",
+        "blocks": shown + payload(blocks, "home", limit=MAX_VIEW_BLOCKS - len(shown)),
+    }
+    if private_metadata:
+        view["private_metadata"] = private_metadata
+    return view
 
 
 def notice_home(err: Exception) -> dict[str, Any]:

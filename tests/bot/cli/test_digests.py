@@ -23,7 +23,12 @@ def test_preview_and_send_followups(crmbot, db, admin, tmp_path, monkeypatch):
     assert code == 0 and "email:rita.rep@ourco.com: dry-run" in out
     assert not (tmp_path / "outbox").exists()
     code, out, _ = crmbot("digest", "send", "followups", "--to", "rita.rep@ourco.com")
-    assert code == 0 and "sent" in out and len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    [written] = (tmp_path / "outbox").glob("*.eml")
+    # Without an SMTP server nothing was sent: the line says where the mail is instead.
+    assert code == 0 and "sent" not in out
+    assert out.strip() == (
+        f"email:rita.rep@ourco.com: written to outbox/{written.name} (no SMTP server is set)"
+    )
 
 
 def test_mistakes_get_one_line_and_exit_2(crmbot, db):
@@ -50,3 +55,22 @@ def test_unsubscribe_and_subscribe_again(crmbot, db):
     assert code == 0 and "no longer gets" in out
     code, out, _ = crmbot("digest", "subscribe", "rita.rep@ourco.com", "followups")
     assert code == 0 and "gets the followups digest" in out
+
+
+def test_preview_all_lists_what_the_digest_leaves_out(crmbot, db, admin):
+    from datetime import timedelta
+
+    from crm.models import utcnow
+    from tests.factories import add_customer, add_scoring_run
+
+    customers = [add_customer(db, admin, f"Customer {n:02d}", f"c{n}@c{n}.com") for n in range(12)]
+    values = [1000.0 * (n + 1) for n in range(12)]
+    add_scoring_run(db, [c.id for c in customers], [0.5] * 12, values=values,
+                    finished=utcnow() - timedelta(hours=1))
+    code, out, err = crmbot("digest", "preview", "churn")
+    assert code == 0, err
+    assert "... and 2 more: crmbot digest preview churn --all" in out
+    assert "Customer 11" in out and "Customer 00" not in out  # the most value at risk first
+    code, out, err = crmbot("digest", "preview", "churn", "--all")
+    assert code == 0, err
+    assert all(f"Customer {n:02d}" in out for n in range(12)) and "more:" not in out

@@ -120,6 +120,10 @@ class FakeSlack:
                 fake.calls.append((method, body))
                 if method == "conversations.open":
                     payload = {"ok": True, "channel": {"id": "D" + str(body.get("users", "X"))}}
+                elif method == "auth.test":
+                    payload = {"ok": True, "team_id": "T0TEAM", "bot_id": "B0BOT"}
+                elif method == "bots.info":
+                    payload = {"ok": True, "bot": {"id": body.get("bot"), "app_id": "A0CRMBOT"}}
                 elif method == "chat.postMessage":
                     payload = {"ok": True, "channel": body.get("channel"), "ts": f"{len(fake.calls)}.000100"}
                 else:

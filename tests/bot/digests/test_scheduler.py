@@ -12,7 +12,7 @@ from bot.scheduler import DigestService, SlackPoster, latest_fire_time, cron
 from crm.config import Settings
 from crm.models import DigestRun, FollowUp, Role, User
 from tests.conftest import make_user
-from tests.factories import add_customer
+from tests.factories import add_customer, add_scoring_run
 
 
 def _settings(db, **extra) -> Settings:
@@ -233,3 +233,86 @@ def test_a_long_slack_digest_resumes_after_a_failed_part(db, admin, fake_slack, 
     texts = [p["text"] for p in fake_slack.posts()]
     assert len(texts) == len(set(texts))  # no part was posted twice
     assert texts[0].endswith("(part 1 of 2)") and texts[-1].endswith("(part 2 of 2)")
+
+
+def _churn_run(db, customers, probabilities, finished):
+    add_scoring_run(db, [c.id for c in customers], probabilities, finished=finished,
+                    values=[5000.0] * len(customers), segments={c.id: "At Risk" for c in customers})
+
+
+def test_each_recipient_sees_changes_since_the_digest_it_got(db, admin, tmp_path):
+    from email import message_from_bytes, policy
+
+    make_user(db, "Mia Manager", Role.manager, email="mia@ourco.com")
+    ann, ben = (add_customer(db, admin, n, f"{n.lower()}@x.com") for n in ("Ann", "Ben"))
+    monday = datetime(2026, 11, 23, 7, 1, tzinfo=UTC)  # 08:01 in Berlin
+    _churn_run(db, [ann, ben], [0.7, 0.1], monday - timedelta(hours=5))
+    service = DigestService(_settings(db, outbox_dir=str(tmp_path / "outbox")), db, slack=None)
+    sent = service.tick(monday)
+    assert [(d.recipient, d.status) for d in sent] == [("email:mia@ourco.com", "sent")]
+    # Refreshed twice before Tuesday's digest; a new manager joins.
+    _churn_run(db, [ann, ben], [0.75, 0.4], monday + timedelta(hours=10))
+    _churn_run(db, [ann, ben], [0.8, 0.42], monday + timedelta(hours=19))
+    make_user(db, "Noor New", Role.manager, email="noor@ourco.com")
+    tuesday = monday + timedelta(days=1)
+    assert sorted(d.recipient for d in service.tick(tuesday) if d.status == "sent") == [
+        "email:mia@ourco.com", "email:noor@ourco.com"]
+
+    def text_to(address: str) -> str:
+        for path in _outbox(tmp_path):
+            msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+            if msg["To"] == address and "Tue" in msg["Subject"]:
+                return msg.get_body(("plain",)).get_content()
+        raise AssertionError(address)
+
+    mia = text_to("mia@ourco.com")
+    assert "on this list since Mon 23 Nov, +10 pts" in mia  # Ann: 70% -> 80%
+    assert "Ben #" in mia and "new on this list (was 10% on Mon 23 Nov)" in mia
+    noor = text_to("noor@ourco.com")
+    assert "pts" not in noor and "new on this list" not in noor
+    assert "Changes will show from the next digest" in noor
+    with db.session() as s:
+        runs = s.exec(select(DigestRun).where(DigestRun.recipient == "email:mia@ourco.com")
+                      .order_by(DigestRun.id)).all()
+    listed = [sorted(r.meta["listed"]) for r in runs]
+    assert listed == [[str(ann.id)], sorted([str(ann.id), str(ben.id)])]
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_customers_in_a_digest_email_link_into_slack(db, admin, fake_slack, tmp_path, public):
+    from email import message_from_bytes, policy
+
+    from crm.services import digest_runs
+
+    mia, _ = make_user(db, "Mia Manager", Role.manager, email="mia@ourco.com")
+    with db.transaction() as s:
+        s.get(User, mia.id).slack_user_id = "U0MIA"
+    ann = add_customer(db, admin, "Ann", "ann@x.com")
+    _churn_run(db, [ann], [0.7], datetime(2026, 11, 23, 2, tzinfo=UTC))
+    extra = {"public_url": "https://crm.example/", "secret_key": "k3y"} if public else {}
+    settings = _settings(db, outbox_dir=str(tmp_path / "outbox"), slack_bot_token="xoxb-test",
+                         slack_api_url=fake_slack.url, **extra)
+    service = DigestService(settings, db, slack=SlackPoster(settings))
+    service.tick(datetime(2026, 11, 23, 7, 1, tzinfo=UTC))
+    [eml] = _outbox(tmp_path)
+    msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    html, text = msg.get_body(("html",)).get_content(), msg.get_body(("plain",)).get_content()
+    if public:
+        token = text.split("Open: https://crm.example/digests/open?t=")[1].split()[0]
+        assert digest_runs.read_customer_link_token("k3y", token) == (mia.id, ann.id)
+        assert f'href="https://crm.example/digests/open?t={token}"' in html
+    else:
+        home = "slack://app?team=T0TEAM&amp;id=A0CRMBOT&amp;tab=home"
+        assert f'<a href="{home}"' in html and "Open in Slack" in html
+        assert "Open: slack://app?team=T0TEAM&id=A0CRMBOT&tab=home" in text
+
+
+def test_without_slack_a_digest_email_names_customers_by_number(db, admin, tmp_path):
+    make_user(db, "Mia Manager", Role.manager, email="mia@ourco.com")
+    ann = add_customer(db, admin, "Ann", "ann@x.com")
+    _churn_run(db, [ann], [0.7], datetime(2026, 11, 23, 2, tzinfo=UTC))
+    service = DigestService(_settings(db, outbox_dir=str(tmp_path / "outbox")), db, slack=None)
+    service.tick(datetime(2026, 11, 23, 7, 1, tzinfo=UTC))
+    [eml] = _outbox(tmp_path)
+    raw = eml.read_text()
+    assert f"Ann #{ann.id}" in raw and "Open in Slack" not in raw and "Open:" not in raw

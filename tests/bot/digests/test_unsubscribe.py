@@ -75,3 +75,16 @@ def test_digest_email_link_unsubscribes_after_a_click_on_the_page(db, admin, tmp
         assert status == 400 and "not valid" in page
     finally:
         server.stop()
+
+
+def test_customer_link_token_round_trip_tampering_and_no_mix_up_with_unsubscribe():
+    token = digest_runs.customer_link_token("k3y", user_id=7, customer_id=42)
+    assert digest_runs.read_customer_link_token("k3y", token) == (7, 42)
+    unsubscribe = digest_runs.unsubscribe_token("k3y", user_id=7, kind="churn", channel="email")
+    for bad in ("", "garbage", token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], unsubscribe):
+        with pytest.raises(CRMError):
+            digest_runs.read_customer_link_token("k3y", bad)
+    with pytest.raises(CRMError):
+        digest_runs.read_customer_link_token("other-key", token)
+    with pytest.raises(CRMError):
+        digest_runs.read_unsubscribe_token("k3y", token)

@@ -72,3 +72,26 @@ def test_app_home_shows_due_follow_ups_rotting_deals_and_risk(
     )
     dm = fake_slack.wait_for("chat.postMessage")[-1].params
     assert dm["channel"] == "D_UREP00001" and "Only its owner" in dm["text"]
+
+
+def test_a_customer_opened_from_a_digest_stays_on_top_while_the_tab_is_used(
+    slack, db, admin, people, fake_slack
+):
+    import json
+    import time
+
+    rita = people["UREP00001"]
+    c = add_customer(db, admin, name="Quiet Co", email="a@quiet.com", owner_id=rita.id)
+    f = add_follow_up(db, c.id, rita.id, days=-1, note="overdue call")
+    focused = {"focus": c.id, "until": int(time.time()) + 60}
+    home = {"id": "V1", "type": "home", "private_metadata": json.dumps(focused)}
+    done = {"action_id": "followup_done", "value": str(f.id)}
+    slack.block_action(done, user="UREP00001", view=home)
+    view = fake_slack.wait_for("views.publish")[-1].params["view"]
+    assert view["blocks"][0]["text"]["text"] == "Quiet Co"  # the card, then the usual tab
+    assert "overdue call" not in blocks_text(view["blocks"])
+    # Once its time is up the tab is its usual self again.
+    home["private_metadata"] = json.dumps({**focused, "until": int(time.time()) - 1})
+    slack.event({"type": "app_home_opened", "user": "UREP00001", "tab": "home", "view": home})
+    view = fake_slack.wait_for("views.publish", 2)[-1].params["view"]
+    assert view["blocks"][0]["text"]["text"] == "Hi Rita Rep"

@@ -177,6 +177,8 @@ class FakeSlack:
                 "team_id": self.team_id,
                 "url": "https://home.example/",
             }
+        if method == "bots.info":
+            return {"ok": True, "bot": {"id": params.get("bot"), "app_id": "ACRMBOT01"}}
         if method == "users.info":
             user = self.users.get(params.get("user", ""))
             return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}

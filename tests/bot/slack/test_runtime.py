@@ -452,3 +452,73 @@ def test_a_failure_inside_bolt_still_gets_an_http_answer(slack_settings, db, fak
         assert status == 500 and "internal error" in body
     finally:
         server.stop()
+
+
+def _get(url: str) -> tuple[int, dict[str, str], str]:
+    """A GET that does not follow redirects (a browser would hand slack:// to the Slack app)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        conn.close()
+
+
+def _home_views(fake_slack) -> list[dict]:
+    out = []
+    for call in fake_slack.calls_to("views.publish"):
+        view = call.params["view"]
+        view = json.loads(view) if isinstance(view, str) else view
+        out.append({"user_id": call.params["user_id"], **view})
+    return out
+
+
+def test_a_digest_link_shows_the_customer_on_top_of_the_readers_home_tab(
+    db, slack_settings, fake_slack, people, admin
+):
+    from bot.slack.app import create_app
+    from crm.models import User
+    from crm.services import digest_runs
+    from tests.bot.slack.harness import SECRET
+
+    settings = slack_settings.model_copy(
+        update={"public_url": "https://crm.example", "secret_key": "k3y"}
+    )
+    customer = add_customer(db, admin, "Dora Due", "dora@due.com")
+    manager = people["UMGR00001"]
+    app = create_app(settings, db, process_before_response=True)
+    server = SlackHTTPComponent(
+        app, db, host="127.0.0.1", port=0, signing_secret=SECRET, settings=settings
+    )
+    server.start()
+    try:
+        token = digest_runs.customer_link_token("k3y", user_id=manager.id, customer_id=customer.id)
+        status, headers, _page = _get(f"{server.url}/digests/open?t={token}")
+        assert status == 302
+        assert headers["Location"] == "slack://app?team=THOME0001&id=ACRMBOT01&tab=home"
+        [view] = _home_views(fake_slack)
+        assert view["user_id"] == "UMGR00001" and view["blocks"][0]["text"]["text"] == "Dora Due"
+        assert json.loads(view["private_metadata"])["focus"] == customer.id
+        # Slack renders the tab again as it opens: the customer stays on top for a while.
+        sim = SlackClientSim(server.url, fake_slack)
+        opened = {"type": "app_home_opened", "user": "UMGR00001", "tab": "home"}
+        recent = view["private_metadata"]
+        sim.event({**opened, "view": {"private_metadata": recent}}, event_id="Ev1")
+        fake_slack.wait_for("views.publish", 2)
+        assert _home_views(fake_slack)[1]["blocks"][0]["text"]["text"] == "Dora Due"
+        stale = json.dumps({"focus": customer.id, "until": int(time.time()) - 1})
+        sim.event({**opened, "view": {"private_metadata": stale}}, event_id="Ev2")
+        fake_slack.wait_for("views.publish", 3)
+        assert _home_views(fake_slack)[2]["blocks"][0]["text"]["text"] == "Hi Max Manager"
+        # An altered link shows nothing; nor does the link of someone deactivated since.
+        status, _headers, page = _get(f"{server.url}/digests/open?t={token[:-3]}AAA")
+        assert status == 400 and "not valid" in page
+        with db.transaction() as s:
+            s.get(User, manager.id).active = False
+        status, _headers, page = _get(f"{server.url}/digests/open?t={token}")
+        assert status == 200 and f"/crm show #{customer.id}" in page
+        assert all("Dora Due" not in json.dumps(v) for v in _home_views(fake_slack)[3:])
+    finally:
+        server.stop()

@@ -63,3 +63,44 @@ def test_insight_reads_the_latest_run_and_the_score_before_it(db, admin):
         # Scoring has run, but not for this customer: the card says so rather than "not yet".
         assert insights.customer_insight_and_scored(session, absent.id) == (None, True)
         assert insights.customer_insight(session, absent.id) is None
+
+
+def test_every_reason_the_churn_model_writes_is_read_back_as_its_kind():
+    """The digest chooses actions by reason kind: a change of wording in the model must show
+    here, not as a digest that quietly falls back to a generic action."""
+    from crm.analytics import churn
+
+    base = {
+        "recency_days": 60.0, "avg_purchase_gap_days": 20.0, "purchases_90": 1,
+        "purchases_prev_90": 4, "value_90": 100.0, "value_prev_90": 900.0, "purchase_days": 2,
+        "days_since_inbound": 50.0, "unanswered_inbound": 2, "unanswered_days": 21.0,
+        "days_since_outbound": 45.0, "interactions_90": 1, "interactions_prev_90": 5,
+        "lost_deals_90": 1, "overdue_follow_ups": 3, "tenure_days": 30.0,
+    }  # fmt: skip
+    variants = [
+        {},
+        {"avg_purchase_gap_days": float("nan")},  # no rhythm yet
+        {"avg_purchase_gap_days": 1.0},  # "usually every day"
+        {"purchases_prev_90": 0},  # spend, not orders
+        {"purchase_days": 0},
+        {"purchase_days": 1},
+        {"days_since_outbound": float("nan")},  # never reached out
+        {"unanswered_inbound": 1, "unanswered_days": 1.0},
+        {"lost_deals_90": 2, "overdue_follow_ups": 1, "tenure_days": 1.0},
+    ]
+    seen: set[str] = set()
+    for change in variants:
+        row = {**base, **change}
+        for group, (_columns, words) in churn.REASON_GROUPS.items():
+            text = words(row)
+            if text is None:
+                continue
+            reason = insights.read_reason(text)
+            assert reason.kind == group, text
+            optional = group in ("recency", "outreach")  # "(usually every N)", "never reached out"
+            assert all(n is not None for n in reason.numbers) or optional, text
+            seen.add(group)
+    assert seen == set(churn.REASON_GROUPS)
+    assert insights.read_reason("has never bought").numbers == (0,)
+    assert insights.read_reason("no purchase in 30 days (usually every day)").numbers == (30, 1)
+    assert insights.read_reason("something new").kind is None
