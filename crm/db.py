@@ -191,12 +191,46 @@ def alembic_config(connection: sa.Connection | None = None) -> Any:
     return cfg
 
 
+@contextmanager
+def migrating(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction for migrations.
+
+    On SQLite, foreign keys are not enforced meanwhile: rebuilding a table (Alembic's batch
+    mode) drops the old one, and an enforced drop would first delete its rows and cascade to
+    the children. Every reference is checked before the commit instead.
+    """
+    with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # Outside any transaction (SQLite ignores this pragma inside one): the driver's own
+            # connection, before SQLAlchemy begins.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
 def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` with the migrations shipped in the package."""
     from alembic import command
 
-    with engine.begin() as connection:
+    with migrating(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` ("base": empty)."""
+    from alembic import command
+
+    with migrating(engine) as connection:
+        command.downgrade(alembic_config(connection), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -462,3 +462,31 @@ def test_unknown_owner_is_a_clear_error(db, admin, settings):
     deal = add_deal(db, admin, settings, customer.id)
     with db.transaction() as s, pytest.raises(NotFound, match="no user #999"):
         deals.update_deal(s, deal_id=deal.id, actor=admin, settings=settings, owner_id=999)
+
+
+def test_a_merged_away_customers_id_is_never_given_to_a_new_customer(db, admin):
+    keep = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    gone = add_customer(db, admin, "J. Doe", "j.doe@acme.com")
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=keep.id, merge_id=gone.id, actor=admin)
+    again = add_customer(db, admin, "Someone Else", "someone@else.com")
+    assert again.id not in (keep.id, gone.id)
+    with db.session() as s:
+        merged = s.exec(
+            select(AuditEvent).where(AuditEvent.action == "merge", AuditEvent.entity == "customer")
+        ).one()
+        # The audit trail's merged-away id still names nobody alive.
+        assert merged.before["merged"]["id"] == gone.id and s.get(Customer, gone.id) is None
+
+
+def test_bulk_inserts_never_reuse_a_merged_away_id_either(db, admin):
+    from crm.services import bulk
+
+    keep = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    gone = add_customer(db, admin, "J. Doe", "j.doe@acme.com")
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=keep.id, merge_id=gone.id, actor=admin)
+    with db.transaction() as s:
+        (new_id,) = bulk.insert_customers(s, [{"name": "Imported"}], actor=admin, label="test")
+    assert new_id > gone.id
+    assert add_customer(db, admin, "After the import", "after@x-corp.com").id > new_id
