@@ -148,7 +148,8 @@ def _load(
                 # Past every id ever handed out, not just the highest one alive (a merged-away
                 # customer's id stays retired); SQLite moves the counter on as these rows go in.
                 handed_out = conn.exec_driver_sql(
-                    "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = ?", (table.name,)
+                    "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = ?",
+                    (table.name,),
                 ).scalar_one()
                 start = max(start, handed_out + 1)
             ids = list(range(start, start + len(full)))

@@ -93,7 +93,8 @@ def test_rebuilding_tables_on_sqlite_keeps_every_row_and_reference(tmp_path):
         )
         conn.exec_driver_sql(
             "INSERT INTO follow_ups (id, customer_id, deal_id, owner_id, due_at, note, status, "
-            f"created_at, updated_at) VALUES (4, 9, 7, 3, '{now}', 'call', 'open', '{now}', '{now}')"
+            "created_at, updated_at) "
+            f"VALUES (4, 9, 7, 3, '{now}', 'call', 'open', '{now}', '{now}')"
         )
     db.upgrade()
     with db.engine.connect() as conn:
