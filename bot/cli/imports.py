@@ -14,6 +14,17 @@ from crm.services.errors import CRMError
 import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
 
 
+def _first_line_not_utf8(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (read again only when decoding failed)."""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
 def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
     state = common.state(ctx)
     if not path.is_file():
@@ -40,7 +51,8 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
                     )
         except UnicodeDecodeError:
             raise CRMError(
-                f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again."
+                f"Line {_first_line_not_utf8(path)}: {path.name} is not UTF-8 text.",
+                hint="Save the CSV as UTF-8 and try again.",
             ) from None
     if json_out:
         common.emit_json(result.as_dict())
