@@ -8,6 +8,7 @@ import typer
 
 from bot.cli import common
 from bot.cli.common import JsonOpt
+from bot.rendering import plural
 from crm.services import importer
 from crm.services.errors import CRMError
 
@@ -57,10 +58,14 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
     if json_out:
         common.emit_json(result.as_dict())
     else:
-        extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
+        extra = (
+            f", {plural(result.customers_created, 'new customer')}"
+            if kind == "transactions"
+            else ""
+        )
         common.console.print(
-            f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, "
-            f"{result.skipped} already there{extra}."
+            f"Imported {kind} from {path.name}: {plural(result.rows, 'row')}, "
+            f"{result.created:,} added, {result.skipped:,} already there{extra}."
         )
 
 

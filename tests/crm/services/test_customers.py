@@ -367,9 +367,14 @@ def test_customer_card_previews_interactions_without_reading_whole_bodies(db, ad
     assert card.last_touch_at == card.recent_interactions[0].occurred_at
 
 
-def test_fuzzy_search_scales_past_the_full_scan(db, admin):
-    """With many customers the token index picks candidates; typos and partial words still match."""
-    from crm.services import bulk
+@pytest.mark.parametrize("counting", ["python", "numpy"])
+def test_fuzzy_search_scales_past_the_full_scan(db, admin, monkeypatch, counting):
+    """With many customers the token index picks candidates; typos and partial words still match
+    (candidates are counted in plain Python for a small index, in numpy arrays for a large one)."""
+    from crm.services import bulk, search
+
+    monkeypatch.setattr(search, "NUMPY_FROM", 1_000 if counting == "numpy" else 1_000_000)
+    search.forget_indexes()
 
     rows = [
         {"name": f"Person {i:05d} Sample", "company": f"Company {i % 97} Holdings"}
@@ -490,3 +495,34 @@ def test_bulk_inserts_never_reuse_a_merged_away_id_either(db, admin):
         (new_id,) = bulk.insert_customers(s, [{"name": "Imported"}], actor=admin, label="test")
     assert new_id > gone.id
     assert add_customer(db, admin, "After the import", "after@x-corp.com").id > new_id
+
+
+def test_python_and_numpy_counting_pick_the_same_candidates(db, admin, monkeypatch):
+    from crm.services import bulk, search
+
+    words = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka"]
+    rows = [
+        {"name": f"{words[i % 8]} {words[(i * 3) % 8]} {i}", "company": f"{words[(i * 5) % 8]} ltd"}
+        for i in range(2_000)
+    ]
+    with db.transaction() as s:
+        bulk.insert_customers(s, rows, actor=admin, label="test")
+    index = search.NameIndex()
+    with db.session() as s:
+        index.refresh(s)
+    built = index._index
+    for query in ("acme", "globx initech", "wonka stark ltd", "hool"):
+        groups = [search._similar_words(built.words(), t) for t in set(query.split())]
+
+        def score(pos: int, groups: list[set[str]] = groups) -> int:
+            return sum(bool(set(built.keys[pos].split()) & g) for g in groups)
+
+        monkeypatch.setattr(search, "NUMPY_FROM", 1_000_000)
+        in_python = index._candidates(built, query)
+        monkeypatch.setattr(search, "NUMPY_FROM", 1)
+        in_numpy = index._candidates(built, query)
+        assert len(in_python) == len(in_numpy) <= search.CANDIDATES
+        # Both rank by score; names tied at the cut may fall either way in numpy.
+        assert [score(p) for p in in_python] == [score(p) for p in in_numpy]
+        cut = score(in_python[-1])
+        assert {p for p in in_python if score(p) > cut} == {p for p in in_numpy if score(p) > cut}
