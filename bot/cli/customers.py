@@ -78,7 +78,10 @@ def customer_find(
     """Find customers by email, domain, #id or (fuzzy) name."""
     state = common.state(ctx)
     with state.db.session() as session:
-        matches = customer_svc.find_customers(session, query, limit=limit)
+        # One more than shown, to know whether there are more.
+        matches = customer_svc.find_customers(session, query, limit=limit + 1)
+        more = len(matches) > limit
+        matches = matches[:limit]
         rows = [
             {
                 "id": m.customer.id,
@@ -112,7 +115,7 @@ def customer_find(
             for r in rows
         ],
     )
-    if len(rows) == limit:
+    if more:
         # A search ranks its matches and shows the best; it does not count the rest.
         best = plural(limit, "match", "matches")
         common.console.print(f"showing the best {best} (--limit N for more)")

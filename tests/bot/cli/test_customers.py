@@ -73,3 +73,9 @@ def test_a_long_search_says_it_shows_the_best_matches(crmbot, tmp_path):
     assert "showing the best 10 matches (--limit N for more)" in out
     code, out, _ = crmbot("customer", "find", "acme person", "--limit", "20", "--json")
     assert len(json.loads(out)) == 15
+
+
+def test_a_search_that_shows_everything_says_nothing_more(crmbot):
+    crmbot("customer", "add", "Acme One", "--email", "one@acme.com")
+    code, out, _ = crmbot("customer", "find", "acme one", "--limit", "1")
+    assert code == 0 and "showing" not in out
