@@ -113,3 +113,15 @@ def test_rebuilding_tables_on_sqlite_keeps_every_row_and_reference(tmp_path):
             f"VALUES ('New', 'lead', 'new', '{now}', '{now}')"
         )
         assert conn.exec_driver_sql("SELECT max(id) FROM customers").scalar() == 10
+
+
+def test_the_quick_head_check_agrees_with_alembic(tmp_path):
+    from crm.db import shipped_head
+
+    assert shipped_head() == head_revision()
+    db = Database(f"sqlite:///{tmp_path / 'quick.db'}")
+    assert not db.at_head()  # empty
+    db.upgrade("0007")
+    assert not db.at_head()
+    db.upgrade()
+    assert db.at_head()
