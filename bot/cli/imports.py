@@ -30,8 +30,11 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
     state = common.state(ctx)
     if not path.is_file():
         raise CRMError(f"There is no file {str(path)!r}.")
-    with path.open("rb") as raw:
-        total = max(0, sum(1 for _ in raw) - 1)
+    try:
+        with path.open("rb") as raw:
+            total = max(0, sum(1 for _ in raw) - 1)
+    except OSError as exc:  # e.g. no permission to read it
+        raise CRMError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
     with (
         path.open(newline="", encoding="utf-8-sig", errors="strict") as file,
         common.progress_bar(f"importing {kind}", total, quiet=json_out) as progress,

@@ -124,3 +124,4 @@ def test_importing_the_same_deals_file_twice_changes_nothing(crmbot, tmp_path):
     assert code == 0 and (json.loads(out)["created"], json.loads(out)["skipped"]) == (0, 2)
     code, out, _ = crmbot("deal", "list", "--json")
     assert len(json.loads(out)) == 2
+
