@@ -38,6 +38,7 @@ from crm.config import Settings
 from crm.db import Database
 from crm.models import Role, User, utcnow
 from crm.services import digest_runs
+from crm.services.actor import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -344,12 +345,18 @@ class DigestService:
         return results
 
     def send_now(self, kind: str, *, now: datetime | None = None, dry_run: bool = False,
-                 only: Callable[[Recipient], bool] | None = None) -> list[Delivery]:
-        """``crmbot digest send``: an extra, manual period for every recipient of one digest."""
+                 only: Callable[[Recipient], bool] | None = None,
+                 actor: Actor | None = None) -> list[Delivery]:
+        """``crmbot digest send``: an extra, manual period for every recipient of one digest;
+        ``actor``, who asked for it, must be allowed to and is named in the audit trail."""
         now = now or utcnow()
         period = f"manual:{now.isoformat(timespec='seconds')}"
         with self.db.session() as session:
             recipients = [r for r in self.all_recipients(session)[kind] if only is None or only(r)]
+        if actor is not None and not dry_run:
+            with self.db.transaction() as session:
+                digest_runs.record_manual_send(session, actor=actor, kind=kind, period=period,
+                                               recipients=[r.key for r in recipients])
         return [self.send_one(kind, period, r, now, dry_run=dry_run) for r in recipients]
 
 

@@ -8,7 +8,9 @@ quick reads of an interactive request.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -175,6 +177,16 @@ class Database:
     def upgrade(self, revision: str = "heads") -> None:
         upgrade(self.engine, revision)
 
+    def at_head(self) -> bool:
+        """Whether the schema is at the newest revision this crmbot ships (one quick query,
+        without loading Alembic): commands migrate only when it is not."""
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except sa.exc.DBAPIError:  # an empty database has no such table yet
+            return False
+        return ",".join(sorted(r[0] for r in rows)) == shipped_head()
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._lookup_engine is not self.engine:
@@ -191,12 +203,46 @@ def alembic_config(connection: sa.Connection | None = None) -> Any:
     return cfg
 
 
+@contextmanager
+def migrating(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction for migrations.
+
+    On SQLite, foreign keys are not enforced meanwhile: rebuilding a table (Alembic's batch
+    mode) drops the old one, and an enforced drop would first delete its rows and cascade to
+    the children. Every reference is checked before the commit instead.
+    """
+    with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # Outside any transaction (SQLite ignores this pragma inside one): the driver's own
+            # connection, before SQLAlchemy begins.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
 def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the schema to ``revision`` with the migrations shipped in the package."""
     from alembic import command
 
-    with engine.begin() as connection:
+    with migrating(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` ("base": empty)."""
+    from alembic import command
+
+    with migrating(engine) as connection:
+        command.downgrade(alembic_config(connection), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -206,6 +252,26 @@ def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         heads = MigrationContext.configure(connection).get_current_heads()
     return ",".join(sorted(heads)) or None
+
+
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*[\"'](\w+)[\"']", re.MULTILINE)
+_PARENTS = re.compile(r"^down_revision\b[^=\n]*=\s*(.+)$", re.MULTILINE)
+
+
+@functools.cache
+def shipped_head() -> str | None:
+    """The newest revision(s) this crmbot ships, read from the migration files with two
+    regular expressions instead of Alembic (which takes longer to load than most commands take
+    to run). ``head_revision`` is the reference; a test holds the two equal."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if found := _REVISION.search(text):
+            revisions.add(found.group(1))
+        if down := _PARENTS.search(text):
+            parents.update(re.findall(r"[\"'](\w+)[\"']", down.group(1)))
+    return ",".join(sorted(revisions - parents)) or None
 
 
 def head_revision() -> str | None:

@@ -352,18 +352,23 @@ def generate_demo(
     anchor: date | None = None,
     interactions_per_customer: float = 10.0,
     progress: Callable[[str, int, int], None] | None = None,
+    actor: Actor | None = None,
 ) -> DemoSummary:
-    """Create the demo data set in the open transaction and return what was made."""
+    """Create the demo data set in the open transaction and return what was made; ``progress``
+    hears (stage, done, total) as it goes. Only admins load demo data; the audit trail names
+    ``actor`` (default: a "demo" process)."""
+    actor = actor or Actor.system("demo")
+    actor.require_admin("load the demo data")
     if customers < 1:
         raise ValueError("customers must be at least 1")
     rng = random.Random(seed)
     anchor = anchor or datetime.now(UTC).date()
     now = datetime.combine(anchor, time(0, 0), tzinfo=UTC)
     start = now - timedelta(days=HISTORY_DAYS)
-    actor = Actor.system("demo")
     summary = DemoSummary(anchor=anchor.isoformat())
     tag = f"demo-{seed}"
     report = progress or (lambda _stage, _done, _total: None)
+    report("users", 0, 1)
 
     # Team: reps, a manager and an admin. Emails are unique per seed so demos can stack.
     n_reps = max(3, min(40, customers // 2_500))
@@ -632,6 +637,7 @@ def generate_demo(
         if len(batch) >= 50_000:
             summary.interactions += bulk.insert_interactions(session, batch, actor=actor, label=tag)
             batch = []
+        if k % 500 == 499:
             report("interactions", k + 1, customers)
     if batch:
         summary.interactions += bulk.insert_interactions(session, batch, actor=actor, label=tag)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from bot.cli import common
 from bot.cli.common import JsonOpt
+from bot.rendering import plural
 from crm import __version__
-from crm.db import Database
 from crm.services.errors import CRMError
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -18,31 +19,40 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 # ---------------------------------------------------------------- version, db
 
 
-def version() -> None:
+def version(json_out: JsonOpt = False) -> None:
     """Print the crmbot version."""
-    common.console.print(f"crmbot {__version__}")
+    if json_out:
+        common.emit_json({"version": __version__})
+    else:
+        sys.stdout.write(f"crmbot {__version__}\n")  # plain: Rich would double the start-up
 
 
 @db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context, revision: str = "heads") -> None:
+def db_upgrade(ctx: typer.Context, revision: str = "heads", json_out: JsonOpt = False) -> None:
     """Apply the schema migrations (run automatically by other commands)."""
-    from crm.db import current_revision
+    from crm.db import Database, current_revision
 
     state = common.state(ctx)
     db = Database(state.settings.database_url)
     db.upgrade(revision)
-    common.console.print(f"Database is at revision {current_revision(db.engine)}.")
+    now_at = current_revision(db.engine)
+    if json_out:
+        common.emit_json({"database": now_at})
+    else:
+        common.console.print(f"Database is at revision {now_at}.")
 
 
 @db_app.command("current")
-def db_current(ctx: typer.Context) -> None:
+def db_current(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Show the schema revision of the database and of this crmbot."""
-    from crm.db import current_revision, head_revision
+    from crm.db import Database, current_revision, head_revision
 
     db = Database(common.state(ctx).settings.database_url)
-    common.console.print(
-        f"database: {current_revision(db.engine) or 'empty'}; crmbot: {head_revision()}"
-    )
+    database, shipped = current_revision(db.engine), head_revision()
+    if json_out:
+        common.emit_json({"database": database, "crmbot": shipped, "current": database == shipped})
+    else:
+        common.console.print(f"database: {database or 'empty'}; crmbot: {shipped}")
 
 
 # ---------------------------------------------------------------- demo
@@ -66,7 +76,10 @@ def demo(
 
     state = common.state(ctx)
     started = time.perf_counter()
-    with state.write() as (session, _actor):
+    with (
+        state.write() as (session, actor),
+        common.progress_bar("demo data", customers, quiet=json_out) as progress,
+    ):
         exists = demo_exists(session, seed)
         if exists:
             raise CRMError(
@@ -79,6 +92,8 @@ def demo(
             customers=customers,
             seed=seed,
             interactions_per_customer=interactions,
+            progress=lambda stage, done, total: progress(done, total=total, label=stage),
+            actor=actor,
         )
     elapsed = time.perf_counter() - started
     data = summary.as_dict() | {"seconds": round(elapsed, 2)}
@@ -86,11 +101,13 @@ def demo(
         common.emit_json(data)
         return
     common.console.print(
-        f"Demo data (seed {seed}) in {elapsed:.1f}s: {summary.customers:,} customers, "
-        f"{summary.users} users, {summary.deals:,} deals ({summary.stage_changes:,} stage "
-        f"changes), {summary.interactions:,} interactions ({summary.purchases:,} purchases), "
-        f"{summary.follow_ups:,} follow-ups; {summary.quiet_customers:,} customers have gone "
-        "quiet.",
+        f"Demo data (seed {seed}) in {elapsed:.1f}s: {plural(summary.customers, 'customer')}, "
+        f"{plural(summary.users, 'user')}, {plural(summary.deals, 'deal')} "
+        f"({plural(summary.stage_changes, 'stage change')}), "
+        f"{plural(summary.interactions, 'interaction')} "
+        f"({plural(summary.purchases, 'purchase')}), {plural(summary.follow_ups, 'follow-up')}; "
+        f"{plural(summary.quiet_customers, 'customer')} "
+        f"{'has' if summary.quiet_customers == 1 else 'have'} gone quiet.",
         highlight=False,
     )
     common.console.print("Try: crmbot customer find acme", highlight=False)
@@ -99,7 +116,7 @@ def demo(
 # ---------------------------------------------------------------- run
 
 
-def run(ctx: typer.Context) -> None:
+def run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Run crmbot: the Slack bot, the mail poller and the scheduled jobs that are configured."""
     from bot.mail.poller import poller_component
     from bot.runtime import Runtime
@@ -107,21 +124,26 @@ def run(ctx: typer.Context) -> None:
     from bot.slack.runtime import slack_component
 
     state = common.state(ctx)
+    with state.db.session() as session:
+        # It sends digests and stores mail for everyone: an admin's job.
+        state.actor(session).require_admin("run crmbot")
     # The process's components, in start order (each import pulls in its own libraries).
     runtime = Runtime(
         state.settings, state.db, [scheduler_factory, poller_component, slack_component]
     )
     runtime.start()
-    for note in runtime.disabled:
+    names = [c.name for c in runtime.components]
+    if json_out:
+        off = [{"name": n.name, "reason": n.reason} for n in runtime.disabled]
+        common.emit_json({"version": __version__, "running": names, "off": off})
+    else:
+        for note in runtime.disabled:
+            common.err_console.print(f"{note.name} is off: {note.reason}")
         common.err_console.print(
-            f"{note.name} is off: {note.reason}", highlight=False, markup=False
+            f"crmbot {__version__} running: {', '.join(names) or 'nothing'}. "
+            "Press Ctrl+C to stop."
         )
-    names = ", ".join(c.name for c in runtime.components) or "nothing"
-    common.err_console.print(
-        f"crmbot {__version__} running: {names}. Press Ctrl+C to stop.",
-        highlight=False,
-        markup=False,
-    )
+    sys.stdout.flush()
     runtime.stop_on_signal()
     runtime.wait()
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from bot.cli import common
+from bot.rendering import plural
 from crm.services.errors import CRMError
 
 # These commands' own consoles, with Rich's defaults (markup on) as they have always printed;
@@ -94,7 +95,7 @@ def refresh_command(
         return
     console.print(
         f"Run #{result.run_id} as of {result.cutoff:%Y-%m-%d %H:%M} UTC: "
-        f"{result.customers:,} customers in {elapsed:.1f}s.",
+        f"{plural(result.customers, 'customer')} in {elapsed:.1f}s.",
         highlight=False,
     )
     churn_meta = result.meta.get("churn", {})
@@ -163,7 +164,8 @@ def evaluate_command(
         return
     label = "buys in the holdout" if result.dataset == "cdnow" else "engages in the holdout"
     common.table(
-        f"{result.dataset}: {result.customers:,} customers, {result.buyers_in_holdout:,} {label}",
+        f"{result.dataset}: {plural(result.customers, 'customer')}, "
+        f"{result.buyers_in_holdout:,} {label}",
         ["method", "AUC", "top-10% precision", "note"],
         [[r.method, f"{r.auc:.4f}", f"{r.top10_precision:.4f}", r.note] for r in result.rows],
     )

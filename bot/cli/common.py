@@ -1,6 +1,8 @@
 """What every ``crmbot`` command shares: the consoles, ``--json``, the state and the output helpers.
 
 The command modules import this one; it imports none of them, so there is no import circle.
+It imports nothing heavy at start-up either (the settings, the store and Rich are loaded on
+first use), so that a command pays only for what it uses.
 """
 
 from __future__ import annotations
@@ -9,48 +11,106 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlmodel import Session, SQLModel
 
-from crm.config import Settings
-from crm.db import Database
-from crm.services import users as user_svc
-from crm.services.actor import Actor
+from bot.rendering import in_zone, plural
 from crm.services.errors import CRMError
 
-# No markup: customer names such as "Acme [eu] Ltd" are data, printed exactly as they are.
-console = Console(markup=False, highlight=False)
-err_console = Console(stderr=True, markup=False, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlmodel import Session
+
+    from crm.config import Settings
+    from crm.db import Database
+    from crm.services.actor import Actor
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Show them all (no limit).")]
+
+
+def __getattr__(name: str) -> Console:
+    """``console`` and ``err_console``, made on first use (Rich costs start-up time)."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    # No markup: customer names such as "Acme [eu] Ltd" are data, printed exactly as they are.
+    made = Console(stderr=name == "err_console", markup=False, highlight=False)
+    globals()[name] = made
+    return made
+
+
+def _console(name: str) -> Console:
+    return globals().get(name) or __getattr__(name)
 
 
 @dataclass
 class State:
-    settings: Settings
-    acting_as: str | None
+    """The root options; the settings, the store and the acting user are made when first used."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    acting_as: str | None = None
+    verbose: bool = False
     _db: Database | None = None
+
+    @cached_property
+    def settings(self) -> Settings:
+        import logging
+
+        from crm.config import get_settings
+
+        settings = get_settings(**self.overrides)
+        logging.basicConfig(
+            level=logging.DEBUG
+            if self.verbose
+            else getattr(logging, settings.log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        if not self.verbose:
+            for noisy in ("alembic", "apscheduler"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+        return settings
 
     @property
     def db(self) -> Database:
         if self._db is None:
+            from crm.db import Database
+
             self._db = Database(self.settings.database_url)
-            self._db.upgrade()  # the embedded default must just work: migrate on first use
+            # The embedded default must just work: migrate on first use (a quick look at the
+            # schema's revision when there is nothing to do).
+            if not self._db.at_head():
+                self._db.upgrade()
         return self._db
 
     def actor(self, session: Session) -> Actor:
+        from crm.services import users as user_svc
+        from crm.services.actor import Actor
+
         if self.acting_as:
             user = user_svc.find_user(session, self.acting_as)
             return user_svc.actor_for(user, "cli")
         return Actor.system("cli")
+
+    def viewer_zone(self, session: Session, actor: Actor | None = None) -> str:
+        """The zone times are shown in: the acting user's own, else the team's."""
+        from crm.models import User
+
+        actor = actor or self.actor(session)
+        if actor.user_id:
+            user = session.get(User, actor.user_id)
+            if user and user.timezone:
+                return user.timezone
+        return self.settings.timezone
 
     @contextmanager
     def write(self) -> Iterator[tuple[Session, Actor]]:
@@ -66,8 +126,6 @@ def state(ctx: typer.Context) -> State:
 
 
 def plain(value: Any) -> Any:
-    if isinstance(value, SQLModel):
-        return {k: plain(v) for k, v in value.model_dump().items()}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime | date):
@@ -78,6 +136,8 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
+    if callable(getattr(value, "model_dump", None)):  # a model (SQLModel, pydantic)
+        return {k: plain(v) for k, v in value.model_dump().items()}
     return value
 
 
@@ -85,17 +145,32 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(plain(value), indent=2, ensure_ascii=False) + "\n")
 
 
-def when(value: datetime | None, tz: Any) -> str:
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value else "-"
+def when(value: datetime | None, tz: str | tzinfo) -> str:
+    """A time in the zone ``tz``, the zone named: ``2026-12-05 09:00 CET``."""
+    return in_zone(value, tz, "%Y-%m-%d %H:%M") if value else "-"
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*["-" if v is None or v == "" else str(v) for v in row])
-    console.print(table)
+    _console("console").print(table)
+
+
+def limit_of(limit: int, show_all: bool) -> int | None:
+    """The number of rows a list command asks for: ``None`` (all) with ``--all``."""
+    return None if show_all else limit
+
+
+def shown_of(shown: int, total: int, what: str) -> str | None:
+    """``showing 50 of 421 deals (--limit N or --all for more)`` when a list was cut, else None."""
+    if shown >= total:
+        return None
+    return f"showing {shown:,} of {plural(total, what)} (--limit N or --all for more)"
 
 
 # ---------------------------------------------------------------- reading arguments
@@ -111,23 +186,31 @@ def parse_date(value: str | None) -> date | None:
 
 
 def user_id(session: Session, ref: str | None) -> int | None:
+    from crm.services import users as user_svc
+
     return user_svc.find_user(session, ref).id if ref else None
 
 
 @contextmanager
-def progress_bar(label: str, total: int, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(label: str, total: int, *, quiet: bool) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr, shown on a terminal only and never with ``--json`` (``quiet``);
-    yields the function to call with how many items are done."""
+    yields the function to call with how many items are done, and optionally a new ``total``
+    and ``label`` (a job of several stages shows each in turn)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    err = _console("err_console")
     with Progress(
-        TextColumn(label),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet or not err_console.is_terminal,
+        console=err,
+        disable=quiet or not err.is_terminal,
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done: bar.update(task, completed=done)
+
+        def update(done: int, *, total: int | None = None, label: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        yield update

@@ -8,7 +8,8 @@ import typer
 from sqlmodel import Session
 
 from bot.cli import common
-from bot.cli.common import JsonOpt
+from bot.cli.common import JsonOpt, LimitOpt
+from bot.rendering import plural
 from crm.models import CustomerCreate, CustomerUpdate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
@@ -72,12 +73,15 @@ def customer_add(
 
 @customer_app.command("find")
 def customer_find(
-    ctx: typer.Context, query: str, limit: int = 10, json_out: JsonOpt = False
+    ctx: typer.Context, query: str, limit: LimitOpt = 10, json_out: JsonOpt = False
 ) -> None:
     """Find customers by email, domain, #id or (fuzzy) name."""
     state = common.state(ctx)
     with state.db.session() as session:
-        matches = customer_svc.find_customers(session, query, limit=limit)
+        # One more than shown, to know whether there are more.
+        matches = customer_svc.find_customers(session, query, limit=limit + 1)
+        more = len(matches) > limit
+        matches = matches[:limit]
         rows = [
             {
                 "id": m.customer.id,
@@ -111,14 +115,18 @@ def customer_find(
             for r in rows
         ],
     )
+    if more:
+        # A search ranks its matches and shows the best; it does not count the rest.
+        best = plural(limit, "match", "matches")
+        common.console.print(f"showing the best {best} (--limit N for more)")
 
 
 @customer_app.command("show")
 def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) -> None:
     """Show a customer card: contacts, owner, open deals, recent interactions, next follow-up."""
     state = common.state(ctx)
-    tz = state.settings.tz
     with state.db.session() as session:
+        tz = state.viewer_zone(session)
         found = customer_svc.resolve_customer(session, customer)
         card = customer_svc.customer_card(session, found.id)  # type: ignore[arg-type]
         data = _customer_dict(session, card.customer)
@@ -194,7 +202,10 @@ def customer_update(
     customer: str,
     changes: Annotated[
         list[str],
-        typer.Argument(help="field=value pairs: name, company, domain, status, owner, tags."),
+        typer.Argument(
+            help="field=value pairs: name, company, domain, status, owner, tags, email (adds an "
+            "address), phone (replaces the number)."
+        ),
     ],
     json_out: JsonOpt = False,
 ) -> None:
@@ -221,7 +232,11 @@ def customer_update(
                     hint="Use field=value with name, company, domain, status, owner, tags, "
                     "email or phone.",
                 )
-            if key in ("email", "phone"):
+            if key == "phone":  # one number to call: the new one replaces the old
+                customer_svc.replace_contact_point(
+                    session, customer_id=found.id, kind=key, value=value, actor=actor
+                )  # type: ignore[arg-type]
+            elif key == "email":  # every address is kept: mail from each finds the customer
                 customer_svc.add_contact_point(
                     session, customer_id=found.id, kind=key, value=value, actor=actor
                 )  # type: ignore[arg-type]

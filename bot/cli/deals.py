@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from bot.cli import common
-from bot.cli.common import JsonOpt
-from crm.models import DealCreate, DealStatus
+from bot.cli.common import AllOpt, JsonOpt, LimitOpt
+from crm.models import DealCreate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services.errors import CRMError
@@ -35,7 +35,10 @@ def deal_add(
     amount: Annotated[str, typer.Option(help="e.g. 12000 or 12.5k")] = "0",
     currency: Annotated[str | None, typer.Option()] = None,
     stage: Annotated[str | None, typer.Option(help="Defaults to the first stage.")] = None,
-    owner: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="User (email, Slack id or #id); default: the customer's owner or you."),
+    ] = None,
     close: Annotated[str | None, typer.Option(help="Expected close date, YYYY-MM-DD.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -43,6 +46,7 @@ def deal_add(
     from crm.services.normalise import parse_money
 
     state = common.state(ctx)
+    close_date = common.parse_date(close)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
         deal = deal_svc.open_deal(
@@ -56,10 +60,12 @@ def deal_add(
                 currency=currency,
                 stage=stage,  # type: ignore[arg-type]
                 owner_id=common.user_id(session, owner),
-                expected_close_date=common.parse_date(close),
+                expected_close_date=close_date,
             ),
         )
         data = common.plain(deal)
+    if warning := deal_svc.close_date_warning(close_date, state.settings):
+        common.err_console.print(f"warning: {warning}")
     if json_out:
         common.emit_json(data)
     else:
@@ -78,9 +84,19 @@ def _deal_change(ctx: typer.Context, json_out: bool, verb: str, fn: Any, **kwarg
 
 
 @deal_app.command("move")
-def deal_move(ctx: typer.Context, deal_id: int, stage: str, json_out: JsonOpt = False) -> None:
-    """Move a deal to another stage."""
-    _deal_change(ctx, json_out, "now", deal_svc.move_deal, deal_id=deal_id, stage=stage)
+def deal_move(
+    ctx: typer.Context,
+    deal_id: int,
+    stage: str,
+    reopen: Annotated[
+        bool, typer.Option("--reopen", help="Move a won or lost deal back to an open stage.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Move a deal to another stage (a won or lost deal only with --reopen)."""
+    _deal_change(
+        ctx, json_out, "now", deal_svc.move_deal, deal_id=deal_id, stage=stage, reopen=reopen
+    )
 
 
 @deal_app.command("won")
@@ -107,10 +123,13 @@ def deal_list(
     stage: Annotated[str | None, typer.Option()] = None,
     status: Annotated[str, typer.Option(help="open, won, lost or all.")] = "open",
     customer: Annotated[str | None, typer.Option()] = None,
-    limit: int = 50,
+    limit: LimitOpt = 50,
+    show_all: AllOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """List deals (open ones by default)."""
+    """List deals (open ones by default), the soonest expected to close first."""
+    from crm.models import DealStatus
+
     state = common.state(ctx)
     if status not in ("open", "won", "lost", "all"):
         raise CRMError(f"{status!r} is not a deal status.", hint="Use open, won, lost or all.")
@@ -120,15 +139,16 @@ def deal_list(
             hint="Stages: " + ", ".join(state.settings.stage_names) + ".",
         )
     with state.db.session() as session:
-        customer_id = customer_svc.resolve_customer(session, customer).id if customer else None
-        deals = deal_svc.list_deals(
-            session,
-            owner_id=common.user_id(session, owner),
-            stage=stage,
-            customer_id=customer_id,
-            status=None if status == "all" else DealStatus(status),
-            limit=limit,
-        )
+        filters = {
+            "owner_id": common.user_id(session, owner),
+            "stage": stage,
+            "customer_id": customer_svc.resolve_customer(session, customer).id
+            if customer
+            else None,
+            "status": None if status == "all" else DealStatus(status),
+        }
+        deals = deal_svc.list_deals(session, **filters, limit=common.limit_of(limit, show_all))
+        total = deal_svc.count_deals(session, **filters) if not show_all else len(deals)
     if json_out:
         common.emit_json(deals)
         return
@@ -137,6 +157,8 @@ def deal_list(
         ["#", "customer", "title", "stage", "amount", "close"],
         [_deal_row(d) for d in deals],
     )
+    if cut := common.shown_of(len(deals), total, "deal"):
+        common.console.print(cut)
 
 
 def register(app: typer.Typer) -> None:

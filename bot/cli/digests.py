@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from bot.cli import common
+from bot.cli.common import AllOpt, JsonOpt, LimitOpt
 from crm.services.errors import CRMError
 
 digest_app = typer.Typer(
@@ -45,6 +46,9 @@ def preview(
     ] = None,
     everything: Annotated[
         bool, typer.Option("--all", help="Every item, not only the first of each section.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts: the body, and if it is empty.")
     ] = False,
 ) -> None:
     """Show what a digest would say now, without sending it.
@@ -95,6 +99,9 @@ def preview(
         body = digests.render_html(digest, chart_cid=None)
     else:
         body = json.dumps(digest_messages(digest), indent=2, ensure_ascii=False)
+    if json_out:
+        common.emit_json({"kind": kind, "format": fmt, "empty": digest.empty, "body": body})
+        return
     if digest.empty:
         typer.echo("(This digest is empty now, so it would not be sent.)", err=True)
     if output:
@@ -122,9 +129,11 @@ def send(
 
     state = common.state(ctx)
     kind = _kind(kind)
+    with state.db.session() as session:
+        actor = state.actor(session)
     service = DigestService(state.settings, state.db)
     only = (lambda r: r.address.lower() == to.lower()) if to else None
-    results = service.send_now(kind, dry_run=dry_run, only=only)
+    results = service.send_now(kind, dry_run=dry_run, only=only, actor=actor)
     if json_out:
         typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
         return
@@ -144,7 +153,9 @@ def send(
         raise typer.Exit(1)
 
 
-def _subscription(ctx: typer.Context, user: str, kind: str, channel: str, subscribed: bool) -> None:
+def _subscription(
+    ctx: typer.Context, user: str, kind: str, channel: str, subscribed: bool, json_out: bool
+) -> None:
     from crm.services import digest_runs
     from crm.services import users as user_svc
 
@@ -159,37 +170,67 @@ def _subscription(ctx: typer.Context, user: str, kind: str, channel: str, subscr
             subscribed=subscribed,
             actor=actor,
         )
-        name = target.name
+        name, target_id = target.name, target.id
+    if json_out:
+        common.emit_json(
+            {
+                "user_id": target_id,
+                "kind": kind,
+                "channel": channel,
+                "subscribed": subscribed,
+                "changed": changed,
+            }
+        )
+        return
     state_word = "gets" if subscribed else "no longer gets"
     typer.echo(
         f"{name} {state_word} the {kind} digest by {channel}." + ("" if changed else " (unchanged)")
     )
 
 
-@digest_app.command("unsubscribe")
-def unsubscribe(ctx: typer.Context, user: str, kind: KindArg,
-                channel: Annotated[str, typer.Option(help="email or slack.")] = "email") -> None:
-    """Stop sending a digest to a user on a channel."""
-    _subscription(ctx, user, kind, channel, False)
+ChannelOpt = Annotated[str, typer.Option(help="email or slack.")]
 
 
-@digest_app.command("subscribe")
-def subscribe(ctx: typer.Context, user: str, kind: KindArg,
-              channel: Annotated[str, typer.Option(help="email or slack.")] = "email") -> None:
-    """Send a digest to a user again."""
-    _subscription(ctx, user, kind, channel, True)
+def _subscription_command(subscribed: bool, help_text: str) -> Any:
+    """``digest subscribe`` and ``digest unsubscribe``: the same command either way round."""
+
+    def command(
+        ctx: typer.Context,
+        user: str,
+        kind: KindArg,
+        channel: ChannelOpt = "email",
+        json_out: JsonOpt = False,
+    ) -> None:
+        _subscription(ctx, user, kind, channel, subscribed, json_out)
+
+    command.__doc__ = help_text
+    return command
+
+
+digest_app.command("unsubscribe")(
+    _subscription_command(False, "Stop sending a digest to a user on a channel.")
+)
+digest_app.command("subscribe")(_subscription_command(True, "Send a digest to a user again."))
 
 
 @digest_app.command("history")
 def history(
-    ctx: typer.Context, kind: Annotated[str | None, typer.Argument()] = None, limit: int = 30
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Argument()] = None,
+    limit: LimitOpt = 30,
+    show_all: AllOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Recent digest sends: period, recipient, status, attempts, last error."""
     from crm.services import digest_runs
 
     state = common.state(ctx)
     with state.db.session() as session:
-        runs = digest_runs.history(session, job=kind, limit=limit)
+        runs = digest_runs.history(session, job=kind, limit=common.limit_of(limit, show_all))
+        total = digest_runs.count_history(session, job=kind) if not show_all else len(runs)
+    if json_out:
+        common.emit_json(runs)
+        return
     common.table(
         "Digest sends",
         ["job", "period", "recipient", "status", "attempts", "error"],
@@ -198,6 +239,8 @@ def history(
             for r in runs
         ],
     )
+    if cut := common.shown_of(len(runs), total, "send"):
+        common.console.print(cut)
 
 
 def register(app: typer.Typer) -> None:

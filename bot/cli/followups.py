@@ -6,24 +6,13 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from sqlmodel import Session
 
 from bot.cli import common
-from bot.cli.common import JsonOpt
-from crm.models import User
+from bot.cli.common import AllOpt, JsonOpt, LimitOpt
 from crm.services import customers as customer_svc
 from crm.services import followups as followup_svc
-from crm.services.actor import Actor
 
 followup_app = typer.Typer(no_args_is_help=True, help="Follow-ups.")
-
-
-def _tz_for(session: Session, state: common.State, actor: Actor) -> str:
-    if actor.user_id:
-        user = session.get(User, actor.user_id)
-        if user and user.timezone:
-            return user.timezone
-    return state.settings.timezone
 
 
 @followup_app.command("add")
@@ -40,12 +29,13 @@ def followup_add(
     state = common.state(ctx)
     with state.write() as (session, actor):
         found = customer_svc.resolve_customer(session, customer)
+        zone = state.viewer_zone(session, actor)
         follow_up = followup_svc.create_follow_up(
             session,
             customer_id=found.id,
             when=when,
             actor=actor,  # type: ignore[arg-type]
-            tz=_tz_for(session, state, actor),
+            tz=zone,
             note=" ".join(note or []),
             owner_id=common.user_id(session, owner),
             deal_id=deal,
@@ -56,7 +46,7 @@ def followup_add(
     else:
         common.console.print(
             f"Follow-up #{data['id']} with #{found.id} {found.name} "
-            f"due {common.when(follow_up.due_at, state.settings.tz)}."
+            f"due {common.when(follow_up.due_at, zone)}."
         )
 
 
@@ -65,31 +55,34 @@ def followup_list(
     ctx: typer.Context,
     owner: Annotated[str | None, typer.Option()] = None,
     due: Annotated[bool, typer.Option("--due", help="Only those due by now.")] = False,
-    limit: int = 50,
+    limit: LimitOpt = 50,
+    show_all: AllOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Open follow-ups, the soonest due first."""
+    """Open follow-ups, the soonest due first (times in your zone)."""
     from crm.models import utcnow
 
     state = common.state(ctx)
     with state.db.session() as session:
+        filters = {
+            "owner_id": common.user_id(session, owner),
+            "due_before": utcnow() if due else None,
+        }
         items = followup_svc.list_follow_ups(
-            session,
-            owner_id=common.user_id(session, owner),
-            due_before=utcnow() if due else None,
-            limit=limit,
+            session, **filters, limit=common.limit_of(limit, show_all)
         )
+        total = followup_svc.count_follow_ups(session, **filters) if not show_all else len(items)
+        zone = state.viewer_zone(session)
     if json_out:
         common.emit_json(items)
         return
     common.table(
         "Follow-ups",
         ["#", "due", "customer", "status", "note"],
-        [
-            [f.id, common.when(f.due_at, state.settings.tz), f.customer_id, f.status, f.note]
-            for f in items
-        ],
+        [[f.id, common.when(f.due_at, zone), f.customer_id, f.status, f.note] for f in items],
     )
+    if cut := common.shown_of(len(items), total, "follow-up"):
+        common.console.print(cut)
 
 
 @followup_app.command("done")
@@ -119,20 +112,20 @@ def followup_snooze(
     state = common.state(ctx)
     shortcuts = {"1d": timedelta(days=1), "1w": timedelta(weeks=1)}
     with state.write() as (session, actor):
+        zone = state.viewer_zone(session, actor)
         follow_up = followup_svc.snooze_follow_up(
             session,
             follow_up_id=follow_up_id,
             actor=actor,
             until=shortcuts.get(until, until),
-            tz=_tz_for(session, state, actor),
+            tz=zone,
         )
         data = common.plain(follow_up)
     if json_out:
         common.emit_json(data)
     else:
         common.console.print(
-            f"Follow-up #{follow_up_id} snoozed until "
-            f"{common.when(follow_up.due_at, state.settings.tz)}."
+            f"Follow-up #{follow_up_id} snoozed until {common.when(follow_up.due_at, zone)}."
         )
 
 

@@ -8,18 +8,33 @@ import typer
 
 from bot.cli import common
 from bot.cli.common import JsonOpt
+from bot.rendering import plural
 from crm.services import importer
 from crm.services.errors import CRMError
 
 import_app = typer.Typer(no_args_is_help=True, help="Import CSV files.")
 
 
+def _first_line_not_utf8(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (read again only when decoding failed)."""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
 def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> None:
     state = common.state(ctx)
     if not path.is_file():
         raise CRMError(f"There is no file {str(path)!r}.")
-    with path.open("rb") as raw:
-        total = max(0, sum(1 for _ in raw) - 1)
+    try:
+        with path.open("rb") as raw:
+            total = max(0, sum(1 for _ in raw) - 1)
+    except OSError as exc:  # e.g. no permission to read it
+        raise CRMError(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
     with (
         path.open(newline="", encoding="utf-8-sig", errors="strict") as file,
         common.progress_bar(f"importing {kind}", total, quiet=json_out) as progress,
@@ -40,15 +55,20 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
                     )
         except UnicodeDecodeError:
             raise CRMError(
-                f"{path.name} is not UTF-8 text.", hint="Save the CSV as UTF-8 and try again."
+                f"Line {_first_line_not_utf8(path)}: {path.name} is not UTF-8 text.",
+                hint="Save the CSV as UTF-8 and try again.",
             ) from None
     if json_out:
         common.emit_json(result.as_dict())
     else:
-        extra = f", {result.customers_created} new customers" if kind == "transactions" else ""
+        extra = (
+            f", {plural(result.customers_created, 'new customer')}"
+            if kind == "transactions"
+            else ""
+        )
         common.console.print(
-            f"Imported {kind} from {path.name}: {result.rows} rows, {result.created} added, "
-            f"{result.skipped} already there{extra}."
+            f"Imported {kind} from {path.name}: {plural(result.rows, 'row')}, "
+            f"{result.created:,} added, {result.skipped:,} already there{extra}."
         )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bot.cli import common
-from bot.cli.common import JsonOpt
+from bot.cli.common import AllOpt, JsonOpt, LimitOpt
 from crm.models import Channel, Direction, InteractionCreate
 from crm.services import customers as customer_svc
 from crm.services import interactions as interaction_svc
@@ -73,12 +73,26 @@ def log_interaction(
         )
 
 
-def timeline(ctx: typer.Context, customer: str, limit: int = 20, json_out: JsonOpt = False) -> None:
-    """A customer's interactions, newest first."""
+def timeline(
+    ctx: typer.Context,
+    customer: str,
+    limit: LimitOpt = 20,
+    show_all: AllOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """A customer's interactions, newest first (times in your zone)."""
     state = common.state(ctx)
     with state.db.session() as session:
         found = customer_svc.resolve_customer(session, customer)
-        items = interaction_svc.timeline(session, customer_id=found.id, limit=limit)  # type: ignore[arg-type]
+        items = interaction_svc.timeline(
+            session, customer_id=found.id, limit=common.limit_of(limit, show_all)
+        )  # type: ignore[arg-type]
+        total = (
+            interaction_svc.count_interactions(session, customer_id=found.id)  # type: ignore[arg-type]
+            if not show_all
+            else len(items)
+        )
+        zone = state.viewer_zone(session)
     if json_out:
         common.emit_json(items)
         return
@@ -86,15 +100,12 @@ def timeline(ctx: typer.Context, customer: str, limit: int = 20, json_out: JsonO
         f"Timeline of #{found.id} {found.name}",
         ["when", "channel", "direction", "subject / text"],
         [
-            [
-                common.when(i.occurred_at, state.settings.tz),
-                i.channel,
-                i.direction,
-                i.subject or i.body[:80],
-            ]
+            [common.when(i.occurred_at, zone), i.channel, i.direction, i.subject or i.body[:80]]
             for i in items
         ],
     )
+    if cut := common.shown_of(len(items), total, "interaction"):
+        common.console.print(cut)
 
 
 def register(app: typer.Typer) -> None:

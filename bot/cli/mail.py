@@ -12,6 +12,7 @@ from rich.text import Text
 
 from bot.cli import common
 from bot.cli.common import JsonOpt
+from bot.rendering import plural
 from crm.services import leases
 from crm.services import mail_capture as capture
 from crm.services.errors import CRMError
@@ -101,8 +102,11 @@ def mail_poll(
     from bot.mail.poller import MailboxPoller
 
     state = common.state(ctx)
+    with state.db.session() as session:
+        actor = state.actor(session)
+    actor.require_write()
     check_settings(state.settings)
-    poller = MailboxPoller(state.settings, state.db)
+    poller = MailboxPoller(state.settings, state.db, actor=actor)
     if not once:
         common.err_console.print(
             f"Polling {poller.mailbox}; press Ctrl+C to stop.", highlight=False, markup=False
@@ -198,7 +202,7 @@ def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 for r in rows
             ],
         )
-    common.console.print(f"{open_quarantine} message(s) in quarantine.", highlight=False)
+    common.console.print(f"{plural(open_quarantine, 'message')} in quarantine.", highlight=False)
 
 
 @mail_app.command("quarantine")
@@ -247,6 +251,9 @@ def ingest(
     from bot.mail.ingest import count_messages, describe_path, ingest_path
 
     state = common.state(ctx)
+    with state.db.session() as session:
+        actor = state.actor(session)
+    actor.require_write()
     kind = describe_path(path)
     total = count_messages(path)
     started = time.perf_counter()
@@ -256,6 +263,7 @@ def ingest(
             settings=state.settings,
             db=state.db,
             source=source,
+            actor=actor,
             batch_size=batch_size,
             progress=done,
         )
@@ -266,8 +274,9 @@ def ingest(
         return
     s = report.summary
     common.console.print(
-        f"Ingested {s.total} messages from {path.name} ({kind}, source {report.source}) in "
-        f"{seconds:.1f}s: {s.stored} stored, {s.duplicate} duplicate, {s.quarantined} quarantined, "
+        f"Ingested {plural(s.total, 'message')} from {path.name} ({kind}, source "
+        f"{report.source}) in {seconds:.1f}s: {s.stored} stored, {s.duplicate} duplicate, "
+        f"{s.quarantined} quarantined, "
         f"{s.ignored} ignored.",
         highlight=False,
     )

@@ -127,10 +127,11 @@ def manifest_command(
     socket_mode: Annotated[
         bool, typer.Option("--socket-mode", help="No public URL: connect out over Socket Mode")
     ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ) -> None:
     """Print the app manifest to paste at https://api.slack.com/apps (Create, From a manifest)."""
     data = manifest(url, name=name, socket_mode=socket_mode)
-    if fmt == "json":
+    if fmt == "json" or json_out:
         typer.echo(json.dumps(data, indent=2))
     elif fmt == "yaml":
         typer.echo("_metadata:\n  major_version: 1\n  minor_version: 1\n" + to_yaml(data))

@@ -52,7 +52,8 @@ VERBS: list[tuple[str, str, str]] = [
     ("add <name> <email> [company]", "add a customer", 'add "Jane Doe" jane@acme.com Acme Inc'),
     (
         "set <customer> field=value ...",
-        "change a customer: name, company, domain, status, owner, tags, email, phone",
+        "change a customer: name, company, domain, status, owner, tags, email (adds one), "
+        "phone (replaces it)",
         "set #42 status=active owner=@maria",
     ),
     ("merge <keep> <merge>", "fold the second customer into the first", "merge #42 #57"),
@@ -60,6 +61,11 @@ VERBS: list[tuple[str, str, str]] = [
     ("deal <id> move <stage>", "move a deal to a stage", "deal 42 move proposal"),
     ("deal <id> won", "mark a deal won", "deal 42 won"),
     ("deal <id> lost <reason>", "mark a deal lost", "deal 42 lost went with a competitor"),
+    (
+        "deal <id> reopen <stage>",
+        "move a won or lost deal back to an open stage",
+        "deal 42 reopen negotiation",
+    ),
     ("deals [mine|all|@user|<stage>]", "list open deals", "deals mine"),
     ("pipeline [mine|@user]", "deals per stage, conversion, forecast, win rates", "pipeline"),
     (
@@ -286,11 +292,14 @@ def v_set(req: VerbRequest) -> dict[str, Any]:
             customer = customer_svc.update_customer(
                 session, customer_id=cid, changes=changes, actor=req.actor
             )
-        for kind in ("email", "phone"):
-            if kind in pairs:
-                customer_svc.add_contact_point(
-                    session, customer_id=cid, kind=kind, value=pairs[kind], actor=req.actor
-                )
+        if "email" in pairs:  # every address is kept: mail from each finds the customer
+            customer_svc.add_contact_point(
+                session, customer_id=cid, kind="email", value=pairs["email"], actor=req.actor
+            )
+        if "phone" in pairs:  # one number to call: the new one replaces the old
+            customer_svc.replace_contact_point(
+                session, customer_id=cid, kind="phone", value=pairs["phone"], actor=req.actor
+            )
         return changed(
             f"Updated *{esc(customer_label(customer))}*: "
             + esc(", ".join(f"{k}={v}" for k, v in pairs.items()))
@@ -351,6 +360,16 @@ def v_deal(req: VerbRequest) -> dict[str, Any]:
             s, deal_id=deal_id, stage=rest, actor=req.actor, settings=settings
         )
         verb = "moved"
+    elif action == "reopen":
+        if not rest:
+            raise UsageError(
+                f"Reopen deal #{deal_id} in which stage?",
+                hint="Stages: " + ", ".join(settings.open_stages) + ".",
+            )
+        fn = lambda s: deal_svc.move_deal(  # noqa: E731
+            s, deal_id=deal_id, stage=rest, actor=req.actor, settings=settings, reopen=True
+        )
+        verb = "reopened"
     elif action == "won":
         fn = lambda s: deal_svc.win_deal(s, deal_id=deal_id, actor=req.actor, settings=settings)  # noqa: E731
         verb = "won :tada:"

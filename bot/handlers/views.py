@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.handlers.common import BotContext, direct_message, read, start, write
 from bot.handlers.events import chat_message
+from bot.rendering import plural
 from bot.rendering import slack_escape as esc
 from bot.slack import ids
 from bot.slack.blocks.base import changed, local_time, not_logged
@@ -341,8 +342,8 @@ def log_message(
     stored = sum(1 for r in results if r.created)
     already = sum(1 for r in results if r.interaction is not None and not r.created)
     text = (
-        f"Logged {stored} message(s) to customer #{customer_id}"
-        + (f" ({already} were logged already)" if already else "")
+        f"Logged {plural(stored, 'message')} to customer #{customer_id}"
+        + (f" ({already} {'was' if already == 1 else 'were'} logged already)" if already else "")
         + "."
     )
     _confirm(client, user_id, changed(text))

@@ -95,6 +95,7 @@ class MailboxPoller:
         on_alert: AlertHook | None = None,
         holder: str | None = None,
         after_commit: Callable[[Sequence[int]], None] | None = None,
+        actor: Actor | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -102,7 +103,8 @@ class MailboxPoller:
         self.source = f"imap:{self.mailbox}"[:200]
         self.lease_name = f"mailbox:{self.mailbox}"[:300]
         self.holder = holder or leases.new_holder_id("poller:")
-        self.actor = Actor.system(f"mail:{self.mailbox}"[:200])
+        # Who the audit trail names: the person running `crmbot mail poll`, else the poller.
+        self.actor = actor or Actor.system(f"mail:{self.mailbox}"[:200])
         self.connect_fn = connect_fn
         self.on_alert = on_alert
         # A seam for tests and instrumentation: called after a batch commits, before flagging.

@@ -482,8 +482,13 @@ class SlackHTTPComponent:
             target=self.server.serve_forever, name="slack-http", daemon=True
         )
         self._thread.start()
+        processes = 1 + len(self._workers)
         logger.info(
-            "Slack HTTP on %s%s (%d process(es))", self.url, EVENTS_PATH, 1 + len(self._workers)
+            "Slack HTTP on %s%s (%d %s)",
+            self.url,
+            EVENTS_PATH,
+            processes,
+            "process" if processes == 1 else "processes",
         )
 
     def stop(self) -> None:

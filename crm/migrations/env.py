@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import crm.models  # noqa: F401  (registers every table on the metadata)
-from crm.db import create_db_engine
+from crm.db import create_db_engine, migrating
 
 target_metadata = SQLModel.metadata
 
@@ -29,5 +29,5 @@ else:
     from crm.config import get_settings
 
     engine = create_db_engine(get_settings().database_url)
-    with engine.begin() as conn:
+    with migrating(engine) as conn:
         _run(conn)

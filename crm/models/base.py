@@ -40,6 +40,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The last item of ``__table_args__`` of a table whose ids people and the audit trail quote:
+# SQLite then never hands out the id of a deleted row again (PostgreSQL sequences never do).
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
 # Money: 2 decimal places, enough for any ISO currency we support.
 MONEY = sa.Numeric(18, 2, asdecimal=True)
 

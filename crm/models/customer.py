@@ -7,7 +7,15 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import ContactKind, CustomerStatus, enum_type, json_column, utc_column, utcnow
+from crm.models.base import (
+    NEVER_REUSE_IDS,
+    ContactKind,
+    CustomerStatus,
+    enum_type,
+    json_column,
+    utc_column,
+    utcnow,
+)
 
 
 # Fields shared by every Customer shape.
@@ -45,6 +53,7 @@ class Customer(CustomerBase, table=True):
         sa.Index("ix_customers_name_key", "name_key"),
         sa.Index("ix_customers_domain", "domain"),
         sa.Index("ix_customers_owner", "owner_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import MONEY, DealStatus, enum_type, utc_column, utcnow
+from crm.models.base import MONEY, NEVER_REUSE_IDS, DealStatus, enum_type, utc_column, utcnow
 
 
 # Fields shared by every Deal shape.
@@ -40,9 +40,13 @@ class Deal(DealBase, table=True):
         sa.Index("ix_deals_customer", "customer_id"),
         sa.Index("ix_deals_owner_status", "owner_id", "status"),
         sa.Index("ix_deals_status_stage", "status", "stage"),
+        sa.UniqueConstraint("external_id", name="uq_deals_external_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # The deal's id in another system (imports); with it, a re-import finds the deal again.
+    external_id: str | None = Field(default=None, sa_type=sa.String(200))
     status: DealStatus = Field(default=DealStatus.open, sa_type=enum_type(DealStatus, 8))
     lost_reason: str | None = Field(default=None, sa_type=sa.String(500))
     stage_entered_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

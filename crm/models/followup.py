@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import FollowUpStatus, enum_type, utc_column, utcnow
+from crm.models.base import NEVER_REUSE_IDS, FollowUpStatus, enum_type, utc_column, utcnow
 
 
 # The table. due_at always holds the next time it is due (a snooze moves it).
@@ -17,6 +17,7 @@ class FollowUp(SQLModel, table=True):
         sa.Index("ix_follow_ups_owner_status_due", "owner_id", "status", "due_at"),
         sa.Index("ix_follow_ups_customer", "customer_id"),
         sa.Index("ix_follow_ups_deal", "deal_id"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -9,7 +9,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import MONEY, Channel, Direction, enum_type, json_column, utc_column, utcnow
+from crm.models.base import (
+    MONEY,
+    NEVER_REUSE_IDS,
+    Channel,
+    Direction,
+    enum_type,
+    json_column,
+    utc_column,
+    utcnow,
+)
 
 
 # Input for recording an interaction.
@@ -39,6 +48,7 @@ class Interaction(SQLModel, table=True):
         sa.Index("ix_interactions_deal", "deal_id"),
         sa.Index("ix_interactions_thread", "thread_key"),
         sa.Index("ix_interactions_time", "occurred_at"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

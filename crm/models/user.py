@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import Role, enum_type, utc_column, utcnow
+from crm.models.base import NEVER_REUSE_IDS, Role, enum_type, utc_column, utcnow
 
 
 # Fields shared by every User shape.
@@ -27,6 +27,7 @@ class UserCreate(UserBase):
 # The table.
 class User(UserBase, table=True):
     __tablename__ = "users"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     email: str | None = Field(default=None, sa_type=sa.String(320), unique=True)

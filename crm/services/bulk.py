@@ -144,6 +144,14 @@ def _load(
             ids = [r[0] for r in conn.exec_driver_sql(f"SELECT nextval('{seq}') FROM generate_series(1, {len(full)})")]
         else:
             start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one() + 1
+            if table.dialect_options["sqlite"]["autoincrement"]:
+                # Past every id ever handed out, not just the highest one alive (a merged-away
+                # customer's id stays retired); SQLite moves the counter on as these rows go in.
+                handed_out = conn.exec_driver_sql(
+                    "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = ?",
+                    (table.name,),
+                ).scalar_one()
+                start = max(start, handed_out + 1)
             ids = list(range(start, start + len(full)))
         names = ["id", *names]
         convert = [None, *convert]

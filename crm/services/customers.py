@@ -306,6 +306,35 @@ def add_contact_point(
     return point
 
 
+def replace_contact_point(
+    session: Session, *, customer_id: int, kind: ContactKind | str, value: str, actor: Actor
+) -> ContactPoint:
+    """Make ``value`` the customer's only contact point of this kind (a customer has one phone
+    number to call; ``phone=`` replaces it rather than adding a second)."""
+    get_customer(session, customer_id)
+    actor.require_write()
+    kind = ContactKind(kind)
+    normalised = _normalise_contact(kind, value)
+    old = [
+        p for p in contact_points(session, customer_id) if p.kind == kind and p.value != normalised
+    ]
+    for point in old:
+        session.delete(point)
+    if old:
+        session.flush()
+        record_event(
+            session,
+            actor=actor,
+            action="remove_contact",
+            entity="customer",
+            entity_id=customer_id,
+            before={"kind": kind.value, "values": [p.value for p in old]},
+        )
+    return add_contact_point(
+        session, customer_id=customer_id, kind=kind, value=normalised, actor=actor
+    )
+
+
 _CONTACT_POINTS = (
     select(ContactPoint)
     .where(ContactPoint.customer_id == sa.bindparam("customer_id"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from crm.config import LOST_STAGE, WON_STAGE, Settings
-from crm.models import Deal, DealCreate, DealStageChange, DealStatus, utcnow
+from crm.models import Customer, Deal, DealCreate, DealStageChange, DealStatus, utcnow
 from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
 from crm.services.customers import check_owner, get_customer
@@ -42,10 +43,21 @@ def _stage(settings: Settings, stage: str | None, *, open_only: bool) -> str:
     return value
 
 
+def deal_owner(customer: Customer, owner_id: int | None, actor: Actor) -> int | None:
+    """Who owns a new deal: the owner given, else the customer's owner (a deal belongs with its
+    account), else the person opening it; nobody when none of them is known (the CLI's admin)."""
+    if owner_id is not None:
+        return owner_id
+    return customer.owner_id if customer.owner_id is not None else actor.user_id
+
+
 def open_deal(session: Session, *, deal_in: DealCreate, actor: Actor, settings: Settings) -> Deal:
-    owner_id = deal_in.owner_id if deal_in.owner_id is not None else actor.user_id
-    actor.require_owner(owner_id, "deal") if owner_id is not None else actor.require_write()
+    actor.require_write()
     customer = get_customer(session, deal_in.customer_id)
+    owner_id = deal_owner(customer, deal_in.owner_id, actor)
+    if deal_in.owner_id is not None:
+        # Naming someone else as the owner is a manager's call; taking the customer's owner is not.
+        actor.require_owner(owner_id, "deal")
     check_owner(session, owner_id)
     stage = _stage(settings, deal_in.stage, open_only=True)
     now = utcnow()
@@ -72,6 +84,17 @@ def open_deal(session: Session, *, deal_in: DealCreate, actor: Actor, settings: 
         session, actor=actor, action="open", entity="deal", entity_id=deal.id, after=snapshot(deal)
     )
     return deal
+
+
+def close_date_warning(close: date | None, settings: Settings) -> str | None:
+    """A note when an expected close date has passed already (in the team's zone): allowed,
+    as a deal may be recorded late, but most often a typo."""
+    if close is None:
+        return None
+    today = utcnow().astimezone(settings.tz).date()
+    if close < today:
+        return f"The expected close date {close.isoformat()} has passed already."
+    return None
 
 
 def _change_stage(
@@ -117,8 +140,16 @@ def _change_stage(
 
 
 def move_deal(
-    session: Session, *, deal_id: int, stage: str, actor: Actor, settings: Settings
+    session: Session,
+    *,
+    deal_id: int,
+    stage: str,
+    actor: Actor,
+    settings: Settings,
+    reopen: bool = False,
 ) -> Deal:
+    """Move a deal to a stage. A won or lost deal goes back to an open stage only with
+    ``reopen``: a closed deal reopened by a slip would drop out of the won figures unseen."""
     deal = get_deal(session, deal_id, for_update=True)
     actor.require_owner(deal.owner_id, "deal")
     target = _stage(settings, stage, open_only=False)
@@ -126,6 +157,13 @@ def move_deal(
         raise CRMError("A lost deal needs a reason.", hint=f"Use `deal {deal_id} lost <reason>`.")
     if target == deal.stage:
         raise CRMError(f"Deal #{deal_id} is already in {target}.")
+    if deal.status != DealStatus.open and target != WON_STAGE and not reopen:
+        closed = DealStatus(deal.status).value
+        raise CRMError(
+            f"Deal #{deal_id} is {closed}; moving it to {target} would reopen it.",
+            hint=f"To reopen it, say so: `crmbot deal move {deal_id} {target} --reopen`, or "
+            f"`/crm deal {deal_id} reopen {target}` in Slack.",
+        )
     action = (
         "win" if target == WON_STAGE else ("reopen" if deal.status != DealStatus.open else "move")
     )
@@ -193,17 +231,14 @@ def update_deal(
     return deal
 
 
-def list_deals(
-    session: Session,
+def _deals_where(
+    stmt: Any,
     *,
-    owner_id: int | None = None,
-    stage: str | None = None,
-    status: DealStatus | None = DealStatus.open,
-    customer_id: int | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Deal]:
-    stmt = select(Deal)
+    owner_id: int | None,
+    stage: str | None,
+    status: DealStatus | None,
+    customer_id: int | None,
+) -> Any:
     if owner_id is not None:
         stmt = stmt.where(Deal.owner_id == owner_id)
     if stage is not None:
@@ -212,10 +247,46 @@ def list_deals(
         stmt = stmt.where(Deal.status == status)
     if customer_id is not None:
         stmt = stmt.where(Deal.customer_id == customer_id)
+    return stmt
+
+
+def list_deals(
+    session: Session,
+    *,
+    owner_id: int | None = None,
+    stage: str | None = None,
+    status: DealStatus | None = DealStatus.open,
+    customer_id: int | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> list[Deal]:
+    """Deals, the soonest expected to close first; ``limit=None`` for all of them."""
+    stmt = _deals_where(
+        select(Deal), owner_id=owner_id, stage=stage, status=status, customer_id=customer_id
+    )
     stmt = stmt.order_by(
         col(Deal.expected_close_date).is_(None), col(Deal.expected_close_date), col(Deal.id)
     )
     return list(session.exec(stmt.offset(offset).limit(limit)))
+
+
+def count_deals(
+    session: Session,
+    *,
+    owner_id: int | None = None,
+    stage: str | None = None,
+    status: DealStatus | None = DealStatus.open,
+    customer_id: int | None = None,
+) -> int:
+    """How many deals ``list_deals`` would give without a limit."""
+    stmt = _deals_where(
+        select(func.count()).select_from(Deal),
+        owner_id=owner_id,
+        stage=stage,
+        status=status,
+        customer_id=customer_id,
+    )
+    return int(session.exec(stmt).one())
 
 
 def stage_history(session: Session, deal_id: int) -> list[DealStageChange]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from crm.models import DigestOptOut, DigestRun, User, utcnow
 from crm.services.actor import Actor
@@ -131,11 +131,36 @@ def last_sent(session: Session, *, job: str, recipient: str | None = None) -> Di
     return session.exec(stmt).first()
 
 
-def history(session: Session, *, job: str | None = None, limit: int = 50) -> list[DigestRun]:
+def history(session: Session, *, job: str | None = None, limit: int | None = 50) -> list[DigestRun]:
+    """Sends, newest first; ``limit=None`` for all of them."""
     stmt = select(DigestRun)
     if job:
         stmt = stmt.where(DigestRun.job == job)
     return list(session.exec(stmt.order_by(col(DigestRun.id).desc()).limit(limit)))
+
+
+def count_history(session: Session, *, job: str | None = None) -> int:
+    stmt = select(func.count()).select_from(DigestRun)
+    if job:
+        stmt = stmt.where(DigestRun.job == job)
+    return int(session.exec(stmt).one())
+
+
+def record_manual_send(
+    session: Session, *, actor: Actor, kind: str, period: str, recipients: list[str]
+) -> None:
+    """Before a digest goes out outside its schedule (``crmbot digest send``): only managers
+    and admins send to the team, and the audit trail names who did."""
+    _check(kind, "email")
+    actor.require_manager("send digests")
+    record_event(
+        session,
+        actor=actor,
+        action="send_now",
+        entity="digest",
+        entity_id=kind,
+        after={"period": period, "recipients": recipients},
+    )
 
 
 def _check(kind: str, channel: str) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from crm.models import Deal, FollowUp, FollowUpStatus, utcnow
+from crm.models import Customer, Deal, FollowUp, FollowUpStatus, utcnow
 from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
-from crm.services.customers import get_customer
+from crm.services.customers import check_owner, get_customer
 from crm.services.dates import parse_when
 from crm.services.errors import CRMError, NotFound
 from crm.services.normalise import clean_text, storable_id
@@ -27,6 +28,15 @@ def get_follow_up(session: Session, follow_up_id: int) -> FollowUp:
     return follow_up
 
 
+def follow_up_owner(customer: Customer, owner_id: int | None, actor: Actor) -> int | None:
+    """Who a new follow-up is for: the owner given, else the person setting it (a follow-up is
+    a reminder to oneself), else, when no person acts (the CLI's admin, a job), the customer's
+    owner."""
+    if owner_id is not None:
+        return owner_id
+    return actor.user_id if actor.user_id is not None else customer.owner_id
+
+
 def create_follow_up(
     session: Session,
     *,
@@ -39,9 +49,12 @@ def create_follow_up(
     deal_id: int | None = None,
     now: datetime | None = None,
 ) -> FollowUp:
-    owner = owner_id if owner_id is not None else actor.user_id
-    actor.require_owner(owner, "follow-up") if owner is not None else actor.require_write()
-    get_customer(session, customer_id)
+    actor.require_write()
+    customer = get_customer(session, customer_id)
+    owner = follow_up_owner(customer, owner_id, actor)
+    if owner_id is not None:
+        actor.require_owner(owner, "follow-up")  # naming someone else is a manager's call
+        check_owner(session, owner_id)
     if deal_id is not None:
         deal = session.get(Deal, deal_id) if storable_id(deal_id) else None
         if deal is None or deal.customer_id != customer_id:
@@ -74,28 +87,54 @@ def create_follow_up(
     return follow_up
 
 
-def list_follow_ups(
-    session: Session,
-    *,
-    owner_id: int | None = None,
-    due_before: datetime | None = None,
-    customer_id: int | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[FollowUp]:
-    """Open and snoozed follow-ups, the soonest due first."""
-    stmt = select(FollowUp).where(col(FollowUp.status).in_(_ACTIVE))
+def _follow_ups_where(
+    stmt: Any, *, owner_id: int | None, due_before: datetime | None, customer_id: int | None
+) -> Any:
+    stmt = stmt.where(col(FollowUp.status).in_(_ACTIVE))
     if owner_id is not None:
         stmt = stmt.where(FollowUp.owner_id == owner_id)
     if customer_id is not None:
         stmt = stmt.where(FollowUp.customer_id == customer_id)
     if due_before is not None:
         stmt = stmt.where(FollowUp.due_at <= due_before)
+    return stmt
+
+
+def list_follow_ups(
+    session: Session,
+    *,
+    owner_id: int | None = None,
+    due_before: datetime | None = None,
+    customer_id: int | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> list[FollowUp]:
+    """Open and snoozed follow-ups, the soonest due first; ``limit=None`` for all of them."""
+    stmt = _follow_ups_where(
+        select(FollowUp), owner_id=owner_id, due_before=due_before, customer_id=customer_id
+    )
     return list(
         session.exec(
             stmt.order_by(col(FollowUp.due_at), col(FollowUp.id)).offset(offset).limit(limit)
         )
     )
+
+
+def count_follow_ups(
+    session: Session,
+    *,
+    owner_id: int | None = None,
+    due_before: datetime | None = None,
+    customer_id: int | None = None,
+) -> int:
+    """How many follow-ups ``list_follow_ups`` would give without a limit."""
+    stmt = _follow_ups_where(
+        select(func.count()).select_from(FollowUp),
+        owner_id=owner_id,
+        due_before=due_before,
+        customer_id=customer_id,
+    )
+    return int(session.exec(stmt).one())
 
 
 def complete_follow_up(session: Session, *, follow_up_id: int, actor: Actor) -> FollowUp:

@@ -1,9 +1,10 @@
 """CSV imports: customers, deals and transactions (purchases).
 
 A file is imported whole or not at all: every row is validated first and the first bad row
-stops the import with its line number; nothing is written. Rows already in the store (same
-email, same external id, same purchase) are counted as skipped, so importing a file twice
-changes nothing.
+stops the import with its line number; nothing is written. The file is read strictly (see
+``_Table``): a malformed record is an error too, never a row that swallows the next. Rows
+already in the store (same email, same external id, same deal, same purchase) are counted as
+skipped, so importing a file twice changes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any, TextIO
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from crm.config import LOST_STAGE, WON_STAGE, Settings
 from crm.models import (
@@ -26,6 +27,7 @@ from crm.models import (
     ContactPoint,
     Customer,
     CustomerStatus,
+    Deal,
     DealStatus,
     Direction,
     User,
@@ -70,6 +72,16 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "stage": ("stage", "deal_stage"),
     "expected_close_date": ("expected_close_date", "close_date", "expected_close"),
     "lost_reason": ("lost_reason", "reason"),
+    # A deal's id in the system the file comes from.
+    "deal_external_id": (
+        "deal_id",
+        "external_id",
+        "deal_external_id",
+        "deal_number",
+        "opportunity_id",
+        "record_id",
+        "id",
+    ),
     "date": ("date", "order_date", "purchased_at", "transaction_date", "timestamp", "created_at"),
 }
 
@@ -113,22 +125,114 @@ def _columns(
     return found
 
 
-def _rows(file: TextIO) -> tuple[csv.DictReader[str], Iterator[tuple[int, dict[str, str]]]]:
-    sample = file.read(8192)
-    file.seek(0)
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(file, dialect=dialect)
+class _Table:
+    """A CSV file read strictly: the header, then its records with the line each starts on.
 
-    def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        for row in reader:
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+    Every problem is a ``CRMError`` naming its line: a quote never closed, a closing quote
+    followed by more text, a value over the csv module's size limit, a NUL byte, a record
+    with more or fewer values than the header, a header naming a column twice, and a value
+    of a one-line column (a name, an email) that runs over several lines, which is what a
+    quote left open looks like when it happens to close again further down.
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        sample = file.read(8192)
+        file.seek(0)
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+        # Only the separator is guessed. The sniffer's other guesses come from the first few
+        # KB only (a doubled quote further down would then end a value); the rest is RFC 4180.
+        self._reader = csv.reader(file, csv.excel, delimiter=delimiter, strict=True)
+        try:
+            self.header = next(self._reader)
+        except StopIteration:
+            raise CRMError("The file is empty.", hint="The first line names the columns.") from None
+        except csv.Error as exc:
+            raise self._error(1, exc) from None
+        self._check_header()
+
+    def _check_header(self) -> None:
+        _no_nul(1, self.header)
+        seen: dict[str, int] = {}
+        for number, name in enumerate(self.header, start=1):
+            key = _key(name)
+            if not key:
                 continue
-            yield reader.line_num, row
+            if key in seen:
+                raise CRMError(
+                    f"Line 1: the column {name.strip()!r} appears twice "
+                    f"(columns {seen[key]} and {number}).",
+                    hint="Rename or remove one of them.",
+                )
+            seen[key] = number
 
-    return reader, rows()
+    def _error(self, start: int, exc: csv.Error) -> CRMError:
+        text = str(exc)
+        if "field limit" in text:
+            return CRMError(
+                f"Line {start}: a value is longer than {csv.field_size_limit():,} characters.",
+                hint="Is a quote left open?",
+            )
+        if "unexpected end of data" in text or "newline inside string" in text:
+            return CRMError(f"Line {start}: a quote opened in this record is never closed.")
+        if "expected after" in text:
+            return CRMError(
+                f"Line {self._reader.line_num}: a closing quote is followed by more text.",
+                hint='Inside a quoted value, write a quote twice ("").',
+            )
+        if "NUL" in text:
+            return _nul_error(start)
+        return CRMError(f"Line {start}: the file is not a CSV file I can read ({text}).")
+
+    def records(self, one_line: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
+        """(line, values by header) of each record that is not blank; the ``one_line``
+        columns must not hold a line break."""
+        single = [i for i, h in enumerate(self.header) if h in set(one_line)]
+        width = len(self.header)
+        while True:
+            start = self._reader.line_num + 1
+            try:
+                values = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise self._error(start, exc) from None
+            if not any(v.strip() for v in values):
+                continue
+            _no_nul(start, values)
+            end = self._reader.line_num
+            for i in single:
+                if i < len(values) and ("\n" in values[i] or "\r" in values[i]):
+                    shown = " / ".join(values[i].split())[:80]
+                    raise CRMError(
+                        f"Line {start}: the {self.header[i].strip()} runs over lines {start} to "
+                        f"{end} ({shown!r}).",
+                        hint="Is a quote left open?",
+                    )
+            if len(values) != width:
+                spans = f" (lines {start} to {end})" if end > start else ""
+                raise CRMError(
+                    f"Line {start}: {len(values)} values{spans}, but the header has {width} "
+                    "columns.",
+                    hint="Is a quote left open, or a separator missing?"
+                    if end > start or len(values) < width
+                    else "Quote values that hold the separator.",
+                )
+            yield start, dict(zip(self.header, values, strict=True))
+
+
+def _nul_error(line: int) -> CRMError:
+    return CRMError(
+        f"Line {line}: the file holds a NUL byte.",
+        hint="Save it as UTF-8 text (it may be UTF-16 or not a CSV file at all).",
+    )
+
+
+def _no_nul(line: int, values: Iterable[str]) -> None:
+    if any("\x00" in v for v in values):
+        raise _nul_error(line)
 
 
 def _get(row: dict[str, str], cols: dict[str, str], field: str) -> str:
@@ -185,9 +289,9 @@ def import_customers(
     session: Session, file: TextIO, *, actor: Actor, progress: Progress | None = None
 ) -> ImportResult:
     actor.require_manager("import customers")
-    reader, rows = _rows(file)
+    table = _Table(file)
     cols = _columns(
-        reader.fieldnames,
+        table.header,
         ["external_id", "name", "email", "company", "phone", "domain", "status", "owner", "tags"],
         ["name"],
     )
@@ -196,7 +300,7 @@ def import_customers(
     parsed: list[tuple[dict[str, Any], str | None, str | None]] = []
     seen_emails: set[str] = set()
     seen_ids: set[str] = set()
-    for line, row in rows:
+    for line, row in table.records(cols.values()):
         result.rows += 1
         try:
             name = clean_text(_get(row, cols, "name"), field="name", max_length=200, required=True)
@@ -220,6 +324,8 @@ def import_customers(
                     hint="Add the user first with `user add`.",
                 )
             external_id = _get(row, cols, "external_id") or None
+            if external_id and len(external_id) > 200:
+                raise CRMError("The customer id is longer than 200 characters.")
         except CRMError as exc:
             raise _at_line(line, exc) from None
         if (email and email in seen_emails) or (external_id and external_id in seen_ids):
@@ -318,6 +424,43 @@ def _customer_resolver(session: Session) -> Callable[[str], int | None]:
     return resolve
 
 
+def deal_key(customer_id: int, title: str) -> tuple[int, str]:
+    """What makes two deals without an external id the same: the customer and the title,
+    ignoring case and spacing."""
+    return customer_id, " ".join(title.casefold().split())
+
+
+def _stored_deals(
+    session: Session, external_ids: set[str], customer_ids: set[int]
+) -> tuple[set[str], set[tuple[int, str]]]:
+    """External ids already stored, and (customer, title) keys of the stored deals."""
+    ids: set[str] = set()
+    keys: set[tuple[int, str]] = set()
+    wanted = list(external_ids)
+    for start in range(0, len(wanted), 2_000):
+        chunk = wanted[start : start + 2_000]
+        stmt = sa.select(Deal.external_id).where(col(Deal.external_id).in_(chunk))
+        ids.update(v for (v,) in session.execute(stmt))
+    customers = list(customer_ids)
+    for start in range(0, len(customers), 2_000):
+        chunk_ids = customers[start : start + 2_000]
+        stmt2 = sa.select(Deal.customer_id, Deal.title).where(col(Deal.customer_id).in_(chunk_ids))
+        keys.update(deal_key(cid, title) for cid, title in session.execute(stmt2))
+    return ids, keys
+
+
+def _customer_owners(session: Session, customer_ids: set[int]) -> dict[int, int]:
+    owners: dict[int, int] = {}
+    wanted = list(customer_ids)
+    for start in range(0, len(wanted), 2_000):
+        chunk = wanted[start : start + 2_000]
+        stmt = sa.select(Customer.id, Customer.owner_id).where(
+            col(Customer.id).in_(chunk), col(Customer.owner_id).is_not(None)
+        )
+        owners.update({cid: oid for cid, oid in session.execute(stmt)})
+    return owners
+
+
 def import_deals(
     session: Session,
     file: TextIO,
@@ -326,13 +469,17 @@ def import_deals(
     settings: Settings,
     progress: Progress | None = None,
 ) -> ImportResult:
+    """Deals from a CSV file. A deal already stored is skipped: one with the row's external id
+    when the row gives one, else one of the same customer with the same title (``deal_key``).
+    A deal without an owner gets its customer's."""
     actor.require_manager("import deals")
-    reader, rows = _rows(file)
+    table = _Table(file)
     cols = _columns(
-        reader.fieldnames,
+        table.header,
         [
             "customer",
             "title",
+            "deal_external_id",
             "amount",
             "currency",
             "stage",
@@ -347,7 +494,7 @@ def import_deals(
     result = ImportResult()
     deals: list[dict[str, Any]] = []
     now = datetime.now(UTC)
-    for line, row in rows:
+    for line, row in table.records(cols.values()):
         result.rows += 1
         try:
             ref = _get(row, cols, "customer")
@@ -357,6 +504,9 @@ def import_deals(
                     f"No customer matches {ref!r}.",
                     hint="Import the customers first, or use their email.",
                 )
+            external_id = _get(row, cols, "deal_external_id") or None
+            if external_id and len(external_id) > 200:
+                raise CRMError("The deal id is longer than 200 characters.")
             stage = (_get(row, cols, "stage") or settings.open_stages[0]).lower()
             if stage not in settings.stage_names:
                 raise CRMError(
@@ -380,6 +530,7 @@ def import_deals(
                     "title": clean_text(
                         _get(row, cols, "title"), field="title", max_length=200, required=True
                     ),
+                    "external_id": external_id,
                     "amount": parse_money(_get(row, cols, "amount") or "0"),
                     "currency": normalise_currency(
                         _get(row, cols, "currency") or None, settings.default_currency
@@ -400,7 +551,32 @@ def import_deals(
             raise _at_line(line, exc) from None
         if progress and result.rows % 1000 == 0:
             progress(result.rows)
-    ids = bulk.insert_deals(session, deals, actor=actor, label="import:deals") if deals else []
+    taken_ids, taken_keys = _stored_deals(
+        session,
+        {d["external_id"] for d in deals if d["external_id"]},
+        {d["customer_id"] for d in deals},
+    )
+    fresh: list[dict[str, Any]] = []
+    for deal in deals:
+        # A row seen earlier in the file counts as stored too.
+        if deal["external_id"]:
+            if deal["external_id"] in taken_ids:
+                continue
+            taken_ids.add(deal["external_id"])
+        else:
+            key = deal_key(deal["customer_id"], deal["title"])
+            if key in taken_keys:
+                continue
+            taken_keys.add(key)
+        fresh.append(deal)
+    result.skipped = len(deals) - len(fresh)
+    customer_owners = _customer_owners(
+        session, {d["customer_id"] for d in fresh if d["owner_id"] is None}
+    )
+    for deal in fresh:
+        if deal["owner_id"] is None:
+            deal["owner_id"] = customer_owners.get(deal["customer_id"])
+    ids = bulk.insert_deals(session, fresh, actor=actor, label="import:deals") if fresh else []
     bulk.insert_stage_changes(
         session,
         [
@@ -411,7 +587,7 @@ def import_deals(
                 "changed_at": now,
                 "changed_by": actor.name,
             }
-            for did, d in zip(ids, deals, strict=True)
+            for did, d in zip(ids, fresh, strict=True)
         ],
     )
     result.created = len(ids)
@@ -431,16 +607,16 @@ def import_transactions(
 ) -> ImportResult:
     """Purchases become ``purchase`` interactions; unknown customers are created (status active)."""
     actor.require_manager("import transactions")
-    reader, rows = _rows(file)
+    table = _Table(file)
     cols = _columns(
-        reader.fieldnames,
+        table.header,
         ["external_id", "date", "amount", "currency", "email", "name"],
         ["external_id", "date", "amount"],
     )
     result = ImportResult()
     purchases: list[tuple[str, datetime, Any, str, dict[str, str | None]]] = []
     occurrences: Counter[tuple[str, str, str]] = Counter()
-    for line, row in rows:
+    for line, row in table.records(cols.values()):
         result.rows += 1
         try:
             ref = _get(row, cols, "external_id")
@@ -492,7 +668,7 @@ def import_transactions(
         # Two new customers in one file may share an address (a family, a shared inbox): the
         # first one seen gets it as a contact point; the others keep it only in their name row.
         claimed: set[str] = set(taken)
-        for ref, extra in new_refs.items():
+        for extra in new_refs.values():
             email = extra["email"]
             if email and email in claimed:
                 extra["email"] = None

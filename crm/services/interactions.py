@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from crm.models import Channel, Deal, Interaction, InteractionCreate, utcnow
 from crm.services.actor import Actor
@@ -157,8 +157,16 @@ def mark_interaction_deleted(
     return interaction
 
 
+def count_interactions(session: Session, *, customer_id: int) -> int:
+    """How many interactions a customer's whole timeline holds."""
+    stmt = select(func.count()).where(
+        Interaction.customer_id == customer_id, col(Interaction.deleted_at).is_(None)
+    )
+    return int(session.exec(stmt).one())
+
+
 def timeline(
-    session: Session, *, customer_id: int, limit: int = 20, before: datetime | None = None
+    session: Session, *, customer_id: int, limit: int | None = 20, before: datetime | None = None
 ) -> list[Interaction]:
     get_customer(session, customer_id)
     stmt = select(Interaction).where(

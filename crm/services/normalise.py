@@ -133,7 +133,8 @@ def normalise_email(value: str) -> str:
     if email.lower().startswith("mailto:"):
         email = email[7:]
     email = email.lower()
-    if not _EMAIL.match(email):
+    # 254: the longest address SMTP carries (RFC 5321's path limit less its brackets).
+    if len(email) > 254 or not _EMAIL.match(email):
         raise CRMError(f"{value!r} is not an email address.", hint="Use the form name@example.com.")
     return email
 
@@ -242,10 +243,18 @@ def parse_money(value: object, *, field: str = "amount") -> Decimal:
     return amount.quantize(Decimal("0.01"))
 
 
+def is_currency_code(code: str) -> bool:
+    """Whether ``code`` is a currency of ISO 4217 (pycountry keeps the list up to date)."""
+    import pycountry  # loaded on first use: most commands never handle an amount
+
+    return pycountry.currencies.get(alpha_3=code) is not None
+
+
 def normalise_currency(value: str | None, default: str) -> str:
     currency = (value or default).strip().upper()
-    if not re.fullmatch(r"[A-Z]{3}", currency):
+    if not re.fullmatch(r"[A-Z]{3}", currency) or not is_currency_code(currency):
         raise CRMError(
-            f"{value!r} is not a currency code.", hint="Use a 3-letter code such as USD or EUR."
+            f"{value or default!r} is not an ISO 4217 currency code.",
+            hint="Use a code such as USD, EUR, GBP or JPY.",
         )
     return currency

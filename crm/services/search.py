@@ -15,15 +15,15 @@ many query words they share, and only the best few hundred are scored in full.
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 from sqlmodel import Session
@@ -31,9 +31,15 @@ from sqlmodel import Session
 from crm.models import Customer
 from crm.services.normalise import name_key
 
+if TYPE_CHECKING:
+    import numpy as np
+
 logger = logging.getLogger(__name__)
 
 CANDIDATES = 400  # names scored in full per query
+# From this many names on, candidates are counted in numpy arrays; below it plain Python is as
+# quick, and a command line search does not pay numpy's load time.
+NUMPY_FROM = 20_000
 TOKEN_CUTOFF = 75.0  # how alike a query word and a name word must be to count as shared
 # Change detection looks back this far (rows committed late by another replica), and the whole
 # index is rebuilt this often (to drop merged-away customers and anything missed).
@@ -83,6 +89,8 @@ class _Index:
                 self.arrays.pop(token, None)
 
     def positions(self, word: str) -> np.ndarray:
+        import numpy as np
+
         array = self.arrays.get(word)
         if array is None:
             array = self.arrays[word] = np.asarray(self.postings.get(word, ()), dtype=np.int64)
@@ -194,37 +202,21 @@ class NameIndex:
         if not tokens or len(index.ids) <= CANDIDATES:
             return list(range(len(index.ids)))
         vocabulary = index.words()
-        # shared[p]: how many query words name p has (a name counts once per query word,
-        # however many of its words resemble it)
-        shared = np.zeros(len(index.ids), dtype=np.int32)
-        matched = False
-        for token in set(tokens):
-            similar = {
-                w
-                for w, _, _ in process.extract(
-                    token, vocabulary, scorer=fuzz.ratio, score_cutoff=TOKEN_CUTOFF, limit=25
-                )
-            }
-            if len(token) >= 3:  # a word being typed: "acm" finds "acme"
-                start = bisect.bisect_left(vocabulary, token)
-                for word in vocabulary[start : start + 25]:
-                    if not word.startswith(token):
-                        break
-                    similar.add(word)
-            if similar:
-                has_word = np.zeros(len(index.ids), dtype=bool)
-                for word in similar:
-                    has_word[index.positions(word)] = True
-                shared += has_word
-                matched = True
-        if not matched:
+        # For each query word, the name words like it; a name's rank is how many query words
+        # it has (a name counts once per query word, however many of its words resemble it).
+        groups = [g for g in (_similar_words(vocabulary, t) for t in set(tokens)) if g]
+        if not groups:
             return []
-        if len(shared) > CANDIDATES:
-            top = np.argpartition(-shared, CANDIDATES)[:CANDIDATES]
-        else:
-            top = np.arange(len(shared))
-        ranked = top[np.lexsort((top, -shared[top]))]
-        return [int(p) for p in ranked if shared[p] > 0]
+        if len(index.ids) >= NUMPY_FROM:
+            return _top_by_numpy(index, groups)
+        shared = [0] * len(index.ids)
+        for words in groups:
+            for pos in {p for word in words for p in index.postings.get(word, ())}:
+                shared[pos] += 1
+        ranked = heapq.nsmallest(
+            CANDIDATES, (p for p, n in enumerate(shared) if n), key=lambda p: (-shared[p], p)
+        )
+        return ranked
 
     def search(
         self, session: Session, query: str, limit: int = 10, cutoff: float = 60.0
@@ -239,6 +231,41 @@ class NameIndex:
                 wanted, choices, scorer=fuzz.WRatio, limit=limit, score_cutoff=cutoff
             )
             return [(index.ids[pos], float(score)) for _, score, pos in matches]
+
+
+def _similar_words(vocabulary: list[str], token: str) -> set[str]:
+    """The words of the vocabulary like ``token``: close in spelling, or starting with it."""
+    similar = {
+        w
+        for w, _, _ in process.extract(
+            token, vocabulary, scorer=fuzz.ratio, score_cutoff=TOKEN_CUTOFF, limit=25
+        )
+    }
+    if len(token) >= 3:  # a word being typed: "acm" finds "acme"
+        start = bisect.bisect_left(vocabulary, token)
+        for word in vocabulary[start : start + 25]:
+            if not word.startswith(token):
+                break
+            similar.add(word)
+    return similar
+
+
+def _top_by_numpy(index: _Index, groups: list[set[str]]) -> list[int]:
+    """The same ranking as the counting in ``_candidates``, in arrays for large indexes."""
+    import numpy as np
+
+    shared = np.zeros(len(index.ids), dtype=np.int32)
+    for words in groups:
+        has_word = np.zeros(len(index.ids), dtype=bool)
+        for word in words:
+            has_word[index.positions(word)] = True
+        shared += has_word
+    if len(shared) > CANDIDATES:
+        top = np.argpartition(-shared, CANDIDATES)[:CANDIDATES]
+    else:
+        top = np.arange(len(shared))
+    ranked = top[np.lexsort((top, -shared[top]))]
+    return [int(p) for p in ranked if shared[p] > 0]
 
 
 def _search_key(key: str, company: str | None) -> str:

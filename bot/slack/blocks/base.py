@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from slack_sdk.models.basic_objects import EMPTY_ALLOWED_TYPE_AND_PROPERTY_LIST, JsonObject
 from slack_sdk.models.blocks import (
@@ -26,8 +25,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.rendering import in_zone, truncate
 from bot.rendering import slack_escape as esc
-from bot.rendering import truncate
 from bot.slack import ids
 
 MAX_MESSAGE_BLOCKS = 50
@@ -179,14 +178,10 @@ def not_logged(err: Exception) -> dict[str, Any]:
 
 
 def local_time(value: datetime | None, tz: str) -> str:
+    """A time in the reader's zone, the zone named: ``Fri 04 Dec 2026 09:00 CET``."""
     if value is None:
         return "never"
-    try:
-        zone = ZoneInfo(tz)
-    except Exception:  # a bad zone in the user table must not break rendering
-        zone = ZoneInfo("UTC")
-    local = value.astimezone(zone)
-    return local.strftime("%a %d %b %Y %H:%M")
+    return in_zone(value, tz, "%a %d %b %Y %H:%M")
 
 
 def one_line(text: str | None, limit: int) -> str:

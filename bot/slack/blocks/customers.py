@@ -7,8 +7,8 @@ from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, HeaderBlock, Option
 
+from bot.rendering import plural, truncate
 from bot.rendering import slack_escape as esc
-from bot.rendering import truncate
 from bot.slack import ids
 from bot.slack.blocks.base import (
     button,
@@ -53,7 +53,8 @@ def customer_matches(
             line += f"  ·  {esc(c.domain)}"
         blocks.append(section(line, accessory=button("Show", ids.OPEN_CUSTOMER, str(c.id))))
     pager(blocks, "find", query, offset, has_more, len(matches))
-    return message(blocks, f"{len(matches)} customer(s) match {query}")
+    verb = "matches" if len(matches) == 1 else "match"
+    return message(blocks, f"{plural(len(matches), 'customer')} {verb} {query}")
 
 
 def customer_card(

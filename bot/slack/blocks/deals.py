@@ -8,8 +8,8 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block, HeaderBlock, Option, StaticSelectElement
 
+from bot.rendering import plural, truncate
 from bot.rendering import slack_escape as esc
-from bot.rendering import truncate
 from bot.slack import ids
 from bot.slack.blocks.base import (
     MAX_OPTIONS,
@@ -84,14 +84,14 @@ def pipeline_message(report: PipelineReport, *, who: str) -> dict[str, Any]:
     for s in report.stages:
         median = f"{s.median_days:.1f} d" if s.median_days is not None else "–"
         lines.append(
-            f"*{esc(s.stage)}*: {s.count} deal(s), {_per_currency(s.value)}"
+            f"*{esc(s.stage)}*: {plural(s.count, 'deal')}, {_per_currency(s.value)}"
             f" · weighted {_per_currency(s.weighted)} ({s.probability:.0%})"
             f" · on to next {_pct(s.conversion_to_next)} · median {median} in stage"
         )
     blocks.append(section("\n".join(lines) or "No stages configured."))
     blocks.append(
         section(
-            f"*Open:* {report.open_deals} deal(s), {_per_currency(report.open_value)}\n"
+            f"*Open:* {plural(report.open_deals, 'deal')}, {_per_currency(report.open_value)}\n"
             f"*Weighted forecast:* {_per_currency(report.forecast)}\n"
             f"*Closed:* {report.won} won, {report.lost} lost · win rate {_pct(report.win_rate)}"
         )

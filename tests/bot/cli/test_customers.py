@@ -40,3 +40,42 @@ def test_names_with_brackets_are_printed_as_written(crmbot):
     assert code == 0 and "Acme [/bold] Ltd [eu]" in out, err
     code, out, _ = crmbot("customer", "find", "acme")
     assert code == 0 and "[eu]" in out
+
+
+def test_phone_replaces_the_number_and_email_adds_an_address(crmbot, db):
+    from sqlmodel import select
+
+    from crm.models import AuditEvent
+
+    crmbot("customer", "add", "Jane Doe", "--email", "jane@acme.com", "--phone", "+44 20 7946 0958")
+    code, out, err = crmbot(
+        "customer", "update", "jane@acme.com", "phone=+44 20 7946 0000", "--json"
+    )
+    assert code == 0, err
+    assert [c for c in json.loads(out)["contacts"] if c["kind"] == "phone"] == [
+        {"kind": "phone", "value": "+442079460000"}
+    ]
+    code, out, _ = crmbot("customer", "update", "jane@acme.com", "email=j.doe@acme.com", "--json")
+    emails = [c["value"] for c in json.loads(out)["contacts"] if c["kind"] == "email"]
+    assert emails == ["jane@acme.com", "j.doe@acme.com"]
+    with db.session() as s:
+        removed = s.exec(select(AuditEvent).where(AuditEvent.action == "remove_contact")).one()
+        added = s.exec(select(AuditEvent).where(AuditEvent.action == "add_contact")).all()
+    assert removed.before == {"kind": "phone", "values": ["+442079460958"]}
+    assert {"kind": "phone", "value": "+442079460000"} in [e.after for e in added]
+
+
+def test_a_long_search_says_it_shows_the_best_matches(crmbot, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("name\n" + "".join(f"Acme Person {i}\n" for i in range(15)))
+    crmbot("import", "customers", str(path))
+    code, out, _ = crmbot("customer", "find", "acme person")
+    assert "showing the best 10 matches (--limit N for more)" in out
+    code, out, _ = crmbot("customer", "find", "acme person", "--limit", "20", "--json")
+    assert len(json.loads(out)) == 15
+
+
+def test_a_search_that_shows_everything_says_nothing_more(crmbot):
+    crmbot("customer", "add", "Acme One", "--email", "one@acme.com")
+    code, out, _ = crmbot("customer", "find", "acme one", "--limit", "1")
+    assert code == 0 and "showing" not in out

@@ -24,3 +24,104 @@ def test_import_and_users(crmbot, tmp_path):
     assert code == 2 and "Only admins" in err
     code, _, err = crmbot("import", "customers", str(tmp_path / "missing.csv"))
     assert code == 2 and "no file" in err
+
+
+# One good record per kind: (header, values); the bad files below are built around it.
+GOOD = {
+    "customers": ("name,email", "Ann Smith,ann@x-corp.com"),
+    "deals": ("customer,title", "jane@acme.com,Team plan"),
+    "transactions": ("customer_id,date,amount", "C-1,2026-01-02,10"),
+}
+
+# (what is wrong, the file's bytes from (header, good record), what the one line must say)
+BAD_FILES = [
+    (
+        "a quote never closed",
+        lambda h, g: f'{h}\n{g}\n"{g}\n{g}\n'.encode(),
+        "Line 3: a quote opened in this record is never closed",
+    ),
+    (
+        "a record that swallows the next",
+        lambda h, g: f'{h}\n"{g}\n{g}",{g.split(",", 1)[1]}\n'.encode(),
+        "Line 2: the",
+    ),
+    (
+        "text after a closing quote",
+        lambda h, g: f'{h}\n"{g.split(",")[0]}" and more,{g.split(",", 1)[1]}\n'.encode(),
+        "Line 2: a closing quote is followed by more text",
+    ),
+    ("a NUL byte", lambda h, g: f"{h}\n{g}\n{g}\x00\n".encode(), "Line 3: the file holds a NUL"),
+    (
+        "a value over the csv module's limit",
+        lambda h, g: f'{h}\n"{"x" * 140_000}",{g.split(",", 1)[1]}\n'.encode(),
+        "Line 2: a value is longer than 131,072 characters",
+    ),
+    (
+        "a column named twice",
+        lambda h, g: f"{h},{h.split(',')[0].upper()}\n{g},x\n".encode(),
+        "Line 1: the column",
+    ),
+    ("a value too many", lambda h, g: f"{h}\n{g}\n{g},extra\n".encode(), "Line 3: "),
+    ("not UTF-8", lambda h, g: f"{h}\n{g}\n".encode() + b"Jos\xe9,x\n", "Line 3: "),
+    ("nothing at all", lambda h, g: b"", "The file is empty"),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+@pytest.mark.parametrize(("problem", "make", "says"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_a_malformed_csv_is_one_line_naming_its_line_exit_2_and_nothing_written(
+    crmbot, db, tmp_path, kind, problem, make, says
+):
+    from sqlmodel import func, select
+
+    from crm.models import AuditEvent, Customer, Deal, Interaction
+
+    crmbot("customer", "add", "Jane", "--email", "jane@acme.com")
+
+    def counts() -> list[int]:
+        with db.session() as s:
+            return [
+                s.exec(select(func.count()).select_from(m)).one()
+                for m in (Customer, Deal, Interaction, AuditEvent)
+            ]
+
+    before = counts()
+    header, good = GOOD[kind]
+    path = tmp_path / "bad.csv"
+    path.write_bytes(make(header, good))
+    code, out, err = crmbot("import", kind, str(path))
+    assert code == 2, (problem, out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ") and says in err, err
+    assert counts() == before
+
+
+def test_a_value_that_runs_over_lines_says_which_lines(crmbot, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text('name,email\n"Ann Smith,ann@x-corp.com\nBen Jones",ben@y-corp.com\n')
+    code, _, err = crmbot("import", "customers", str(path))
+    assert code == 2
+    assert "Line 2: the name runs over lines 2 to 3" in err and "quote left open" in err
+
+
+def test_a_quoted_value_may_hold_the_separator_and_a_doubled_quote(crmbot, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text('name,email,company\n"Smith, Ann",ann@x-corp.com,"The ""Best"" Co"\n')
+    code, out, err = crmbot("import", "customers", str(path), "--json")
+    assert code == 0, err
+    code, out, _ = crmbot("customer", "show", "ann@x-corp.com", "--json")
+    shown = json.loads(out)
+    assert (shown["name"], shown["company"]) == ("Smith, Ann", 'The "Best" Co')
+
+
+def test_importing_the_same_deals_file_twice_changes_nothing(crmbot, tmp_path):
+    crmbot("customer", "add", "Jane", "--email", "jane@acme.com")
+    path = tmp_path / "deals.csv"
+    path.write_text("customer,title,amount\njane@acme.com,Team plan,12k\njane@acme.com,Add-on,1k\n")
+    code, out, _ = crmbot("import", "deals", str(path), "--json")
+    assert code == 0 and json.loads(out)["created"] == 2
+    code, out, _ = crmbot("import", "deals", str(path), "--json")
+    assert code == 0 and (json.loads(out)["created"], json.loads(out)["skipped"]) == (0, 2)
+    code, out, _ = crmbot("deal", "list", "--json")
+    assert len(json.loads(out)) == 2
+

@@ -83,3 +83,49 @@ def test_a_change_the_database_refuses_is_one_clear_line_and_nothing_is_written(
     monkeypatch.setattr(customers, "create_customer", create)
     code, out, _ = crmbot("customer", "find", "jane@acme.com", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_every_command_takes_json_as_the_readme_promises():
+    from tests.bot.cli.test_roles import command_tree
+
+    without = [
+        " ".join(path)
+        for path, command in command_tree().items()
+        if not any("--json" in getattr(p, "opts", ()) for p in command.params)
+    ]
+    assert without == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("version", "--json"), ("db", "current", "--json"), ("digest", "history", "--json")],
+)
+def test_version_db_current_and_digest_history_print_json(crmbot, args):
+    code, out, err = crmbot(*args)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data == [] or isinstance(data, dict) and data
+
+
+def test_a_usage_error_is_one_line_exit_2(crmbot):
+    for args in (("deal", "move", "abc", "won"), ("nosuch",), ("deal", "add")):
+        code, out, err = crmbot(*args)
+        assert code == 2 and out == ""
+        assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+        assert "╭" not in err and "Usage:" not in err
+    assert "crmbot deal move --help" in crmbot("deal", "move", "abc", "won")[2]
+
+
+def test_the_command_table_names_every_command_module():
+    """`crmbot` loads a command module only when one of its commands runs: the table it loads
+    them by must list exactly the commands each module adds."""
+    import importlib
+
+    import typer
+
+    from bot.cli.main import COMMANDS
+
+    for module, names in COMMANDS.items():
+        holder = typer.Typer()
+        importlib.import_module(module).register(holder)
+        assert sorted(typer.main.get_group(holder).commands) == sorted(names), module

@@ -262,7 +262,7 @@ def test_deals_lists_and_pipeline(slack, db, admin, settings, people):
     assert "open deals in lead" in slack.command("deals lead").text
     assert "No user matches" in slack.command("deals <@UNOBODY01|x>").text
     pipe = slack.command("pipeline")
-    assert "Pipeline: everyone" in pipe.text and "*lead*: 13 deal(s)" in pipe.text
+    assert "Pipeline: everyone" in pipe.text and "*lead*: 13 deals" in pipe.text
     assert "Weighted forecast" in pipe.text and "120.00 USD" in pipe.text  # 1200 at 10 %
     assert "Pipeline: Rita Rep" in slack.command("pipeline mine", user="UREP00001").text
 
@@ -473,3 +473,48 @@ def test_help_shows_how_to_name_a_followup_customer(slack):
     text = slack.command("help").text
     assert "/crm followup &lt;customer&gt; &lt;when&gt;[:] [note]" in text
     assert "Acme Corp: next friday: call" in text and '"Acme Corp" next friday' in text
+
+
+def test_a_closed_deal_reopens_over_slack_only_when_asked(slack, db, admin, settings, people):
+    c = add_customer(db, admin, name="Stark", email="t@stark.com")
+    d = add_deal(db, admin, settings, c.id, title="Armor", owner_id=people["UREP00001"].id)
+    assert "won" in slack.command(f"deal {d.id} won", user="UREP00001").text
+    refused = slack.command(f"deal {d.id} move proposal", user="UREP00001").text
+    assert "would reopen it" in refused and f"deal {d.id} reopen proposal" in refused
+    assert "Stages:" in slack.command(f"deal {d.id} reopen", user="UREP00001").text
+    assert "reopened" in slack.command(f"deal {d.id} reopen proposal", user="UREP00001").text
+    with db.session() as session:
+        deal = session.get(Deal, d.id)
+    assert (deal.status, deal.stage) == (DealStatus.open, "proposal")
+    events = _actor_events(db, "slack:UREP00001 (")
+    assert [e.action for e in events if e.entity == "deal"] == ["win", "reopen"]
+
+
+def test_a_followup_set_over_slack_is_the_setters_and_its_time_names_the_zone(
+    slack, db, admin, people
+):
+    from zoneinfo import ZoneInfo
+
+    add_customer(db, admin, name="Acme", email="jane@acme.com", owner_id=people["UREP00002"].id)
+    reply = slack.command("followup acme.com tomorrow 9am", user="UNEW00001")
+    with db.session() as session:
+        fu = session.exec(select(FollowUp)).one()
+        nora = session.exec(select(User).where(User.email == "nora@ourco.com")).one()
+    assert fu.owner_id == nora.id  # a reminder for whoever set it, not the customer's owner
+    zone = fu.due_at.astimezone(ZoneInfo("America/New_York")).tzname()  # EST or EDT
+    assert f"09:00 {zone}" in reply.text
+    assert f"09:00 {zone}" in slack.command("followups", user="UNEW00001").text
+
+
+def test_set_phone_replaces_the_number_as_the_command_line_does(slack, db, admin):
+    from crm.models import ContactPoint
+
+    c = add_customer(db, admin, name="Umbrella", email="x@umbrella.com", phone="+4930123456")
+    assert "Updated" in slack.command(f"set #{c.id} phone=+4930999999", user="UMGR00001").text
+    assert "Updated" in slack.command(f"set #{c.id} email=y@umbrella.com", user="UMGR00001").text
+    with db.session() as session:
+        points = session.exec(
+            select(ContactPoint).where(ContactPoint.customer_id == c.id).order_by(ContactPoint.id)
+        ).all()
+    assert [(p.kind, p.value) for p in points if p.kind == "phone"] == [("phone", "+4930999999")]
+    assert [p.value for p in points if p.kind == "email"] == ["x@umbrella.com", "y@umbrella.com"]

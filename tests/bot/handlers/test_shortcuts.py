@@ -77,7 +77,7 @@ def test_log_to_crm_shortcut_stores_message_or_thread_once(slack, db, admin, set
         "log_message", values, private_metadata=view["private_metadata"], user="UREP00001"
     )
     assert status == 200 and body == ""
-    assert "Logged 2 message(s)" in fake_slack.wait_for("chat.postMessage")[0].params["text"]
+    assert "Logged 2 messages" in fake_slack.wait_for("chat.postMessage")[0].params["text"]
     status, body = slack.submit(
         "log_message", values, private_metadata=view["private_metadata"], user="UREP00001"
     )
@@ -167,7 +167,7 @@ def test_log_to_crm_answers_slack_before_reading_a_slow_thread(slack, db, admin,
     assert all(c.answered_at is None or c.answered_at > answered for c in replies)
 
     done = fake_slack.wait_for("chat.postMessage", timeout=20)[0].params
-    assert done["channel"] == "D_UREP00001" and "Logged 30 message(s)" in done["text"]
+    assert done["channel"] == "D_UREP00001" and "Logged 30 messages" in done["text"]
     assert len(fake_slack.calls_to("chat.getPermalink")) == 1
     with db.session() as session:
         rows = list(session.exec(select(Interaction).order_by(Interaction.occurred_at)))

@@ -102,3 +102,32 @@ def test_note_and_follow_up_forms(slack, db, admin, fake_slack):
         fu = session.exec(select(FollowUp)).one()
     assert note.channel == "call" and note.body == "Discussed <pricing>"
     assert fu.note == "check in" and fu.due_at > utcnow() + timedelta(days=2)
+
+
+def test_a_deal_from_the_form_belongs_to_the_customers_owner(slack, db, admin, people):
+    """The form, the CLI and imports share one rule: the customer's owner, else the opener."""
+    owned = add_customer(
+        db, admin, name="Owned", email="a@owned.com", owner_id=people["UREP00002"].id
+    )
+    unowned = add_customer(db, admin, name="Unowned", email="b@unowned.com")
+
+    def values(customer_id: int, title: str) -> dict:
+        return {
+            "customer": {
+                "customer_options": {
+                    "type": "external_select",
+                    "selected_option": {"value": str(customer_id)},
+                }
+            },
+            "title": {"value": {"type": "plain_text_input", "value": title}},
+            "amount": {"value": {"type": "plain_text_input", "value": "100"}},
+            "currency": {"value": {"type": "plain_text_input", "value": ""}},
+            "stage": {"value": {"type": "static_select", "selected_option": None}},
+            "close": {"value": {"type": "datepicker", "selected_date": None}},
+        }
+
+    assert slack.submit("deal_new", values(owned.id, "For Ray"), user="UREP00001") == (200, "")
+    assert slack.submit("deal_new", values(unowned.id, "Mine"), user="UREP00001") == (200, "")
+    with db.session() as session:
+        owners = {d.title: d.owner_id for d in session.exec(select(Deal))}
+    assert owners == {"For Ray": people["UREP00002"].id, "Mine": people["UREP00001"].id}

@@ -367,9 +367,14 @@ def test_customer_card_previews_interactions_without_reading_whole_bodies(db, ad
     assert card.last_touch_at == card.recent_interactions[0].occurred_at
 
 
-def test_fuzzy_search_scales_past_the_full_scan(db, admin):
-    """With many customers the token index picks candidates; typos and partial words still match."""
-    from crm.services import bulk
+@pytest.mark.parametrize("counting", ["python", "numpy"])
+def test_fuzzy_search_scales_past_the_full_scan(db, admin, monkeypatch, counting):
+    """With many customers the token index picks candidates; typos and partial words still match
+    (candidates are counted in plain Python for a small index, in numpy arrays for a large one)."""
+    from crm.services import bulk, search
+
+    monkeypatch.setattr(search, "NUMPY_FROM", 1_000 if counting == "numpy" else 1_000_000)
+    search.forget_indexes()
 
     rows = [
         {"name": f"Person {i:05d} Sample", "company": f"Company {i % 97} Holdings"}
@@ -462,3 +467,62 @@ def test_unknown_owner_is_a_clear_error(db, admin, settings):
     deal = add_deal(db, admin, settings, customer.id)
     with db.transaction() as s, pytest.raises(NotFound, match="no user #999"):
         deals.update_deal(s, deal_id=deal.id, actor=admin, settings=settings, owner_id=999)
+
+
+def test_a_merged_away_customers_id_is_never_given_to_a_new_customer(db, admin):
+    keep = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    gone = add_customer(db, admin, "J. Doe", "j.doe@acme.com")
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=keep.id, merge_id=gone.id, actor=admin)
+    again = add_customer(db, admin, "Someone Else", "someone@else.com")
+    assert again.id not in (keep.id, gone.id)
+    with db.session() as s:
+        merged = s.exec(
+            select(AuditEvent).where(AuditEvent.action == "merge", AuditEvent.entity == "customer")
+        ).one()
+        # The audit trail's merged-away id still names nobody alive.
+        assert merged.before["merged"]["id"] == gone.id and s.get(Customer, gone.id) is None
+
+
+def test_bulk_inserts_never_reuse_a_merged_away_id_either(db, admin):
+    from crm.services import bulk
+
+    keep = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    gone = add_customer(db, admin, "J. Doe", "j.doe@acme.com")
+    with db.transaction() as s:
+        customers.merge_customers(s, keep_id=keep.id, merge_id=gone.id, actor=admin)
+    with db.transaction() as s:
+        (new_id,) = bulk.insert_customers(s, [{"name": "Imported"}], actor=admin, label="test")
+    assert new_id > gone.id
+    assert add_customer(db, admin, "After the import", "after@x-corp.com").id > new_id
+
+
+def test_python_and_numpy_counting_pick_the_same_candidates(db, admin, monkeypatch):
+    from crm.services import bulk, search
+
+    words = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka"]
+    rows = [
+        {"name": f"{words[i % 8]} {words[(i * 3) % 8]} {i}", "company": f"{words[(i * 5) % 8]} ltd"}
+        for i in range(2_000)
+    ]
+    with db.transaction() as s:
+        bulk.insert_customers(s, rows, actor=admin, label="test")
+    index = search.NameIndex()
+    with db.session() as s:
+        index.refresh(s)
+    built = index._index
+    for query in ("acme", "globx initech", "wonka stark ltd", "hool"):
+        groups = [search._similar_words(built.words(), t) for t in set(query.split())]
+
+        def score(pos: int, groups: list[set[str]] = groups) -> int:
+            return sum(bool(set(built.keys[pos].split()) & g) for g in groups)
+
+        monkeypatch.setattr(search, "NUMPY_FROM", 1_000_000)
+        in_python = index._candidates(built, query)
+        monkeypatch.setattr(search, "NUMPY_FROM", 1)
+        in_numpy = index._candidates(built, query)
+        assert len(in_python) == len(in_numpy) <= search.CANDIDATES
+        # Both rank by score; names tied at the cut may fall either way in numpy.
+        assert [score(p) for p in in_python] == [score(p) for p in in_numpy]
+        cut = score(in_python[-1])
+        assert {p for p in in_python if score(p) > cut} == {p for p in in_numpy if score(p) > cut}

@@ -111,3 +111,63 @@ def test_overlong_names_in_transactions_are_reported_with_their_line(db, admin, 
     text = "customer_id,date,amount,name\nC1,2026-01-02,5," + "x" * 300 + "\n"
     with pytest.raises(CRMError, match="Line 2"), db.transaction() as s:
         importer.import_transactions(s, io.StringIO(text), actor=admin, settings=settings)
+
+
+DEALS = """customer,title,amount,stage
+jane@acme.com,Team plan,12k,proposal
+jane@acme.com,Support add-on,900,lead
+bob@initech.com,Team plan,5k,won
+jane@acme.com,  team   PLAN ,12k,proposal
+"""
+
+
+def test_importing_the_same_deals_twice_changes_nothing(db, admin, settings):
+    from crm.models import AuditEvent, DealStageChange
+
+    add_customer(db, admin, "Jane", "jane@acme.com")
+    add_customer(db, admin, "Bob", "bob@initech.com")
+    with db.transaction() as s:
+        first = importer.import_deals(s, io.StringIO(DEALS), actor=admin, settings=settings)
+    # The last row is the first one again (case and spacing aside): one deal, not two.
+    assert (first.rows, first.created, first.skipped) == (4, 3, 1)
+    counts = (_count(db, Deal), _count(db, DealStageChange), _count(db, AuditEvent))
+    with db.transaction() as s:
+        again = importer.import_deals(s, io.StringIO(DEALS), actor=admin, settings=settings)
+    assert (again.rows, again.created, again.skipped) == (4, 0, 4)
+    assert (_count(db, Deal), _count(db, DealStageChange)) == counts[:2]
+
+
+def test_an_external_deal_id_tells_deals_apart_and_finds_them_again(db, admin, settings):
+    add_customer(db, admin, "Jane", "jane@acme.com")
+    text = "deal_id,customer,title,amount\nD-1,jane@acme.com,Renewal,10\nD-2,jane@acme.com,Renewal,12\n"
+    with db.transaction() as s:
+        first = importer.import_deals(s, io.StringIO(text), actor=admin, settings=settings)
+    assert first.created == 2  # two renewals of one customer, told apart by their ids
+    renamed = "deal_id,customer,title,amount\nD-1,jane@acme.com,Renewal 2025,10\nD-3,jane@acme.com,Renewal,15\n"
+    with db.transaction() as s:
+        again = importer.import_deals(s, io.StringIO(renamed), actor=admin, settings=settings)
+    assert (again.created, again.skipped) == (1, 1)
+    with db.session() as s:
+        assert sorted(s.exec(select(Deal.external_id)).all()) == ["D-1", "D-2", "D-3"]
+
+
+def test_an_imported_deal_without_an_owner_gets_its_customers(db, admin, settings):
+    from tests.conftest import make_user
+    from crm.models import Role
+
+    rita, _ = make_user(db, "Rita", Role.rep)
+    add_customer(db, admin, "Jane", "jane@acme.com", owner_id=rita.id)
+    with db.transaction() as s:
+        importer.import_deals(s, io.StringIO("customer,title\njane@acme.com,Plan\n"), actor=admin, settings=settings)
+    with db.session() as s:
+        assert s.exec(select(Deal.owner_id)).one() == rita.id
+
+
+def test_a_doubled_quote_far_down_the_file_is_one_quote(db, admin):
+    rows = "".join(f"Person {i},p{i}@x-corp.com\n" for i in range(400))  # past the sniffed part
+    text = "name,email\n" + rows + '"The ""Boss""",boss@x-corp.com\n'
+    with db.transaction() as s:
+        assert importer.import_customers(s, io.StringIO(text), actor=admin).created == 401
+    with db.session() as s:
+        boss = s.exec(select(Customer).where(Customer.name_key.startswith("the"))).one()
+        assert boss.name == 'The "Boss"'
