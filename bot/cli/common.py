@@ -92,6 +92,12 @@ class State:
                 self._db.upgrade()
         return self._db
 
+    def close(self) -> None:
+        """Close the store's connections (when the command ends, however it ends)."""
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+
     def actor(self, session: Session) -> Actor:
         from crm.services import users as user_svc
         from crm.services.actor import Actor

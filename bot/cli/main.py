@@ -86,7 +86,9 @@ def _root(
 ) -> None:
     # The settings are read when a command first needs them (`crmbot version` never does).
     overrides: dict[str, Any] = {"database_url": database_url} if database_url else {}
-    ctx.obj = common.State(overrides=overrides, acting_as=acting_as, verbose=verbose)
+    state = common.State(overrides=overrides, acting_as=acting_as, verbose=verbose)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
 
 
 # ---------------------------------------------------------------- entry point

@@ -129,3 +129,22 @@ def test_the_command_table_names_every_command_module():
         holder = typer.Typer()
         importlib.import_module(module).register(holder)
         assert sorted(typer.main.get_group(holder).commands) == sorted(names), module
+
+
+def test_a_command_closes_the_stores_connections_when_it_ends_however_it_ends(crmbot, monkeypatch):
+    from crm.db import Database
+
+    closed: list[Database] = []
+    dispose = Database.dispose
+
+    def recording_dispose(self: Database) -> None:
+        closed.append(self)
+        dispose(self)
+
+    monkeypatch.setattr(Database, "dispose", recording_dispose)
+    assert crmbot("deal", "list")[0] == 0
+    assert len(closed) == 1
+    assert crmbot("customer", "show", "nobody@nowhere.example")[0] == 2
+    assert len(closed) == 2
+    assert crmbot("version")[0] == 0  # never opened the store: nothing to close
+    assert len(closed) == 2
