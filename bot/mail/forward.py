@@ -30,6 +30,7 @@ class ForwardedPart:
     body: str  # the forwarded message body, quote markers of the header level removed
     note: str  # text above the forwarded header (the forwarder's own note)
     explicit: bool  # announced by a "Forwarded message" marker, not just a quote header
+    kind: str = "forward"  # the header's kind: forward, original, fields or attribution
 
 
 def _clean_name(name: str) -> str:
@@ -175,4 +176,5 @@ def _find_forwarded(text: str, subject: str | None) -> ForwardedPart | None:
         body=body,
         note=note,
         explicit=span.kind == "forward",
+        kind=span.kind,
     )

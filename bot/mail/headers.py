@@ -116,6 +116,16 @@ def _bare_fields(lines: list[str], start: int, depth: int) -> tuple[dict[str, st
     return (fields, i) if len(fields) >= 2 else ({}, start)
 
 
+def _new_field_follows(lines: list[str], blank: int, fields: dict[str, str]) -> bool:
+    """Whether the first non-blank line after ``blank`` is a header field not seen yet."""
+    for line in lines[blank + 1 : blank + 3]:
+        content = clean(split_quote(line)[1])
+        if content:
+            parsed = parse_field_line(content)
+            return parsed is not None and parsed[0] not in fields
+    return False
+
+
 def _collect_fields(lines: list[str], start: int, depth: int,
                     min_fields: int) -> tuple[dict[str, str], int]:
     """Parse a run of header-field lines beginning at ``start``.
@@ -136,9 +146,10 @@ def _collect_fields(lines: list[str], start: int, depth: int,
             break
         if not content_c:
             blanks += 1
-            # A single blank line may separate fields (double-spaced HTML conversions);
-            # two blank lines, or a blank after the block has enough fields, end it.
-            if blanks > 1 or (len(fields) >= 2 and last in ("subject",)):
+            # A single blank line may separate fields (double-spaced HTML conversions: Apple
+            # Mail puts each field in its own block, in the order From, Subject, Date, To);
+            # the block goes on only when a field not seen yet follows the blank.
+            if blanks > 1 or (len(fields) >= 2 and not _new_field_follows(lines, i, fields)):
                 break
             i += 1
             continue
@@ -170,11 +181,26 @@ def _collect_fields(lines: list[str], start: int, depth: int,
     return fields, end
 
 
+def _is_sentence(value: str) -> bool:
+    """Prose ("our side, everything is ready to sign."), not a header value."""
+    words = value.split()
+    return len(words) >= 4 and value.rstrip("*_ ").endswith((".", "!", "?", ":"))
+
+
 def _fields_look_like_header(fields: dict[str, str]) -> bool:
+    """Labels alone prove nothing ("To: whom it may concern", "From: our side, ..."): a header
+    block also names someone by address, or carries a date beside a sender or recipient that
+    reads as a name rather than a sentence."""
     keys = set(fields)
-    if "from" in keys and keys & {"date", "to", "subject", "cc", "reply_to"}:
+    if not (("from" in keys and keys & {"date", "to", "subject", "cc", "reply_to"})
+            or ({"subject", "date"} <= keys and bool(keys & {"to", "from"}))):
+        return False
+    people = [fields[k] for k in ("from", "to", "cc", "reply_to") if k in fields]
+    if any(P.EMAIL_RE.search(v) for v in people):
         return True
-    return {"subject", "date"} <= keys and bool(keys & {"to", "from"})
+    date = fields.get("date", "")
+    return (bool(P.DATEISH_RE.search(date)) and not _is_sentence(date)
+            and not any(_is_sentence(v) or len(v.split()) > 8 for v in people))
 
 
 def _attribution_match(text: str) -> bool:

@@ -70,7 +70,8 @@ def test_basic_headers_and_json_shape() -> None:
     assert set(j) == {
         "forwarded", "original_sender", "forwarded_by", "from", "to", "cc", "date", "subject",
         "new_text", "quoted_text", "signature", "message_id", "in_reply_to", "references",
-        "auto_reply", "attachments", "forward_note", "truncated", "problems", "quarantine_reason",
+        "auto_reply", "auto_reason", "list_mail", "attachments", "forward_note", "truncated",
+        "problems", "quarantine_reason",
     }
     assert j["date"] == "2021-11-02T08:26:50+00:00"
     assert j["from"] == {"name": "Jane Roe", "address": "jane@client.example"}
@@ -228,7 +229,8 @@ def test_forward_of_forward_innermost_external_sender_wins() -> None:
     # bob@eu.ourco.com is a subdomain of an internal domain: never the original sender.
     assert p.original_sender == Address("Carla Client", "carla@customer.example")
     assert p.new_text == "I would like a refund for order 77."
-    assert p.forward_note == "FYI"
+    # Each forwarder's note is kept, the ones in the middle with their name.
+    assert p.forward_note == "FYI\n\nBob Staff <bob@eu.ourco.com>: Can you take this one?"
 
 
 def test_forward_only_internal_senders_has_no_original_sender() -> None:
@@ -436,3 +438,72 @@ def test_auto_reply_detection(headers: dict[str, str], subject: str) -> None:
 def test_normal_mail_is_not_auto_reply() -> None:
     p = parse_email(_msg(subject="Re: office move", Auto_Submitted="no").as_bytes())
     assert not p.auto_reply
+
+
+# --------------------------------------------------------------------------- chains, lists
+def _chain(middle_note: str) -> bytes:
+    body = (
+        "Logging this.\n\n---------- Forwarded message ---------\n"
+        "From: Bob Miller <bob@client.example>\nDate: Wed, Nov 3, 2021 at 5:40 PM\n"
+        "Subject: Fwd: Renewal\nTo: Alice Smith <alice@ourco.com>\n\n"
+        f"{middle_note}\n\n---------- Forwarded message ---------\n"
+        "From: Carol Jones <carol@client.example>\nDate: Wed, Nov 3, 2021 at 4:55 PM\n"
+        "Subject: Renewal\nTo: Bob Miller <bob@client.example>\n\n"
+        "Bob, I need a quote for the renewal.\n\nCarol\n"
+    )
+    return _msg(body, subject="Fwd: Fwd: Renewal", sender="alice@ourco.com").as_bytes()
+
+
+def test_a_customer_passing_on_a_colleagues_mail_is_not_its_author() -> None:
+    p = parse_email(_chain("Hi Alice, see Carol's question below.\n\nBob"),
+                    internal_domains=INTERNAL)
+    assert p.original_sender == Address("Carol Jones", "carol@client.example")
+    assert p.new_text == "Bob, I need a quote for the renewal."
+    assert p.forward_note == (
+        "Logging this.\n\n"
+        "Bob Miller <bob@client.example>: Hi Alice, see Carol's question below."
+    )
+
+
+def test_a_customer_who_wrote_a_message_above_a_forward_is_its_author() -> None:
+    own = ("Alice, this is the second time this month. We lost four hours of work and I have\n"
+           "to report it to our board on Friday. I expect a written incident report and a\n"
+           "credit on the next invoice, otherwise we will look at other providers.")
+    p = parse_email(_chain(own), internal_domains=INTERNAL)
+    assert p.original_sender == Address("Bob Miller", "bob@client.example")
+    assert p.new_text == own
+
+
+def test_list_digests_and_delivery_reports_are_never_forwards() -> None:
+    digest = EmailMessage()
+    digest["From"] = "users-request@lists.example"
+    digest["To"] = "users@lists.example"
+    digest["Subject"] = "Users Digest, Vol 1, Issue 2"
+    digest.set_content("Today's Topics:\n\n   1. Import (Dana)\n")
+    inner = _msg("Splitting the file fixed it.", sender="Dana <dana@fbi.example>")
+    digest.add_attachment(inner)
+    digest.replace_header("Content-Type", digest["Content-Type"].replace("mixed", "digest"))
+    p = parse_email(digest.as_bytes(), internal_domains=INTERNAL)
+    assert not p.forwarded and p.list_mail
+
+    report = _msg("This report relates to a message you sent with the following header fields:"
+                  "\n\n  From: Ian <ian@oxy.example>\n  To: SoCal <scr@raves.example>\n"
+                  "  Date: Sun, 23 Sep 2001 20:10:55 -0700\n  Subject: yeah\n\n"
+                  "Your message cannot be delivered.", sender="postmaster@ucla.example",
+                  Return_Path="<>")
+    p = parse_email(report.as_bytes(), internal_domains=INTERNAL)
+    assert not p.forwarded and p.auto_reply and "empty Return-Path" in p.auto_reason
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"List_Id": "Users <users.lists.example>"}, "List-Id: Users <users.lists.example>"),
+        ({"Precedence": "list"}, "Precedence: list"),
+        ({"List_Unsubscribe": "<mailto:leave@news.example>"}, "List-Unsubscribe"),
+        ({"Sender": "dev-bounces@lists.example"}, "sent by list software"),
+    ],
+)
+def test_list_mail_says_why(headers: dict[str, str], reason: str) -> None:
+    p = parse_email(_msg(**headers).as_bytes())
+    assert reason in p.list_mail and not p.auto_reply
