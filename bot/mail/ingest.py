@@ -95,6 +95,8 @@ def to_incoming(raw: bytes, parsed: ParsedEmail, *, source: str) -> IncomingMail
         in_reply_to=parsed.in_reply_to,
         references=list(parsed.references),
         auto_reply=parsed.auto_reply,
+        auto_reason=parsed.auto_reason,
+        list_mail=parsed.list_mail,
         attachments=[MailAttachment(a.name, a.content_type, a.size) for a in parsed.attachments],
         truncated=parsed.truncated,
         problems=list(parsed.problems),
@@ -147,15 +149,33 @@ class MailProcessor:
         self._pool: Executor | None = None
         self._pool_size = _pool_size(settings)
 
-    def parse(self, raws: Sequence[bytes]) -> list[IncomingMail]:
-        return self.parse_async(raws)()
+    def parse(
+        self, raws: Sequence[bytes], origins: Sequence[str] | None = None
+    ) -> list[IncomingMail]:
+        return self.parse_async(raws, origins)()
 
-    def parse_async(self, raws: Sequence[bytes]) -> Callable[[], list[IncomingMail]]:
+    def parse_async(
+        self, raws: Sequence[bytes], origins: Sequence[str] | None = None
+    ) -> Callable[[], list[IncomingMail]]:
         """Start parsing a batch; call the result to wait for the mails.
 
         With a process pool the caller can store the previous batch meanwhile, so parsing
-        (CPU) and storing (database) overlap.
+        (CPU) and storing (database) overlap. ``origins`` says where each message was found
+        (a file, a folder and UID), for the records of mail that is not stored.
         """
+        parsing = self._parse_async(raws)
+        if not origins:
+            return parsing
+
+        def with_origins() -> list[IncomingMail]:
+            mails = parsing()
+            for mail, origin in zip(mails, origins, strict=True):
+                mail.origin = origin
+            return mails
+
+        return with_origins
+
+    def _parse_async(self, raws: Sequence[bytes]) -> Callable[[], list[IncomingMail]]:
         internal = tuple(self.settings.internal_domains)
         limit = self.settings.mail_max_body_chars
         raws = list(raws)
@@ -294,26 +314,34 @@ def count_messages(path: Path) -> int:
 
 def iter_messages(path: Path) -> Iterator[bytes]:
     """Raw bytes of every message under ``path`` (a Maildir, an mbox, a folder or one file)."""
+    for _origin, raw in iter_located_messages(path):
+        yield raw
+
+
+def iter_located_messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(where, raw bytes) of every message under ``path``: the file, or "<mbox>#<n>" (from 1)
+    and "<Maildir>#<key>" for a message inside a mailbox file or folder."""
     kind = describe_path(path)
+    where = str(path.resolve())
     if kind == "maildir":
         box = mailbox.Maildir(path, factory=None, create=False)
         for key in sorted(box.iterkeys()):
             try:
-                yield box.get_bytes(key)
+                yield f"{where}#{key}", box.get_bytes(key)
             except (KeyError, OSError):
                 logger.warning("Maildir message %s vanished while reading", key)
         return
     if kind == "mbox":
         mbox = mailbox.mbox(path, factory=None, create=False)
         try:
-            for key in mbox.iterkeys():
-                yield mbox.get_bytes(key)
+            for number, key in enumerate(mbox.iterkeys(), start=1):
+                yield f"{where}#{number}", mbox.get_bytes(key)
         finally:
             mbox.close()
         return
     files = _folder_files(path) if kind == "folder" else [path]
     for file in files:
-        yield file.read_bytes()
+        yield str(file.resolve()), file.read_bytes()
 
 
 def ingest_path(
@@ -336,6 +364,7 @@ def ingest_path(
     report = IngestReport(source=name)
     done = 0
     batch: list[bytes] = []
+    origins: list[str] = []
     pending: tuple[int, Callable[[], list[IncomingMail]]] | None = None
 
     def finish() -> None:
@@ -349,14 +378,15 @@ def ingest_path(
             progress(done)
 
     try:
-        for raw in iter_messages(path):
+        for origin, raw in iter_located_messages(path):
             batch.append(raw)
+            origins.append(origin)
             if len(batch) >= batch_size:
-                started = processor.parse_async(batch)
+                started = processor.parse_async(batch, origins)
                 finish()  # the previous batch is stored while this one is parsed
-                pending, batch = (len(batch), started), []
+                pending, batch, origins = (len(batch), started), [], []
         if batch:
-            started = processor.parse_async(batch)
+            started = processor.parse_async(batch, origins)
             finish()
             pending = (len(batch), started)
         finish()

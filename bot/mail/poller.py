@@ -226,6 +226,7 @@ class MailboxPoller:
             self.renew_lease()
             fetched = client.fetch(chunk, ["BODY.PEEK[]"])
             raws: list[bytes] = []
+            origins: list[str] = []
             for uid in chunk:
                 raw = (fetched.get(uid) or {}).get(b"BODY[]")
                 if raw is None:
@@ -233,7 +234,8 @@ class MailboxPoller:
                     logger.info("mailbox %s: UID %s vanished before the fetch", self.mailbox, uid)
                     continue
                 raws.append(bytes(raw))
-            parsing = self.processor.parse_async(raws)
+                origins.append(f"UID {uid}")
+            parsing = self.processor.parse_async(raws, origins)
             if pending is not None:
                 self._store_batch(client, report, uid_validity, *pending)
             pending = (chunk, len(raws), parsing)

@@ -8,11 +8,16 @@ Transports (the IMAP poller, ``crmbot ingest``) parse messages and hand over neu
   inbox) is an outbound interaction matched on its recipients.
 - Matching: a contact point with that address, then the company domain (never a free-mail
   domain), then the policy for unknown senders (create a lead, ignore, or quarantine).
-- Idempotent: one interaction per (source, Message-ID), or per content hash when the
-  Message-ID is missing; the same mail again is reported as a duplicate and changes nothing.
+- Idempotent: one interaction per Message-ID (or per content hash when the Message-ID is
+  missing), whichever transport or file it came from: the IMAP poller, a folder, the same
+  message as a single file. The same mail again is reported as a duplicate and changes nothing.
 - Threading: ``thread_key`` follows In-Reply-To and References to mail already stored, else
   the thread's root Message-ID. The subject never joins mails into a thread.
 - Unusable mail is quarantined raw with the reason; one bad message never stops a batch.
+  Ignored mail (automatic replies, list mail, unknown senders under the ignore policy) is
+  recorded the same way, so "where did that mail go?" always has an answer.
+- List and role mail (List-Id, a digest, noreply@, postmaster@, ...) creates no lead and is
+  not matched by company domain unless the policy allows it.
 
 Batches are stored with a few set-based queries; when anything in the fast path fails the
 batch is redone message by message, each in its own savepoint.
@@ -50,7 +55,7 @@ from crm.services.actor import Actor
 from crm.services.audit import _jsonable, record_event
 from crm.services.customers import create_customer
 from crm.services.errors import CRMError
-from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key
+from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key, role_address_reason
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,11 @@ MAX_BODY_CHARS = 100_000
 MAX_QUOTED_CHARS = 20_000
 MAX_REFERENCES = 30
 MAX_LISTED = 50
+# The ``source`` of every interaction and set-aside record made from mail: the Message-ID key
+# is unique across transports, so the database constraint on (source, external_id) guards it
+# for all of them. Where a message arrived is kept in the interaction's meta (received_via,
+# origin) and in the set-aside record's origin.
+MAIL_SOURCE = "mail"
 # A Date header further ahead than this is wrong (bad clock, spam); the receive time is used.
 _FUTURE_SLACK = timedelta(days=1)
 
@@ -86,7 +96,7 @@ class MailAttachment:
 # A message as the CRM sees it: already parsed, no transport details.
 @dataclass
 class IncomingMail:
-    source: str  # "imap:<mailbox>" or "ingest:<name>"
+    source: str  # how it arrived: "imap:<mailbox>" or "ingest:<name>"
     content_hash: str  # identifies the message when it has no Message-ID
     raw: bytes = b""  # kept only when the message ends up in quarantine
     raw_size: int = 0
@@ -106,15 +116,19 @@ class IncomingMail:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     auto_reply: bool = False
+    auto_reason: str = ""  # what made it automatic (an auto-reply header, a delivery report)
+    list_mail: str = ""  # what made it list or bulk mail (List-Id, a digest, ...)
     attachments: list[MailAttachment] = field(default_factory=list)
     truncated: bool = False
     problems: list[str] = field(default_factory=list)
     # Set by the parser when the message cannot be used at all (e.g. no headers).
     unusable_reason: str | None = None
+    # Where the transport found it: a file path, "<mbox>#3", "<mailbox> UID 42".
+    origin: str = ""
 
     @property
     def external_id(self) -> str:
-        """The idempotency key within the source."""
+        """The idempotency key, the same whichever transport or file the message came from."""
         if self.message_id:
             mid = _no_nul(self.message_id).strip()
             if mid and len(mid) <= 500:
@@ -151,6 +165,8 @@ class CapturePolicy:
     # Addresses of the CRM's own mailboxes: never a customer even outside internal_domains.
     own_addresses: frozenset[str] = frozenset()
     max_body_chars: int = MAX_BODY_CHARS
+    # List and role mail may create leads (and match by company domain) like any other mail.
+    list_leads: bool = False
 
     def __post_init__(self) -> None:
         if self.unknown_sender not in ("create_lead", "ignore", "quarantine"):
@@ -166,6 +182,7 @@ class CapturePolicy:
             unknown_sender=settings.mail_unknown_sender,
             own_addresses=frozenset(a.lower() for a in own_addresses if a),
             max_body_chars=getattr(settings, "mail_max_body_chars", MAX_BODY_CHARS),
+            list_leads=getattr(settings, "mail_list_leads", False),
         )
 
     def is_internal(self, address: str) -> bool:
@@ -277,6 +294,8 @@ class _Plan:
     matched_on: str | None = None
     result: CaptureResult | None = None  # decided already (duplicate, ignored, quarantine)
     quarantine_reason: str | None = None
+    # Why this is list or role mail, which creates no lead by default.
+    bulk: str | None = None
 
 
 class _Lookups:
@@ -380,7 +399,7 @@ def _capture_one_safely(
     except IntegrityError:
         # Stored concurrently by another replica between our check and insert.
         with session.begin_nested():
-            existing = _existing_interactions(session, mail.source, [mail.external_id])
+            existing = _existing_interactions(session, [mail.external_id])
         if mail.external_id in existing:
             iid, cid = existing[mail.external_id]
             return CaptureResult(CaptureOutcome.duplicate, mail.external_id, iid, cid)
@@ -389,37 +408,49 @@ def _capture_one_safely(
         logger.warning("mail %s could not be stored: %s", mail.external_id, exc, exc_info=True)
         reason = f"could not be stored: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     with session.begin_nested():
-        return _quarantine(session, mail, reason, actor)
+        return _set_aside(session, mail, reason, actor)
 
 
-def _existing_interactions(
-    session: Session, source: str, keys: Sequence[str]
-) -> dict[str, tuple[int, int]]:
+def _existing_interactions(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Mail interactions already stored under these keys, from any transport (rows stored
+    before the key was shared by all transports carry the transport's name as their source)."""
     found: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(list(keys), 500):
+    for chunk in _chunks(sorted(set(keys)), 500):
         rows = session.exec(
             select(Interaction.external_id, Interaction.id, Interaction.customer_id).where(
-                Interaction.source == source, col(Interaction.external_id).in_(chunk)
+                col(Interaction.external_id).in_(chunk), Interaction.channel == Channel.email
             )
         )
         for key, iid, cid in rows:
             if key is not None and iid is not None:
-                found[key] = (iid, cid)
+                found.setdefault(key, (iid, cid))
     return found
 
 
-def _open_quarantine(session: Session, source: str, keys: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for chunk in _chunks(list(keys), 500):
+def _open_set_aside(session: Session, keys: Sequence[str]) -> dict[str, str]:
+    """Unresolved quarantined or ignored records under these keys: key -> outcome."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(keys)), 500):
         rows = session.exec(
-            select(QuarantinedMessage.external_id, QuarantinedMessage.id).where(
-                QuarantinedMessage.source == source,
+            select(QuarantinedMessage.external_id, QuarantinedMessage.outcome).where(
                 col(QuarantinedMessage.external_id).in_(chunk),
                 col(QuarantinedMessage.resolved_at).is_(None),
             )
         )
-        found.update({k: qid for k, qid in rows if qid is not None})
+        for key, outcome in rows:
+            found.setdefault(key, outcome)
     return found
+
+
+def set_aside_reason(mail: IncomingMail, policy: CapturePolicy) -> str | None:
+    """Why ``mail`` is set aside whoever sent it, or would create no lead from an unknown
+    sender: an automatic reply or report, or list or role mail. None for ordinary mail."""
+    if mail.auto_reply:
+        return f"automatic reply ({mail.auto_reason})" if mail.auto_reason else "automatic reply"
+    if policy.list_leads:
+        return None
+    sender = mail.sender
+    return mail.list_mail or (role_address_reason(sender.address) if sender else None)
 
 
 def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
@@ -429,7 +460,9 @@ def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
         plan.quarantine_reason = mail.unusable_reason
         return
     if mail.auto_reply:
-        plan.result = CaptureResult(CaptureOutcome.ignored, plan.key, reason="automatic reply")
+        plan.result = CaptureResult(
+            CaptureOutcome.ignored, plan.key, reason=set_aside_reason(mail, policy)
+        )
         return
     sender = mail.sender
     if _forwarded_by_customer(mail, policy):
@@ -459,35 +492,27 @@ def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
         return
     plan.direction = Direction.inbound
     plan.party = sender
+    if not policy.list_leads:
+        plan.bulk = mail.list_mail or role_address_reason(sender.address) or None
 
 
 def _capture_fast(
     session: Session, mails: Sequence[IncomingMail], policy: CapturePolicy, actor: Actor
 ) -> list[CaptureResult]:
     plans = [_Plan(mail=m, key=m.external_id) for m in mails]
-    source_keys: dict[str, list[str]] = {}
-    for p in plans:
-        source_keys.setdefault(p.mail.source, []).append(p.key)
-    existing: dict[tuple[str, str], tuple[int, int]] = {}
-    quarantined: dict[tuple[str, str], int] = {}
-    for source, keys in source_keys.items():
-        existing.update(
-            {(source, k): v for k, v in _existing_interactions(session, source, keys).items()}
-        )
-        quarantined.update(
-            {(source, k): v for k, v in _open_quarantine(session, source, keys).items()}
-        )
+    keys = [p.key for p in plans]
+    existing = _existing_interactions(session, keys)
+    set_aside = _open_set_aside(session, keys)
 
-    seen_in_batch: set[tuple[str, str]] = set()
+    seen_in_batch: set[str] = set()
     for p in plans:
-        ident = (p.mail.source, p.key)
-        if ident in existing:
-            iid, cid = existing[ident]
+        if p.key in existing:
+            iid, cid = existing[p.key]
             p.result = CaptureResult(CaptureOutcome.duplicate, p.key, iid, cid)
-        elif ident in seen_in_batch:
+        elif p.key in seen_in_batch:
             p.result = CaptureResult(CaptureOutcome.duplicate, p.key, reason="twice in one batch")
         else:
-            seen_in_batch.add(ident)
+            seen_in_batch.add(p.key)
             _plan_party(p, policy)
 
     # One round of lookups for every address, domain and parent Message-ID in the batch.
@@ -557,7 +582,7 @@ def _capture_fast(
                             "direction": row["direction"],
                             "occurred_at": row["occurred_at"],
                             "subject": row["subject"],
-                            "source": row["source"],
+                            "source": (row["meta"] or {}).get("received_via"),
                             "external_id": row["external_id"],
                             "matched_on": (row["meta"] or {}).get("matched_on"),
                             "captured_by": (row["meta"] or {}).get("captured_by"),
@@ -567,24 +592,28 @@ def _capture_fast(
             )
         # Audit rows in the same transaction as the interactions they describe.
         session.execute(sa.insert(_audit_events), events)
-    resolved_keys: list[tuple[str, str]] = []
+    resolved_keys: list[str] = []
     for p in plans:
-        if p.quarantine_reason is not None:
-            ident = (p.mail.source, p.key)
-            if ident in quarantined:
+        if p.quarantine_reason is not None or (
+            p.result is not None and p.result.outcome == CaptureOutcome.ignored
+        ):
+            outcome = CaptureOutcome.ignored if p.quarantine_reason is None else (
+                CaptureOutcome.quarantined)
+            reason = p.quarantine_reason or (p.result.reason if p.result else None) or "ignored"
+            if p.key in set_aside:
+                # Set aside before (a re-import, the same message from another source).
+                already = "in quarantine" if set_aside[p.key] == "quarantined" else "ignored"
                 results.append(
                     CaptureResult(
-                        CaptureOutcome.duplicate,
-                        p.key,
-                        reason="already in quarantine: " + p.quarantine_reason,
+                        CaptureOutcome.duplicate, p.key, reason=f"already {already}: {reason}"
                     )
                 )
             else:
-                results.append(_quarantine(session, p.mail, p.quarantine_reason, actor))
+                results.append(_set_aside(session, p.mail, reason, actor, outcome))
         elif id(p) in stored:
             iid, cid = stored[id(p)]
-            if (p.mail.source, p.key) in quarantined:
-                resolved_keys.append((p.mail.source, p.key))
+            if p.key in set_aside:
+                resolved_keys.append(p.key)
             results.append(CaptureResult(CaptureOutcome.stored, p.key, iid, cid))
         else:
             results.append(
@@ -593,12 +622,11 @@ def _capture_fast(
                     CaptureOutcome.ignored, p.key, reason="no customer (policy ignore)"
                 )
             )
-    for source, key in resolved_keys:
+    for key in resolved_keys:
         # The mail could not be used before (e.g. unknown sender); now it is stored.
         session.execute(
             sa.update(QuarantinedMessage)
             .where(
-                col(QuarantinedMessage.source) == source,
                 col(QuarantinedMessage.external_id) == key,
                 col(QuarantinedMessage.resolved_at).is_(None),
             )
@@ -618,12 +646,24 @@ def _match_customer(
             a for a in [*p.mail.to, *p.mail.cc] if a.address and not policy.is_internal(a.address)
         ]
     for candidate in candidates:
-        found = lookups.match(candidate.address)
+        if p.bulk is not None:
+            # List and role mail counts only for a contact we know by this very address.
+            cid = lookups.by_email.get(candidate.address)
+            found = None if cid is None else (cid, "email")
+        else:
+            found = lookups.match(candidate.address)
         if found is not None:
             p.customer_id, p.matched_on = found
             p.party = candidate
             return
     party = p.party
+    if p.bulk is not None:
+        p.result = CaptureResult(
+            CaptureOutcome.ignored,
+            p.key,
+            reason=f"list or role mail ({p.bulk}) from no known contact: no lead created",
+        )
+        return
     if not party.address:
         # A forward that names the customer but prints no address: a unique exact name will do.
         ids = list(
@@ -719,6 +759,8 @@ def _build_interaction(
         "cc": _addr_list(mail.cc),
         "matched_on": p.matched_on,
         "raw_size": mail.raw_size,
+        "received_via": mail.source,
+        "origin": mail.origin,
     }
     if p.party is not None and p.direction == Direction.outbound:
         meta["recipient"] = p.party.display()
@@ -767,7 +809,7 @@ def _build_interaction(
         "subject": subject,
         "body": body,
         "author": (author.display() if author else "")[:320] or None,
-        "source": mail.source[:200],
+        "source": MAIL_SOURCE,
         "external_id": p.key,
         "thread_key": thread_key,
         "amount": None,
@@ -789,30 +831,46 @@ def _strip_nul_deep(value: Any) -> Any:
     return value
 
 
-def _quarantine(session: Session, mail: IncomingMail, reason: str, actor: Actor) -> CaptureResult:
+def _set_aside(
+    session: Session,
+    mail: IncomingMail,
+    reason: str,
+    actor: Actor,
+    outcome: CaptureOutcome = CaptureOutcome.quarantined,
+) -> CaptureResult:
+    """Keep a message that is not stored as an interaction, raw, with the reason and where it
+    came from: quarantined (it could not be used) or ignored (it was not meant for the CRM)."""
     key = mail.external_id
+    sender = mail.sender or mail.from_
     item = QuarantinedMessage(
-        source=mail.source[:200], external_id=key, reason=_no_nul(reason), raw=mail.raw
+        source=MAIL_SOURCE,
+        external_id=key,
+        reason=_no_nul(reason),
+        raw=mail.raw,
+        outcome=outcome.value,
+        origin=_clean(" ".join(x for x in (mail.source, mail.origin) if x), 1000),
+        subject=" ".join(_no_nul(mail.subject or "").split())[:500] or None,
+        sender=_no_nul(sender.display())[:320] if sender is not None else None,
+        sent_at=mail.date if mail.date is not None and mail.date.tzinfo is not None else None,
     )
     try:
         with session.begin_nested():
             session.add(item)
             session.flush()
     except IntegrityError:
-        # The same mail is in quarantine already (and unresolved or resolved): keep the first.
-        return CaptureResult(
-            CaptureOutcome.duplicate, key, reason="already in quarantine: " + reason
-        )
-    logger.info("mail %s from %s quarantined: %s", key, mail.source, reason)
+        # Set aside already (and unresolved or resolved): keep the first record.
+        already = "in quarantine" if outcome == CaptureOutcome.quarantined else "ignored"
+        return CaptureResult(CaptureOutcome.duplicate, key, reason=f"already {already}: {reason}")
+    logger.info("mail %s from %s %s: %s", key, item.origin, outcome.value, reason)
     record_event(
         session,
         actor=actor,
-        action="quarantine",
+        action="quarantine" if outcome == CaptureOutcome.quarantined else "ignore",
         entity="mail",
         entity_id=item.id,
-        after={"source": item.source, "external_id": key, "reason": item.reason},
+        after={"origin": item.origin, "external_id": key, "reason": item.reason},
     )
-    return CaptureResult(CaptureOutcome.quarantined, key, reason=reason)
+    return CaptureResult(outcome, key, reason=reason)
 
 
 def quarantine_raw(
@@ -822,18 +880,38 @@ def quarantine_raw(
     actor.require_write()
     mail = IncomingMail(source=source, content_hash=content_hash, raw=raw, raw_size=len(raw))
     with session.begin_nested():
-        return _quarantine(session, mail, reason, actor)
+        return _set_aside(session, mail, reason, actor)
+
+
+def _set_aside_query(outcome: CaptureOutcome, include_resolved: bool) -> Any:
+    stmt = select(QuarantinedMessage).where(QuarantinedMessage.outcome == outcome.value)
+    if not include_resolved:
+        stmt = stmt.where(col(QuarantinedMessage.resolved_at).is_(None))
+    return stmt
 
 
 def list_quarantine(
-    session: Session, *, source: str | None = None, include_resolved: bool = False, limit: int = 50
+    session: Session,
+    *,
+    outcome: CaptureOutcome = CaptureOutcome.quarantined,
+    include_resolved: bool = False,
+    limit: int | None = 50,
 ) -> list[QuarantinedMessage]:
-    stmt = select(QuarantinedMessage)
-    if source:
-        stmt = stmt.where(QuarantinedMessage.source == source)
-    if not include_resolved:
-        stmt = stmt.where(col(QuarantinedMessage.resolved_at).is_(None))
-    return list(session.exec(stmt.order_by(col(QuarantinedMessage.id).desc()).limit(limit)))
+    """Quarantined (or, with ``outcome=ignored``, ignored) mail, newest first."""
+    stmt = _set_aside_query(outcome, include_resolved).order_by(col(QuarantinedMessage.id).desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.exec(stmt))
+
+
+def count_quarantine(
+    session: Session,
+    *,
+    outcome: CaptureOutcome = CaptureOutcome.quarantined,
+    include_resolved: bool = False,
+) -> int:
+    stmt = _set_aside_query(outcome, include_resolved).subquery()
+    return int(session.exec(select(sa.func.count()).select_from(stmt)).one())
 
 
 # --------------------------------------------------------------------------- mailbox sync state
@@ -916,6 +994,7 @@ def advance_mailbox(
     state.stored_count += summary.stored
     state.duplicate_count += summary.duplicate
     state.quarantined_count += summary.quarantined
+    state.ignored_count += summary.ignored
     session.add(state)
     session.flush()
     return state
