@@ -17,10 +17,18 @@ _COMMON_RE = re.compile(
 _PERMISSIVE = {"latin_1", "iso8859_1", "cp1252", "iso8859_15", "cp437", "mac_roman"}
 
 
+# The characters a charset name is made of (RFC 2978); what follows them is junk ("utf-8\x00",
+# "iso-8859-1 (western)") that must not make the part unreadable.
+_CHARSET_NAME_RE = re.compile(r"[A-Za-z0-9!#$%&'+^_`{}~.:-]+")
+
+
 def _codec_name(charset: str | None) -> str | None:
     if not charset:
         return None
-    cs = charset.strip().strip("\"'").lower()
+    m = _CHARSET_NAME_RE.search(charset.strip().strip("\"'"))
+    if m is None:
+        return None
+    cs = m.group(0).lower()
     # Mislabels seen in the wild.
     cs = {"utf8": "utf-8", "unicode-1-1-utf-7": "utf-7", "x-unknown": "", "unknown-8bit": "",
           "ansi_x3.4-1968": "ascii", "default": "", "iso-8859-8-i": "iso-8859-8"}.get(cs, cs)
@@ -28,7 +36,7 @@ def _codec_name(charset: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(cs).name
-    except LookupError:
+    except (LookupError, ValueError):
         return None
 
 

@@ -808,7 +808,7 @@ def _build_interaction(
         "occurred_at": occurred_at,
         "subject": subject,
         "body": body,
-        "author": (author.display() if author else "")[:320] or None,
+        "author": _no_nul(author.display() if author else "")[:320] or None,
         "source": MAIL_SOURCE,
         "external_id": p.key,
         "thread_key": thread_key,

@@ -286,6 +286,36 @@ def test_oauth2_token_comes_from_the_configured_command(tmp_path):
         oauth2_token(str(tmp_path / "missing"))
 
 
+NUL_MAIL = (
+    b"From: Jane\x00 Roe <jane@client.example>\r\nTo: support@ourco.com\r\n"
+    b"Subject: Order\x00 42\r\nMessage-ID: <nul1@client.example>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+    b'Content-Type: text/plain; charset="utf-8\x00junk"\r\n\r\nHello\x00 there, order 42 is late.\r\n'
+    b'--b1\r\nContent-Type: application/pdf; name="in\x00voice.pdf"\r\n'
+    b'Content-Disposition: attachment; filename="in\x00voice.pdf"\r\n\r\n%PDF\x00\r\n--b1--\r\n'
+)
+
+
+def test_nul_bytes_in_text_and_charset_are_stored_on_every_database(db, tmp_path, crmbot):
+    """PostgreSQL text cannot hold NUL: the text loses it, the raw message keeps it."""
+    (tmp_path / "nul.eml").write_bytes(NUL_MAIL)
+    code, out, _ = crmbot("ingest", str(tmp_path / "nul.eml"), "--json")
+    assert code == 0 and json.loads(out)["stored"] == 1
+    [stored] = _interactions(db)
+    assert stored.body == "Hello there, order 42 is late."
+    assert stored.subject == "Order 42" and stored.author == "Jane Roe <jane@client.example>"
+    assert stored.meta["attachments"][0]["name"] == "invoice.pdf"
+    # Unusable mail with NULs is quarantined with its raw bytes intact.
+    broken = NUL_MAIL.replace(b"From: Jane\x00 Roe <jane@client.example>\r\n", b"")
+    broken = broken.replace(b"<nul1@", b"<nul2@")
+    (tmp_path / "broken.eml").write_bytes(broken)
+    code, out, _ = crmbot("ingest", str(tmp_path / "broken.eml"), "--json")
+    assert json.loads(out)["quarantined"] == 1
+    with db.session() as session:
+        held = session.exec(select(QuarantinedMessage)).one()
+    assert held.raw == broken and held.subject == "Order 42"
+
+
 CASES = Path(__file__).parent / "cases"
 
 
