@@ -363,6 +363,34 @@ def test_attachments_listed() -> None:
 
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_binary_attachments_are_sized_without_being_parsed(newline: bytes) -> None:
+    """Base64 bodies that are no text are left out of the MIME parse; their size is kept."""
+    m = _msg("See the two files.\n\nJane")
+    blob = os.urandom(30_000)
+    m.add_attachment(blob, maintype="application", subtype="pdf", filename="offer.pdf")
+    m.add_attachment(b"a;b\n1;2\n", maintype="text", subtype="csv", filename="rows.csv")
+    inner = _msg("Forwarded as a file.", sender="Bob <bob@client.example>")
+    inner.add_attachment(b"\x89PNG" * 500, maintype="image", subtype="png", filename="logo.png")
+    m.add_attachment(inner)
+    raw = m.as_bytes().replace(b"\n", newline)
+    p = parse_email(raw)
+    assert [(a.name, a.content_type, a.size) for a in p.attachments][:2] == [
+        ("offer.pdf", "application/pdf", 30_000), ("rows.csv", "text/csv", 8)]
+    assert p.attachments[2].content_type == "message/rfc822"
+    # The attached message is read too (a forward as an attachment), its logo sized as well.
+    assert p.forwarded and p.new_text == "Forwarded as a file." and not p.problems
+    assert p.forward_note == "See the two files."
+
+
+def test_a_broken_base64_attachment_is_read_the_standard_way() -> None:
+    m = _msg("See attached.")
+    m.add_attachment(b"12345", maintype="application", subtype="pdf", filename="x.pdf")
+    raw = m.as_bytes().replace(b"MTIzNDU=", b"MTIzND*U")
+    p = parse_email(raw)
+    assert [a.name for a in p.attachments] == ["x.pdf"] and p.new_text == "See attached."
+
+
 def test_folded_plain_headers_unfold_and_address_lists_parse_strictly() -> None:
     raw = (b"From: Jane Roe <jane@client.example>\r\n"
            b"To: support@ourco.com <support@ourco.com>,\r\n sales@ourco.com <sales@ourco.com>\r\n"
