@@ -53,9 +53,15 @@ from crm.models import (
 )
 from crm.services.actor import Actor
 from crm.services.audit import _jsonable, record_event
-from crm.services.customers import create_customer
+from crm.services.customers import create_customer, create_leads
 from crm.services.errors import CRMError
-from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key, role_address_reason
+from crm.services.normalise import (
+    FREE_MAIL_DOMAINS,
+    is_email,
+    name_key,
+    normalise_email,
+    role_address_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +313,8 @@ class _Lookups:
         self.by_domain: dict[str, int] = {}
         self.domain_counts: dict[str, int] = {}
         self.threads: dict[str, str] = {}
+        # Unknown senders the batch makes leads of; placeholder id -n is new_leads[n - 1].
+        self.new_leads: list[MailAddress] = []
 
     def load(self, emails: set[str], domains: set[str], message_ids: set[str]) -> None:
         s = self.session
@@ -541,6 +549,7 @@ def _capture_fast(
         if p.result is not None or p.quarantine_reason is not None:
             continue
         _match_customer(session, p, lookups, policy, actor)
+    _create_new_leads(session, plans, lookups, actor)
 
     results: list[CaptureResult] = []
     new_rows: list[tuple[_Plan, dict[str, Any]]] = []
@@ -690,32 +699,65 @@ def _match_customer(
     if not is_email(party.address):
         p.quarantine_reason = f"{party.address!r} is not a usable email address"
         return
-    p.customer_id = _create_lead(session, party, actor)
+    # A lead to be created with the batch's other new leads; until then a placeholder id
+    # (negative), which later mails in the batch from this address or company find too.
+    p.customer_id = -(len(lookups.new_leads) + 1)
+    lookups.new_leads.append(party)
     p.matched_on = "new lead"
-    # Later mails in the same batch from this address or company find the new lead.
     lookups.by_email[party.address] = p.customer_id
     for domain in _domain_candidates(party.address)[:1]:
         lookups.by_domain.setdefault(domain, p.customer_id)
 
 
-def _create_lead(session: Session, party: MailAddress, actor: Actor) -> int:
+def _lead_name(party: MailAddress) -> str:
     name = " ".join(_no_nul(party.name).split())[:200] or party.address.split("@", 1)[0][:200]
+    return name or party.address
+
+
+def _create_new_leads(
+    session: Session, plans: Sequence[_Plan], lookups: _Lookups, actor: Actor
+) -> None:
+    """Create the batch's new leads together and put their ids in place of the placeholders."""
+    if not lookups.new_leads:
+        return
+    people = [(_lead_name(party), party.address) for party in lookups.new_leads]
+    try:
+        with session.begin_nested():
+            created = create_leads(session, people=people, actor=actor)
+        ids = [created[normalise_email(address)] for _name, address in people]
+    except IntegrityError:
+        # Another replica created one of them a moment ago: one by one, reusing theirs.
+        ids = [_create_lead(session, party, actor) for party in lookups.new_leads]
+    for p in plans:
+        if p.customer_id is not None and p.customer_id < 0:
+            p.customer_id = ids[-p.customer_id - 1]
+
+
+def _contact_owner(session: Session, address: str) -> int | None:
+    return session.exec(
+        select(ContactPoint.customer_id).where(
+            ContactPoint.kind == ContactKind.email, ContactPoint.value == address
+        )
+    ).first()
+
+
+def _create_lead(session: Session, party: MailAddress, actor: Actor) -> int:
+    # Another replica may have created this lead since the batch looked (committed: seen now).
+    existing = _contact_owner(session, party.address)
+    if existing is not None:
+        return existing
     try:
         with session.begin_nested():
             customer = create_customer(
                 session,
                 actor=actor,
                 customer_in=CustomerCreate(
-                    name=name or party.address, email=party.address, status=CustomerStatus.lead
+                    name=_lead_name(party), email=party.address, status=CustomerStatus.lead
                 ),
             )
     except IntegrityError:
-        # Another replica created the same lead a moment ago.
-        existing = session.exec(
-            select(ContactPoint.customer_id).where(
-                ContactPoint.kind == ContactKind.email, ContactPoint.value == party.address
-            )
-        ).first()
+        # ... or a moment ago, not yet committed when we inserted.
+        existing = _contact_owner(session, party.address)
         if existing is None:
             raise
         return existing

@@ -456,3 +456,36 @@ def test_ignored_mail_leaves_a_trace_once(db, admin):
                                                          "Out of office")
     assert kept.raw == b"raw bytes" and kept.sent_at == WHEN
     assert audit.after["reason"] == first.reason
+
+
+def test_new_leads_of_a_batch_are_created_together_once_each(db, admin):
+    batch = [
+        mail("l1@a.example", sender="ann@a.example", name="Ann A"),
+        mail("l2@a.example", sender="bob@a.example", name="Bob A"),  # same company: Ann's lead
+        mail("l3@b.example", sender="cid@b.example", name=""),  # no name: the local part
+        mail("l4@a.example", sender="ann@a.example", name="Ann A"),
+    ]
+    results = store(db, *batch)
+    assert [r.outcome for r in results] == [CaptureOutcome.stored] * 4
+    with db.session() as session:
+        leads = session.exec(select(Customer).order_by(col(Customer.id))).all()
+        created = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "create", AuditEvent.entity == "customer")
+        ).all()
+    assert [(c.name, c.domain, c.status) for c in leads] == [
+        ("Ann A", "a.example", "lead"), ("cid", "b.example", "lead")]
+    assert [r.customer_id for r in results] == [leads[0].id, leads[0].id, leads[1].id, leads[0].id]
+    assert sorted(e.after["email"] for e in created) == ["ann@a.example", "cid@b.example"]
+    assert [i.meta["matched_on"] for i in interactions(db)] == [
+        "new lead", "domain", "new lead", "email"]
+
+
+def test_a_lead_another_replica_just_created_is_reused(db, admin, monkeypatch):
+    import crm.services.mail_capture as capture
+
+    jane = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    # This replica looked before the other one committed: it does not see Jane's contact.
+    monkeypatch.setattr(capture._Lookups, "load", lambda self, *args: None)
+    [result] = store(db, mail("race@acme.com"))
+    assert result.outcome == CaptureOutcome.stored and result.customer_id == jane.id
+    assert count(db, Customer) == 1
