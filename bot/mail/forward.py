@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from bot.mail import patterns as P
-from bot.mail.headers import HeaderSpan, clean, find_header, split_quote
+from bot.mail.headers import HeaderSpan, clean, first_header, split_quote
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ def find_forwarded(text: str, *, subject: str | None = None) -> ForwardedPart | 
 
 def _find_forwarded(text: str, subject: str | None) -> ForwardedPart | None:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    span = first_header(text)
     lines = text.split("\n")
-    span = find_header(lines, stop=3000)
     if span is None:
         return None
     note_lines = lines[: span.start]

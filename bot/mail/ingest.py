@@ -74,9 +74,11 @@ def _addr(a: Address | None) -> MailAddress | None:
 
 def to_incoming(raw: bytes, parsed: ParsedEmail, *, source: str) -> IncomingMail:
     """The neutral object the CRM stores, from the parser's view of the message."""
+    # The hash identifies only a message without a usable Message-ID (see external_id).
+    has_id = bool((parsed.message_id or "").replace("\x00", "").strip())
     return IncomingMail(
         source=source,
-        content_hash=content_hash(raw),
+        content_hash="" if has_id else content_hash(raw),
         raw=raw,
         raw_size=len(raw),
         message_id=parsed.message_id,

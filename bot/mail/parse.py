@@ -441,11 +441,17 @@ def _collect_children(part: Message, ctype: str, out: _Body, problems: list[str]
         out.containers.add(ctype)
         container = ctype
     if ctype == "multipart/alternative":
-        # Prefer the plain-text alternative; fall back to HTML when it is empty.
+        # Prefer the plain-text alternative; fall back to HTML when it is empty. Plain text
+        # comes first (RFC 2046 orders alternatives from the plainest): once it has text, the
+        # HTML twin is not decoded at all.
         sub = _Body()
         for child in children:
-            if isinstance(child, Message):
-                _collect(child, sub, problems, depth + 1, container)
+            if not isinstance(child, Message):
+                continue
+            if any(t.strip() for t in sub.plain) and child.get_content_type() == "text/html" \
+                    and child.get_content_disposition() != "attachment":
+                continue
+            _collect(child, sub, problems, depth + 1, container)
         if any(t.strip() for t in sub.plain):
             out.plain.extend(sub.plain)
         else:

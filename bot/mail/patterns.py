@@ -307,6 +307,21 @@ DISCLAIMER_RE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
+# Every branch of DISCLAIMER_RE holds one of these words (lower-case): a paragraph without any
+# of them is no disclaimer, found with plain substring searches rather than the pattern.
+DISCLAIMER_WORDS: tuple[str, ...] = (
+    "intended", "confidential", "if you", "received this", "unauthori", "disclaimer",
+    "environment", "vertraulich", "irrtümlich", "adressat", "confidentiel", "destinataire",
+    "riservat", "destinatario", "confidencial", "vertrouwelijk", "geadresseerde", "fortrolig",
+    "konfidentiell", "luottamuksellinen", "poufn", "důvěrn", "конфиденциал",
+)
+
+
+def is_disclaimer(text: str) -> bool:
+    low = text.lower()
+    return any(word in low for word in DISCLAIMER_WORDS) and DISCLAIMER_RE.search(text) is not None
+
+
 # --------------------------------------------------------------------------- subjects
 # Reply / forward prefixes written by mail clients in various languages.
 REPLY_PREFIXES: tuple[str, ...] = (

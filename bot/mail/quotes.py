@@ -6,7 +6,7 @@ import logging
 import re
 
 from bot.mail import patterns as P
-from bot.mail.headers import HeaderSpan, clean, find_header, split_quote
+from bot.mail.headers import MAX_LINES, HeaderSpan, clean, find_header, first_header, split_quote
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +15,6 @@ _NAMED_QUOTE_RE = re.compile(r"^\s*[A-Za-z]{1,10}>(?:\s|$)")
 _PIPE_QUOTE_RE = re.compile(r"^\|(?:\s|$)")
 _FENCE_RE = re.compile(r"^\s*(```|~~~)")
 _SIG_DELIM_RE = re.compile(r"^\s*--\s*$")
-# Analysing beyond this many lines is pointless: the new text is at the top.
-_MAX_LINES = 3000
 
 
 def normalize_newlines(text: str) -> str:
@@ -196,11 +194,11 @@ def split_reply(text: str) -> tuple[str, str]:
 
 def _split_reply(text: str, level: int) -> tuple[str, str]:
     all_lines = text.split("\n")
-    lines = all_lines[:_MAX_LINES]
-    overflow = all_lines[_MAX_LINES:]
+    lines = all_lines[:MAX_LINES]
+    overflow = all_lines[MAX_LINES:]
     kinds = _classify(lines)
 
-    header: HeaderSpan | None = find_header(lines, top_level_only=True)
+    header: HeaderSpan | None = first_header(text, top_level_only=True)
     candidates: list[int] = []
     if header is not None:
         candidates.append(header.start)

@@ -199,7 +199,7 @@ def _disclaimer_cut(lines: list[str]) -> int | None:
     cut: int | None = None
     for a, b in reversed(paras[1:]):
         text = " ".join(clean(x) for x in lines[a:b])
-        if P.DISCLAIMER_RE.search(text):
+        if P.is_disclaimer(text):
             cut = a
             continue
         if b - a <= 3 and all(len(clean(x)) <= 60 for x in lines[a:b]):

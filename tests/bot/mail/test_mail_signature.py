@@ -109,3 +109,21 @@ def test_a_capitalised_line_that_ends_a_wrapped_paragraph_is_not_a_signature() -
             "February.")
     assert split_signature(f"{body}\n\nInes", sender="Jonas Weber <j@x.example>") == (
         body, "Ines")
+
+
+def test_every_disclaimer_pattern_branch_has_a_word_of_the_quick_check() -> None:
+    """The substring check in front of the disclaimer pattern must never hide a branch."""
+    from bot.mail import patterns as P
+
+    branches, depth, current = [], 0, ""
+    for ch in P.DISCLAIMER_RE.pattern:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "|" and depth == 0:
+            branches.append(current)
+            current = ""
+        else:
+            current += ch
+    branches.append(current)
+    assert len(branches) > 15
+    for branch in branches:
+        assert any(word in branch.lower() for word in P.DISCLAIMER_WORDS), branch
