@@ -290,7 +290,8 @@ NUL_MAIL = (
     b"From: Jane\x00 Roe <jane@client.example>\r\nTo: support@ourco.com\r\n"
     b"Subject: Order\x00 42\r\nMessage-ID: <nul1@client.example>\r\nMIME-Version: 1.0\r\n"
     b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
-    b'Content-Type: text/plain; charset="utf-8\x00junk"\r\n\r\nHello\x00 there, order 42 is late.\r\n'
+    b'Content-Type: text/plain; charset="utf-8\x00junk"\r\n\r\n'
+    b"Hello\x00 there, order 42 is late.\r\n"
     b'--b1\r\nContent-Type: application/pdf; name="in\x00voice.pdf"\r\n'
     b'Content-Disposition: attachment; filename="in\x00voice.pdf"\r\n\r\n%PDF\x00\r\n--b1--\r\n'
 )
