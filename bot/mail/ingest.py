@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import mailbox
-import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.mail.parse import Address, ParsedEmail, parse_email
+from bot.mail.parser_pool import ParserPool
 from crm.config import Settings
 from crm.db import Database
 from crm.services.actor import Actor
@@ -42,7 +41,7 @@ _VOLATILE_HEADERS = re.compile(
     re.IGNORECASE,
 )
 # Below this many messages a process pool costs more than it saves.
-_POOL_MIN_BATCH = 32
+POOL_MIN_BATCH = 32
 
 
 def content_hash(raw: bytes) -> str:
@@ -110,8 +109,12 @@ def parse_to_incoming(
     raw: bytes, source: str, internal_domains: Sequence[str], max_body_chars: int
 ) -> IncomingMail:
     """Parse and convert one message; never raises (a failure becomes a quarantine reason)."""
+    parsed = parse_email(raw, internal_domains=internal_domains, max_body_chars=max_body_chars)
+    return _incoming(raw, parsed, source)
+
+
+def _incoming(raw: bytes, parsed: ParsedEmail, source: str) -> IncomingMail:
     try:
-        parsed = parse_email(raw, internal_domains=internal_domains, max_body_chars=max_body_chars)
         return to_incoming(raw, parsed, source=source)
     except Exception as exc:  # the batch must go on; the message is kept in quarantine
         logger.exception("could not convert a message from %s", source)
@@ -122,16 +125,6 @@ def parse_to_incoming(
             raw_size=len(raw),
             unusable_reason=f"could not be read: {type(exc).__name__}",
         )
-
-
-def _parse_chunk(
-    raws: list[bytes], source: str, internal_domains: tuple[str, ...], max_body_chars: int
-) -> list[IncomingMail]:
-    out = [parse_to_incoming(r, source, internal_domains, max_body_chars) for r in raws]
-    for mail in out:
-        # The raw bytes are only needed for quarantine; the parent process still has them.
-        mail.raw = b""
-    return out
 
 
 def _pool_size(settings: Settings) -> int:
@@ -148,7 +141,7 @@ class MailProcessor:
         self.source = source
         self.actor = actor
         self.policy = CapturePolicy.from_settings(settings, own_addresses=_own(settings))
-        self._pool: Executor | None = None
+        self._pool: ParserPool | None = None
         self._pool_size = _pool_size(settings)
 
     def parse(
@@ -185,17 +178,13 @@ class MailProcessor:
         def in_process() -> list[IncomingMail]:
             return [parse_to_incoming(r, self.source, internal, limit) for r in raws]
 
-        if self._pool_size < 2 or len(raws) < _POOL_MIN_BATCH:
+        if self._pool_size < 2 or len(raws) < POOL_MIN_BATCH:
             return in_process
-        if self._pool is None:
-            # forkserver: the runtime has threads (Slack, scheduler); forking them is unsafe.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._pool_size, mp_context=multiprocessing.get_context("forkserver")
-            )
         size = max(1, -(-len(raws) // (self._pool_size * 2)))
         try:
+            pool = self._start_pool()
             futures = [
-                self._pool.submit(_parse_chunk, raws[i : i + size], self.source, internal, limit)
+                pool.submit(raws[i : i + size], internal, limit)
                 for i in range(0, len(raws), size)
             ]
         except Exception:  # a broken pool (a worker was killed) must not lose the batch
@@ -205,16 +194,30 @@ class MailProcessor:
 
         def wait() -> list[IncomingMail]:
             try:
-                mails = [m for f in futures for m in f.result()]
+                parsed = [m for f in futures for m in f.result()]
             except Exception:
                 logger.warning("parser processes failed; parsing in this process", exc_info=True)
                 self._give_up_pool()
                 return in_process()
-            for mail, raw in zip(mails, raws, strict=True):
-                mail.raw = raw
-            return mails
+            # The processes send the parser's findings back; the CRM's view is made here.
+            return [_incoming(r, p, self.source) for r, p in zip(raws, parsed, strict=True)]
 
         return wait
+
+    def _start_pool(self) -> ParserPool:
+        if self._pool is None:
+            self._pool = ParserPool(self._pool_size)
+        return self._pool
+
+    def warm_up(self) -> None:
+        """Start the parser processes now (a large sync is about to begin): they load the
+        parser while the first batch is being fetched."""
+        if self._pool_size < 2 or self._pool is not None:
+            return
+        try:
+            self._start_pool()
+        except Exception:  # the batches will find out and parse in this process
+            logger.warning("parser processes unavailable", exc_info=True)
 
     def _give_up_pool(self) -> None:
         self.close()
@@ -235,7 +238,7 @@ class MailProcessor:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 
 
