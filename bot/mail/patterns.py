@@ -242,8 +242,14 @@ _CALENDAR_WORDS = frozenset((
 ))
 
 
+# The longest of those footers is well under this; longer lines are text.
+_MAX_FOOTER_CHARS = 160
+
+
 def is_mobile_footer(line: str) -> bool:
     """A "Sent from my iPhone"-style line, in many languages (``line`` is one cleaned line)."""
+    if len(line) > _MAX_FOOTER_CHARS:
+        return False
     if MOBILE_SIGNATURE_RE.match(line):
         return True
     m = _SENT_GENERIC_RE.match(line)

@@ -52,7 +52,7 @@ from crm.models import (
     utcnow,
 )
 from crm.services.actor import Actor
-from crm.services.audit import _jsonable, record_event
+from crm.services.audit import record_event
 from crm.services.customers import create_customer, create_leads
 from crm.services.errors import CRMError
 from crm.services.normalise import (
@@ -585,18 +585,16 @@ def _capture_fast(
                     "entity": "interaction",
                     "entity_id": str(iid),
                     "before": None,
-                    "after": _jsonable(
-                        {
-                            "customer_id": row["customer_id"],
-                            "direction": row["direction"],
-                            "occurred_at": row["occurred_at"],
-                            "subject": row["subject"],
-                            "source": (row["meta"] or {}).get("received_via"),
-                            "external_id": row["external_id"],
-                            "matched_on": (row["meta"] or {}).get("matched_on"),
-                            "captured_by": (row["meta"] or {}).get("captured_by"),
-                        }
-                    ),
+                    "after": {
+                        "customer_id": row["customer_id"],
+                        "direction": row["direction"].value,
+                        "occurred_at": row["occurred_at"].isoformat(),
+                        "subject": row["subject"],
+                        "source": (row["meta"] or {}).get("received_via"),
+                        "external_id": row["external_id"],
+                        "matched_on": (row["meta"] or {}).get("matched_on"),
+                        "captured_by": (row["meta"] or {}).get("captured_by"),
+                    },
                 }
             )
         # Audit rows in the same transaction as the interactions they describe.
@@ -794,32 +792,33 @@ def _build_interaction(
         occurred_at = now
 
     body = _no_nul(mail.new_text or "")
+    # Every value is plain JSON (text, numbers, lists, dicts) with its NULs taken out here.
     meta: dict[str, Any] = {
-        "message_id": mail.message_id,
-        "from": mail.from_.display() if mail.from_ else None,
+        "message_id": _no_nul(mail.message_id or ""),
+        "from": _no_nul(mail.from_.display()) if mail.from_ else None,
         "to": _addr_list(mail.to),
         "cc": _addr_list(mail.cc),
         "matched_on": p.matched_on,
         "raw_size": mail.raw_size,
-        "received_via": mail.source,
-        "origin": mail.origin,
+        "received_via": _no_nul(mail.source),
+        "origin": _no_nul(mail.origin),
     }
     if p.party is not None and p.direction == Direction.outbound:
-        meta["recipient"] = p.party.display()
+        meta["recipient"] = _no_nul(p.party.display())
     if mail.forwarded and mail.forwarded_by is not None:
-        by = mail.forwarded_by.display()
+        by = _no_nul(mail.forwarded_by.display())
         meta["forwarded_by"] = by
         if _forwarded_by_customer(mail, policy):
             if mail.original_sender is not None:
-                meta["forwarded_from"] = mail.original_sender.display()
+                meta["forwarded_from"] = _no_nul(mail.original_sender.display())
         else:
             meta["captured_by"] = f"captured by {by} via forward"
         if mail.forward_note:
             meta["forward_note"] = _clean(mail.forward_note, 2_000)
     if mail.in_reply_to:
-        meta["in_reply_to"] = mail.in_reply_to
+        meta["in_reply_to"] = _no_nul(mail.in_reply_to)
     if mail.references:
-        meta["references"] = mail.references[-MAX_REFERENCES:]
+        meta["references"] = [_no_nul(r) for r in mail.references[-MAX_REFERENCES:]]
     if mail.quoted_text:
         meta["quoted_text"] = _clean(mail.quoted_text, MAX_QUOTED_CHARS)
         if len(mail.quoted_text) > MAX_QUOTED_CHARS:
@@ -828,7 +827,7 @@ def _build_interaction(
         meta["signature"] = _clean(mail.signature, 2_000)
     if mail.attachments:
         meta["attachments"] = [
-            {"name": _no_nul(a.name)[:300], "type": a.content_type[:100], "size": a.size}
+            {"name": _no_nul(a.name)[:300], "type": _no_nul(a.content_type)[:100], "size": a.size}
             for a in mail.attachments[:MAX_LISTED]
         ]
     limit = min(policy.max_body_chars, MAX_BODY_CHARS)
@@ -839,7 +838,7 @@ def _build_interaction(
         meta["truncated"] = True
     if problems:
         meta["problems"] = [_no_nul(x)[:300] for x in problems[:20]]
-    meta = {k: _jsonable(_strip_nul_deep(v)) for k, v in meta.items() if v not in (None, [], "")}
+    meta = {k: v for k, v in meta.items() if v not in (None, [], "")}
     author = p.party if p.direction == Direction.inbound else mail.from_
     subject = " ".join(_no_nul(mail.subject or "").split())[:500] or None
     return {
@@ -861,16 +860,6 @@ def _build_interaction(
         "created_at": now,
         "updated_at": now,
     }
-
-
-def _strip_nul_deep(value: Any) -> Any:
-    if isinstance(value, str):
-        return _no_nul(value)
-    if isinstance(value, list):
-        return [_strip_nul_deep(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _strip_nul_deep(v) for k, v in value.items()}
-    return value
 
 
 def _set_aside(
