@@ -44,6 +44,9 @@ _UNFOLD_RE = re.compile(r"\r|\n")
 # specials) and <address>, or a bare address.
 _ADDR = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+"
 _SIMPLE_ADDRESS_RE = re.compile(rf"\s*(?:([A-Za-z0-9 .'_-]*?)\s*<({_ADDR})>|({_ADDR}))\s*")
+# The old form with the name as a comment after the address: "jdoe@x.com (John Doe)". The
+# modern parse drops comments, and with it the only name the sender gave.
+_COMMENT_NAME_RE = re.compile(rf"\s*({_ADDR})\s*\(([^()\\]*)\)\s*")
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,9 @@ class _Headers:
                 return [Address(" ".join((m.group(1) or "").split()),
                                 (m.group(2) or m.group(3)).lower())
                         for m in simple if m is not None]
+            commented = _COMMENT_NAME_RE.fullmatch(plain)
+            if commented is not None:
+                return [Address(" ".join(commented.group(2).split()), commented.group(1).lower())]
         value = self.get(name, plain=False)
         if not value:
             return []

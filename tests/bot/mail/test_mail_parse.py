@@ -412,6 +412,8 @@ def test_folded_plain_headers_unfold_and_address_lists_parse_strictly() -> None:
         ('"Roe, Jane" <jane@client.example>', [Address("Roe, Jane", "jane@client.example")]),
         ("=?utf-8?q?J=C3=BCrgen?= <j@client.example>", [Address("Jürgen", "j@client.example")]),
         ("Jane (sales) <jane@client.example>", [Address("Jane", "jane@client.example")]),
+        # The old form: the name is a comment after the address.
+        ("bbb@ddd.example (John X. Doe)", [Address("John X. Doe", "bbb@ddd.example")]),
     ],
 )
 def test_address_lists(value: str, expected: list[Address]) -> None:
