@@ -117,15 +117,7 @@ def acquire_lease(
     if result.rowcount == 1:  # type: ignore[attr-defined]
         if previous is not None and previous.holder != holder:
             logger.info("lease %s taken over from %s by %s", name, previous.holder, holder)
-            record_event(
-                session,
-                actor=actor,
-                action="take_over",
-                entity="lease",
-                entity_id=name[:64],
-                before={"holder": previous.holder},
-                after={"holder": holder},
-            )
+            _lease_event(session, actor, "take_over", name, {"holder": previous.holder}, holder)
         return True
     if previous is not None:
         if holder_is_gone(previous.holder):
@@ -137,14 +129,7 @@ def acquire_lease(
     except IntegrityError:
         # Another replica created the row between our UPDATE and INSERT: it holds the lease.
         return False
-    record_event(
-        session,
-        actor=actor,
-        action="acquire",
-        entity="lease",
-        entity_id=name[:64],
-        after={"holder": holder},
-    )
+    _lease_event(session, actor, "acquire", name, None, holder)
     return True
 
 
@@ -160,16 +145,28 @@ def _take_from_gone_holder(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     logger.info("lease %s taken back from %s, a process on this host that is gone", name, gone)
+    before = {"holder": gone, "why": "the holding process on this host is gone"}
+    _lease_event(session, actor, "take_over", name, before, holder)
+    return True
+
+
+def _lease_event(
+    session: Session,
+    actor: Actor,
+    action: str,
+    name: str,
+    before: dict[str, str] | None,
+    holder: str | None,
+) -> None:
     record_event(
         session,
         actor=actor,
-        action="take_over",
+        action=action,
         entity="lease",
         entity_id=name[:64],
-        before={"holder": gone, "why": "the holding process on this host is gone"},
-        after={"holder": holder},
+        before=before,
+        after=None if holder is None else {"holder": holder},
     )
-    return True
 
 
 def release_lease(session: Session, *, name: str, holder: str, actor: Actor) -> bool:
@@ -181,14 +178,7 @@ def release_lease(session: Session, *, name: str, holder: str, actor: Actor) -> 
     )
     released = result.rowcount == 1  # type: ignore[attr-defined]
     if released:
-        record_event(
-            session,
-            actor=actor,
-            action="release",
-            entity="lease",
-            entity_id=name[:64],
-            before={"holder": holder},
-        )
+        _lease_event(session, actor, "release", name, {"holder": holder}, None)
     return released
 
 

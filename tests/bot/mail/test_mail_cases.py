@@ -9,27 +9,11 @@ cases, with the same check.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.bot.mail.mail_quality import bench
 
-
-def _bench() -> ModuleType:
-    path = REPO / "bench" / "mail_quality.py"
-    spec = importlib.util.spec_from_file_location("mail_quality", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench()
+BENCH = bench()
 CASES = BENCH.own_cases()
 
 

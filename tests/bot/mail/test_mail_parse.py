@@ -525,15 +525,14 @@ def test_list_digests_and_delivery_reports_are_never_forwards() -> None:
     assert not p.forwarded and p.auto_reply and "empty Return-Path" in p.auto_reason
 
 
-@pytest.mark.parametrize(
-    ("headers", "reason"),
-    [
-        ({"List_Id": "Users <users.lists.example>"}, "List-Id: Users <users.lists.example>"),
-        ({"Precedence": "list"}, "Precedence: list"),
-        ({"List_Unsubscribe": "<mailto:leave@news.example>"}, "List-Unsubscribe"),
-        ({"Sender": "dev-bounces@lists.example"}, "sent by list software"),
-    ],
-)
-def test_list_mail_says_why(headers: dict[str, str], reason: str) -> None:
-    p = parse_email(_msg(**headers).as_bytes())
-    assert reason in p.list_mail and not p.auto_reply
+def test_list_mail_says_why() -> None:
+    why = {
+        "List-Id: Users <users.lists.example>": "List-Id: Users <users.lists.example>",
+        "Precedence: list": "Precedence: list",
+        "List-Unsubscribe: <mailto:leave@news.example>": "List-Unsubscribe",
+        "Sender: dev-bounces@lists.example": "sent by list software",
+    }
+    for header, reason in why.items():
+        raw = _msg().as_bytes().replace(b"\n\n", f"\n{header}\n\n".encode(), 1)
+        p = parse_email(raw)
+        assert reason in p.list_mail and not p.auto_reply, header

@@ -129,17 +129,20 @@ def test_drop_inline_quotes_keeps_the_answers_only() -> None:
     assert "> Who approves the cut-over?" in questions
 
 
-def test_a_quote_followed_by_older_history_is_not_an_inline_reply() -> None:
-    text = (f"{NEW}\n\nOn Mon, 1 Nov 2021 at 10:00, Alice <alice@ourco.com> wrote:\n> Try it.\n\n"
-            "On Sun, 31 Oct 2021 at 09:00, Jane <jane@client.example> wrote:\n> It fails.\n")
-    assert split_reply(text)[0] == NEW
-
-
-def test_quoted_lines_rewrapped_without_markers_are_no_answers() -> None:
-    text = (f"{NEW}\n\nOn Mon, 1 Nov 2021 at 10:00, Alice <alice@ourco.com> wrote:\n"
-            "> Could you check the invoice for the seats we d\nropped in October?\n>\n"
-            "> And the Lisbon\noffice too.\n>\n")
-    assert split_reply(text)[0] == NEW
+@pytest.mark.parametrize(
+    "below",
+    [
+        # Older history under the quote: no answers.
+        "On Mon, 1 Nov 2021 at 10:00, Alice <alice@ourco.com> wrote:\n> Try it.\n\n"
+        "On Sun, 31 Oct 2021 at 09:00, Jane <jane@client.example> wrote:\n> It fails.\n",
+        # Quoted lines a client re-wrapped without the marker: still the quote.
+        "On Mon, 1 Nov 2021 at 10:00, Alice <alice@ourco.com> wrote:\n"
+        "> Could you check the invoice for the seats we d\nropped in October?\n>\n"
+        "> And the Lisbon\noffice too.\n>\n",
+    ],
+)
+def test_text_under_a_quote_that_answers_nothing_stays_quoted(below: str) -> None:
+    assert split_reply(f"{NEW}\n\n{below}")[0] == NEW
 
 
 # --------------------------------------------------------------------------- header shapes
