@@ -7,6 +7,11 @@ Usage::
 The corpora (see ``../shared/corpora/README.md``) are read in place, never copied into the
 project.  Scores compare our answer with each set's expected answer; "exact" means equal
 after collapsing runs of whitespace, as the README defines it.
+
+The project's own cases (``tests/bot/mail/cases/``, hand-written in the formats of common mail
+clients, one folder per kind of miss) are scored too: a case is right when every expectation
+in ``expected.json`` holds (forward or not, whose words, text kept and text removed, no lead
+from list or role mail).
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.mail.forward import find_forwarded  # noqa: E402
+from bot.mail.ingest import to_incoming  # noqa: E402
 from bot.mail.parse import parse_email, split_reply, split_signature  # noqa: E402
+from crm.services.mail_capture import CapturePolicy, set_aside_reason  # noqa: E402
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+OWN_CASES = ROOT / "tests" / "bot" / "mail" / "cases"
 
 FORWARD_SET = "crisp-oss+email-forward-parser"
 TRIMMER_SET = "discourse+email_reply_trimmer"
@@ -193,8 +201,49 @@ def score_forge(corpora: Path) -> tuple[Score, Score]:
     return pos, neg
 
 
+# --------------------------------------------------------------------------- own cases
+def own_cases() -> dict[str, dict]:
+    return json.loads((OWN_CASES / "expected.json").read_text())["cases"]
+
+
+def check_case(name: str, exp: dict) -> list[str]:
+    """What our reading of one of the project's own cases gets wrong ([] when nothing)."""
+    raw = (OWN_CASES / name).read_bytes()
+    parsed = parse_email(raw, internal_domains=INTERNAL)
+    wrong = []
+    if parsed.forwarded != exp["forwarded"]:
+        wrong.append(f"forwarded is {parsed.forwarded}")
+    if "customer" in exp:
+        credited = parsed.original_sender if parsed.forwarded else parsed.from_
+        address = credited.address if credited else None
+        if address != exp["customer"]:
+            wrong.append(f"credited to {address}, not {exp['customer']}")
+    new_text = collapse(parsed.new_text)
+    wrong += [f"new text lost {t!r}" for t in exp.get("has", []) if collapse(t) not in new_text]
+    wrong += [f"new text kept {t!r}" for t in exp.get("lacks", []) if t in parsed.new_text]
+    if exp.get("no_lead"):
+        mail = to_incoming(raw, parsed, source="bench")
+        if set_aside_reason(mail, CapturePolicy(internal_domains=INTERNAL)) is None:
+            wrong.append("would create a lead")
+    return wrong
+
+
+def score_own_cases(corpora: Path) -> tuple[Score, ...]:
+    scores: dict[str, Score] = {}
+    for name, exp in own_cases().items():
+        kind = name.split("/", 1)[0]
+        score = scores.setdefault(kind, Score(f"own cases: {kind.replace('_', ' ')}"))
+        wrong = check_case(name, exp)
+        score.add(not wrong, f"{name}: {'; '.join(wrong)}")
+    for score in scores.values():
+        score.goal = f">= {score.total}/{score.total}"
+        score.best_existing = "-"
+    return tuple(scores.values())
+
+
 SCORERS: list[Callable[[Path], Score | tuple[Score, ...]]] = [
     score_forward_plain, score_forward_wrapped, score_trimmer, score_crisp_reply, score_forge,
+    score_own_cases,
 ]
 
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
 
     # --- Mail capture (IMAP poller, ingest, SMTP) ---
     mail_unknown_sender: Literal["create_lead", "ignore", "quarantine"] = "create_lead"
+    # List and role mail (List-Id, Precedence: list, a digest, noreply@, postmaster@, ...) is
+    # stored only for a known contact; true lets it create leads like any unknown sender.
+    mail_list_leads: bool = False
     # Characters of body text kept per message; longer bodies are cut and the cut noted.
     mail_max_body_chars: int = Field(default=100_000, ge=1_000)
     # Processes that parse mail in parallel during large syncs and imports (0: one per CPU).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,14 @@ from crm.services import mail_capture as capture
 from crm.services.errors import CRMError
 
 mail_app = typer.Typer(no_args_is_help=True, help="Mail capture: inspect, poll, status.")
+
+# Control characters (but tab and newline) in mail text would drive the terminal: shown as �.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(value: Any) -> str:
+    """Mail content as safe, literal terminal text."""
+    return _CONTROL_RE.sub("\ufffd", str(value))
 
 
 @mail_app.command("inspect")
@@ -41,6 +50,9 @@ def mail_inspect(
         internal_domains=settings.internal_domains,
         max_body_chars=settings.mail_max_body_chars,
     )
+    if parsed.quarantine_reason in ("empty message", "not an email (no message headers)"):
+        what = "stdin" if str(file) == "-" else repr(str(file))
+        raise CRMError(f"{what} is not an email message: {parsed.quarantine_reason}.")
     data = parsed.to_json()
     if json_out:
         common.emit_json(data)
@@ -63,7 +75,8 @@ def mail_inspect(
         ("message id", data["message_id"] or "-"),
         ("in reply to", data["in_reply_to"] or "-"),
         ("references", " ".join(data["references"]) or "-"),
-        ("auto reply", "yes" if data["auto_reply"] else "no"),
+        ("auto reply", f"yes: {data['auto_reason']}" if data["auto_reply"] else "no"),
+        ("list mail", data["list_mail"] or "no"),
         (
             "attachments",
             ", ".join(
@@ -74,7 +87,7 @@ def mail_inspect(
     ]
     for label, value in lines:
         # The value is mail content: never read as markup.
-        common.console.print(Text.assemble((f"{label:>16}", "bold"), "  ", str(value)))
+        common.console.print(Text.assemble((f"{label:>16}", "bold"), "  ", _shown(value)))
     for label, key in (
         ("new text", "new_text"),
         ("signature", "signature"),
@@ -82,11 +95,11 @@ def mail_inspect(
     ):
         if data[key]:
             common.console.rule(label)
-            common.console.print(data[key], highlight=False, markup=False)
+            common.console.print(_shown(data[key]), highlight=False, markup=False)
     if data["problems"]:
         common.console.rule("problems")
         for problem in data["problems"]:
-            common.console.print(f"- {problem}", highlight=False, markup=False)
+            common.console.print(f"- {_shown(problem)}", highlight=False, markup=False)
     if data["quarantine_reason"]:
         common.console.print(f"would be quarantined: {data['quarantine_reason']}", highlight=False)
 
@@ -143,14 +156,25 @@ def mail_poll(
         raise typer.Exit(3)
 
 
+def _error_state(s: Any) -> tuple[str | None, Any]:
+    """('failing' | 'recovered' | None, when it recovered) for a mailbox's sync state."""
+    if not s.last_error:
+        return None, None
+    if s.last_success_at and (s.last_error_at is None or s.last_success_at > s.last_error_at):
+        return "recovered", s.last_success_at
+    return "failing", None
+
+
 @mail_app.command("status")
 def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Health of each mailbox: last successful sync, counts, the last error."""
+    """Health of each mailbox: last successful sync, counts, the last error and whether it
+    recovered since."""
     state = common.state(ctx)
     with state.db.session() as session:
         rows: list[dict[str, Any]] = []
         for s in capture.mailbox_states(session):
             lease = leases.current_holder(session, f"mailbox:{s.mailbox}"[:300])
+            error_state, recovered_at = _error_state(s)
             rows.append(
                 {
                     "mailbox": s.mailbox,
@@ -162,32 +186,31 @@ def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                     "stored": s.stored_count,
                     "duplicate": s.duplicate_count,
                     "quarantined": s.quarantined_count,
+                    "ignored": s.ignored_count,
                     "consecutive_failures": s.consecutive_failures,
                     "last_error": s.last_error,
                     "last_error_at": s.last_error_at,
+                    "error_state": error_state,
+                    "recovered_at": recovered_at,
                     "polled_by": lease.holder if lease else None,
                 }
             )
-        open_quarantine = len(capture.list_quarantine(session, limit=10_000))
+        open_quarantine = capture.count_quarantine(session)
+        ignored = capture.count_quarantine(session, outcome=capture.CaptureOutcome.ignored)
     if json_out:
-        common.emit_json({"mailboxes": rows, "open_quarantine": open_quarantine})
+        common.emit_json(
+            {"mailboxes": rows, "open_quarantine": open_quarantine, "ignored": ignored}
+        )
         return
     if not rows:
         common.console.print("No mailbox has been polled yet.")
     else:
         tz = state.settings.tz
+
         common.table(
             "Mailboxes",
-            [
-                "mailbox",
-                "last sync",
-                "stored",
-                "dup",
-                "quar.",
-                "failures",
-                "last error",
-                "polled by",
-            ],
+            ["mailbox", "last sync", "stored", "dup", "quar.", "ign.", "failures", "health",
+             "polled by"],
             [
                 [
                     r["mailbox"],
@@ -195,27 +218,51 @@ def mail_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                     r["stored"],
                     r["duplicate"],
                     r["quarantined"],
+                    r["ignored"],
                     r["consecutive_failures"],
-                    (r["last_error"] or "")[:80],
+                    r["error_state"] or "ok",
                     r["polled_by"],
                 ]
                 for r in rows
             ],
         )
-    common.console.print(f"{plural(open_quarantine, 'message')} in quarantine.", highlight=False)
+        for r in rows:
+            if r["error_state"] is None:
+                continue
+            last = f"{common.when(r['last_error_at'], tz)}: {_shown(r['last_error'])}"
+            line = (
+                f"{r['mailbox']}: recovered at {common.when(r['recovered_at'], tz)}; "
+                f"the last error was at {last}"
+                if r["error_state"] == "recovered"
+                else f"{r['mailbox']}: failing since the last success; error at {last}"
+            )
+            common.console.print(line, highlight=False, markup=False, soft_wrap=True)
+    common.console.print(
+        f"{plural(open_quarantine, 'message')} in quarantine (crmbot mail quarantine), "
+        f"{ignored} ignored (crmbot mail ignored).",
+        highlight=False,
+    )
 
 
-@mail_app.command("quarantine")
-def mail_quarantine(ctx: typer.Context, limit: int = 50, json_out: JsonOpt = False) -> None:
-    """Messages that could not be stored, newest first, with the reason (raw bytes are kept)."""
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Show them all.")]
+
+
+def _set_aside(
+    ctx: typer.Context, outcome: capture.CaptureOutcome, limit: int, all_: bool, json_out: bool
+) -> None:
     state = common.state(ctx)
     with state.db.session() as session:
-        items = capture.list_quarantine(session, limit=limit)
+        total = capture.count_quarantine(session, outcome=outcome)
+        items = capture.list_quarantine(session, outcome=outcome, limit=None if all_ else limit)
         rows = [
             {
                 "id": q.id,
-                "source": q.source,
-                "external_id": q.external_id,
+                "origin": q.origin or q.source,
+                "subject": q.subject,
+                "sender": q.sender,
+                "sent_at": q.sent_at,
+                "message_id": q.external_id,
                 "reason": q.reason,
                 "size": len(q.raw or b""),
                 "received_at": q.received_at,
@@ -223,13 +270,43 @@ def mail_quarantine(ctx: typer.Context, limit: int = 50, json_out: JsonOpt = Fal
             for q in items
         ]
     if json_out:
-        common.emit_json(rows)
+        common.emit_json({"total": total, "shown": len(rows), "messages": rows})
         return
-    common.table(
-        "Quarantine",
-        ["#", "source", "message", "reason", "size"],
-        [[r["id"], r["source"], str(r["external_id"])[:60], r["reason"], r["size"]] for r in rows],
-    )
+    what = "in quarantine" if outcome == capture.CaptureOutcome.quarantined else "ignored"
+    if not rows:
+        common.console.print(f"No message is {what}.")
+        return
+    tz = state.settings.tz
+    for r in rows:
+        # One block per message, not a table: paths and reasons stay whole at any width.
+        for line in (
+            f"#{r['id']}  {common.when(r['sent_at'] or r['received_at'], tz)}  "
+            f"{_shown(r['sender'] or '(no sender)')}  {_shown(r['subject'] or '(no subject)')}",
+            f"    where: {_shown(r['origin'])}",
+            f"    why:   {_shown(r['reason'])}",
+        ):
+            common.console.print(line, highlight=False, markup=False, soft_wrap=True)
+    more = "" if len(rows) == total else " (--limit N or --all for more)"
+    common.console.print(f"Showing {len(rows)} of {total} {what}{more}.", highlight=False)
+
+
+@mail_app.command("quarantine")
+def mail_quarantine(
+    ctx: typer.Context, limit: LimitOpt = 50, all_: AllOpt = False, json_out: JsonOpt = False
+) -> None:
+    """Mail that could not be stored, newest first: where it was found, date, sender, subject
+    and the reason (the raw message is kept)."""
+    _set_aside(ctx, capture.CaptureOutcome.quarantined, limit, all_, json_out)
+
+
+@mail_app.command("ignored")
+def mail_ignored(
+    ctx: typer.Context, limit: LimitOpt = 50, all_: AllOpt = False, json_out: JsonOpt = False
+) -> None:
+    """Mail set aside on purpose, newest first, with the reason: automatic replies and
+    delivery reports, list and role mail from no known contact, unknown senders under the
+    ignore policy, staff mail with no customer in it (the raw message is kept)."""
+    _set_aside(ctx, capture.CaptureOutcome.ignored, limit, all_, json_out)
 
 
 def ingest(
@@ -240,8 +317,8 @@ def ingest(
     source: Annotated[
         str | None,
         typer.Option(
-            help="Name of the source (default: ingest:<folder or file name>); the same name "
-            "again skips mail already stored. Use imap:<mailbox> to merge with a polled inbox."
+            help="Name recorded as where the mail came from (default: ingest:<folder or file "
+            "name>). Mail already stored, from any file or mailbox, is skipped either way."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=5_000)] = 200,

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from bot.mail import patterns as P
-from bot.mail.headers import HeaderSpan, clean, find_header, split_quote
+from bot.mail.headers import HeaderSpan, clean, first_header, split_quote
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class ForwardedPart:
     body: str  # the forwarded message body, quote markers of the header level removed
     note: str  # text above the forwarded header (the forwarder's own note)
     explicit: bool  # announced by a "Forwarded message" marker, not just a quote header
+    kind: str = "forward"  # the header's kind: forward, original, fields or attribution
 
 
 def _clean_name(name: str) -> str:
@@ -147,8 +148,8 @@ def find_forwarded(text: str, *, subject: str | None = None) -> ForwardedPart | 
 
 def _find_forwarded(text: str, subject: str | None) -> ForwardedPart | None:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    span = first_header(text)
     lines = text.split("\n")
-    span = find_header(lines, stop=3000)
     if span is None:
         return None
     note_lines = lines[: span.start]
@@ -175,4 +176,5 @@ def _find_forwarded(text: str, subject: str | None) -> ForwardedPart | None:
         body=body,
         note=note,
         explicit=span.kind == "forward",
+        kind=span.kind,
     )

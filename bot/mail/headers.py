@@ -13,6 +13,7 @@ One mechanism serves both the reply splitter (``quotes.py``) and the forward fin
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -56,7 +57,8 @@ _INVISIBLE = dict.fromkeys(
 
 
 def clean(line: str) -> str:
-    return line.translate(_INVISIBLE).strip()
+    # The invisible marks are all outside ASCII; most lines are ASCII and need only strip().
+    return line.strip() if line.isascii() else line.translate(_INVISIBLE).strip()
 
 
 def is_separator(line: str) -> bool:
@@ -116,6 +118,16 @@ def _bare_fields(lines: list[str], start: int, depth: int) -> tuple[dict[str, st
     return (fields, i) if len(fields) >= 2 else ({}, start)
 
 
+def _new_field_follows(lines: list[str], blank: int, fields: dict[str, str]) -> bool:
+    """Whether the first non-blank line after ``blank`` is a header field not seen yet."""
+    for line in lines[blank + 1 : blank + 3]:
+        content = clean(split_quote(line)[1])
+        if content:
+            parsed = parse_field_line(content)
+            return parsed is not None and parsed[0] not in fields
+    return False
+
+
 def _collect_fields(lines: list[str], start: int, depth: int,
                     min_fields: int) -> tuple[dict[str, str], int]:
     """Parse a run of header-field lines beginning at ``start``.
@@ -136,9 +148,10 @@ def _collect_fields(lines: list[str], start: int, depth: int,
             break
         if not content_c:
             blanks += 1
-            # A single blank line may separate fields (double-spaced HTML conversions);
-            # two blank lines, or a blank after the block has enough fields, end it.
-            if blanks > 1 or (len(fields) >= 2 and last in ("subject",)):
+            # A single blank line may separate fields (double-spaced HTML conversions: Apple
+            # Mail puts each field in its own block, in the order From, Subject, Date, To);
+            # the block goes on only when a field not seen yet follows the blank.
+            if blanks > 1 or (len(fields) >= 2 and not _new_field_follows(lines, i, fields)):
                 break
             i += 1
             continue
@@ -170,34 +183,61 @@ def _collect_fields(lines: list[str], start: int, depth: int,
     return fields, end
 
 
+def _is_sentence(value: str) -> bool:
+    """Prose ("our side, everything is ready to sign."), not a header value."""
+    words = value.split()
+    return len(words) >= 4 and value.rstrip("*_ ").endswith((".", "!", "?", ":"))
+
+
 def _fields_look_like_header(fields: dict[str, str]) -> bool:
+    """Labels alone prove nothing ("To: whom it may concern", "From: our side, ..."): a header
+    block also names someone by address, or carries a date beside a sender or recipient that
+    reads as a name rather than a sentence."""
     keys = set(fields)
-    if "from" in keys and keys & {"date", "to", "subject", "cc", "reply_to"}:
+    if not (("from" in keys and keys & {"date", "to", "subject", "cc", "reply_to"})
+            or ({"subject", "date"} <= keys and bool(keys & {"to", "from"}))):
+        return False
+    people = [fields[k] for k in ("from", "to", "cc", "reply_to") if k in fields]
+    if any(P.EMAIL_RE.search(v) for v in people):
         return True
-    return {"subject", "date"} <= keys and bool(keys & {"to", "from"})
+    date = fields.get("date", "")
+    return (bool(P.DATEISH_RE.search(date)) and not _is_sentence(date)
+            and not any(_is_sentence(v) or len(v.split()) > 8 for v in people))
+
+
+_DIGIT_RE = re.compile(r"\d")
+
+
+def _has_date(text: str) -> bool:
+    # Every date or time has a digit; most lines have none, and the digit is quick to seek.
+    return _DIGIT_RE.search(text) is not None and P.DATEISH_RE.search(text) is not None
 
 
 def _attribution_match(text: str) -> bool:
     if len(text) > _MAX_ATTRIBUTION_CHARS:
         return False
-    if P.ATTRIBUTION_ASIAN_RE.search(text):
+    if not text.isascii() and P.ATTRIBUTION_ASIAN_RE.search(text):
         return True
+    # Ordinary sentences ("As Bob wrote: ...") have neither a date nor an address; checked
+    # first, as most lines are such sentences and the verb pattern is the costlier one.
+    dated = "@" in text or _has_date(text)
+    if not dated and "you" not in text.lower():
+        return False
     m = P.ATTRIBUTION_RE.search(text)
     if not m:
         return False
     head = text[: m.start()]
     if not head.strip():
         return False
-    # Ordinary sentences ("As Bob wrote: ...") have neither a date nor an address.
-    return bool(P.DATEISH_RE.search(text) or "@" in text or re.search(r"\byou\b", head, re.I))
+    return dated or re.search(r"\byou\b", head, re.I) is not None
 
 
 def _dated_address_line(text: str) -> bool:
     """'30.09.2017, 18.30, "John" <j@x.com>:' or '2013/7/20 sam <x@y.org>' (no verb)."""
     if len(text) > 200:
         return False
-    has_addr = bool(P.EMAIL_RE.search(text))
-    if text.rstrip().endswith((":", "：")) and has_addr and P.DATEISH_RE.search(text):
+    has_addr = "@" in text and P.EMAIL_RE.search(text) is not None
+    if text.rstrip().endswith((":", "：")) and has_addr and _has_date(text):
         # A date in the first half and the address at the end, like a header, not a sentence
         # that happens to end with a colon.
         return text.count(" ") <= 18
@@ -216,7 +256,7 @@ def _try_attribution(lines: list[str], i: int, depth: int) -> tuple[int, str] | 
     if first.endswith((".", "!", "?")) or len(first) > _MAX_ATTRIBUTION_CHARS:
         return None
     # Wrapped attributions start with something header-like: a date, an address, '<'.
-    if not (P.DATEISH_RE.search(first) or "@" in first or first.endswith("<")):
+    if not (_has_date(first) or "@" in first or first.endswith("<")):
         return None
     parts = [first]
     for k in range(1, _MAX_JOIN + 1):
@@ -233,8 +273,7 @@ def _try_attribution(lines: list[str], i: int, depth: int) -> tuple[int, str] | 
             break
         if _attribution_match(joined) or (k <= 2 and _dated_address_line(joined)):
             rest = " ".join(p for p in parts[1:] if p)
-            if not P.DATEISH_RE.search(first) and (_attribution_match(rest)
-                                                   or _dated_address_line(rest)):
+            if not _has_date(first) and (_attribution_match(rest) or _dated_address_line(rest)):
                 # The attribution starts on a later line; `first` is text above it
                 # (e.g. a signature line with an address).
                 return None
@@ -242,6 +281,29 @@ def _try_attribution(lines: list[str], i: int, depth: int) -> tuple[int, str] | 
             # contains "wrote".
             return j + 1, joined
     return None
+
+
+# Reading further than this many lines is pointless: what is new is at the top.
+MAX_LINES = 3000
+
+
+@functools.lru_cache(maxsize=8)
+def _first_header_anywhere(text: str) -> HeaderSpan | None:
+    return find_header(text.split("\n", MAX_LINES)[:MAX_LINES])
+
+
+def first_header(text: str, *, top_level_only: bool = False) -> HeaderSpan | None:
+    """The first header in ``text`` (its first MAX_LINES lines), at any quote depth or, with
+    ``top_level_only``, outside quotes.
+
+    The forward finder and the reply splitter both look for it in the same body: the scan
+    is done once. When the first header is quoted, the first unquoted one can only come after
+    it. The span returned is shared: callers must not change it.
+    """
+    span = _first_header_anywhere(text)
+    if not top_level_only or span is None or span.depth == 0:
+        return span
+    return find_header(text.split("\n", MAX_LINES)[:MAX_LINES], span.start, top_level_only=True)
 
 
 def find_header(lines: list[str], start: int = 0, *, top_level_only: bool = False,

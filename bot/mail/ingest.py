@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import mailbox
-import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.mail.parse import Address, ParsedEmail, parse_email
+from bot.mail.parser_pool import ParserPool
 from crm.config import Settings
 from crm.db import Database
 from crm.services.actor import Actor
@@ -42,7 +41,7 @@ _VOLATILE_HEADERS = re.compile(
     re.IGNORECASE,
 )
 # Below this many messages a process pool costs more than it saves.
-_POOL_MIN_BATCH = 32
+POOL_MIN_BATCH = 32
 
 
 def content_hash(raw: bytes) -> str:
@@ -74,9 +73,11 @@ def _addr(a: Address | None) -> MailAddress | None:
 
 def to_incoming(raw: bytes, parsed: ParsedEmail, *, source: str) -> IncomingMail:
     """The neutral object the CRM stores, from the parser's view of the message."""
+    # The hash identifies only a message without a usable Message-ID (see external_id).
+    has_id = bool((parsed.message_id or "").replace("\x00", "").strip())
     return IncomingMail(
         source=source,
-        content_hash=content_hash(raw),
+        content_hash="" if has_id else content_hash(raw),
         raw=raw,
         raw_size=len(raw),
         message_id=parsed.message_id,
@@ -95,6 +96,8 @@ def to_incoming(raw: bytes, parsed: ParsedEmail, *, source: str) -> IncomingMail
         in_reply_to=parsed.in_reply_to,
         references=list(parsed.references),
         auto_reply=parsed.auto_reply,
+        auto_reason=parsed.auto_reason,
+        list_mail=parsed.list_mail,
         attachments=[MailAttachment(a.name, a.content_type, a.size) for a in parsed.attachments],
         truncated=parsed.truncated,
         problems=list(parsed.problems),
@@ -106,8 +109,12 @@ def parse_to_incoming(
     raw: bytes, source: str, internal_domains: Sequence[str], max_body_chars: int
 ) -> IncomingMail:
     """Parse and convert one message; never raises (a failure becomes a quarantine reason)."""
+    parsed = parse_email(raw, internal_domains=internal_domains, max_body_chars=max_body_chars)
+    return _incoming(raw, parsed, source)
+
+
+def _incoming(raw: bytes, parsed: ParsedEmail, source: str) -> IncomingMail:
     try:
-        parsed = parse_email(raw, internal_domains=internal_domains, max_body_chars=max_body_chars)
         return to_incoming(raw, parsed, source=source)
     except Exception as exc:  # the batch must go on; the message is kept in quarantine
         logger.exception("could not convert a message from %s", source)
@@ -118,16 +125,6 @@ def parse_to_incoming(
             raw_size=len(raw),
             unusable_reason=f"could not be read: {type(exc).__name__}",
         )
-
-
-def _parse_chunk(
-    raws: list[bytes], source: str, internal_domains: tuple[str, ...], max_body_chars: int
-) -> list[IncomingMail]:
-    out = [parse_to_incoming(r, source, internal_domains, max_body_chars) for r in raws]
-    for mail in out:
-        # The raw bytes are only needed for quarantine; the parent process still has them.
-        mail.raw = b""
-    return out
 
 
 def _pool_size(settings: Settings) -> int:
@@ -144,18 +141,36 @@ class MailProcessor:
         self.source = source
         self.actor = actor
         self.policy = CapturePolicy.from_settings(settings, own_addresses=_own(settings))
-        self._pool: Executor | None = None
+        self._pool: ParserPool | None = None
         self._pool_size = _pool_size(settings)
 
-    def parse(self, raws: Sequence[bytes]) -> list[IncomingMail]:
-        return self.parse_async(raws)()
+    def parse(
+        self, raws: Sequence[bytes], origins: Sequence[str] | None = None
+    ) -> list[IncomingMail]:
+        return self.parse_async(raws, origins)()
 
-    def parse_async(self, raws: Sequence[bytes]) -> Callable[[], list[IncomingMail]]:
+    def parse_async(
+        self, raws: Sequence[bytes], origins: Sequence[str] | None = None
+    ) -> Callable[[], list[IncomingMail]]:
         """Start parsing a batch; call the result to wait for the mails.
 
         With a process pool the caller can store the previous batch meanwhile, so parsing
-        (CPU) and storing (database) overlap.
+        (CPU) and storing (database) overlap. ``origins`` says where each message was found
+        (a file, a folder and UID), for the records of mail that is not stored.
         """
+        parsing = self._parse_async(raws)
+        if not origins:
+            return parsing
+
+        def with_origins() -> list[IncomingMail]:
+            mails = parsing()
+            for mail, origin in zip(mails, origins, strict=True):
+                mail.origin = origin
+            return mails
+
+        return with_origins
+
+    def _parse_async(self, raws: Sequence[bytes]) -> Callable[[], list[IncomingMail]]:
         internal = tuple(self.settings.internal_domains)
         limit = self.settings.mail_max_body_chars
         raws = list(raws)
@@ -163,17 +178,13 @@ class MailProcessor:
         def in_process() -> list[IncomingMail]:
             return [parse_to_incoming(r, self.source, internal, limit) for r in raws]
 
-        if self._pool_size < 2 or len(raws) < _POOL_MIN_BATCH:
+        if self._pool_size < 2 or len(raws) < POOL_MIN_BATCH:
             return in_process
-        if self._pool is None:
-            # forkserver: the runtime has threads (Slack, scheduler); forking them is unsafe.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._pool_size, mp_context=multiprocessing.get_context("forkserver")
-            )
         size = max(1, -(-len(raws) // (self._pool_size * 2)))
         try:
+            pool = self._start_pool()
             futures = [
-                self._pool.submit(_parse_chunk, raws[i : i + size], self.source, internal, limit)
+                pool.submit(raws[i : i + size], internal, limit)
                 for i in range(0, len(raws), size)
             ]
         except Exception:  # a broken pool (a worker was killed) must not lose the batch
@@ -183,16 +194,30 @@ class MailProcessor:
 
         def wait() -> list[IncomingMail]:
             try:
-                mails = [m for f in futures for m in f.result()]
+                parsed = [m for f in futures for m in f.result()]
             except Exception:
                 logger.warning("parser processes failed; parsing in this process", exc_info=True)
                 self._give_up_pool()
                 return in_process()
-            for mail, raw in zip(mails, raws, strict=True):
-                mail.raw = raw
-            return mails
+            # The processes send the parser's findings back; the CRM's view is made here.
+            return [_incoming(r, p, self.source) for r, p in zip(raws, parsed, strict=True)]
 
         return wait
+
+    def _start_pool(self) -> ParserPool:
+        if self._pool is None:
+            self._pool = ParserPool(self._pool_size)
+        return self._pool
+
+    def warm_up(self) -> None:
+        """Start the parser processes now (a large sync is about to begin): they load the
+        parser while the first batch is being fetched."""
+        if self._pool_size < 2 or self._pool is not None:
+            return
+        try:
+            self._start_pool()
+        except Exception:  # the batches will find out and parse in this process
+            logger.warning("parser processes unavailable", exc_info=True)
 
     def _give_up_pool(self) -> None:
         self.close()
@@ -213,7 +238,7 @@ class MailProcessor:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 
 
@@ -294,26 +319,34 @@ def count_messages(path: Path) -> int:
 
 def iter_messages(path: Path) -> Iterator[bytes]:
     """Raw bytes of every message under ``path`` (a Maildir, an mbox, a folder or one file)."""
+    for _origin, raw in iter_located_messages(path):
+        yield raw
+
+
+def iter_located_messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(where, raw bytes) of every message under ``path``: the file, or "<mbox>#<n>" (from 1)
+    and "<Maildir>#<key>" for a message inside a mailbox file or folder."""
     kind = describe_path(path)
+    where = str(path.resolve())
     if kind == "maildir":
         box = mailbox.Maildir(path, factory=None, create=False)
         for key in sorted(box.iterkeys()):
             try:
-                yield box.get_bytes(key)
+                yield f"{where}#{key}", box.get_bytes(key)
             except (KeyError, OSError):
                 logger.warning("Maildir message %s vanished while reading", key)
         return
     if kind == "mbox":
         mbox = mailbox.mbox(path, factory=None, create=False)
         try:
-            for key in mbox.iterkeys():
-                yield mbox.get_bytes(key)
+            for number, key in enumerate(mbox.iterkeys(), start=1):
+                yield f"{where}#{number}", mbox.get_bytes(key)
         finally:
             mbox.close()
         return
     files = _folder_files(path) if kind == "folder" else [path]
     for file in files:
-        yield file.read_bytes()
+        yield str(file.resolve()), file.read_bytes()
 
 
 def ingest_path(
@@ -336,6 +369,7 @@ def ingest_path(
     report = IngestReport(source=name)
     done = 0
     batch: list[bytes] = []
+    origins: list[str] = []
     pending: tuple[int, Callable[[], list[IncomingMail]]] | None = None
 
     def finish() -> None:
@@ -349,14 +383,15 @@ def ingest_path(
             progress(done)
 
     try:
-        for raw in iter_messages(path):
+        for origin, raw in iter_located_messages(path):
             batch.append(raw)
+            origins.append(origin)
             if len(batch) >= batch_size:
-                started = processor.parse_async(batch)
+                started = processor.parse_async(batch, origins)
                 finish()  # the previous batch is stored while this one is parsed
-                pending, batch = (len(batch), started), []
+                pending, batch, origins = (len(batch), started), [], []
         if batch:
-            started = processor.parse_async(batch)
+            started = processor.parse_async(batch, origins)
             finish()
             pending = (len(batch), started)
         finish()

@@ -7,6 +7,7 @@ No I/O, no database: the poller/ingest code feeds bytes in and stores what comes
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 
 from bot.mail import patterns as P
 from bot.mail.forward import Address, ForwardedPart, find_forwarded, parse_sender
-from bot.mail.quotes import normalize_newlines, split_reply
+from bot.mail.quotes import drop_inline_quotes, normalize_newlines, split_reply
 from bot.mail.signature import split_signature
 from bot.mail.text import decode_bytes, html_to_text
 
@@ -43,6 +44,9 @@ _UNFOLD_RE = re.compile(r"\r|\n")
 # specials) and <address>, or a bare address.
 _ADDR = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+"
 _SIMPLE_ADDRESS_RE = re.compile(rf"\s*(?:([A-Za-z0-9 .'_-]*?)\s*<({_ADDR})>|({_ADDR}))\s*")
+# The old form with the name as a comment after the address: "jdoe@x.com (John Doe)". The
+# modern parse drops comments, and with it the only name the sender gave.
+_COMMENT_NAME_RE = re.compile(rf"\s*({_ADDR})\s*\(([^()\\]*)\)\s*")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class ParsedEmail:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     auto_reply: bool = False
+    auto_reason: str = ""  # why the message is automatic: an auto-reply, a delivery report
+    list_mail: str = ""  # why the message is list or bulk mail (List-Id, a digest, ...)
     attachments: list[Attachment] = field(default_factory=list)
     forward_note: str = ""
     body_text: str = ""
@@ -96,6 +102,8 @@ class ParsedEmail:
             "in_reply_to": self.in_reply_to,
             "references": list(self.references),
             "auto_reply": self.auto_reply,
+            "auto_reason": self.auto_reason,
+            "list_mail": self.list_mail,
             "attachments": [{"name": a.name, "type": a.content_type, "size": a.size}
                             for a in self.attachments],
             "forward_note": self.forward_note,
@@ -113,7 +121,7 @@ _BOUNDARY_PARAM_RE = re.compile(
     rb"(?=[\s;]|$)")
 
 
-def _shared_boundaries(raw: bytes) -> bytes:
+def _shared_boundaries(raw: bytes) -> tuple[bytes, list[bytes]]:
     """``raw`` with each multipart boundary renamed to a stock one of the same length.
 
     The standard parser compiles a regular expression for every boundary it meets, and
@@ -123,6 +131,8 @@ def _shared_boundaries(raw: bytes) -> bytes:
     follows "--" at a line start, where RFC 2046 allows nothing but a delimiter, so in
     conforming mail the rename touches no text; lengths stay the same, so sizes do too. The
     stored message is never changed: this is only what gets parsed.
+
+    Returns the message and its boundaries as they are in it now.
     """
     params: dict[bytes, int] = {}
     # The parameter name is case-insensitive; searching a lowered copy (same offsets) is
@@ -131,13 +141,69 @@ def _shared_boundaries(raw: bytes) -> bytes:
         group = 1 if m.group(1) is not None else 2
         value = raw[m.start(group):m.end(group)]
         params[value] = params.get(value, 0) + 1
+    boundaries: list[bytes] = []
     for index, (boundary, declared) in enumerate(params.items()):
         stock = (b"crmbot%d" % index).ljust(len(boundary), b"_")
-        if len(stock) != len(boundary) or stock in raw:
-            continue
-        if raw.count(boundary) == declared + raw.count(b"\n--" + boundary):
+        if (len(stock) == len(boundary) and stock not in raw
+                and raw.count(boundary) == declared + raw.count(b"\n--" + boundary)):
             raw = raw.replace(boundary, stock)
-    return raw
+            boundary = stock
+        boundaries.append(boundary)
+    return raw, boundaries
+
+
+# A leaf part's own headers, read without parsing the message.
+_PART_TYPE_RE = re.compile(rb"(?im)^content-type:[ \t]*([a-z0-9!#$&^_.+-]+)/")
+_PART_BASE64_RE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*\"?base64\"?[ \t]*;?\r?$")
+_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+_TEXTUAL = (b"text", b"multipart", b"message")
+# Set on a part whose base64 body was left out of the parse: its decoded size.
+_OMITTED_HEADER = "X-Crmbot-Omitted-Bytes"
+
+
+def _without_binary_bodies(raw: bytes, boundaries: list[bytes]) -> bytes:
+    """``raw`` with the body of every base64 part that is no text (a PDF, an image) left out,
+    its decoded size noted in a header of the part.
+
+    Nothing is read from those bodies but their size, yet the standard parser would go
+    through them line by line: in typical business mail they are most of the bytes. A part
+    is found between two delimiter lines of the declared boundaries, where the standard
+    parser finds it too; a base64 body holds no "--" line, so its end is certain. As with
+    the boundary names, only what gets parsed changes, never the stored message.
+    """
+    if not boundaries:
+        return raw
+    # Anchored on the line break before it (a literal prefix is far faster to find than "^").
+    delimiter = re.compile(
+        rb"\n--(?:" + b"|".join(re.escape(b) for b in boundaries) + rb")(--)?[ \t]*\r?(?=\n|\Z)")
+    found = list(delimiter.finditer(raw))
+    pieces: list[bytes] = []
+    kept_to = 0
+    for opening, closing in zip(found, found[1:], strict=False):
+        if opening.group(1):  # a close delimiter: an epilogue follows, not a part
+            continue
+        start = opening.end() + 1
+        head = _HEAD_END_RE.search(raw, start, closing.start())
+        if head is None:
+            continue
+        headers = raw[start:head.start()]
+        kind = _PART_TYPE_RE.search(headers)
+        if kind is None or kind.group(1).lower() in _TEXTUAL or not _PART_BASE64_RE.search(headers):
+            continue
+        body_end = closing.start()  # the line break before a delimiter belongs to it
+        if raw[body_end - 1:body_end] == b"\r":
+            body_end -= 1
+        try:
+            size = len(binascii.a2b_base64(raw[head.end():body_end]))
+        except (binascii.Error, ValueError):
+            continue  # not clean base64: the standard parser's own repair applies
+        pieces += [raw[kept_to:head.start()], b"\n%s: %d" % (_OMITTED_HEADER.encode(), size),
+                   raw[head.start():head.end()]]
+        kept_to = body_end
+    if not pieces:
+        return raw
+    pieces.append(raw[kept_to:])
+    return b"".join(pieces)
 
 
 # --------------------------------------------------------------------------- subjects
@@ -217,6 +283,9 @@ class _Headers:
                 return [Address(" ".join((m.group(1) or "").split()),
                                 (m.group(2) or m.group(3)).lower())
                         for m in simple if m is not None]
+            commented = _COMMENT_NAME_RE.fullmatch(plain)
+            if commented is not None:
+                return [Address(" ".join(commented.group(2).split()), commented.group(1).lower())]
         value = self.get(name, plain=False)
         if not value:
             return []
@@ -256,6 +325,9 @@ class _Body:
     html: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     embedded: list[bytes] = field(default_factory=list)  # message/rfc822 parts
+    # multipart/digest (a list's digest) or multipart/report (a delivery or read report): the
+    # messages in them are list traffic or returned mail, never a forward.
+    containers: set[str] = field(default_factory=set)
 
 
 def _part_bytes(part: Message) -> bytes:
@@ -299,7 +371,8 @@ def _decode_text(part: Message, problems: list[str]) -> str:
     return text
 
 
-def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0) -> None:
+def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0,
+             container: str = "") -> None:
     if depth > 20:
         problems.append("MIME structure too deep")
         return
@@ -307,11 +380,18 @@ def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0) -> 
         ctype = part.get_content_type()
     except Exception:
         ctype = "application/octet-stream"
+    if part.is_multipart() and ctype != "message/rfc822":
+        _collect_children(part, ctype, out, problems, depth, container)
+        return
     try:
-        disposition = (part.get_content_disposition() or "").lower()
+        disposition = (part.get_content_disposition() or "").lower() \
+            if "content-disposition" in part else ""
     except Exception:
         disposition = ""
-    filename = _filename(part)
+    # A file name is a "filename" or "name" parameter: most parts have neither, and reading
+    # parameters is most of the cost of walking the parts.
+    heads = f"{part.get('Content-Type', '')} {part.get('Content-Disposition', '')}"
+    filename = _filename(part) if "name" in heads.lower() else None
 
     if ctype == "message/rfc822":
         inner = part.get_payload()
@@ -335,32 +415,8 @@ def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0) -> 
             except Exception:
                 name = "message.eml"
         out.attachments.append(Attachment(name or "message.eml", ctype, len(data)))
-        if data:
+        if data and not container:
             out.embedded.append(data)
-        return
-    if part.is_multipart():
-        try:
-            children = part.get_payload()
-        except Exception:
-            children = []
-        if not isinstance(children, list):
-            children = []
-        if ctype == "multipart/alternative":
-            # Prefer the plain-text alternative; fall back to HTML when it is empty.
-            sub = _Body()
-            for child in children:
-                if isinstance(child, Message):
-                    _collect(child, sub, problems, depth + 1)
-            if any(t.strip() for t in sub.plain):
-                out.plain.extend(sub.plain)
-            else:
-                out.html.extend(sub.html)
-            out.attachments.extend(sub.attachments)
-            out.embedded.extend(sub.embedded)
-            return
-        for child in children:
-            if isinstance(child, Message):
-                _collect(child, out, problems, depth + 1)
         return
     is_attachment = disposition == "attachment" or (filename is not None and
                                                      disposition != "inline")
@@ -373,7 +429,46 @@ def _collect(part: Message, out: _Body, problems: list[str], depth: int = 0) -> 
         # (with a defect, reported below). That body is the only text the message has.
         out.plain.append(_decode_text(part, problems))
         return
-    out.attachments.append(Attachment(filename or "", ctype, len(_part_bytes(part))))
+    omitted = part.get(_OMITTED_HEADER)
+    size = int(omitted) if omitted and omitted.isdigit() and not part.get_payload() else None
+    out.attachments.append(
+        Attachment(filename or "", ctype, len(_part_bytes(part)) if size is None else size))
+
+
+def _collect_children(part: Message, ctype: str, out: _Body, problems: list[str], depth: int,
+                      container: str) -> None:
+    try:
+        children = part.get_payload()
+    except Exception:
+        children = []
+    if not isinstance(children, list):
+        children = []
+    if ctype in ("multipart/digest", "multipart/report"):
+        out.containers.add(ctype)
+        container = ctype
+    if ctype == "multipart/alternative":
+        # Prefer the plain-text alternative; fall back to HTML when it is empty. Plain text
+        # comes first (RFC 2046 orders alternatives from the plainest): once it has text, the
+        # HTML twin is not decoded at all.
+        sub = _Body()
+        for child in children:
+            if not isinstance(child, Message):
+                continue
+            if any(t.strip() for t in sub.plain) and child.get_content_type() == "text/html" \
+                    and child.get_content_disposition() != "attachment":
+                continue
+            _collect(child, sub, problems, depth + 1, container)
+        if any(t.strip() for t in sub.plain):
+            out.plain.extend(sub.plain)
+        else:
+            out.html.extend(sub.html)
+        out.attachments.extend(sub.attachments)
+        out.embedded.extend(sub.embedded)
+        out.containers |= sub.containers
+        return
+    for child in children:
+        if isinstance(child, Message):
+            _collect(child, out, problems, depth + 1, container)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -384,17 +479,53 @@ def _is_internal(address: str, internal: Sequence[str]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in internal)
 
 
-def _detect_auto_reply(h: _Headers, subject: str) -> bool:
+def _detect_auto_reply(h: _Headers, subject: str, sender: Address | None) -> str:
+    """Why the message was sent by a program rather than a person ("" when it was not):
+    auto-replies (RFC 3834), delivery and read reports (RFC 3462), bounces."""
     auto = (h.get("Auto-Submitted") or "").strip().lower()
     if auto and auto != "no":
-        return True
+        return f"Auto-Submitted: {auto[:40]}"
     for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "X-Autogenerated"):
         if h.get(name):
-            return True
+            return f"{name} header"
+    if h.get("X-MS-Exchange-Message-Is-Ndr") is not None:  # Exchange marks its bounces so
+        return "a delivery report (Exchange)"
     prec = (h.get("Precedence") or "").strip().lower()
     if prec in ("bulk", "auto_reply", "junk"):
-        return True
-    return bool(P.AUTO_REPLY_SUBJECT_RE.search(subject or ""))
+        return f"Precedence: {prec}"
+    ctype = (h.get("Content-Type") or "").strip().lower()
+    if ctype.startswith("multipart/report"):
+        kind = re.search(r"report-type\s*=\s*\"?([\w-]+)", ctype)
+        return f"a {kind.group(1) if kind else 'delivery'} report"
+    if (h.get("Return-Path") or "").strip() == "<>":
+        # The null sender: only notifications (bounces, auto-replies, receipts) use it.
+        return "sent with an empty Return-Path (a notification)"
+    if sender is not None and re.match(r"(?i)(?:mailer-daemon|postmaster)@", sender.address):
+        return f"sent by {sender.address} (a delivery report)"
+    if P.AUTO_REPLY_SUBJECT_RE.search(subject or ""):
+        return f"subject {subject[:80]!r}"
+    return ""
+
+
+_LIST_HEADERS = ("List-Id", "List-Post", "Mailing-List", "List-Unsubscribe", "X-Mailman-Version")
+
+
+def _detect_list(h: _Headers, containers: set[str], sender: Address | None) -> str:
+    """Why the message is list or bulk mail ("" when it is not): list headers (RFC 2369,
+    2919), Precedence: list, a digest, or list software as the sender."""
+    for name in _LIST_HEADERS:
+        value = h.get(name)
+        if value is not None:
+            return f"{name}: {' '.join(value.split())[:80]}".rstrip(": ")
+    if (h.get("Precedence") or "").strip().lower() == "list":
+        return "Precedence: list"
+    if "multipart/digest" in containers:
+        return "a mailing-list digest"
+    for address in [*(a.address for a in h.addresses("Sender")),
+                    *([sender.address] if sender else [])]:
+        if re.match(r"(?i)(?:owner-.+|.+-(?:request|bounces|owner))@", address):
+            return f"sent by list software ({address})"
+    return ""
 
 
 def _display(a: Address | None) -> str | None:
@@ -406,6 +537,9 @@ def _display(a: Address | None) -> str | None:
 def _strip_message(text: str, sender: Address | None) -> tuple[str, str, str]:
     """(new_text, quoted_text, signature) of one message body."""
     new, quoted = split_reply(text)
+    new, inline = drop_inline_quotes(new)
+    if inline:
+        quoted = f"{inline}\n\n{quoted}" if quoted else inline
     body, sig = split_signature(new, sender=_display(sender))
     return body.strip(), quoted.strip(), sig.strip()
 
@@ -423,6 +557,20 @@ def parse_email(raw: bytes, *, internal_domains: Sequence[str] = (),
                            quarantine_reason="message could not be parsed")
 
 
+def parse_batch(raws: Sequence[bytes], internal_domains: Sequence[str],
+                max_body_chars: int) -> list[ParsedEmail]:
+    """``parse_email`` for each message, for a parser process: the decoded body is left out of
+    what is sent back (the caller uses the new and quoted text), and this module imports
+    nothing of the CRM, so a new parser process is ready at once."""
+    out = []
+    for raw in raws:
+        parsed = parse_email(raw, internal_domains=internal_domains,
+                             max_body_chars=max_body_chars)
+        parsed.body_text = ""
+        out.append(parsed)
+    return out
+
+
 def _parse(raw: bytes, internal: tuple[str, ...], max_chars: int, level: int) -> ParsedEmail:
     result = ParsedEmail()
     problems = result.problems
@@ -435,7 +583,8 @@ def _parse(raw: bytes, internal: tuple[str, ...], max_chars: int, level: int) ->
     raw = bytes(raw)
     # compat32 parses the MIME tree without building header objects for every part (several
     # times faster on real mail); _Headers reads the headers we need the modern way.
-    msg = email.message_from_bytes(_shared_boundaries(raw), policy=email.policy.compat32)
+    msg = email.message_from_bytes(_without_binary_bodies(*_shared_boundaries(raw)),
+                                   policy=email.policy.compat32)
     h = _Headers(msg, raw, problems)
 
     try:
@@ -479,7 +628,8 @@ def _parse(raw: bytes, internal: tuple[str, ...], max_chars: int, level: int) ->
     result.message_id = _msg_id(h.get("Message-ID"))
     result.in_reply_to = _msg_id(h.get("In-Reply-To"))
     result.references = re.findall(r"<([^<>\s]+)>", h.get("References") or "")
-    result.auto_reply = _detect_auto_reply(h, raw_subject)
+    result.auto_reason = _detect_auto_reply(h, raw_subject, result.from_)
+    result.auto_reply = bool(result.auto_reason)
 
     # ---- body
     body = _Body()
@@ -491,6 +641,9 @@ def _parse(raw: bytes, internal: tuple[str, ...], max_chars: int, level: int) ->
     except Exception:
         pass
     result.attachments = body.attachments
+    result.list_mail = _detect_list(h, body.containers, result.from_)
+    if "multipart/report" in body.containers and not result.auto_reply:
+        result.auto_reply, result.auto_reason = True, "a delivery report"
     if any(t.strip() for t in body.plain):
         text = "\n\n".join(t for t in body.plain if t.strip())
     elif body.html:
@@ -515,6 +668,11 @@ def _resolve_content(result: ParsedEmail, raw_subject: str, text: str, embedded:
                      level: int) -> None:
     """Decide forwarded / original sender and fill the text fields."""
     outer = result.from_
+    if result.auto_reply or result.list_mail:
+        # Reports quote the returned message's headers, digests carry other people's mail:
+        # neither is anyone forwarding a customer's mail to us.
+        result.new_text, result.quoted_text, result.signature = _strip_message(text, outer)
+        return
     chain: list[ForwardedPart] = []
     part = find_forwarded(text, subject=raw_subject)
     if part is not None and internal and outer is not None \
@@ -530,7 +688,8 @@ def _resolve_content(result: ParsedEmail, raw_subject: str, text: str, embedded:
         # Descend only through our own people (or senders we cannot identify): an external
         # sender is the customer, and what they forwarded or quoted is their history.
         sender = part.sender
-        if sender is None or not sender.address or _is_internal(sender.address, internal):
+        if sender is None or not sender.address or _is_internal(sender.address, internal) \
+                or _passes_on(part, inner):
             part = inner
             continue
         break
@@ -538,8 +697,13 @@ def _resolve_content(result: ParsedEmail, raw_subject: str, text: str, embedded:
     if chain:
         result.forwarded = True
         result.forwarded_by = outer
-        result.forward_note = split_signature(split_reply(chain[0].note)[0],
-                                              sender=_display(outer))[0].strip()
+        notes = [_note_text(chain[0].note, outer)]
+        for middle, passed in zip(chain, chain[1:], strict=False):
+            # What a forwarder in the middle wrote above the message they passed on.
+            note = _note_text(passed.note, middle.sender)
+            if note and middle.sender is not None:
+                notes.append(f"{_display(middle.sender)}: {note}")
+        result.forward_note = "\n\n".join(n for n in notes if n)
         # Innermost sender that is not one of us; a name-only sender counts (no address to
         # prove it internal).
         chosen: ForwardedPart | None = None
@@ -586,6 +750,32 @@ def _resolve_content(result: ParsedEmail, raw_subject: str, text: str, embedded:
             result.forwarded_by = outer
             result.original_sender = evidence
             result.problems.append("forward detected from headers only")
+
+
+# A forwarder's note is a line or two ("FYI", "see Carol's question below"); more than this is
+# a message of its own.
+_NOTE_MAX_LINES = 3
+_NOTE_MAX_CHARS = 160
+
+
+def _note_text(note: str, writer: Address | None) -> str:
+    return split_signature(split_reply(note)[0], sender=_display(writer))[0].strip()
+
+
+def _passes_on(part: ForwardedPart, inner: ForwardedPart) -> bool:
+    """Whether the sender of ``part`` only passed ``inner`` on (a forward with at most a short
+    note), so that the author of ``inner`` is the one writing to us.
+
+    A customer's colleague forwarding their boss's mail adds "see below"; someone who writes a
+    message of their own and quotes or attaches earlier mail under it is the author.
+    """
+    forwarded = inner.explicit or (inner.kind != "attribution"
+                                   and P.FORWARD_PREFIX_RE.match(part.subject or "") is not None)
+    if not forwarded:
+        return False
+    note = _note_text(inner.note, part.sender)
+    lines = [line for line in note.splitlines() if line.strip()]
+    return len(lines) <= _NOTE_MAX_LINES and len(note) <= _NOTE_MAX_CHARS
 
 
 def _header_evidence(h: _Headers, internal: tuple[str, ...]) -> Address | None:

@@ -242,8 +242,14 @@ _CALENDAR_WORDS = frozenset((
 ))
 
 
+# The longest of those footers is well under this; longer lines are text.
+_MAX_FOOTER_CHARS = 160
+
+
 def is_mobile_footer(line: str) -> bool:
     """A "Sent from my iPhone"-style line, in many languages (``line`` is one cleaned line)."""
+    if len(line) > _MAX_FOOTER_CHARS:
+        return False
     if MOBILE_SIGNATURE_RE.match(line):
         return True
     m = _SENT_GENERIC_RE.match(line)
@@ -306,6 +312,21 @@ DISCLAIMER_RE = re.compile(
     r"důvěrn|конфиденциал",
     re.IGNORECASE | re.DOTALL,
 )
+
+# Every branch of DISCLAIMER_RE holds one of these words (lower-case): a paragraph without any
+# of them is no disclaimer, found with plain substring searches rather than the pattern.
+DISCLAIMER_WORDS: tuple[str, ...] = (
+    "intended", "confidential", "if you", "received this", "unauthori", "disclaimer",
+    "environment", "vertraulich", "irrtümlich", "adressat", "confidentiel", "destinataire",
+    "riservat", "destinatario", "confidencial", "vertrouwelijk", "geadresseerde", "fortrolig",
+    "konfidentiell", "luottamuksellinen", "poufn", "důvěrn", "конфиденциал",
+)
+
+
+def is_disclaimer(text: str) -> bool:
+    low = text.lower()
+    return any(word in low for word in DISCLAIMER_WORDS) and DISCLAIMER_RE.search(text) is not None
+
 
 # --------------------------------------------------------------------------- subjects
 # Reply / forward prefixes written by mail clients in various languages.

@@ -30,7 +30,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.mail.imap_auth import MailConfigError, connect, mailbox_name
-from bot.mail.ingest import MailProcessor
+from bot.mail.ingest import POOL_MIN_BATCH, MailProcessor
 from bot.runtime import Disabled
 from crm.config import Settings
 from crm.db import Database
@@ -220,6 +220,8 @@ class MailboxPoller:
             )
             self._after_store(client, unflagged, uid_validity, last_uid)
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        if len(uids) >= POOL_MIN_BATCH:
+            self.processor.warm_up()  # the parser processes start while the first batch comes
         # Batch k is stored and flagged while batch k+1 is being parsed by the worker processes.
         pending: tuple[list[int], int, Callable[[], list[capture.IncomingMail]]] | None = None
         for chunk in self._batches(client, uids):
@@ -228,6 +230,7 @@ class MailboxPoller:
             self.renew_lease()
             fetched = client.fetch(chunk, ["BODY.PEEK[]"])
             raws: list[bytes] = []
+            origins: list[str] = []
             for uid in chunk:
                 raw = (fetched.get(uid) or {}).get(b"BODY[]")
                 if raw is None:
@@ -235,7 +238,8 @@ class MailboxPoller:
                     logger.info("mailbox %s: UID %s vanished before the fetch", self.mailbox, uid)
                     continue
                 raws.append(bytes(raw))
-            parsing = self.processor.parse_async(raws)
+                origins.append(f"UID {uid}")
+            parsing = self.processor.parse_async(raws, origins)
             if pending is not None:
                 self._store_batch(client, report, uid_validity, *pending)
             pending = (chunk, len(raws), parsing)

@@ -6,7 +6,7 @@ import logging
 import re
 
 from bot.mail import patterns as P
-from bot.mail.headers import HeaderSpan, clean, find_header, split_quote
+from bot.mail.headers import MAX_LINES, HeaderSpan, clean, find_header, first_header, split_quote
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +15,6 @@ _NAMED_QUOTE_RE = re.compile(r"^\s*[A-Za-z]{1,10}>(?:\s|$)")
 _PIPE_QUOTE_RE = re.compile(r"^\|(?:\s|$)")
 _FENCE_RE = re.compile(r"^\s*(```|~~~)")
 _SIG_DELIM_RE = re.compile(r"^\s*--\s*$")
-# Analysing beyond this many lines is pointless: the new text is at the top.
-_MAX_LINES = 3000
 
 
 def normalize_newlines(text: str) -> str:
@@ -112,6 +110,73 @@ def _strip_blank_edges(lines: list[str]) -> list[str]:
     return lines[a:b]
 
 
+def _runs(kinds: list[str], start: int) -> list[tuple[str, int, int]]:
+    """Runs of quoted ('q') and unquoted ('t') lines from ``start``, blank lines ignored:
+    (kind, first line, end) with the run's trailing blanks left out."""
+    runs: list[tuple[str, int, int]] = []
+    i = start
+    while i < len(kinds):
+        if kinds[i] == "b":
+            i += 1
+            continue
+        kind, j = kinds[i], i
+        while j < len(kinds) and kinds[j] in (kind, "b"):
+            j += 1
+        end = j
+        while end > i and kinds[end - 1] == "b":
+            end -= 1
+        runs.append((kind, i, end))
+        i = j
+    return runs
+
+
+def _rejoin_broken_quote_lines(lines: list[str], kinds: list[str]) -> list[str]:
+    """``kinds`` with the tails of quoted lines that a client re-wrapped without the '>' marked
+    quoted: a line right under a quoted line that stops mid-sentence and goes on in lower
+    case ("> Nullam pharetra d" / "ignissim odio?"), and a line or two wedged between quoted
+    lines with no blank line on either side."""
+    out = list(kinds)
+    for i in range(1, len(lines)):
+        if out[i] != "t" or out[i - 1] != "q":
+            continue
+        above = split_quote(lines[i - 1])[1].rstrip()
+        ends_a_sentence = above.endswith((".", "!", "?", ":", ";"))
+        if above and not ends_a_sentence and clean(lines[i])[:1].islower():
+            out[i] = "q"
+            continue
+        end = i
+        while end < len(out) and end < i + 2 and out[end] == "t":
+            end += 1
+        if end < len(out) and out[end] == "q":
+            out[i:end] = ["q"] * (end - i)
+    return out
+
+
+def _inline_answers_end(lines: list[str], kinds: list[str], start: int) -> int | None:
+    """End of the writer's last answer when the quote below an attribution is interleaved
+    with answers ("> question / answer / > question / answer"), else None.
+
+    An answer is unquoted text with quoted text below it; the text after the last quote counts
+    once there was an answer before it. Text that opens another quote header ("On ... wrote:")
+    ends the answers: what follows is older history.
+    """
+    runs = _runs(_rejoin_broken_quote_lines(lines, kinds), start)
+    if len(runs) < 3 or runs[0][0] != "q":
+        return None
+    end: int | None = None
+    for n, (kind, first, last) in enumerate(runs):
+        if kind != "t":
+            continue
+        older = find_header(lines, first, top_level_only=True, stop=last)
+        if older is not None:
+            if older.start > first and end is not None:
+                end = older.start
+            break
+        if n + 1 < len(runs) or end is not None:
+            end = last
+    return end
+
+
 def split_reply(text: str) -> tuple[str, str]:
     """Return ``(new_text, quoted_text)`` for a plain-text reply.
 
@@ -129,11 +194,11 @@ def split_reply(text: str) -> tuple[str, str]:
 
 def _split_reply(text: str, level: int) -> tuple[str, str]:
     all_lines = text.split("\n")
-    lines = all_lines[:_MAX_LINES]
-    overflow = all_lines[_MAX_LINES:]
+    lines = all_lines[:MAX_LINES]
+    overflow = all_lines[MAX_LINES:]
     kinds = _classify(lines)
 
-    header: HeaderSpan | None = find_header(lines, top_level_only=True)
+    header: HeaderSpan | None = first_header(text, top_level_only=True)
     candidates: list[int] = []
     if header is not None:
         candidates.append(header.start)
@@ -149,6 +214,16 @@ def _split_reply(text: str, level: int) -> tuple[str, str]:
         return _join(_strip_blank_edges(all_lines)), ""
 
     cut = min(candidates)
+    if header is not None and cut == header.start and header.kind == "attribution":
+        answered = _inline_answers_end(lines, kinds, header.end)
+        if answered is not None:
+            # An inline reply: the writer's answers sit between the quoted questions, so
+            # the new text runs to the last answer; what follows it is still quoted.
+            later = find_header(lines, answered, top_level_only=True)
+            after = [c for c in candidates if c >= answered]
+            if later is not None:
+                after.append(later.start)
+            cut = min(after, default=len(lines))
     before = _strip_blank_edges(lines[:cut])
     if any(k == "t" for k in _classify(before)) or level >= 3:
         return _join(before), _join(lines[cut:] + overflow)
@@ -167,3 +242,35 @@ def _split_reply(text: str, level: int) -> tuple[str, str]:
                 return new, (prefix + ("\n" + quoted if quoted else "")).strip("\n")
     # Only quotes: nothing new was written.
     return "", _join(lines + overflow)
+
+
+def drop_inline_quotes(text: str) -> tuple[str, str]:
+    """Split ``text`` into the writer's own lines and the lines they quoted in between.
+
+    ``split_reply`` keeps the quotes of an inline reply in the new text (reply trimmers do, to
+    keep the answers readable); a customer's own words are the answers, so the quoted
+    questions, and the attribution line above them ("On ... wrote:"), go with the quote.
+    """
+    lines = normalize_newlines(text or "").split("\n")
+    kinds = _rejoin_broken_quote_lines(lines, _classify(lines))
+    if "q" not in kinds:
+        return (text or "").strip("\n"), ""
+    quoted = [k == "q" for k in kinds]
+    for i, kind in enumerate(kinds):
+        if kind != "t":
+            continue
+        span = find_header(lines, i, top_level_only=True, stop=i + 1)
+        if span is None or span.kind != "attribution":
+            continue
+        below = next((j for j in range(span.end, len(lines)) if kinds[j] != "b"), None)
+        if below is not None and kinds[below] == "q":
+            quoted[i:span.end] = [True] * (span.end - i)
+    kept: list[str] = []
+    dropped: list[str] = []
+    for line, is_quoted in zip(lines, quoted, strict=True):
+        target = dropped if is_quoted else kept
+        # One blank line where quoted lines were taken out between two paragraphs.
+        if not clean(line) and (not target or not clean(target[-1])):
+            continue
+        target.append(line)
+    return _join(_strip_blank_edges(kept)), _join(_strip_blank_edges(dropped))

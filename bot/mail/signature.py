@@ -89,14 +89,26 @@ def _is_initials(line: str) -> bool:
     return bool(re.fullmatch(r"[A-Z]{1,3}\.?", clean(line)))
 
 
+# Outlook's plain-text rendering of a signature: a link as "text<https://...>" and an inline
+# logo as "[cid:image001.png@01D7D48A.5B3C2E10]".
+_ANGLE_URL_RE = re.compile(r"<(?:https?|mailto):[^>\s]*>", re.IGNORECASE)
+_ITEM_SEPARATORS = frozenset("|·•/–—-")
+_IMAGE_PLACEHOLDER_RE = re.compile(r"^\[cid:[^\]\s]+\]$", re.IGNORECASE)
+
+
 def _is_contact(line: str) -> bool:
-    s = clean(line)
+    s = _ANGLE_URL_RE.sub("", clean(line))
+    if _IMAGE_PLACEHOLDER_RE.match(s):
+        return True
     if len(s) > 90:
         return False
+    # A phone number is one item however it is spaced, and "|" or "·" between items is no
+    # word: "Tel. +39 02 5550 1234 | Cell. +39 333 555 0101" is two items.
+    words = [w for w in _words(_PHONE_RE.sub(" 0 ", s)) if w not in _ITEM_SEPARATORS]
     if _CONTACT_WORD_RE.search(s) or _PHONE_RE.search(s):
-        return len(_words(s)) <= 10
+        return len(words) <= 10
     # Street addresses, zip codes: a few words with digits in them (not a sentence).
-    return (sum(ch.isdigit() for ch in s) >= 3 and len(_words(s)) <= 8
+    return (sum(ch.isdigit() for ch in s) >= 3 and len(words) <= 8
             and not s.endswith((".", "!", "?")))
 
 
@@ -187,7 +199,7 @@ def _disclaimer_cut(lines: list[str]) -> int | None:
     cut: int | None = None
     for a, b in reversed(paras[1:]):
         text = " ".join(clean(x) for x in lines[a:b])
-        if P.DISCLAIMER_RE.search(text):
+        if P.is_disclaimer(text):
             cut = a
             continue
         if b - a <= 3 and all(len(clean(x)) <= 60 for x in lines[a:b]):
@@ -234,8 +246,10 @@ def _inferred_cut(lines: list[str], sender: str | None) -> int | None:
     anchor = next((i for i in block if _matches_sender(lines[i], tokens)
                    and not _is_contact(lines[i])), None)
     if anchor is None:
-        anchor = next((i for i in block if _is_name_like(lines[i])
-                       and not _is_initials(lines[i])), None)
+        # A capitalised line right under prose continues the paragraph ("...would start
+        # in\nFebruary."); a signature starts on a line of its own.
+        anchor = next((i for i in block if _is_name_like(lines[i]) and not _is_initials(lines[i])
+                       and (i > top or not clean(lines[i - 1]))), None)
         if anchor is None:
             return None
         # Without a sign-off or the sender's name, a capitalised line is a signature only

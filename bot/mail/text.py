@@ -17,10 +17,18 @@ _COMMON_RE = re.compile(
 _PERMISSIVE = {"latin_1", "iso8859_1", "cp1252", "iso8859_15", "cp437", "mac_roman"}
 
 
+# The characters a charset name is made of (RFC 2978); what follows them is junk ("utf-8\x00",
+# "iso-8859-1 (western)") that must not make the part unreadable.
+_CHARSET_NAME_RE = re.compile(r"[A-Za-z0-9!#$%&'+^_`{}~.:-]+")
+
+
 def _codec_name(charset: str | None) -> str | None:
     if not charset:
         return None
-    cs = charset.strip().strip("\"'").lower()
+    m = _CHARSET_NAME_RE.search(charset.strip().strip("\"'"))
+    if m is None:
+        return None
+    cs = m.group(0).lower()
     # Mislabels seen in the wild.
     cs = {"utf8": "utf-8", "unicode-1-1-utf-7": "utf-7", "x-unknown": "", "unknown-8bit": "",
           "ansi_x3.4-1968": "ascii", "default": "", "iso-8859-8-i": "iso-8859-8"}.get(cs, cs)
@@ -28,7 +36,7 @@ def _codec_name(charset: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(cs).name
-    except LookupError:
+    except (LookupError, ValueError):
         return None
 
 
@@ -101,6 +109,34 @@ def _guess(data: bytes) -> tuple[str, str] | None:
         return None
 
 
+# Markdown escapes html2text adds at a line start ("1\\. December", "\\- item"); mail is not
+# Markdown, and the backslash would be stored as part of the text.
+_MD_ESCAPE_RE = re.compile(r"^([ \t>]*(?:\d+)?)\\([.\-+])", re.MULTILINE)
+# A line of nothing but quote markers and (non-breaking) spaces.
+_EMPTY_QUOTE_LINE_RE = re.compile(r"^((?:[ \t]*>)*)[ \t\u00a0>]*$")
+
+
+def _tidy(text: str) -> str:
+    """Plain lines from html2text's output: no trailing hard-break spaces, no lines of bare
+    (non-breaking) spaces, one blank line between paragraphs, quote levels kept.
+
+    Clients write every line as its own block ("<div>...<br></div>", Outlook's "MsoNormal"
+    paragraphs with an &nbsp; paragraph between), which html2text turns into runs of blank
+    and space-only lines; header blocks and signatures are only recognisable line by line.
+    """
+    out: list[str] = []
+    for line in _MD_ESCAPE_RE.sub(r"\1\2", text).split("\n"):
+        line = line.rstrip(" \t\u00a0")
+        m = _EMPTY_QUOTE_LINE_RE.match(line)
+        if m is not None:
+            line = m.group(1).replace(" ", "").replace("\t", "")
+            # A blank line inside a quote stays a (bare) quote marker line; runs collapse.
+            if out and out[-1] == line:
+                continue
+        out.append(line)
+    return "\n".join(out).strip()
+
+
 def html_to_text(html: str) -> str:
     """Render HTML mail as plain text; blockquotes become '> ' quotes."""
     try:
@@ -114,8 +150,10 @@ def html_to_text(html: str) -> str:
         h.single_line_break = False
         h.unicode_snob = True
         h.skip_internal_links = True
-        text = h.handle(html)
-        return re.sub(r"\n{3,}", "\n\n", text).strip()
+        # An address link reads as the address: "[a@x](mailto:a@x)" hides it from the
+        # patterns that look for addresses in signatures and forward headers.
+        h.ignore_mailto_links = True
+        return _tidy(h.handle(html))
     except Exception:
         logger.warning("html2text failed; falling back to tag stripping", exc_info=True)
         text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", html)

@@ -31,6 +31,7 @@ class MailboxState(SQLModel, table=True):
     stored_count: int = Field(default=0)
     duplicate_count: int = Field(default=0)
     quarantined_count: int = Field(default=0)
+    ignored_count: int = Field(default=0)
 
 
 # A lease: one holder at a time for a named piece of work (e.g. polling one mailbox).
@@ -42,10 +43,15 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=utc_column())
 
 
-# A message that could not be used, kept raw with the reason; never dropped.
+# A message that was not stored as an interaction, kept raw with the reason: quarantined (it
+# could not be used) or ignored (an automatic reply, list mail, ...); never silently dropped.
 class QuarantinedMessage(SQLModel, table=True):
     __tablename__ = "quarantined_messages"
-    __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_quarantine_source"),)
+    __table_args__ = (
+        sa.UniqueConstraint("source", "external_id", name="uq_quarantine_source"),
+        sa.Index("ix_quarantined_messages_external_id", "external_id"),
+        sa.Index("ix_quarantined_messages_outcome", "outcome", "resolved_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(sa_type=sa.String(200))
@@ -54,6 +60,13 @@ class QuarantinedMessage(SQLModel, table=True):
     raw: bytes = Field(sa_type=sa.LargeBinary)
     received_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # "quarantined" or "ignored".
+    outcome: str = Field(default="quarantined", sa_type=sa.String(16))
+    # Where the message was found: a file, an mbox or Maildir entry, or a folder and UID.
+    origin: str | None = Field(default=None, sa_type=sa.String(1000))
+    subject: str | None = Field(default=None, sa_type=sa.String(500))
+    sender: str | None = Field(default=None, sa_type=sa.String(320))
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 # One digest send, claimed before sending so it goes out once per (job, period, recipient).

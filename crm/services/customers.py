@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from crm.models import (
+    AuditEvent,
     Channel,
     ChannelLink,
     ContactKind,
@@ -30,7 +32,7 @@ from crm.models import (
     utcnow,
 )
 from crm.services.actor import Actor
-from crm.services.audit import record_event, snapshot
+from crm.services.audit import _jsonable, record_event, snapshot
 from crm.services.errors import Ambiguous, CRMError, NotFound
 from crm.services.normalise import (
     clean_text,
@@ -557,3 +559,54 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
         next_follow_up=follow_up,
         last_touch_at=recent[0].occurred_at if recent else None,
     )
+
+
+_customers_table = Customer.__table__  # type: ignore[attr-defined]
+_contacts_table = ContactPoint.__table__  # type: ignore[attr-defined]
+_audit_table = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+def create_leads(
+    session: Session, *, people: Sequence[tuple[str, str]], actor: Actor
+) -> dict[str, int]:
+    """Create a lead for each (name, email) with a few set-based inserts; email -> new id.
+
+    What ``create_customer`` does for one lead (the same checks, the contact point, one audit
+    event each), for the many unknown senders a batch of mail can bring. The emails must be
+    no one's contact yet; one that is (another replica was quicker) breaks the unique contact
+    constraint and nothing of the batch is written.
+    """
+    actor.require_write()
+    rows: list[dict[str, Any]] = []
+    emails: list[str] = []
+    now = utcnow()
+    for raw_name, raw_email in people:
+        email = normalise_email(raw_email)
+        if email in emails:
+            continue
+        name = clean_text(raw_name, field="name", max_length=200, required=True) or email
+        emails.append(email)
+        rows.append({
+            "name": name, "name_key": name_key(name), "company": None,
+            "domain": company_domain(email), "status": CustomerStatus.lead,
+            "owner_id": actor.user_id, "external_id": None, "tags": None,
+            "created_at": now, "updated_at": now,
+        })
+    if not rows:
+        return {}
+    ids = session.execute(
+        sa.insert(_customers_table).returning(_customers_table.c.id, sort_by_parameter_order=True),
+        rows,
+    ).scalars().all()
+    session.execute(sa.insert(_contacts_table), [
+        {"customer_id": cid, "kind": ContactKind.email, "value": email, "label": None,
+         "created_at": now}
+        for cid, email in zip(ids, emails, strict=True)
+    ])
+    session.execute(sa.insert(_audit_table), [
+        {"at": now, "actor": actor.name[:200], "action": "create", "entity": "customer",
+         "entity_id": str(cid), "before": None,
+         "after": _jsonable({"id": cid, **row, "email": email, "phone": None})}
+        for cid, row, email in zip(ids, rows, emails, strict=True)
+    ])
+    return dict(zip(emails, ids, strict=True))

@@ -8,11 +8,16 @@ Transports (the IMAP poller, ``crmbot ingest``) parse messages and hand over neu
   inbox) is an outbound interaction matched on its recipients.
 - Matching: a contact point with that address, then the company domain (never a free-mail
   domain), then the policy for unknown senders (create a lead, ignore, or quarantine).
-- Idempotent: one interaction per (source, Message-ID), or per content hash when the
-  Message-ID is missing; the same mail again is reported as a duplicate and changes nothing.
+- Idempotent: one interaction per Message-ID (or per content hash when the Message-ID is
+  missing), whichever transport or file it came from: the IMAP poller, a folder, the same
+  message as a single file. The same mail again is reported as a duplicate and changes nothing.
 - Threading: ``thread_key`` follows In-Reply-To and References to mail already stored, else
   the thread's root Message-ID. The subject never joins mails into a thread.
 - Unusable mail is quarantined raw with the reason; one bad message never stops a batch.
+  Ignored mail (automatic replies, list mail, unknown senders under the ignore policy) is
+  recorded the same way, so "where did that mail go?" always has an answer.
+- List and role mail (List-Id, a digest, noreply@, postmaster@, ...) creates no lead and is
+  not matched by company domain unless the policy allows it.
 
 Batches are stored with a few set-based queries; when anything in the fast path fails the
 batch is redone message by message, each in its own savepoint.
@@ -47,10 +52,16 @@ from crm.models import (
     utcnow,
 )
 from crm.services.actor import Actor
-from crm.services.audit import _jsonable, record_event
-from crm.services.customers import create_customer
+from crm.services.audit import record_event
+from crm.services.customers import create_customer, create_leads
 from crm.services.errors import CRMError
-from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key
+from crm.services.normalise import (
+    FREE_MAIL_DOMAINS,
+    is_email,
+    name_key,
+    normalise_email,
+    role_address_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +72,11 @@ MAX_BODY_CHARS = 100_000
 MAX_QUOTED_CHARS = 20_000
 MAX_REFERENCES = 30
 MAX_LISTED = 50
+# The ``source`` of every interaction and set-aside record made from mail: the Message-ID key
+# is unique across transports, so the database constraint on (source, external_id) guards it
+# for all of them. Where a message arrived is kept in the interaction's meta (received_via,
+# origin) and in the set-aside record's origin.
+MAIL_SOURCE = "mail"
 # A Date header further ahead than this is wrong (bad clock, spam); the receive time is used.
 _FUTURE_SLACK = timedelta(days=1)
 
@@ -86,7 +102,7 @@ class MailAttachment:
 # A message as the CRM sees it: already parsed, no transport details.
 @dataclass
 class IncomingMail:
-    source: str  # "imap:<mailbox>" or "ingest:<name>"
+    source: str  # how it arrived: "imap:<mailbox>" or "ingest:<name>"
     content_hash: str  # identifies the message when it has no Message-ID
     raw: bytes = b""  # kept only when the message ends up in quarantine
     raw_size: int = 0
@@ -106,15 +122,19 @@ class IncomingMail:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     auto_reply: bool = False
+    auto_reason: str = ""  # what made it automatic (an auto-reply header, a delivery report)
+    list_mail: str = ""  # what made it list or bulk mail (List-Id, a digest, ...)
     attachments: list[MailAttachment] = field(default_factory=list)
     truncated: bool = False
     problems: list[str] = field(default_factory=list)
     # Set by the parser when the message cannot be used at all (e.g. no headers).
     unusable_reason: str | None = None
+    # Where the transport found it: a file path, "<mbox>#3", "<mailbox> UID 42".
+    origin: str = ""
 
     @property
     def external_id(self) -> str:
-        """The idempotency key within the source."""
+        """The idempotency key, the same whichever transport or file the message came from."""
         if self.message_id:
             mid = _no_nul(self.message_id).strip()
             if mid and len(mid) <= 500:
@@ -151,6 +171,8 @@ class CapturePolicy:
     # Addresses of the CRM's own mailboxes: never a customer even outside internal_domains.
     own_addresses: frozenset[str] = frozenset()
     max_body_chars: int = MAX_BODY_CHARS
+    # List and role mail may create leads (and match by company domain) like any other mail.
+    list_leads: bool = False
 
     def __post_init__(self) -> None:
         if self.unknown_sender not in ("create_lead", "ignore", "quarantine"):
@@ -166,6 +188,7 @@ class CapturePolicy:
             unknown_sender=settings.mail_unknown_sender,
             own_addresses=frozenset(a.lower() for a in own_addresses if a),
             max_body_chars=getattr(settings, "mail_max_body_chars", MAX_BODY_CHARS),
+            list_leads=getattr(settings, "mail_list_leads", False),
         )
 
     def is_internal(self, address: str) -> bool:
@@ -277,6 +300,8 @@ class _Plan:
     matched_on: str | None = None
     result: CaptureResult | None = None  # decided already (duplicate, ignored, quarantine)
     quarantine_reason: str | None = None
+    # Why this is list or role mail, which creates no lead by default.
+    bulk: str | None = None
 
 
 class _Lookups:
@@ -288,6 +313,8 @@ class _Lookups:
         self.by_domain: dict[str, int] = {}
         self.domain_counts: dict[str, int] = {}
         self.threads: dict[str, str] = {}
+        # Unknown senders the batch makes leads of; placeholder id -n is new_leads[n - 1].
+        self.new_leads: list[MailAddress] = []
 
     def load(self, emails: set[str], domains: set[str], message_ids: set[str]) -> None:
         s = self.session
@@ -380,7 +407,7 @@ def _capture_one_safely(
     except IntegrityError:
         # Stored concurrently by another replica between our check and insert.
         with session.begin_nested():
-            existing = _existing_interactions(session, mail.source, [mail.external_id])
+            existing = _existing_interactions(session, [mail.external_id])
         if mail.external_id in existing:
             iid, cid = existing[mail.external_id]
             return CaptureResult(CaptureOutcome.duplicate, mail.external_id, iid, cid)
@@ -389,37 +416,49 @@ def _capture_one_safely(
         logger.warning("mail %s could not be stored: %s", mail.external_id, exc, exc_info=True)
         reason = f"could not be stored: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     with session.begin_nested():
-        return _quarantine(session, mail, reason, actor)
+        return _set_aside(session, mail, reason, actor)
 
 
-def _existing_interactions(
-    session: Session, source: str, keys: Sequence[str]
-) -> dict[str, tuple[int, int]]:
+def _existing_interactions(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Mail interactions already stored under these keys, from any transport (rows stored
+    before the key was shared by all transports carry the transport's name as their source)."""
     found: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(list(keys), 500):
+    for chunk in _chunks(sorted(set(keys)), 500):
         rows = session.exec(
             select(Interaction.external_id, Interaction.id, Interaction.customer_id).where(
-                Interaction.source == source, col(Interaction.external_id).in_(chunk)
+                col(Interaction.external_id).in_(chunk), Interaction.channel == Channel.email
             )
         )
         for key, iid, cid in rows:
             if key is not None and iid is not None:
-                found[key] = (iid, cid)
+                found.setdefault(key, (iid, cid))
     return found
 
 
-def _open_quarantine(session: Session, source: str, keys: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for chunk in _chunks(list(keys), 500):
+def _open_set_aside(session: Session, keys: Sequence[str]) -> dict[str, str]:
+    """Unresolved quarantined or ignored records under these keys: key -> outcome."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(keys)), 500):
         rows = session.exec(
-            select(QuarantinedMessage.external_id, QuarantinedMessage.id).where(
-                QuarantinedMessage.source == source,
+            select(QuarantinedMessage.external_id, QuarantinedMessage.outcome).where(
                 col(QuarantinedMessage.external_id).in_(chunk),
                 col(QuarantinedMessage.resolved_at).is_(None),
             )
         )
-        found.update({k: qid for k, qid in rows if qid is not None})
+        for key, outcome in rows:
+            found.setdefault(key, outcome)
     return found
+
+
+def set_aside_reason(mail: IncomingMail, policy: CapturePolicy) -> str | None:
+    """Why ``mail`` is set aside whoever sent it, or would create no lead from an unknown
+    sender: an automatic reply or report, or list or role mail. None for ordinary mail."""
+    if mail.auto_reply:
+        return f"automatic reply ({mail.auto_reason})" if mail.auto_reason else "automatic reply"
+    if policy.list_leads:
+        return None
+    sender = mail.sender
+    return mail.list_mail or (role_address_reason(sender.address) if sender else None)
 
 
 def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
@@ -429,7 +468,9 @@ def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
         plan.quarantine_reason = mail.unusable_reason
         return
     if mail.auto_reply:
-        plan.result = CaptureResult(CaptureOutcome.ignored, plan.key, reason="automatic reply")
+        plan.result = CaptureResult(
+            CaptureOutcome.ignored, plan.key, reason=set_aside_reason(mail, policy)
+        )
         return
     sender = mail.sender
     if _forwarded_by_customer(mail, policy):
@@ -459,35 +500,27 @@ def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
         return
     plan.direction = Direction.inbound
     plan.party = sender
+    if not policy.list_leads:
+        plan.bulk = mail.list_mail or role_address_reason(sender.address) or None
 
 
 def _capture_fast(
     session: Session, mails: Sequence[IncomingMail], policy: CapturePolicy, actor: Actor
 ) -> list[CaptureResult]:
     plans = [_Plan(mail=m, key=m.external_id) for m in mails]
-    source_keys: dict[str, list[str]] = {}
-    for p in plans:
-        source_keys.setdefault(p.mail.source, []).append(p.key)
-    existing: dict[tuple[str, str], tuple[int, int]] = {}
-    quarantined: dict[tuple[str, str], int] = {}
-    for source, keys in source_keys.items():
-        existing.update(
-            {(source, k): v for k, v in _existing_interactions(session, source, keys).items()}
-        )
-        quarantined.update(
-            {(source, k): v for k, v in _open_quarantine(session, source, keys).items()}
-        )
+    keys = [p.key for p in plans]
+    existing = _existing_interactions(session, keys)
+    set_aside = _open_set_aside(session, keys)
 
-    seen_in_batch: set[tuple[str, str]] = set()
+    seen_in_batch: set[str] = set()
     for p in plans:
-        ident = (p.mail.source, p.key)
-        if ident in existing:
-            iid, cid = existing[ident]
+        if p.key in existing:
+            iid, cid = existing[p.key]
             p.result = CaptureResult(CaptureOutcome.duplicate, p.key, iid, cid)
-        elif ident in seen_in_batch:
+        elif p.key in seen_in_batch:
             p.result = CaptureResult(CaptureOutcome.duplicate, p.key, reason="twice in one batch")
         else:
-            seen_in_batch.add(ident)
+            seen_in_batch.add(p.key)
             _plan_party(p, policy)
 
     # One round of lookups for every address, domain and parent Message-ID in the batch.
@@ -516,6 +549,7 @@ def _capture_fast(
         if p.result is not None or p.quarantine_reason is not None:
             continue
         _match_customer(session, p, lookups, policy, actor)
+    _create_new_leads(session, plans, lookups, actor)
 
     results: list[CaptureResult] = []
     new_rows: list[tuple[_Plan, dict[str, Any]]] = []
@@ -551,40 +585,42 @@ def _capture_fast(
                     "entity": "interaction",
                     "entity_id": str(iid),
                     "before": None,
-                    "after": _jsonable(
-                        {
-                            "customer_id": row["customer_id"],
-                            "direction": row["direction"],
-                            "occurred_at": row["occurred_at"],
-                            "subject": row["subject"],
-                            "source": row["source"],
-                            "external_id": row["external_id"],
-                            "matched_on": (row["meta"] or {}).get("matched_on"),
-                            "captured_by": (row["meta"] or {}).get("captured_by"),
-                        }
-                    ),
+                    "after": {
+                        "customer_id": row["customer_id"],
+                        "direction": row["direction"].value,
+                        "occurred_at": row["occurred_at"].isoformat(),
+                        "subject": row["subject"],
+                        "source": (row["meta"] or {}).get("received_via"),
+                        "external_id": row["external_id"],
+                        "matched_on": (row["meta"] or {}).get("matched_on"),
+                        "captured_by": (row["meta"] or {}).get("captured_by"),
+                    },
                 }
             )
         # Audit rows in the same transaction as the interactions they describe.
         session.execute(sa.insert(_audit_events), events)
-    resolved_keys: list[tuple[str, str]] = []
+    resolved_keys: list[str] = []
     for p in plans:
-        if p.quarantine_reason is not None:
-            ident = (p.mail.source, p.key)
-            if ident in quarantined:
+        if p.quarantine_reason is not None or (
+            p.result is not None and p.result.outcome == CaptureOutcome.ignored
+        ):
+            outcome = CaptureOutcome.ignored if p.quarantine_reason is None else (
+                CaptureOutcome.quarantined)
+            reason = p.quarantine_reason or (p.result.reason if p.result else None) or "ignored"
+            if p.key in set_aside:
+                # Set aside before (a re-import, the same message from another source).
+                already = "in quarantine" if set_aside[p.key] == "quarantined" else "ignored"
                 results.append(
                     CaptureResult(
-                        CaptureOutcome.duplicate,
-                        p.key,
-                        reason="already in quarantine: " + p.quarantine_reason,
+                        CaptureOutcome.duplicate, p.key, reason=f"already {already}: {reason}"
                     )
                 )
             else:
-                results.append(_quarantine(session, p.mail, p.quarantine_reason, actor))
+                results.append(_set_aside(session, p.mail, reason, actor, outcome))
         elif id(p) in stored:
             iid, cid = stored[id(p)]
-            if (p.mail.source, p.key) in quarantined:
-                resolved_keys.append((p.mail.source, p.key))
+            if p.key in set_aside:
+                resolved_keys.append(p.key)
             results.append(CaptureResult(CaptureOutcome.stored, p.key, iid, cid))
         else:
             results.append(
@@ -593,12 +629,11 @@ def _capture_fast(
                     CaptureOutcome.ignored, p.key, reason="no customer (policy ignore)"
                 )
             )
-    for source, key in resolved_keys:
+    for key in resolved_keys:
         # The mail could not be used before (e.g. unknown sender); now it is stored.
         session.execute(
             sa.update(QuarantinedMessage)
             .where(
-                col(QuarantinedMessage.source) == source,
                 col(QuarantinedMessage.external_id) == key,
                 col(QuarantinedMessage.resolved_at).is_(None),
             )
@@ -618,12 +653,24 @@ def _match_customer(
             a for a in [*p.mail.to, *p.mail.cc] if a.address and not policy.is_internal(a.address)
         ]
     for candidate in candidates:
-        found = lookups.match(candidate.address)
+        if p.bulk is not None:
+            # List and role mail counts only for a contact we know by this very address.
+            cid = lookups.by_email.get(candidate.address)
+            found = None if cid is None else (cid, "email")
+        else:
+            found = lookups.match(candidate.address)
         if found is not None:
             p.customer_id, p.matched_on = found
             p.party = candidate
             return
     party = p.party
+    if p.bulk is not None:
+        p.result = CaptureResult(
+            CaptureOutcome.ignored,
+            p.key,
+            reason=f"list or role mail ({p.bulk}) from no known contact: no lead created",
+        )
+        return
     if not party.address:
         # A forward that names the customer but prints no address: a unique exact name will do.
         ids = list(
@@ -650,32 +697,65 @@ def _match_customer(
     if not is_email(party.address):
         p.quarantine_reason = f"{party.address!r} is not a usable email address"
         return
-    p.customer_id = _create_lead(session, party, actor)
+    # A lead to be created with the batch's other new leads; until then a placeholder id
+    # (negative), which later mails in the batch from this address or company find too.
+    p.customer_id = -(len(lookups.new_leads) + 1)
+    lookups.new_leads.append(party)
     p.matched_on = "new lead"
-    # Later mails in the same batch from this address or company find the new lead.
     lookups.by_email[party.address] = p.customer_id
     for domain in _domain_candidates(party.address)[:1]:
         lookups.by_domain.setdefault(domain, p.customer_id)
 
 
-def _create_lead(session: Session, party: MailAddress, actor: Actor) -> int:
+def _lead_name(party: MailAddress) -> str:
     name = " ".join(_no_nul(party.name).split())[:200] or party.address.split("@", 1)[0][:200]
+    return name or party.address
+
+
+def _create_new_leads(
+    session: Session, plans: Sequence[_Plan], lookups: _Lookups, actor: Actor
+) -> None:
+    """Create the batch's new leads together and put their ids in place of the placeholders."""
+    if not lookups.new_leads:
+        return
+    people = [(_lead_name(party), party.address) for party in lookups.new_leads]
+    try:
+        with session.begin_nested():
+            created = create_leads(session, people=people, actor=actor)
+        ids = [created[normalise_email(address)] for _name, address in people]
+    except IntegrityError:
+        # Another replica created one of them a moment ago: one by one, reusing theirs.
+        ids = [_create_lead(session, party, actor) for party in lookups.new_leads]
+    for p in plans:
+        if p.customer_id is not None and p.customer_id < 0:
+            p.customer_id = ids[-p.customer_id - 1]
+
+
+def _contact_owner(session: Session, address: str) -> int | None:
+    return session.exec(
+        select(ContactPoint.customer_id).where(
+            ContactPoint.kind == ContactKind.email, ContactPoint.value == address
+        )
+    ).first()
+
+
+def _create_lead(session: Session, party: MailAddress, actor: Actor) -> int:
+    # Another replica may have created this lead since the batch looked (committed: seen now).
+    existing = _contact_owner(session, party.address)
+    if existing is not None:
+        return existing
     try:
         with session.begin_nested():
             customer = create_customer(
                 session,
                 actor=actor,
                 customer_in=CustomerCreate(
-                    name=name or party.address, email=party.address, status=CustomerStatus.lead
+                    name=_lead_name(party), email=party.address, status=CustomerStatus.lead
                 ),
             )
     except IntegrityError:
-        # Another replica created the same lead a moment ago.
-        existing = session.exec(
-            select(ContactPoint.customer_id).where(
-                ContactPoint.kind == ContactKind.email, ContactPoint.value == party.address
-            )
-        ).first()
+        # ... or a moment ago, not yet committed when we inserted.
+        existing = _contact_owner(session, party.address)
         if existing is None:
             raise
         return existing
@@ -712,30 +792,33 @@ def _build_interaction(
         occurred_at = now
 
     body = _no_nul(mail.new_text or "")
+    # Every value is plain JSON (text, numbers, lists, dicts) with its NULs taken out here.
     meta: dict[str, Any] = {
-        "message_id": mail.message_id,
-        "from": mail.from_.display() if mail.from_ else None,
+        "message_id": _no_nul(mail.message_id or ""),
+        "from": _no_nul(mail.from_.display()) if mail.from_ else None,
         "to": _addr_list(mail.to),
         "cc": _addr_list(mail.cc),
         "matched_on": p.matched_on,
         "raw_size": mail.raw_size,
+        "received_via": _no_nul(mail.source),
+        "origin": _no_nul(mail.origin),
     }
     if p.party is not None and p.direction == Direction.outbound:
-        meta["recipient"] = p.party.display()
+        meta["recipient"] = _no_nul(p.party.display())
     if mail.forwarded and mail.forwarded_by is not None:
-        by = mail.forwarded_by.display()
+        by = _no_nul(mail.forwarded_by.display())
         meta["forwarded_by"] = by
         if _forwarded_by_customer(mail, policy):
             if mail.original_sender is not None:
-                meta["forwarded_from"] = mail.original_sender.display()
+                meta["forwarded_from"] = _no_nul(mail.original_sender.display())
         else:
             meta["captured_by"] = f"captured by {by} via forward"
         if mail.forward_note:
             meta["forward_note"] = _clean(mail.forward_note, 2_000)
     if mail.in_reply_to:
-        meta["in_reply_to"] = mail.in_reply_to
+        meta["in_reply_to"] = _no_nul(mail.in_reply_to)
     if mail.references:
-        meta["references"] = mail.references[-MAX_REFERENCES:]
+        meta["references"] = [_no_nul(r) for r in mail.references[-MAX_REFERENCES:]]
     if mail.quoted_text:
         meta["quoted_text"] = _clean(mail.quoted_text, MAX_QUOTED_CHARS)
         if len(mail.quoted_text) > MAX_QUOTED_CHARS:
@@ -744,7 +827,7 @@ def _build_interaction(
         meta["signature"] = _clean(mail.signature, 2_000)
     if mail.attachments:
         meta["attachments"] = [
-            {"name": _no_nul(a.name)[:300], "type": a.content_type[:100], "size": a.size}
+            {"name": _no_nul(a.name)[:300], "type": _no_nul(a.content_type)[:100], "size": a.size}
             for a in mail.attachments[:MAX_LISTED]
         ]
     limit = min(policy.max_body_chars, MAX_BODY_CHARS)
@@ -755,7 +838,7 @@ def _build_interaction(
         meta["truncated"] = True
     if problems:
         meta["problems"] = [_no_nul(x)[:300] for x in problems[:20]]
-    meta = {k: _jsonable(_strip_nul_deep(v)) for k, v in meta.items() if v not in (None, [], "")}
+    meta = {k: v for k, v in meta.items() if v not in (None, [], "")}
     author = p.party if p.direction == Direction.inbound else mail.from_
     subject = " ".join(_no_nul(mail.subject or "").split())[:500] or None
     return {
@@ -766,8 +849,8 @@ def _build_interaction(
         "occurred_at": occurred_at,
         "subject": subject,
         "body": body,
-        "author": (author.display() if author else "")[:320] or None,
-        "source": mail.source[:200],
+        "author": _no_nul(author.display() if author else "")[:320] or None,
+        "source": MAIL_SOURCE,
         "external_id": p.key,
         "thread_key": thread_key,
         "amount": None,
@@ -779,40 +862,46 @@ def _build_interaction(
     }
 
 
-def _strip_nul_deep(value: Any) -> Any:
-    if isinstance(value, str):
-        return _no_nul(value)
-    if isinstance(value, list):
-        return [_strip_nul_deep(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _strip_nul_deep(v) for k, v in value.items()}
-    return value
-
-
-def _quarantine(session: Session, mail: IncomingMail, reason: str, actor: Actor) -> CaptureResult:
+def _set_aside(
+    session: Session,
+    mail: IncomingMail,
+    reason: str,
+    actor: Actor,
+    outcome: CaptureOutcome = CaptureOutcome.quarantined,
+) -> CaptureResult:
+    """Keep a message that is not stored as an interaction, raw, with the reason and where it
+    came from: quarantined (it could not be used) or ignored (it was not meant for the CRM)."""
     key = mail.external_id
+    sender = mail.sender or mail.from_
     item = QuarantinedMessage(
-        source=mail.source[:200], external_id=key, reason=_no_nul(reason), raw=mail.raw
+        source=MAIL_SOURCE,
+        external_id=key,
+        reason=_no_nul(reason),
+        raw=mail.raw,
+        outcome=outcome.value,
+        origin=_clean(" ".join(x for x in (mail.source, mail.origin) if x), 1000),
+        subject=" ".join(_no_nul(mail.subject or "").split())[:500] or None,
+        sender=_no_nul(sender.display())[:320] if sender is not None else None,
+        sent_at=mail.date if mail.date is not None and mail.date.tzinfo is not None else None,
     )
     try:
         with session.begin_nested():
             session.add(item)
             session.flush()
     except IntegrityError:
-        # The same mail is in quarantine already (and unresolved or resolved): keep the first.
-        return CaptureResult(
-            CaptureOutcome.duplicate, key, reason="already in quarantine: " + reason
-        )
-    logger.info("mail %s from %s quarantined: %s", key, mail.source, reason)
+        # Set aside already (and unresolved or resolved): keep the first record.
+        already = "in quarantine" if outcome == CaptureOutcome.quarantined else "ignored"
+        return CaptureResult(CaptureOutcome.duplicate, key, reason=f"already {already}: {reason}")
+    logger.info("mail %s from %s %s: %s", key, item.origin, outcome.value, reason)
     record_event(
         session,
         actor=actor,
-        action="quarantine",
+        action="quarantine" if outcome == CaptureOutcome.quarantined else "ignore",
         entity="mail",
         entity_id=item.id,
-        after={"source": item.source, "external_id": key, "reason": item.reason},
+        after={"origin": item.origin, "external_id": key, "reason": item.reason},
     )
-    return CaptureResult(CaptureOutcome.quarantined, key, reason=reason)
+    return CaptureResult(outcome, key, reason=reason)
 
 
 def quarantine_raw(
@@ -822,18 +911,38 @@ def quarantine_raw(
     actor.require_write()
     mail = IncomingMail(source=source, content_hash=content_hash, raw=raw, raw_size=len(raw))
     with session.begin_nested():
-        return _quarantine(session, mail, reason, actor)
+        return _set_aside(session, mail, reason, actor)
+
+
+def _set_aside_query(outcome: CaptureOutcome, include_resolved: bool) -> Any:
+    stmt = select(QuarantinedMessage).where(QuarantinedMessage.outcome == outcome.value)
+    if not include_resolved:
+        stmt = stmt.where(col(QuarantinedMessage.resolved_at).is_(None))
+    return stmt
 
 
 def list_quarantine(
-    session: Session, *, source: str | None = None, include_resolved: bool = False, limit: int = 50
+    session: Session,
+    *,
+    outcome: CaptureOutcome = CaptureOutcome.quarantined,
+    include_resolved: bool = False,
+    limit: int | None = 50,
 ) -> list[QuarantinedMessage]:
-    stmt = select(QuarantinedMessage)
-    if source:
-        stmt = stmt.where(QuarantinedMessage.source == source)
-    if not include_resolved:
-        stmt = stmt.where(col(QuarantinedMessage.resolved_at).is_(None))
-    return list(session.exec(stmt.order_by(col(QuarantinedMessage.id).desc()).limit(limit)))
+    """Quarantined (or, with ``outcome=ignored``, ignored) mail, newest first."""
+    stmt = _set_aside_query(outcome, include_resolved).order_by(col(QuarantinedMessage.id).desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.exec(stmt))
+
+
+def count_quarantine(
+    session: Session,
+    *,
+    outcome: CaptureOutcome = CaptureOutcome.quarantined,
+    include_resolved: bool = False,
+) -> int:
+    stmt = _set_aside_query(outcome, include_resolved).subquery()
+    return int(session.exec(select(sa.func.count()).select_from(stmt)).one())
 
 
 # --------------------------------------------------------------------------- mailbox sync state
@@ -916,6 +1025,7 @@ def advance_mailbox(
     state.stored_count += summary.stored
     state.duplicate_count += summary.duplicate
     state.quarantined_count += summary.quarantined
+    state.ignored_count += summary.ignored
     session.add(state)
     session.flush()
     return state

@@ -176,6 +176,22 @@ def company_domain(email: str) -> str | None:
     return None if domain in FREE_MAIL_DOMAINS else domain
 
 
+# Mailboxes that belong to a system or a list, not a person: notifications, delivery
+# reports, list software (RFC 2142 names, and what Mailman, Majordomo and Google Groups use).
+_ROLE_LOCAL_RE = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|postmaster|mailer[-_.]?daemon|listserv|majordomo|"
+    r"mailman|bounces?|notifications?|owner-.+|.+-(?:request|bounces|owner))(?:[-+.].*)?$",
+    re.IGNORECASE,
+)
+
+
+def role_address_reason(address: str) -> str | None:
+    """Why ``address`` is a system or list mailbox (``noreply@``, ``postmaster@``,
+    ``users-request@``, ...) rather than a person's, or None."""
+    local = (address or "").rsplit("@", 1)[0]
+    return f"sent from {address}, a system or list address" if _ROLE_LOCAL_RE.match(local) else None
+
+
 def normalise_phone(value: str) -> str:
     raw = value.strip()
     digits = re.sub(r"\D", "", raw)

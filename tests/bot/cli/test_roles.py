@@ -71,6 +71,7 @@ NO_CHANGE = {
     ("mail", "inspect"): "parses a file; no database",
     ("mail", "status"): "reads",
     ("mail", "quarantine"): "reads",
+    ("mail", "ignored"): "reads",
     ("slack", "manifest"): "prints the Slack app manifest",
     ("analytics", "evaluate"): "works in a scratch database of its own",
 }

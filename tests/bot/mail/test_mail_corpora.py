@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.bot.mail.mail_quality import bench
 
 REPO = Path(__file__).resolve().parents[3]
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -17,13 +17,7 @@ pytestmark = pytest.mark.skipif(not CORPORA.is_dir(), reason="shared corpora not
 
 @pytest.fixture(scope="module")
 def scores() -> dict[str, object]:
-    path = REPO / "bench" / "mail_quality.py"
-    spec = importlib.util.spec_from_file_location("mail_quality", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while being built
-    spec.loader.exec_module(mod)
-    return {s.name: s for s in mod.run(CORPORA)}
+    return {s.name: s for s in bench().run(CORPORA)}
 
 
 def test_every_goal_is_met(scores: dict[str, object]) -> None:

@@ -111,3 +111,13 @@ def test_name_only_sender() -> None:
 
 def test_plain_text_has_no_forward() -> None:
     assert find_forwarded("Hello,\n\nplease send the report.\n\nThanks, Bob") is None
+
+
+def test_apple_mail_double_spaced_header_block_is_read_whole() -> None:
+    """Apple Mail's HTML gives each field its own block: From, Subject, Date, To."""
+    text = ("> Begin forwarded message:\n>\n> From: John Doe <john@acme.example>\n>\n"
+            "> Subject: Hi\n>\n> Date: 29 November 2021 at 14:51:09 CET\n>\n"
+            "> To: Alice <alice@ourco.com>\n>\n> Cc: Bob <bob@acme.example>\n>\n> " + BODY)
+    part = find_forwarded(text)
+    assert part is not None and part.sender == Address("John Doe", "john@acme.example")
+    assert part.body == BODY.replace("\n", "\n")

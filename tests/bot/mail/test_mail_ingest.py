@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import mailbox
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, func, select
 
 from bot.mail.ingest import content_hash, ingest_path, iter_messages
 from crm.config import Settings
-from crm.models import Interaction, QuarantinedMessage
+from crm.models import Customer, Interaction, QuarantinedMessage
 
 
 @pytest.fixture
@@ -109,7 +110,38 @@ def test_ingest_single_eml_with_a_chosen_source_and_progress(db, tmp_path, make_
         path, settings=settings, db=db, source="imap:support", progress=seen.append
     )
     assert report.summary.stored == 1 and seen == [1]
-    assert _interactions(db)[0].source == "imap:support"
+    assert _interactions(db)[0].meta["received_via"] == "imap:support"
+    assert _interactions(db)[0].meta["origin"] == str(path.resolve())
+
+
+def test_one_message_is_one_interaction_wherever_it_came_from(
+    db, tmp_path, make_mail, crmbot, imap_account
+):
+    """A folder, the same message as a single file, inside an mbox, and from the IMAP inbox."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(make_mail(1))
+    (folder / "b.eml").write_bytes(make_mail(2, message_id=None, subject="No Message-ID"))
+    code, out, _ = crmbot("ingest", str(folder), "--json")
+    assert code == 0 and json.loads(out)["stored"] == 2
+    for single in (folder / "a.eml", folder / "b.eml"):
+        copy = tmp_path / f"copy-of-{single.name}"
+        copy.write_bytes(single.read_bytes())
+        code, out, _ = crmbot("ingest", str(copy), "--json")
+        assert (json.loads(out)["stored"], json.loads(out)["duplicate"]) == (0, 1)
+    box = mailbox.mbox(tmp_path / "archive.mbox")
+    for name in ("a.eml", "b.eml"):
+        box.add((folder / name).read_bytes())
+    box.flush()
+    box.close()
+    code, out, _ = crmbot("ingest", str(tmp_path / "archive.mbox"), "--json")
+    assert json.loads(out)["duplicate"] == 2
+    imap_account.append((folder / "a.eml").read_bytes(), (folder / "b.eml").read_bytes())
+    from bot.mail.poller import MailboxPoller
+
+    report = MailboxPoller(imap_account.settings(db.url), db).poll_once()
+    assert (report.summary.stored, report.summary.duplicate) == (0, 2)
+    assert len(_interactions(db)) == 2
 
 
 def test_parallel_parsing_gives_the_same_result(db, tmp_path, make_mail):
@@ -190,14 +222,28 @@ def test_mail_poll_once_and_status_against_dovecot(
     code, out, _ = crmbot("mail", "status")
     assert code == 0 and "support" in out
     code, out, _ = crmbot("mail", "quarantine", "--json")
-    assert json.loads(out)[0]["reason"] == "not an email (no message headers)"
+    [held] = json.loads(out)["messages"]
+    assert held["reason"] == "not an email (no message headers)"
+    assert held["origin"].startswith("imap:support UID ")
 
     # A wrong password is a configuration error with a clear message and a recorded failure.
     monkeypatch.setenv("CRM_IMAP_PASSWORD", "wrong")
     code, _, err = crmbot("mail", "poll", "--once")
     assert code == 2 and "refused the login" in err
     code, out, _ = crmbot("mail", "status", "--json")
-    assert json.loads(out)["mailboxes"][0]["consecutive_failures"] == 1
+    [box] = json.loads(out)["mailboxes"]
+    assert box["consecutive_failures"] == 1 and box["error_state"] == "failing"
+    code, out, _ = crmbot("mail", "status")
+    assert "refused the login" in out and "recovered" not in out
+    # Once the mailbox works again the old error is shown as what it is: past.
+    monkeypatch.setenv("CRM_IMAP_PASSWORD", "secret")
+    assert crmbot("mail", "poll", "--once")[0] == 0
+    code, out, _ = crmbot("mail", "status", "--json")
+    [box] = json.loads(out)["mailboxes"]
+    assert box["error_state"] == "recovered" and box["recovered_at"] == box["last_success_at"]
+    assert box["last_error"] and box["consecutive_failures"] == 0
+    code, out, _ = crmbot("mail", "status")
+    assert "recovered at" in out
 
 
 def test_mail_poll_needs_a_configured_server(crmbot):
@@ -238,3 +284,92 @@ def test_oauth2_token_comes_from_the_configured_command(tmp_path):
         oauth2_token(str(failing))
     with pytest.raises(MailConfigError, match="could not run"):
         oauth2_token(str(tmp_path / "missing"))
+
+
+NUL_MAIL = (
+    b"From: Jane\x00 Roe <jane@client.example>\r\nTo: support@ourco.com\r\n"
+    b"Subject: Order\x00 42\r\nMessage-ID: <nul1@client.example>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+    b'Content-Type: text/plain; charset="utf-8\x00junk"\r\n\r\n'
+    b"Hello\x00 there, order 42 is late.\r\n"
+    b'--b1\r\nContent-Type: application/pdf; name="in\x00voice.pdf"\r\n'
+    b'Content-Disposition: attachment; filename="in\x00voice.pdf"\r\n\r\n%PDF\x00\r\n--b1--\r\n'
+)
+
+
+def test_nul_bytes_in_text_and_charset_are_stored_on_every_database(db, tmp_path, crmbot):
+    """PostgreSQL text cannot hold NUL: the text loses it, the raw message keeps it."""
+    (tmp_path / "nul.eml").write_bytes(NUL_MAIL)
+    code, out, _ = crmbot("ingest", str(tmp_path / "nul.eml"), "--json")
+    assert code == 0 and json.loads(out)["stored"] == 1
+    [stored] = _interactions(db)
+    assert stored.body == "Hello there, order 42 is late."
+    assert stored.subject == "Order 42" and stored.author == "Jane Roe <jane@client.example>"
+    assert stored.meta["attachments"][0]["name"] == "invoice.pdf"
+    # Unusable mail with NULs is quarantined with its raw bytes intact.
+    broken = NUL_MAIL.replace(b"From: Jane\x00 Roe <jane@client.example>\r\n", b"")
+    broken = broken.replace(b"<nul1@", b"<nul2@")
+    (tmp_path / "broken.eml").write_bytes(broken)
+    code, out, _ = crmbot("ingest", str(tmp_path / "broken.eml"), "--json")
+    assert json.loads(out)["quarantined"] == 1
+    with db.session() as session:
+        held = session.exec(select(QuarantinedMessage)).one()
+    assert held.raw == broken and held.subject == "Order 42"
+
+
+CASES = Path(__file__).parent / "cases"
+
+
+def test_list_and_report_mail_is_ignored_with_a_trace_and_creates_no_lead(db, crmbot, tmp_path):
+    code, out, _ = crmbot("ingest", str(CASES / "list_and_bounce"), "--json")
+    report = json.loads(out)
+    assert (report["stored"], report["ignored"]) == (0, 8)
+    with db.session() as session:
+        assert session.exec(select(func.count()).select_from(Customer)).one() == 0
+    code, out, _ = crmbot("mail", "ignored", "--json")
+    listed = json.loads(out)
+    assert (listed["total"], listed["shown"]) == (8, 8)
+    by_file = {Path(m["origin"].split(" ", 1)[1]).name: m for m in listed["messages"]}
+    digest = by_file["mailman_mime_digest.eml"]
+    assert digest["subject"] == "Users Digest, Vol 42, Issue 7"
+    assert digest["sender"] == "users-request@lists.opensource.example"
+    assert "X-Mailman-Version" in digest["reason"] and digest["sent_at"].startswith("2021-11-20")
+    assert "automatic reply" in by_file["postfix_dsn_bounce.eml"]["reason"]
+    code, out, _ = crmbot("mail", "ignored", "--limit", "3")
+    assert code == 0 and "Showing 3 of 8 ignored (--limit N or --all for more)." in out
+    assert "failure notice" in out and "where: ingest:list_and_bounce " in out
+
+
+def test_quarantine_lists_where_and_what_and_says_how_many_more(db, crmbot, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(3):
+        # A subject and a date, but no sender: unusable.
+        (folder / f"{i}.eml").write_bytes(
+            f"Subject: Broken {i}\r\nDate: Tue, 02 Nov 2021 09:2{i}:00 +0000\r\n"
+            f"Message-ID: <bad{i}@x.example>\r\n\r\nno sender\r\n".encode()
+        )
+    assert json.loads(crmbot("ingest", str(folder), "--json")[1])["quarantined"] == 3
+    code, out, _ = crmbot("mail", "quarantine", "--limit", "2")
+    assert code == 0 and "Showing 2 of 3 in quarantine (--limit N or --all for more)." in out
+    assert "2.eml" in out and "Broken 2" in out and "no sender address" in out
+    code, out, _ = crmbot("mail", "quarantine", "--all", "--json")
+    data = json.loads(out)
+    assert (data["total"], data["shown"]) == (3, 3)
+    newest = data["messages"][0]
+    assert newest["origin"] == f"ingest:bad {folder.resolve() / '2.eml'}"
+    assert (newest["subject"], newest["message_id"]) == ("Broken 2", "bad2@x.example")
+    assert newest["sent_at"] == "2021-11-02T09:22:00+00:00"
+    assert crmbot("mail", "quarantine", "--limit", "0")[0] == 2
+
+
+@pytest.mark.parametrize(
+    "content", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x1b[2J\xff", b"%PDF-1.7\n\x00\x01", b""]
+)
+def test_mail_inspect_of_something_that_is_no_mail_is_a_one_line_error(crmbot, tmp_path, content):
+    path = tmp_path / "picture.png"
+    path.write_bytes(content)
+    code, out, err = crmbot("mail", "inspect", str(path))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "is not an email message" in err
+    assert "\x1b" not in err

@@ -70,7 +70,8 @@ def test_basic_headers_and_json_shape() -> None:
     assert set(j) == {
         "forwarded", "original_sender", "forwarded_by", "from", "to", "cc", "date", "subject",
         "new_text", "quoted_text", "signature", "message_id", "in_reply_to", "references",
-        "auto_reply", "attachments", "forward_note", "truncated", "problems", "quarantine_reason",
+        "auto_reply", "auto_reason", "list_mail", "attachments", "forward_note", "truncated",
+        "problems", "quarantine_reason",
     }
     assert j["date"] == "2021-11-02T08:26:50+00:00"
     assert j["from"] == {"name": "Jane Roe", "address": "jane@client.example"}
@@ -228,7 +229,8 @@ def test_forward_of_forward_innermost_external_sender_wins() -> None:
     # bob@eu.ourco.com is a subdomain of an internal domain: never the original sender.
     assert p.original_sender == Address("Carla Client", "carla@customer.example")
     assert p.new_text == "I would like a refund for order 77."
-    assert p.forward_note == "FYI"
+    # Each forwarder's note is kept, the ones in the middle with their name.
+    assert p.forward_note == "FYI\n\nBob Staff <bob@eu.ourco.com>: Can you take this one?"
 
 
 def test_forward_only_internal_senders_has_no_original_sender() -> None:
@@ -361,6 +363,34 @@ def test_attachments_listed() -> None:
 
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_binary_attachments_are_sized_without_being_parsed(newline: bytes) -> None:
+    """Base64 bodies that are no text are left out of the MIME parse; their size is kept."""
+    m = _msg("See the two files.\n\nJane")
+    blob = os.urandom(30_000)
+    m.add_attachment(blob, maintype="application", subtype="pdf", filename="offer.pdf")
+    m.add_attachment(b"a;b\n1;2\n", maintype="text", subtype="csv", filename="rows.csv")
+    inner = _msg("Forwarded as a file.", sender="Bob <bob@client.example>")
+    inner.add_attachment(b"\x89PNG" * 500, maintype="image", subtype="png", filename="logo.png")
+    m.add_attachment(inner)
+    raw = m.as_bytes().replace(b"\n", newline)
+    p = parse_email(raw)
+    assert [(a.name, a.content_type, a.size) for a in p.attachments][:2] == [
+        ("offer.pdf", "application/pdf", 30_000), ("rows.csv", "text/csv", 8)]
+    assert p.attachments[2].content_type == "message/rfc822"
+    # The attached message is read too (a forward as an attachment), its logo sized as well.
+    assert p.forwarded and p.new_text == "Forwarded as a file." and not p.problems
+    assert p.forward_note == "See the two files."
+
+
+def test_a_broken_base64_attachment_is_read_the_standard_way() -> None:
+    m = _msg("See attached.")
+    m.add_attachment(b"12345", maintype="application", subtype="pdf", filename="x.pdf")
+    raw = m.as_bytes().replace(b"MTIzNDU=", b"MTIzND*U")
+    p = parse_email(raw)
+    assert [a.name for a in p.attachments] == ["x.pdf"] and p.new_text == "See attached."
+
+
 def test_folded_plain_headers_unfold_and_address_lists_parse_strictly() -> None:
     raw = (b"From: Jane Roe <jane@client.example>\r\n"
            b"To: support@ourco.com <support@ourco.com>,\r\n sales@ourco.com <sales@ourco.com>\r\n"
@@ -382,6 +412,8 @@ def test_folded_plain_headers_unfold_and_address_lists_parse_strictly() -> None:
         ('"Roe, Jane" <jane@client.example>', [Address("Roe, Jane", "jane@client.example")]),
         ("=?utf-8?q?J=C3=BCrgen?= <j@client.example>", [Address("Jürgen", "j@client.example")]),
         ("Jane (sales) <jane@client.example>", [Address("Jane", "jane@client.example")]),
+        # The old form: the name is a comment after the address.
+        ("bbb@ddd.example (John X. Doe)", [Address("John X. Doe", "bbb@ddd.example")]),
     ],
 )
 def test_address_lists(value: str, expected: list[Address]) -> None:
@@ -436,3 +468,71 @@ def test_auto_reply_detection(headers: dict[str, str], subject: str) -> None:
 def test_normal_mail_is_not_auto_reply() -> None:
     p = parse_email(_msg(subject="Re: office move", Auto_Submitted="no").as_bytes())
     assert not p.auto_reply
+
+
+# --------------------------------------------------------------------------- chains, lists
+def _chain(middle_note: str) -> bytes:
+    body = (
+        "Logging this.\n\n---------- Forwarded message ---------\n"
+        "From: Bob Miller <bob@client.example>\nDate: Wed, Nov 3, 2021 at 5:40 PM\n"
+        "Subject: Fwd: Renewal\nTo: Alice Smith <alice@ourco.com>\n\n"
+        f"{middle_note}\n\n---------- Forwarded message ---------\n"
+        "From: Carol Jones <carol@client.example>\nDate: Wed, Nov 3, 2021 at 4:55 PM\n"
+        "Subject: Renewal\nTo: Bob Miller <bob@client.example>\n\n"
+        "Bob, I need a quote for the renewal.\n\nCarol\n"
+    )
+    return _msg(body, subject="Fwd: Fwd: Renewal", sender="alice@ourco.com").as_bytes()
+
+
+def test_a_customer_passing_on_a_colleagues_mail_is_not_its_author() -> None:
+    p = parse_email(_chain("Hi Alice, see Carol's question below.\n\nBob"),
+                    internal_domains=INTERNAL)
+    assert p.original_sender == Address("Carol Jones", "carol@client.example")
+    assert p.new_text == "Bob, I need a quote for the renewal."
+    assert p.forward_note == (
+        "Logging this.\n\n"
+        "Bob Miller <bob@client.example>: Hi Alice, see Carol's question below."
+    )
+
+
+def test_a_customer_who_wrote_a_message_above_a_forward_is_its_author() -> None:
+    own = ("Alice, this is the second time this month. We lost four hours of work and I have\n"
+           "to report it to our board on Friday. I expect a written incident report and a\n"
+           "credit on the next invoice, otherwise we will look at other providers.")
+    p = parse_email(_chain(own), internal_domains=INTERNAL)
+    assert p.original_sender == Address("Bob Miller", "bob@client.example")
+    assert p.new_text == own
+
+
+def test_list_digests_and_delivery_reports_are_never_forwards() -> None:
+    digest = EmailMessage()
+    digest["From"] = "users-request@lists.example"
+    digest["To"] = "users@lists.example"
+    digest["Subject"] = "Users Digest, Vol 1, Issue 2"
+    digest.set_content("Today's Topics:\n\n   1. Import (Dana)\n")
+    inner = _msg("Splitting the file fixed it.", sender="Dana <dana@fbi.example>")
+    digest.add_attachment(inner)
+    digest.replace_header("Content-Type", digest["Content-Type"].replace("mixed", "digest"))
+    p = parse_email(digest.as_bytes(), internal_domains=INTERNAL)
+    assert not p.forwarded and p.list_mail
+
+    report = _msg("This report relates to a message you sent with the following header fields:"
+                  "\n\n  From: Ian <ian@oxy.example>\n  To: SoCal <scr@raves.example>\n"
+                  "  Date: Sun, 23 Sep 2001 20:10:55 -0700\n  Subject: yeah\n\n"
+                  "Your message cannot be delivered.", sender="postmaster@ucla.example",
+                  Return_Path="<>")
+    p = parse_email(report.as_bytes(), internal_domains=INTERNAL)
+    assert not p.forwarded and p.auto_reply and "empty Return-Path" in p.auto_reason
+
+
+def test_list_mail_says_why() -> None:
+    why = {
+        "List-Id: Users <users.lists.example>": "List-Id: Users <users.lists.example>",
+        "Precedence: list": "Precedence: list",
+        "List-Unsubscribe: <mailto:leave@news.example>": "List-Unsubscribe",
+        "Sender: dev-bounces@lists.example": "sent by list software",
+    }
+    for header, reason in why.items():
+        raw = _msg().as_bytes().replace(b"\n\n", f"\n{header}\n\n".encode(), 1)
+        p = parse_email(raw)
+        assert reason in p.list_mail and not p.auto_reply, header

@@ -309,3 +309,37 @@ def test_move_without_the_move_extension_copies_and_expunges_only_those(
     with imap_account.client() as client:
         assert client.select_folder("INBOX")[b"EXISTS"] == 0
         assert client.select_folder("Processed")[b"EXISTS"] == 3
+
+
+def test_after_a_crash_the_next_poller_takes_the_lease_back_at_once(db, imap_account, make_mail):
+    """`crmbot mail poll` killed with SIGKILL holds a 90 s lease; the next one polls at once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    settings = imap_account.settings(db.url, imap_lease_seconds=90)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env.update({
+        "CRM_DATABASE_URL": db.url, "CRM_IMAP_HOST": "127.0.0.1",
+        "CRM_IMAP_PORT": str(settings.imap_port), "CRM_IMAP_SECURITY": "plaintext",
+        "CRM_IMAP_USER": imap_account.user, "CRM_IMAP_PASSWORD": "secret",
+        "CRM_IMAP_MAILBOX_NAME": imap_account.user, "CRM_IMAP_LEASE_SECONDS": "90",
+    })
+    crashed = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "mail", "poll"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_until(lambda: _count(db, MailboxState) == 1, timeout=30)
+        with db.session() as session:
+            holder = session.get(Lease, f"mailbox:{imap_account.user}").holder
+        assert f":{crashed.pid}:" in holder
+    finally:
+        crashed.send_signal(signal.SIGKILL)
+        crashed.wait()
+    imap_account.append(make_mail(1))
+    started = time.monotonic()
+    report = MailboxPoller(settings, db).poll_once()
+    assert report.skipped_reason is None and report.summary.stored == 1
+    assert time.monotonic() - started < 30  # not the 90 s lease

@@ -98,3 +98,67 @@ def test_plain_text_is_untouched() -> None:
 def test_code_fence_lines_are_not_quotes() -> None:
     text = "Look:\n\n```\n> not a quote\n```\n\nDone.\n"
     assert split_reply(text)[0] == text.strip()
+
+
+# --------------------------------------------------------------------------- inline replies
+INLINE = (
+    "Hi Alice,\n\nmy answers inline.\n\n"
+    "Am 15.11.21 um 17:40 schrieb Alice Smith:\n"
+    "> Can we migrate on the weekend?\n\n"
+    "Yes, after 18:00 on Friday.\n\n"
+    "> Who approves the cut-over?\n\n"
+    "Our CIO.\n\n"
+    "> Old reports?\n> Alice\n"
+)
+
+
+def test_inline_answers_below_an_attribution_are_new_text() -> None:
+    new, quoted = split_reply(INLINE)
+    assert new.startswith("Hi Alice,") and new.endswith("Our CIO.")
+    assert "Yes, after 18:00 on Friday." in new
+    assert quoted == "> Old reports?\n> Alice"
+
+
+def test_drop_inline_quotes_keeps_the_answers_only() -> None:
+    from bot.mail.quotes import drop_inline_quotes
+
+    answers, questions = drop_inline_quotes(split_reply(INLINE)[0])
+    assert answers == ("Hi Alice,\n\nmy answers inline.\n\nYes, after 18:00 on Friday.\n\n"
+                       "Our CIO.")
+    assert questions.startswith("Am 15.11.21 um 17:40 schrieb Alice Smith:\n> Can we migrate")
+    assert "> Who approves the cut-over?" in questions
+
+
+@pytest.mark.parametrize(
+    "below",
+    [
+        # Older history under the quote: no answers.
+        "On Mon, 1 Nov 2021 at 10:00, Alice <alice@ourco.com> wrote:\n> Try it.\n\n"
+        "On Sun, 31 Oct 2021 at 09:00, Jane <jane@client.example> wrote:\n> It fails.\n",
+        # Quoted lines a client re-wrapped without the marker: still the quote.
+        "On Mon, 1 Nov 2021 at 10:00, Alice <alice@ourco.com> wrote:\n"
+        "> Could you check the invoice for the seats we d\nropped in October?\n>\n"
+        "> And the Lisbon\noffice too.\n>\n",
+    ],
+)
+def test_text_under_a_quote_that_answers_nothing_stays_quoted(below: str) -> None:
+    assert split_reply(f"{NEW}\n\n{below}")[0] == NEW
+
+
+# --------------------------------------------------------------------------- header shapes
+@pytest.mark.parametrize(
+    "lines",
+    [
+        "From: our side, everything is ready to sign.\nTo: your legal team goes the redline.",
+        "An: alle, die für die Schulung zuständig sind:\nVon: unserer Seite kommen acht Leute.",
+        "From: the numbers you sent, 3 nodes are enough.\nDate: for the rollout is 10 January.",
+    ],
+)
+def test_lines_that_only_begin_like_header_fields_are_text(lines: str) -> None:
+    text = f"Hi Alice,\n\n{lines}\n\nThanks,\nNina\n"
+    assert split_reply(text) == (text.strip(), "")
+
+
+def test_a_header_block_names_someone_or_carries_a_date() -> None:
+    text = f"{NEW}\n\nFrom: Alice Smith\nSent: Monday, 1 November 2021 10:00\nTo: Jane\n\nOld."
+    assert split_reply(text)[0] == NEW

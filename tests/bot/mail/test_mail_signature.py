@@ -92,3 +92,38 @@ def test_infer_false_keeps_hand_typed_sign_off() -> None:
     text = "Done.\n\nThanks,\nBob\n\n-- \nBob Builder | Builder Inc"
     assert split_signature(text, infer=False)[0] == "Done.\n\nThanks,\nBob"
     assert split_signature(text)[0] == "Done."
+
+
+def test_outlook_links_and_logo_placeholders_are_signature_lines() -> None:
+    sig = ("Cordiali saluti,\n\nSofia Rossi\nResponsabile Acquisti\n"
+           "[cid:image001.png@01D7D48A.5B3C2E10]\n"
+           "Northwind Italia S.r.l. | Via Roma 12, 20121 Milano\n"
+           "Tel. +39 02 5550 1234 | Cell. +39 333 555 0101\n"
+           "www.northwind.example<http://www.northwind.example/> | "
+           "LinkedIn<https://www.linkedin.com/company/northwind-example>")
+    assert split_signature(f"Va bene martedì.\n\n{sig}") == ("Va bene martedì.", sig)
+
+
+def test_a_capitalised_line_that_ends_a_wrapped_paragraph_is_not_a_signature() -> None:
+    body = ("Could you ask whether the Berlin office can join the contract? 25 people start in\n"
+            "February.")
+    assert split_signature(f"{body}\n\nInes", sender="Jonas Weber <j@x.example>") == (
+        body, "Ines")
+
+
+def test_every_disclaimer_pattern_branch_has_a_word_of_the_quick_check() -> None:
+    """The substring check in front of the disclaimer pattern must never hide a branch."""
+    from bot.mail import patterns as P
+
+    branches, depth, current = [], 0, ""
+    for ch in P.DISCLAIMER_RE.pattern:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "|" and depth == 0:
+            branches.append(current)
+            current = ""
+        else:
+            current += ch
+    branches.append(current)
+    assert len(branches) > 15
+    for branch in branches:
+        assert any(word in branch.lower() for word in P.DISCLAIMER_WORDS), branch

@@ -93,7 +93,8 @@ def test_sender_matched_by_contact_email_then_company_domain(db, admin):
     first = stored[0]
     assert first.direction == Direction.inbound and first.channel == "email"
     assert first.body == "Can you send the quote?" and first.occurred_at == WHEN
-    assert first.author == "Jane Doe <jane@acme.com>" and first.source == "imap:support"
+    assert first.author == "Jane Doe <jane@acme.com>" and first.source == "mail"
+    assert first.meta["received_via"] == "imap:support"
     assert count(db, Customer) == 1
 
 
@@ -115,7 +116,12 @@ def test_unknown_sender_policy(db, policy):
     assert count(db, Customer) == 0 and count(db, Interaction) == 0
     if policy == "ignore":
         assert result.outcome == CaptureOutcome.ignored
-        assert count(db, QuarantinedMessage) == 0
+        # Ignored, not lost: the record says where the mail went and why.
+        with db.session() as session:
+            held = session.exec(select(QuarantinedMessage)).one()
+        assert held.outcome == "ignored" and "unknown sender jane@acme.com" in held.reason
+        assert (held.origin, held.subject, held.sender) == (
+            "imap:support", "Question", "Jane Doe <jane@acme.com>")
     else:
         assert result.outcome == CaptureOutcome.quarantined
         with db.session() as session:
@@ -192,9 +198,11 @@ def test_same_mail_twice_changes_nothing_and_missing_message_id_uses_the_hash(db
     assert [r.outcome for r in second] == [CaptureOutcome.duplicate] * 3
     assert (count(db, Interaction), count(db, Customer), count(db, AuditEvent)) == before
     assert interactions(db)[1].external_id == "sha256:hash-No id"
-    # Another mailbox is another source: the same Message-ID is stored there once too.
-    [other] = store(db, mail(source="imap:sales"))
-    assert other.outcome == CaptureOutcome.stored
+    # One message is one interaction wherever it came from: another mailbox, a file.
+    for source in ("imap:sales", "ingest:eml", "ingest:message.eml"):
+        assert [r.outcome for r in store(db, mail(source=source), no_id)] == [
+            CaptureOutcome.duplicate] * 2
+    assert (count(db, Interaction), count(db, Customer), count(db, AuditEvent)) == before
 
 
 def test_threading_follows_message_ids_and_never_the_subject(db, admin):
@@ -405,3 +413,79 @@ def test_a_customer_forwarding_mail_to_us_is_the_one_credited(db, admin):
     [i] = interactions(db)
     assert i.meta["forwarded_from"] == "Vendor Vic <vic@vendor.example>"
     assert "captured_by" not in i.meta
+
+
+def test_list_and_role_mail_creates_no_lead_and_counts_only_for_known_contacts(db, admin):
+    add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    role = mail("inv@billing.example", sender="noreply@billing.example", name="Billing")
+    listed = mail("post@lists.example", sender="sam@gmail.com", list_mail="List-Id: <crm-users>")
+    postmaster = mail("pm@acme.com", sender="postmaster@acme.com", name="")  # a customer domain
+    known = mail("known@acme.com", list_mail="Precedence: list")  # from jane@acme.com
+    results = store(db, role, listed, postmaster, known)
+    assert [r.outcome for r in results] == [CaptureOutcome.ignored] * 3 + [CaptureOutcome.stored]
+    assert "noreply@billing.example, a system or list address" in results[0].reason
+    assert "List-Id: <crm-users>" in results[1].reason and "no lead" in results[1].reason
+    assert count(db, Customer) == 1
+    with db.session() as session:
+        kept = session.exec(select(QuarantinedMessage).order_by(col(QuarantinedMessage.id))).all()
+    assert [(q.outcome, q.sender) for q in kept] == [
+        ("ignored", "Billing <noreply@billing.example>"),
+        ("ignored", "Jane Doe <sam@gmail.com>"),
+        ("ignored", "postmaster@acme.com"),
+    ]
+    # A setting lets list and role mail create leads like any other mail.
+    open_policy = CapturePolicy(internal_domains=("ourco.com",), list_leads=True)
+    [lead] = store(db, mail("new@lists.example", sender="ann@gmail.com", list_mail="List-Id: x"),
+                   policy=open_policy)
+    assert lead.outcome == CaptureOutcome.stored and count(db, Customer) == 2
+
+
+def test_ignored_mail_leaves_a_trace_once(db, admin):
+    add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    ooo = mail("ooo@acme.com", auto_reply=True, auto_reason="Auto-Submitted: auto-replied",
+               origin="UID 7", subject="Out of office")
+    [first] = store(db, ooo)
+    assert first.outcome == CaptureOutcome.ignored
+    assert first.reason == "automatic reply (Auto-Submitted: auto-replied)"
+    [again] = store(db, ooo)
+    assert again.outcome == CaptureOutcome.duplicate and again.reason.startswith("already ignored")
+    with db.session() as session:
+        [kept] = session.exec(select(QuarantinedMessage)).all()
+        audit = session.exec(select(AuditEvent).where(AuditEvent.action == "ignore")).one()
+    assert (kept.outcome, kept.origin, kept.subject) == ("ignored", "imap:support UID 7",
+                                                         "Out of office")
+    assert kept.raw == b"raw bytes" and kept.sent_at == WHEN
+    assert audit.after["reason"] == first.reason
+
+
+def test_new_leads_of_a_batch_are_created_together_once_each(db, admin):
+    batch = [
+        mail("l1@a.example", sender="ann@a.example", name="Ann A"),
+        mail("l2@a.example", sender="bob@a.example", name="Bob A"),  # same company: Ann's lead
+        mail("l3@b.example", sender="cid@b.example", name=""),  # no name: the local part
+        mail("l4@a.example", sender="ann@a.example", name="Ann A"),
+    ]
+    results = store(db, *batch)
+    assert [r.outcome for r in results] == [CaptureOutcome.stored] * 4
+    with db.session() as session:
+        leads = session.exec(select(Customer).order_by(col(Customer.id))).all()
+        created = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "create", AuditEvent.entity == "customer")
+        ).all()
+    assert [(c.name, c.domain, c.status) for c in leads] == [
+        ("Ann A", "a.example", "lead"), ("cid", "b.example", "lead")]
+    assert [r.customer_id for r in results] == [leads[0].id, leads[0].id, leads[1].id, leads[0].id]
+    assert sorted(e.after["email"] for e in created) == ["ann@a.example", "cid@b.example"]
+    assert [i.meta["matched_on"] for i in interactions(db)] == [
+        "new lead", "domain", "new lead", "email"]
+
+
+def test_a_lead_another_replica_just_created_is_reused(db, admin, monkeypatch):
+    import crm.services.mail_capture as capture
+
+    jane = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    # This replica looked before the other one committed: it does not see Jane's contact.
+    monkeypatch.setattr(capture._Lookups, "load", lambda self, *args: None)
+    [result] = store(db, mail("race@acme.com"))
+    assert result.outcome == CaptureOutcome.stored and result.customer_id == jane.id
+    assert count(db, Customer) == 1
