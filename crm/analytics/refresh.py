@@ -23,7 +23,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from crm.analytics import churn, followups, pipeline, segments
-from crm.analytics.features import CUSTOMERS, FOLLOW_UPS, INTERACTIONS, build_features
+from crm.analytics.features import (
+    CUSTOMERS,
+    FOLLOW_UPS,
+    INTERACTIONS,
+    features_at,
+    read_snapshot,
+)
 from crm.config import Settings
 from crm.db import Database
 from crm.models import (
@@ -202,8 +208,11 @@ def compute(
         return now
 
     t = time.perf_counter()
+    say("reading the store")
+    snapshot = read_snapshot(session, cutoff)
+    t = lap("read", t)
     say("building features")
-    features = build_features(session, cutoff)
+    features = features_at(snapshot, cutoff)
     t = lap("features", t)
     say(f"segmenting {len(features):,} customers")
     rfm = segments.rfm_segments(features)
@@ -216,7 +225,8 @@ def compute(
     seg = rfm.assign(cluster=clusters.labels, cluster_name=clusters.labels.map(clusters.names))
     t = lap("segments", t)
     config = churn_config(settings)
-    model, churn_meta = churn.train(session, cutoff, config, progress=say)
+    model, churn_meta = churn.train(snapshot, cutoff, config, progress=say)
+    del snapshot
     t = lap("churn_training", t)
     say("scoring churn risk" + (" (cold start: transparent score)" if model is None else ""))
     scores = churn.score(features, model, config, meta=churn_meta)

@@ -62,7 +62,7 @@ def test_refresh_stores_runs_snapshots_and_segment_moves(db, shop, admin, analyt
     first = refresh(
         db, settings=analytics_settings, actor=admin, cutoff=CUTOFF, progress=messages.append
     )
-    assert messages and "building features" in messages[0]
+    assert messages[:2] == ["reading the store", "building features"]
     second = refresh(db, settings=analytics_settings, actor=admin, cutoff=LATER)
     assert second.run_id != first.run_id and first.method == "cold_start"
     with db.session() as session:
