@@ -69,7 +69,29 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _expression(column: Column, dialect: str) -> str:
+@dataclass(frozen=True)
+class Packed:
+    """An integer column and small code columns in one int64 (fewer values to move):
+    ``base * 8**len(codes) + sum((code + 1) * 8**i)``; each code has fewer than 7 values."""
+
+    name: str
+    base: Column
+    codes: tuple[Column, ...]
+
+    def unpack(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        out = {self.base.name: values >> (3 * len(self.codes))}
+        for i, code in enumerate(self.codes):
+            out[code.name] = ((values >> (3 * i)) & 7) - 1
+        return out
+
+
+def _expression(column: Column | Packed, dialect: str) -> str:
+    if isinstance(column, Packed):
+        if any(len(c.values) > 6 for c in column.codes):
+            raise ValueError("a packed code holds at most 6 values")
+        parts = [f"({_expression(column.base, dialect)} * {8 ** len(column.codes)})"]
+        parts += [f"(({_expression(c, dialect)} + 1) * {8**i})" for i, c in enumerate(column.codes)]
+        return "(" + " + ".join(parts) + ")"
     name = f'"{column.name}"'
     if column.kind == "code":
         cases = " ".join(f"WHEN {_quoted(v)} THEN {n}" for n, v in enumerate(column.values))
@@ -77,7 +99,7 @@ def _expression(column: Column, dialect: str) -> str:
     if column.kind == "money":
         if dialect == "sqlite":
             return f"CAST(round(coalesce({name}, 0) * 100) AS INTEGER)"
-        return f"round(coalesce({name}, 0) * 100)::int8"
+        return f"coalesce(({name} * 100)::int8, 0)"
     if column.kind == "time":
         if dialect == "sqlite":
             # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): whole seconds, then the digits.
@@ -85,11 +107,12 @@ def _expression(column: Column, dialect: str) -> str:
                 f"(CAST(strftime('%s', {name}) AS INTEGER) * 1000000"
                 f" + CAST(substr({name}, 21, 6) AS INTEGER))"
             )
-        else:
-            value = f"(extract(epoch FROM {name}) * 1000000)::int8"
-        return f"coalesce({value}, {column.null})"
+            return f"coalesce({value}, {column.null})"
+        # timestamp_send is the stored int64 (µs since 2000) as it is: exact, and no
+        # arithmetic per row. A null is sent as 'infinity' and mapped back after decoding.
+        return f"timestamp_send(coalesce({name}, 'infinity'))"
     if column.kind == "int":
-        return f"coalesce({name}, {column.null})" + ("" if dialect == "sqlite" else "::int8")
+        return f"coalesce({name}, {column.null})"
     raise ValueError(f"unknown column kind {column.kind!r}")
 
 
@@ -97,8 +120,15 @@ def _connection(bind: Session | sa.Connection) -> sa.Connection:
     return bind.connection() if isinstance(bind, Session) else bind
 
 
+_PG_EPOCH_US = 946_684_800_000_000  # PostgreSQL counts timestamps from 2000-01-01
+_PG_INFINITY = np.iinfo(np.int64).max
+
+
 def read_columns(
-    bind: Session | sa.Connection, table: str, columns: Sequence[Column], where: str = "TRUE"
+    bind: Session | sa.Connection,
+    table: str,
+    columns: Sequence[Column | Packed],
+    where: str = "TRUE",
 ) -> dict[str, np.ndarray]:
     """Every row of ``table`` matching ``where`` (SQL text built by the caller from its own
     values), one int64 array per column, in primary key blocks of ``BLOCK``."""
@@ -108,7 +138,11 @@ def read_columns(
     if dialect == "sqlite":
         packed = f"group_concat(printf('{'%016x' * len(values)}', {', '.join(values)}), '')"
     else:
-        packed = "string_agg(" + " || ".join(f"int8send({v})" for v in values) + ", ''::bytea)"
+        sent = [
+            v if isinstance(c, Column) and c.kind == "time" else f"int8send(({v})::int8)"
+            for c, v in zip(columns, values, strict=True)
+        ]
+        packed = "string_agg(" + " || ".join(sent) + ", ''::bytea)"
     low, high = conn.exec_driver_sql(f'SELECT min(id), max(id) FROM "{table}"').one()
     blocks: list[np.ndarray] = []
     if low is not None:
@@ -122,4 +156,15 @@ def read_columns(
                 blocks.append(np.frombuffer(raw, dtype=">i8").astype(np.int64))
     flat = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     matrix = flat.reshape(-1, len(columns))
-    return {c.name: np.ascontiguousarray(matrix[:, n]) for n, c in enumerate(columns)}
+    out: dict[str, np.ndarray] = {}
+    for n, column in enumerate(columns):
+        values = np.ascontiguousarray(matrix[:, n])
+        if isinstance(column, Packed):
+            out |= column.unpack(values)
+            continue
+        if column.kind == "time" and dialect != "sqlite":
+            missing = values == _PG_INFINITY
+            values += _PG_EPOCH_US
+            values[missing] = column.null
+        out[column.name] = values
+    return out

@@ -30,6 +30,7 @@ from crm.analytics.columns import (
     NEVER_BEFORE,
     US_PER_DAY,
     Column,
+    Packed,
     micros,
     read_columns,
     time_literal,
@@ -186,9 +187,9 @@ def read_snapshot(bind: Session | sa.Connection, until: datetime) -> Snapshot:
     interactions = read_columns(
         conn,
         "interactions",
-        [Column("customer_id", "int"), Column("occurred_at", "time"),
-         Column("channel", "code", CHANNELS), Column("direction", "code", DIRECTIONS),
-         Column("amount", "money")],
+        [Packed("who", Column("customer_id", "int"), (Column("channel", "code", CHANNELS),
+                Column("direction", "code", DIRECTIONS))),
+         Column("occurred_at", "time"), Column("amount", "money")],
         f"deleted_at IS NULL AND occurred_at < {before}",
     )  # fmt: skip
     where = _place(ids, interactions["customer_id"])

@@ -24,9 +24,9 @@ from sqlmodel import Session
 
 from crm.analytics import churn, followups, pipeline, segments
 from crm.analytics.features import (
-    CUSTOMERS,
     FOLLOW_UPS,
     INTERACTIONS,
+    epoch_days,
     features_at,
     read_snapshot,
 )
@@ -100,13 +100,14 @@ def follow_up_findings(
     """Load the few records the rules need (never every interaction); run the rules at ``now``."""
     conn = session.connection()
     t = sa.literal(now, UTCDateTime())
-    c, f, i = (table.c for table in (CUSTOMERS, FOLLOW_UPS, INTERACTIONS))
-    names: dict[int, str] = {
-        int(k): v for k, v in conn.execute(sa.select(c.id, c.name).where(c.created_at < t))
-    }
+    f, i = (table.c for table in (FOLLOW_UPS, INTERACTIONS))
+    # Names by a plain cursor: a SQLAlchemy row per customer costs more than the query.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute("SELECT id, name FROM customers")
+    names: dict[int, str] = dict(cursor.fetchall())
+    cursor.close()
     owners = features["owner_id"]
-    last_inbound = features["last_inbound_at"].dropna()
-    last_reply = {int(k): w for k, v in last_inbound.items() if (w := _when(v)) is not None}
+    last_inbound = features["last_inbound_at"]
 
     overdue = [
         followups.FollowUpRecord(
@@ -124,6 +125,8 @@ def follow_up_findings(
             )
         )
     ]
+    waiting_on = last_inbound.reindex(list({r.customer_id for r in overdue})).dropna()
+    last_reply = {int(k): w for k, v in waiting_on.items() if (w := _when(v)) is not None}
     findings = followups.overdue_follow_ups(now, overdue, last_reply)
 
     deals = pipeline.deal_records(session, now)
@@ -164,7 +167,16 @@ def follow_up_findings(
 
     active = features[features["active"].astype(bool)]
     tiers = followups.value_tiers(active["value_365"].to_numpy())
-    touch = active[["last_inbound_at", "last_outbound_at"]].max(axis=1)
+    touch = active[["last_inbound_at", "last_outbound_at"]].max(axis=1).to_numpy()
+    days = {
+        "high": settings.quiet_days_high,
+        "mid": settings.quiet_days_mid,
+        "low": settings.quiet_days_low,
+    }
+    # The rule's own test, vectorised, picks the few quiet customers that become records.
+    limit = np.array([days.get(tier, np.inf) for tier in ("high", "mid", "low")])
+    tier_limit = np.select([tiers == "high", tiers == "mid"], limit[:2], limit[2])
+    quiet = np.flatnonzero(~(epoch_days(now) - touch <= tier_limit))
     touches = [
         followups.CustomerTouch(
             customer_id=int(cid),
@@ -174,14 +186,13 @@ def follow_up_findings(
             last_touch_at=_when(last),
         )
         for cid, owner, tier, last in zip(
-            active.index, active["owner_id"], tiers, touch, strict=True
+            active.index[quiet],
+            active["owner_id"].to_numpy()[quiet],
+            tiers[quiet],
+            touch[quiet],
+            strict=True,
         )
     ]
-    days = {
-        "high": settings.quiet_days_high,
-        "mid": settings.quiet_days_mid,
-        "low": settings.quiet_days_low,
-    }
     findings += followups.going_quiet(now, touches, days)
     return findings
 
