@@ -68,8 +68,10 @@ def test_training_and_scores_ignore_everything_after_the_cutoff(demo_db):
     assert set(meta["candidates_auc"]) == {"logistic_regression", "hist_gradient_boosting", "blend"}
     assert meta["validation_auc"] == max(meta["candidates_auc"].values())
     assert 0.5 < meta["validation_auc"] <= 1.0
-    # The final fit learns from every labelled cutoff, the newest (validation) one included.
+    # The linear model learns from every labelled cutoff, the newest (validation) one
+    # included; the trees are fitted once, on the older cutoffs.
     assert meta["training_rows"] == meta["labelled_rows"]
+    assert meta["tree_training_rows"] == meta["labelled_rows"] - meta["calibration_rows"]
     # Every label window closes by the scoring cutoff.
     assert all(
         datetime.fromisoformat(c) + timedelta(days=CONFIG.horizon_days) <= cutoff
