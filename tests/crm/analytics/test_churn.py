@@ -124,6 +124,25 @@ def test_high_risk_customers_get_reasons_in_words(demo_db):
     assert scores.loc[scores["risk_level"] == "low", "reasons"].map(len).eq(0).all()
 
 
+def test_leads_who_never_bought_are_not_scored_and_reasons_follow_the_customer(demo_db):
+    cutoff = datetime(2025, 11, 1, tzinfo=UTC)
+    with demo_db.session() as session:
+        model, _ = churn.train(session, cutoff, CONFIG)
+        features = build_features(session, cutoff)
+    scores = churn.score(features, model, CONFIG).frame
+    leads = features.index[~features["buyer"]]
+    assert len(leads) > 0 and not scores.index.intersection(leads).size
+    assert features.loc[scores.index, "buyer"].all()
+    flagged = scores[scores["reasons"].map(len) > 0]
+    words = [r for rs in flagged["reasons"] for r in rs]
+    assert "has never bought" not in words
+    # Reasons carry each customer's own numbers: different customers, different reasons.
+    assert len({tuple(rs) for rs in flagged["reasons"]}) >= 0.5 * len(flagged)
+    # The leading reason is the group pushing this customer's log-odds up most.
+    pushes = churn.group_pushes(model.explainer, churn.model_matrix(features.loc[flagged.index]))
+    assert (pushes.max(axis=1) >= CONFIG.min_reason_push).all()
+
+
 def test_cold_start_uses_the_transparent_score_and_says_so(db):
     quiet = customer(db, "Quiet", days(400))
     purchase(db, quiet, days(200))
