@@ -40,7 +40,7 @@ class Column:
     """One selected column and how it becomes an int64.
 
     kind: ``int`` (nulls become ``null``), ``time`` (µs since 1970 UTC; nulls become
-    ``null``), ``money`` (cents), ``code`` (the position of the text in ``values``, -1 for
+    ``null``), ``date`` (its midnight UTC, as ``time``), ``money`` (cents), ``code`` (the position of the text in ``values``, -1 for
     anything else, nulls included).
     """
 
@@ -100,9 +100,10 @@ def _expression(column: Column | Packed, dialect: str) -> str:
         if dialect == "sqlite":
             return f"CAST(round(coalesce({name}, 0) * 100) AS INTEGER)"
         return f"coalesce(({name} * 100)::int8, 0)"
-    if column.kind == "time":
+    if column.kind in ("time", "date"):
         if dialect == "sqlite":
-            # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): whole seconds, then the digits.
+            # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) or 'YYYY-MM-DD': whole seconds,
+            # then the digits of the fraction (none for a date).
             value = (
                 f"(CAST(strftime('%s', {name}) AS INTEGER) * 1000000"
                 f" + CAST(substr({name}, 21, 6) AS INTEGER))"
@@ -110,7 +111,8 @@ def _expression(column: Column | Packed, dialect: str) -> str:
             return f"coalesce({value}, {column.null})"
         # timestamp_send is the stored int64 (µs since 2000) as it is: exact, and no
         # arithmetic per row. A null is sent as 'infinity' and mapped back after decoding.
-        return f"timestamp_send(coalesce({name}, 'infinity'))"
+        value = f"{name}::timestamp" if column.kind == "date" else name
+        return f"timestamp_send(coalesce({value}, 'infinity'))"
     if column.kind == "int":
         return f"coalesce({name}, {column.null})"
     raise ValueError(f"unknown column kind {column.kind!r}")
@@ -139,7 +141,7 @@ def read_columns(
         packed = f"group_concat(printf('{'%016x' * len(values)}', {', '.join(values)}), '')"
     else:
         sent = [
-            v if isinstance(c, Column) and c.kind == "time" else f"int8send(({v})::int8)"
+            v if isinstance(c, Column) and c.kind in ("time", "date") else f"int8send(({v})::int8)"
             for c, v in zip(columns, values, strict=True)
         ]
         packed = "string_agg(" + " || ".join(sent) + ", ''::bytea)"
@@ -162,7 +164,7 @@ def read_columns(
         if isinstance(column, Packed):
             out |= column.unpack(values)
             continue
-        if column.kind == "time" and dialect != "sqlite":
+        if column.kind in ("time", "date") and dialect != "sqlite":
             missing = values == _PG_INFINITY
             values += _PG_EPOCH_US
             values[missing] = column.null

@@ -275,22 +275,42 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
     present = np.bincount(cell, minlength=nb * nc * nd) > 0
     dense = np.cumsum(present) - 1
     kinds = np.flatnonzero(present)
+    # float32 holds counts exactly up to 16M and halves the matrix (n x kinds).
     counts = np.bincount(who * len(kinds) + dense[cell], minlength=n * len(kinds))
-    counts = counts.reshape(n, len(kinds)).astype(np.float64)
+    counts = counts.reshape(n, len(kinds)).astype(np.float32)
     k_bucket = kinds // (nc * nd)
     k_channel = (kinds // nd) % nc - 1
     k_direction = kinds % nd - 1
+    # Every count column is a sum of some (bucket, channel, direction) cells: one selector
+    # column each, then one matrix product gives them all.
+    wanted: dict[str, np.ndarray] = {}
 
-    def count(buckets: Sequence[int], channel: int | None = None, direction: int | None = None):
+    def count(
+        name: str, buckets: Sequence[int], channel: int | None = None, direction: int | None = None
+    ) -> None:
         sel = np.isin(k_bucket, buckets)
         if channel is not None:
             sel &= k_channel == channel
         if direction is not None:
             sel &= k_direction == direction
-        return counts[:, sel].sum(axis=1)
+        wanted[name] = sel
 
     everything = range(nb)
     window = {30: [0], 90: [0, 1], 365: [0, 1, 2, 3]}
+    count("interactions", everything)
+    count("frequency", everything, _PURCHASE)
+    count("purchases_prev_90", [2], _PURCHASE)
+    count("interactions_prev_90", [2])
+    for w in WINDOWS:
+        count(f"interactions_{w}", window[w])
+        count(f"purchases_{w}", window[w], _PURCHASE)
+        for n_channel, channel in enumerate(CHANNELS):
+            if channel != Channel.purchase.value:
+                count(f"{channel}_{w}", window[w], n_channel)
+        count(f"inbound_{w}", window[w], direction=_INBOUND)
+        count(f"outbound_{w}", window[w], direction=_OUTBOUND)
+    totals = counts @ np.column_stack(list(wanted.values())).astype(np.float32)
+    del counts
     is_purchase = ev.channel == _PURCHASE
     inbound = ev.direction == _INBOUND
     outbound = ev.direction == _OUTBOUND
@@ -305,15 +325,16 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
         np.minimum.at(out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask])
         return out
 
+    last_any = latest(None)
     cols: dict[str, np.ndarray] = {
         "owner_id": snapshot.owner_id,
         "active": snapshot.active,
         "created_at": snapshot.created_at / US_PER_DAY,
-        "interactions": count(everything),
         "first_interaction_at": _epoch(earliest(None), NEVER_AFTER),
-        "last_interaction_at": _epoch(latest(None), NEVER_BEFORE),
-        "frequency": count(everything, _PURCHASE),
+        "last_interaction_at": _epoch(last_any, NEVER_BEFORE),
     }
+    cols |= {name: totals[:, i].astype(np.float64) for i, name in enumerate(wanted)}
+    del totals
     p_who, p_at = who[is_purchase], ev.at[is_purchase]
     days_bought = np.unique((p_who << 24) | (p_at // US_PER_DAY))  # distinct (customer, day)
     cols["purchase_days"] = np.bincount(days_bought >> 24, minlength=n).astype(np.float64)
@@ -325,25 +346,18 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
     cols["first_purchase_at"] = _epoch(first_purchase, NEVER_AFTER)
     last_purchase = latest(is_purchase)
     cols["last_purchase_at"] = _epoch(last_purchase, NEVER_BEFORE)
-    last_engaged = np.maximum(last_purchase, latest(inbound))
-    cols["last_engaged_at"] = _epoch(last_engaged, NEVER_BEFORE)
     last_inbound = latest(inbound)
+    last_engaged = np.maximum(last_purchase, last_inbound)
+    cols["last_engaged_at"] = _epoch(last_engaged, NEVER_BEFORE)
     cols["last_inbound_at"] = _epoch(last_inbound, NEVER_BEFORE)
     last_outbound = latest(outbound)
     cols["last_outbound_at"] = _epoch(last_outbound, NEVER_BEFORE)
-    cols["purchases_prev_90"] = count([2], _PURCHASE)
+    # The same times exactly (int64 µs, NEVER_BEFORE when none), for rules that compare them.
+    cols["last_interaction_us"] = last_any
+    cols["last_inbound_us"] = last_inbound
     cols["value_90"] = value[:, :2].sum(axis=1)
     cols["value_prev_90"] = value[:, 2]
     cols["value_365"] = value[:, :4].sum(axis=1)
-    cols["interactions_prev_90"] = count([2])
-    for w in WINDOWS:
-        cols[f"interactions_{w}"] = count(window[w])
-        cols[f"purchases_{w}"] = count(window[w], _PURCHASE)
-        for n_channel, channel in enumerate(CHANNELS):
-            if channel != Channel.purchase.value:
-                cols[f"{channel}_{w}"] = count(window[w], n_channel)
-        cols[f"inbound_{w}"] = count(window[w], direction=_INBOUND)
-        cols[f"outbound_{w}"] = count(window[w], direction=_OUTBOUND)
     # Inbound emails after the customer's last outbound touch (any channel): unanswered.
     waiting = (ev.channel == _EMAIL) & inbound & (ev.at > last_outbound[who])
     cols["unanswered_inbound"] = np.bincount(who[waiting], minlength=n).astype(np.float64)

@@ -21,15 +21,19 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
+from threadpoolctl import threadpool_limits
 
 from crm.analytics import churn, followups, pipeline, segments
-from crm.analytics.features import (
-    FOLLOW_UPS,
-    INTERACTIONS,
-    epoch_days,
-    features_at,
-    read_snapshot,
+from crm.analytics.columns import (
+    NEVER_AFTER,
+    NEVER_BEFORE,
+    US_PER_DAY,
+    Column,
+    micros,
+    read_columns,
+    time_literal,
 )
+from crm.analytics.features import epoch_days, features_at, read_snapshot
 from crm.config import Settings
 from crm.db import Database
 from crm.models import (
@@ -38,7 +42,6 @@ from crm.models import (
     CustomerSegment,
     Finding,
 )
-from crm.models.base import UTCDateTime
 from crm.services import bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event
@@ -91,107 +94,210 @@ def _when(days: float) -> datetime | None:
     return None if days is None or np.isnan(days) else _EPOCH + timedelta(days=float(days))
 
 
-# ------------------------------------------------------------- follow-up records (SQL aggregates)
+# ------------------------------------------------------------- follow-up records (columnar)
+
+
+def _utc(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _fetch(conn: sa.Connection, sql: str) -> list[tuple[Any, ...]]:
+    """Every row of a statement as plain tuples, on the driver's cursor (no Row per row)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(sql)
+    rows = cursor.fetchall()
+    cursor.close()
+    return rows
 
 
 def follow_up_findings(
     session: Session, settings: Settings, now: datetime, features: pd.DataFrame
 ) -> list[followups.FindingDraft]:
-    """Load the few records the rules need (never every interaction); run the rules at ``now``."""
+    """Run the rules at ``now``. Open deals and open follow-ups are read as arrays, each
+    customer's latest interaction and reply come from ``features`` (the refresh's one read of
+    the interactions), and each rule's test runs over the arrays: only what it flags becomes
+    a record for ``crm.analytics.followups``, which decides and words the finding."""
     conn = session.connection()
-    t = sa.literal(now, UTCDateTime())
-    f, i = (table.c for table in (FOLLOW_UPS, INTERACTIONS))
-    # Names by a plain cursor: a SQLAlchemy row per customer costs more than the query.
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute("SELECT id, name FROM customers")
-    names: dict[int, str] = dict(cursor.fetchall())
-    cursor.close()
-    owners = features["owner_id"]
-    last_inbound = features["last_inbound_at"]
+    dialect = conn.dialect.name
+    t = micros(now)
+    before = time_literal(now, dialect)
+    customer_ids = features.index.to_numpy()
+    owners = features["owner_id"].to_numpy()
 
-    overdue = [
-        followups.FollowUpRecord(
-            id=r.id,
-            customer_id=r.customer_id,
-            owner_id=r.owner_id,
-            due_at=r.due_at,
-            created_at=r.created_at,
-            note=r.note or "",
-            customer_name=names.get(r.customer_id, ""),
-        )
-        for r in conn.execute(
-            sa.select(f.id, f.customer_id, f.owner_id, f.due_at, f.created_at, f.note).where(
-                f.status != "done", f.due_at < t, f.created_at < t
-            )
-        )
-    ]
-    waiting_on = last_inbound.reindex(list({r.customer_id for r in overdue})).dropna()
-    last_reply = {int(k): w for k, v in waiting_on.items() if (w := _when(v)) is not None}
-    findings = followups.overdue_follow_ups(now, overdue, last_reply)
+    def place(ids: np.ndarray) -> np.ndarray:
+        """Positions of ``ids`` in ``features`` (-1: a customer made after ``now``)."""
+        pos = np.minimum(np.searchsorted(customer_ids, ids), max(len(customer_ids) - 1, 0))
+        found = (customer_ids[pos] == ids) if len(customer_ids) else np.zeros(len(ids), bool)
+        return np.where(found, pos, -1)
 
-    deals = pipeline.deal_records(session, now)
-    findings += followups.rotting_deals(now, deals, pipeline.rotting_limits(settings))
-    findings += followups.close_date_passed(now, deals, settings.tz)
+    def owner(value: float) -> int | None:
+        return None if np.isnan(value) else int(value)
 
-    recent = sa.literal(now - timedelta(days=30), UTCDateTime())
-    threads = []
-    for tr in conn.execute(
-        sa.select(
-            i.customer_id,
-            i.thread_key,
-            sa.func.max(i.occurred_at).filter(i.direction == "inbound").label("last_in"),
-            sa.func.max(i.occurred_at).filter(i.direction == "outbound").label("last_out"),
-            sa.func.max(i.subject).label("subject"),
-        )
-        .where(
-            i.channel == "email", i.occurred_at >= recent, i.occurred_at < t, i.deleted_at.is_(None)
-        )
-        .group_by(i.customer_id, i.thread_key)
-    ):
-        owner = owners.get(tr.customer_id)
-        threads.append(
-            followups.ThreadRecord(
-                customer_id=tr.customer_id,
-                owner_id=None if owner is None or pd.isna(owner) else int(owner),
-                thread_key=tr.thread_key,
-                last_inbound_at=pipeline.utc_result(tr.last_in),
-                last_outbound_at=pipeline.utc_result(tr.last_out),
-                customer_name=names.get(tr.customer_id, ""),
-                subject=tr.subject,
-            )
-        )
-    findings += followups.unanswered_emails(
-        now, threads, business_hours=settings.unanswered_business_hours, tz=settings.tz
+    last_inbound = features["last_inbound_us"].to_numpy()
+    last_activity = features["last_interaction_us"].to_numpy()
+    names: dict[int, str] = {}
+
+    def name_of(customer_id: int) -> str:
+        return names.get(customer_id, "")
+
+    # Open follow-ups made before now: the overdue ones, and the next steps of open deals.
+    fu = read_columns(
+        conn,
+        "follow_ups",
+        [Column("id", "int"), Column("customer_id", "int"), Column("deal_id", "int"),
+         Column("owner_id", "int"), Column("due_at", "time"), Column("created_at", "time")],
+        f"status <> 'done' AND created_at < {before}",
+    )  # fmt: skip
+    fu_at = place(fu["customer_id"])
+    replied = np.where(fu_at >= 0, last_inbound[np.maximum(fu_at, 0)], NEVER_BEFORE)
+    # Overdue, unless the customer wrote after it was made (they answered what it waited for).
+    overdue = np.flatnonzero((fu["due_at"] < t) & ~(replied > fu["created_at"]))
+    future = fu["due_at"] >= t
+
+    # Open deals made before now, their stage as a code over the configured stages.
+    stages = tuple(s.name for s in settings.deal_stages)
+    deals = read_columns(
+        conn,
+        "deals",
+        [Column("id", "int"), Column("customer_id", "int"), Column("owner_id", "int"),
+         Column("stage", "code", stages), Column("stage_entered_at", "time"),
+         Column("expected_close_date", "date", null=NEVER_AFTER)],
+        f"status = 'open' AND created_at < {before}",
+    )  # fmt: skip
+    deal_at = place(deals["customer_id"])
+    limits = pipeline.rotting_limits(settings)
+    limit_days = np.array([limits.get(name, 0) for name in stages] + [0], dtype=np.int64)
+    limit = limit_days[deals["stage"]]  # code -1 (a stage no longer configured) never rots
+    # Any interaction of the customer resets the clock: an interaction on a deal always
+    # belongs to the deal's customer (the services refuse any other, and a merge moves both).
+    activity = np.where(deal_at >= 0, last_activity[np.maximum(deal_at, 0)], NEVER_BEFORE)
+    idle_since = np.maximum(deals["stage_entered_at"], activity)
+    # The next step: the earliest open follow-up still to come, on the deal or its customer.
+    due = pd.Series(fu["due_at"][future])
+    by_deal = due.groupby(fu["deal_id"][future]).min()
+    by_customer = due.groupby(fu["customer_id"][future]).min()
+    next_step = np.fmin(
+        by_deal.reindex(deals["id"]).to_numpy(dtype=np.float64),
+        by_customer.reindex(deals["customer_id"]).to_numpy(dtype=np.float64),
     )
-    findings += followups.awaiting_reply(now, threads, days=settings.awaiting_reply_days)
+    has_step = ~np.isnan(next_step)
+    rotting = (limit > 0) & ~has_step & (t - idle_since > limit * US_PER_DAY)
+    today = datetime.combine(now.astimezone(settings.tz).date(), datetime.min.time(), tzinfo=UTC)
+    late = deals["expected_close_date"] < micros(today)
+    flagged_deals = np.flatnonzero(rotting | late)
 
-    active = features[features["active"].astype(bool)]
-    tiers = followups.value_tiers(active["value_365"].to_numpy())
-    touch = active[["last_inbound_at", "last_outbound_at"]].max(axis=1).to_numpy()
+    # Email threads of the last 30 days (the ``occurred_at`` index keeps this a short range).
+    recent = time_literal(now - timedelta(days=30), dialect)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(
+        "SELECT customer_id, max(CASE WHEN direction = 'inbound' THEN occurred_at END), "
+        "max(CASE WHEN direction = 'outbound' THEN occurred_at END), max(subject) "
+        f"FROM interactions WHERE channel = 'email' AND occurred_at >= {recent} "
+        f"AND occurred_at < {before} AND deleted_at IS NULL GROUP BY customer_id, thread_key"
+    )
+    thread_rows = cursor.fetchall()
+    cursor.close()
+
+    # Going quiet: active customers past their value tier's days without a touch either way.
+    active = features["active"].to_numpy(dtype=bool)
+    tiers = followups.value_tiers(features["value_365"].to_numpy()[active])
+    touch = np.fmax(features["last_inbound_at"].to_numpy(), features["last_outbound_at"].to_numpy())
+    touch = touch[active]
     days = {
         "high": settings.quiet_days_high,
         "mid": settings.quiet_days_mid,
         "low": settings.quiet_days_low,
     }
-    # The rule's own test, vectorised, picks the few quiet customers that become records.
-    limit = np.array([days.get(tier, np.inf) for tier in ("high", "mid", "low")])
-    tier_limit = np.select([tiers == "high", tiers == "mid"], limit[:2], limit[2])
+    tier_limit = np.select(
+        [tiers == "high", tiers == "mid"], [days["high"], days["mid"]], days["low"]
+    )
     quiet = np.flatnonzero(~(epoch_days(now) - touch <= tier_limit))
+    active_at = np.flatnonzero(active)[quiet]
+
+    # Names of customers with something flagged (one plain read; most have something at scale).
+    names = dict(_fetch(conn, "SELECT id, name FROM customers"))
+
+    notes = dict(
+        _fetch(
+            conn,
+            f"SELECT id, note FROM follow_ups WHERE status <> 'done' AND created_at < {before} "
+            f"AND due_at < {before}",
+        )
+    )
+    overdue_records = [
+        followups.FollowUpRecord(
+            id=int(fu["id"][k]),
+            customer_id=int(fu["customer_id"][k]),
+            owner_id=None if fu["owner_id"][k] < 0 else int(fu["owner_id"][k]),
+            due_at=_utc(fu["due_at"][k]),
+            created_at=_utc(fu["created_at"][k]),
+            note=notes.get(int(fu["id"][k])) or "",
+            customer_name=name_of(int(fu["customer_id"][k])),
+        )
+        for k in overdue
+    ]
+    last_reply = {
+        r.customer_id: _utc(replied[k])
+        for r, k in zip(overdue_records, overdue, strict=True)
+        if replied[k] != NEVER_BEFORE
+    }
+    findings = followups.overdue_follow_ups(now, overdue_records, last_reply)
+
+    words = {
+        row[0]: row[1:]
+        for row in _fetch(
+            conn,
+            f"SELECT id, title, stage FROM deals WHERE status = 'open' AND created_at < {before}",
+        )
+    }
+    deal_records = [
+        followups.DealRecord(
+            id=int(deals["id"][k]),
+            customer_id=int(deals["customer_id"][k]),
+            owner_id=None if deals["owner_id"][k] < 0 else int(deals["owner_id"][k]),
+            title=words[int(deals["id"][k])][0],
+            stage=words[int(deals["id"][k])][1],
+            stage_entered_at=_utc(deals["stage_entered_at"][k]),
+            expected_close_date=None
+            if deals["expected_close_date"][k] == NEVER_AFTER
+            else _utc(deals["expected_close_date"][k]).date(),
+            last_activity_at=None if activity[k] == NEVER_BEFORE else _utc(activity[k]),
+            next_step_at=_utc(next_step[k]) if has_step[k] else None,
+        )
+        for k in flagged_deals
+    ]
+    findings += followups.rotting_deals(now, deal_records, limits)
+    findings += followups.close_date_passed(now, deal_records, settings.tz)
+
+    thread_at = place(np.array([row[0] for row in thread_rows], dtype=np.int64))
+    threads = [
+        followups.ThreadRecord(
+            customer_id=customer_id,
+            owner_id=owner(owners[at]) if at >= 0 else None,
+            thread_key=None,
+            last_inbound_at=pipeline.utc_result(last_in),
+            last_outbound_at=pipeline.utc_result(last_out),
+            customer_name=name_of(customer_id),
+            subject=subject,
+        )
+        for (customer_id, last_in, last_out, subject), at in zip(
+            thread_rows, thread_at.tolist(), strict=True
+        )
+    ]
+    findings += followups.unanswered_emails(
+        now, threads, business_hours=settings.unanswered_business_hours, tz=settings.tz
+    )
+    findings += followups.awaiting_reply(now, threads, days=settings.awaiting_reply_days)
+
     touches = [
         followups.CustomerTouch(
-            customer_id=int(cid),
-            owner_id=None if pd.isna(owner) else int(owner),
-            name=names.get(int(cid), ""),
+            customer_id=int(customer_ids[k]),
+            owner_id=owner(owners[k]),
+            name=name_of(int(customer_ids[k])),
             value_tier=tier,
             last_touch_at=_when(last),
         )
-        for cid, owner, tier, last in zip(
-            active.index[quiet],
-            active["owner_id"].to_numpy()[quiet],
-            tiers[quiet],
-            touch[quiet],
-            strict=True,
-        )
+        for k, tier, last in zip(active_at, tiers[quiet], touch[quiet], strict=True)
     ]
     findings += followups.going_quiet(now, touches, days)
     return findings
@@ -208,6 +314,18 @@ def compute(
     kind: str = "refresh",
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
+) -> tuple[RunResults, churn.ChurnModel | None]:
+    with threadpool_limits(limits=settings.analytics_threads):
+        return _compute(session, settings, cutoff, kind, progress, timings)
+
+
+def _compute(
+    session: Session,
+    settings: Settings,
+    cutoff: datetime,
+    kind: str,
+    progress: Progress | None,
+    timings: dict[str, float] | None,
 ) -> tuple[RunResults, churn.ChurnModel | None]:
     say = progress or (lambda _m: None)
     clock = timings if timings is not None else {}
