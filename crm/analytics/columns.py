@@ -40,8 +40,8 @@ class Column:
     """One selected column and how it becomes an int64.
 
     kind: ``int`` (nulls become ``null``), ``time`` (µs since 1970 UTC; nulls become
-    ``null``), ``date`` (its midnight UTC, as ``time``), ``money`` (cents), ``code`` (the position of the text in ``values``, -1 for
-    anything else, nulls included).
+    ``null``), ``date`` (its midnight UTC, as ``time``), ``money`` (cents), ``code`` (the
+    position of the text in ``values``, -1 for anything else, nulls included).
     """
 
     name: str
@@ -105,7 +105,7 @@ def _expression(column: Column | Packed, dialect: str) -> str:
             # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) or 'YYYY-MM-DD': whole seconds,
             # then the digits of the fraction (none for a date).
             value = (
-                f"(CAST(strftime('%s', {name}) AS INTEGER) * 1000000"
+                f"(CAST(strftime('%s', substr({name}, 1, 19)) AS INTEGER) * 1000000"
                 f" + CAST(substr({name}, 21, 6) AS INTEGER))"
             )
             return f"coalesce({value}, {column.null})"
