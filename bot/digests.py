@@ -232,7 +232,8 @@ def _team_rollup(session: Session, *, now: datetime, today_end: datetime) -> Sec
         .group_by(FollowUp.owner_id)
     )
     overdue = {owner: int(n) for owner, n in session.execute(stmt)}
-    findings = Counter(f.owner_id for f in insights.findings_for(session, limit=100_000) if f.kind != "overdue_follow_up")
+    findings = Counter({owner: sum(n for kind, n in kinds.items() if kind != "overdue_follow_up")
+                        for owner, kinds in insights.finding_counts(session).items()})
     names = _owner_names(session, set(overdue) | set(findings))
     lines = [
         f"{names.get(owner, 'Unassigned') if owner else 'Unassigned'}: {overdue.get(owner, 0)} overdue follow-ups, {findings.get(owner, 0)} other items"

@@ -252,6 +252,30 @@ def segment_moves(session: Session) -> list[tuple[str, str, int]]:
     return [(a, b, int(n)) for a, b, n in session.execute(stmt)]
 
 
+def finding_counts(session: Session) -> dict[int | None, dict[str, int]]:
+    """Everything the follow-up rules flagged in the latest run, per owner (None: nobody) and
+    kind: a run stores only each owner's most urgent findings, and counts the rest."""
+    run = latest_run(session)
+    if run is None:
+        return {}
+    flagged = (run.meta or {}).get("findings", {}).get("flagged")
+    out: dict[int | None, dict[str, int]] = {}
+    if flagged is not None:
+        for kind, per_owner in flagged.items():
+            for owner, n in per_owner.items():
+                out.setdefault(None if owner == "none" else int(owner), {})[kind] = int(n)
+        return out
+    # A run from before the counts were kept stored every finding.
+    rows = session.execute(
+        sa.select(Finding.owner_id, Finding.kind, sa.func.count())
+        .where(Finding.run_id == run.id)
+        .group_by(Finding.owner_id, Finding.kind)
+    )
+    for owner, kind, n in rows:
+        out.setdefault(owner, {})[kind] = int(n)
+    return out
+
+
 def findings_for(
     session: Session, *, owner_id: int | None = None, limit: int = 100
 ) -> list[Finding]:
