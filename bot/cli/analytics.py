@@ -154,6 +154,10 @@ def evaluate_command(
                 "clusters": result.clusters,
                 "beats_all": result.beats_all,
                 "meets_bar": result.meets_bar,
+                "gaps": {
+                    metric: dict(zip(("method", "difference", "low", "high"), gap, strict=True))
+                    for metric, gap in result.gaps.items()
+                },
                 "ceiling": result.ceiling.__dict__ if result.ceiling else None,
                 "history_ceiling": (
                     result.history_ceiling.__dict__ if result.history_ceiling else None
@@ -194,6 +198,13 @@ def evaluate_command(
                 f"{top.average_precision:.4f}, top-10% precision {top.top10_precision:.4f}.",
                 highlight=False,
             )
+    names = {"auc": "AUC", "average_precision": "average precision"}
+    for metric, (other, diff, low, high) in result.gaps.items():
+        console.print(
+            f"Ours minus the best other on {names[metric]} ({other}): {diff:+.4f}, "
+            f"95% interval {low:+.4f} to {high:+.4f} (paired bootstrap over customers).",
+            highlight=False,
+        )
     console.print(
         f"{OURS} beats every other method on AUC and top-10% precision: "
         f"{'yes' if result.beats_all else 'no'}.",

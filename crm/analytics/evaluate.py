@@ -80,6 +80,9 @@ class Evaluation:
     # fitted on the holdout's own labels.
     ceiling: Row | None = None
     history_ceiling: Row | None = None
+    # Ours minus the best other method, per metric: (that method, the difference, and its 95%
+    # paired bootstrap interval): whether a difference is larger than chance.
+    gaps: dict[str, tuple[str, float, float, float]] = field(default_factory=dict)
 
     @property
     def ours(self) -> Row:
@@ -116,6 +119,27 @@ def _row(method: str, y: np.ndarray, score: np.ndarray, note: str = "") -> Row:
         note,
         float(average_precision_score(y, score)),
     )
+
+
+def paired_gap(
+    y: np.ndarray,
+    ours: np.ndarray,
+    other: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    rounds: int = 200,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``metric(ours) - metric(other)`` and its 95% interval over ``rounds`` resamples of the
+    customers (the same resample for both scores, so what they share cancels out)."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(y), len(y))
+        if y[pick].min() != y[pick].max():
+            diffs.append(metric(y[pick], ours[pick]) - metric(y[pick], other[pick]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(metric(y, ours) - metric(y, other)), float(low), float(high)
 
 
 def ceiling(x: np.ndarray, y: np.ndarray, seed: int) -> Row:
@@ -244,27 +268,24 @@ def evaluate_database(
         raise RuntimeError(
             f"not enough history to train the churn model: {meta.get('cold_start_reason')}"
         )
-    rows = [
-        _row(
-            OURS,
-            y,
-            1 - model.predict(features),
-            f"{meta['model']}, validation AUC {meta['validation_auc']:.3f}",
-        )
-    ]
+    scores = {OURS: 1 - model.predict(features)}
+    notes = {OURS: f"{meta['model']}, validation AUC {meta['validation_auc']:.3f}"}
     summary = rfm_summary(features)
     weeks = (holdout_end - cutoff).days / 7.0
     if probabilistic:
         for name, (expected, note) in _probabilistic(summary, weeks, say).items():
-            rows.append(_row(name, y, expected, note))
+            scores[name], notes[name] = expected, note
     say("fitting logistic regression on RFM")
-    rows.append(
-        _row("logistic regression on RFM", y, _rfm_logistic(snapshot, cutoff, config, features))
-    )
+    scores["logistic regression on RFM"] = _rfm_logistic(snapshot, cutoff, config, features)
     order = np.lexsort((features["recency_days"].to_numpy(), -summary["frequency"].to_numpy()))
     rank_score = np.empty(len(order))
     rank_score[order] = -np.arange(len(order), dtype=float)
-    rows.append(_row("frequency, then recency", y, rank_score))
+    scores["frequency, then recency"] = rank_score
+    rows = [_row(name, y, score, notes.get(name, "")) for name, score in scores.items()]
+    gaps = {}
+    for metric, fn in (("auc", roc_auc_score), ("average_precision", average_precision_score)):
+        best = max(rows[1:], key=lambda r: getattr(r, metric))
+        gaps[metric] = (best.method, *paired_gap(y, scores[OURS], scores[best.method], fn))
     say("fitting the ceilings on the holdout's own labels: our features, the whole purchase record")
     x = churn.model_matrix(features)
     top = ceiling(x, y, config.seed)
@@ -289,6 +310,7 @@ def evaluate_database(
         meta={"churn": meta, "cutoff": cutoff.isoformat(), "holdout_end": holdout_end.isoformat()},
         ceiling=top,
         history_ceiling=record_top,
+        gaps=gaps,
     )
 
 
