@@ -56,7 +56,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -152,6 +151,27 @@ class FillEmptyColumns(TransformerMixin, BaseEstimator):
         return x
 
 
+class MedianImputer(TransformerMixin, BaseEstimator):
+    """What ``SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)``
+    does (missing values become the column's training median, 0 for a column with none, and a
+    0/1 column is added for each feature that had missing values), with the medians from
+    ``np.nanmedian``: SimpleImputer's masked-array median took 2 s of a 6 s training."""
+
+    def fit(self, x: np.ndarray, y: Any = None) -> MedianImputer:
+        missing = np.isnan(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            medians = np.nanmedian(x, axis=0)
+        self.statistics_ = np.where(np.isnan(medians), 0.0, medians)
+        self.indicator_features_ = np.flatnonzero(missing.any(axis=0))
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        missing = np.isnan(x)
+        filled = np.where(missing, self.statistics_, x)
+        return np.hstack([filled, missing[:, self.indicator_features_].astype(np.float64)])
+
+
 class Blend(ClassifierMixin, BaseEstimator):
     """The average of fitted models' probabilities: a linear model's smooth extrapolation plus a
     tree model's interactions, usually steadier than either alone."""
@@ -208,7 +228,7 @@ def candidates(seed: int, rows: int = 100_000) -> dict[str, Any]:
     """
     return {
         "logistic_regression": make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            MedianImputer(),
             FunctionTransformer(_signed_log),
             StandardScaler(),
             LogisticRegression(max_iter=3000, C=0.05),
@@ -580,10 +600,11 @@ def feature_pushes(explainer: Any, x: np.ndarray) -> np.ndarray:
     terms = z * linear.coef_[0]
     n = len(MODEL_FEATURES)
     imputer = steps[0]
-    indicator = getattr(imputer, "indicator_", None)
-    owners = np.concatenate(
-        [np.arange(n), indicator.features_ if indicator is not None else np.array([], int)]
-    ).astype(np.int64)
+    indicator = getattr(imputer, "indicator_", None)  # a SimpleImputer, in older model files
+    flagged = getattr(imputer, "indicator_features_", None)
+    if flagged is None:
+        flagged = indicator.features_ if indicator is not None else np.array([], int)
+    owners = np.concatenate([np.arange(n), flagged]).astype(np.int64)
     to_feature = np.zeros((terms.shape[1], n))
     to_feature[np.arange(terms.shape[1]), owners[: terms.shape[1]]] = 1.0
     return terms @ to_feature

@@ -204,3 +204,22 @@ def test_reason_texts_read_only_the_reason_columns():
     assert "orders down 75% vs the previous quarter" in texts
     assert "no reply to 2 emails in 1 day" in texts
     assert "new customer (30 days)" in texts
+
+
+def test_the_median_imputer_does_what_the_simple_imputer_did():
+    import numpy as np
+    from sklearn.impute import SimpleImputer
+
+    from crm.analytics.churn import MedianImputer
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 6))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[:, 2] = np.nan  # no value at all
+    x[:, 4] = rng.normal(size=400)  # never missing: no indicator column
+    later = rng.normal(size=(50, 6))
+    later[rng.random(later.shape) < 0.3] = np.nan
+    simple = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+    ours = MedianImputer().fit(x)
+    assert np.allclose(ours.transform(later), simple.fit(x).transform(later))
+    assert ours.indicator_features_.tolist() == simple.indicator_.features_.tolist()
