@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # bot, and OpenMP threads that spin while another process holds the core cost several
     # times their work on a busy machine (measured: churn training 9 s with one, 27 s with two).
     analytics_threads: int = Field(default=1, ge=1, le=64)
+    # PostgreSQL connections that read the interactions at once in a refresh (the database
+    # does the work of each; two keep two cores busy on a small machine).
+    analytics_readers: int = Field(default=2, ge=1, le=16)
     # --- end analytics ---
 
     # --- Digests and scheduler ---

@@ -20,6 +20,7 @@ as int64 microseconds since 1970 (UTC), money as cents, text columns as small co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -131,9 +132,17 @@ def read_columns(
     table: str,
     columns: Sequence[Column | Packed],
     where: str = "TRUE",
+    *,
+    readers: int = 1,
+    block: int = BLOCK,
 ) -> dict[str, np.ndarray]:
     """Every row of ``table`` matching ``where`` (SQL text built by the caller from its own
-    values), one int64 array per column, in primary key blocks of ``BLOCK``."""
+    values), one int64 array per column, in primary key blocks of ``block``.
+
+    ``readers`` > 1 reads the blocks over that many PostgreSQL connections at once (the
+    caller's and new ones from its engine): each block is its own statement either way, so
+    this sees what one reader would, as long as the caller has nothing uncommitted to see
+    (the refresh only reads before it writes)."""
     conn = _connection(bind)
     dialect = conn.dialect.name
     values = [_expression(c, dialect) for c in columns]
@@ -146,16 +155,37 @@ def read_columns(
         ]
         packed = "string_agg(" + " || ".join(sent) + ", ''::bytea)"
     low, high = conn.exec_driver_sql(f'SELECT min(id), max(id) FROM "{table}"').one()
-    blocks: list[np.ndarray] = []
-    if low is not None:
-        marks = ("?", "?") if dialect == "sqlite" else ("%s", "%s")
-        sql = f'SELECT {packed} FROM "{table}" WHERE id >= {marks[0]} AND id < {marks[1]}'
-        sql += f" AND ({where})"
-        for start in range(int(low), int(high) + 1, BLOCK):
-            data = conn.exec_driver_sql(sql, (start, start + BLOCK)).scalar()
+    starts = [] if low is None else list(range(int(low), int(high) + 1, block))
+    marks = ("?", "?") if dialect == "sqlite" else ("%s", "%s")
+    sql = f'SELECT {packed} FROM "{table}" WHERE id >= {marks[0]} AND id < {marks[1]}'
+    sql += f" AND ({where})"
+    blocks: list[np.ndarray | None] = [None] * len(starts)
+
+    def read(reader: sa.Connection, mine: Sequence[int]) -> None:
+        for n in mine:
+            data = reader.exec_driver_sql(sql, (starts[n], starts[n] + block)).scalar()
             if data:
                 raw = bytes.fromhex(data) if isinstance(data, str) else bytes(data)
-                blocks.append(np.frombuffer(raw, dtype=">i8").astype(np.int64))
+                blocks[n] = np.frombuffer(raw, dtype=">i8").astype(np.int64)
+
+    def read_apart(mine: Sequence[int]) -> None:
+        with conn.engine.connect() as own:
+            read(own, mine)
+
+    # SQLite reads on one connection: two reader threads in one process measured slower than
+    # one (the library's shared allocator serialises them; 300k customers: 7.5 s against 6.4 s).
+    readers = 1 if dialect == "sqlite" else max(1, min(readers, len(starts)))
+    if readers == 1:
+        read(conn, range(len(starts)))
+    else:
+        # Block n goes to reader n % readers: each reader's share spreads over the table.
+        shares = [range(r, len(starts), readers) for r in range(readers)]
+        with ThreadPoolExecutor(readers - 1) as pool:
+            others = [pool.submit(read_apart, share) for share in shares[1:]]
+            read(conn, shares[0])
+            for other in others:
+                other.result()
+    blocks = [b for b in blocks if b is not None]
     flat = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     matrix = flat.reshape(-1, len(columns))
     out: dict[str, np.ndarray] = {}

@@ -169,8 +169,9 @@ def _place(snapshot_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(snapshot_ids[pos] == ids, pos, -1)
 
 
-def read_snapshot(bind: Session | sa.Connection, until: datetime) -> Snapshot:
-    """One read of each table the features need (interactions before ``until``, undeleted)."""
+def read_snapshot(bind: Session | sa.Connection, until: datetime, *, readers: int = 1) -> Snapshot:
+    """One read of each table the features need (interactions before ``until``, undeleted);
+    ``readers`` connections read the interactions at once (see ``read_columns``)."""
     if until.tzinfo is None:
         raise ValueError("cutoff must be timezone-aware (UTC)")
     conn = bind.connection() if isinstance(bind, Session) else bind
@@ -191,6 +192,7 @@ def read_snapshot(bind: Session | sa.Connection, until: datetime) -> Snapshot:
                 Column("direction", "code", DIRECTIONS))),
          Column("occurred_at", "time"), Column("amount", "money")],
         f"deleted_at IS NULL AND occurred_at < {before}",
+        readers=readers,
     )  # fmt: skip
     where = _place(ids, interactions["customer_id"])
     seen = where >= 0  # rows of customers created after ``until`` are not theirs yet

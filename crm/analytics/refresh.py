@@ -460,7 +460,7 @@ def _compute(
 
     t = time.perf_counter()
     say("reading the store")
-    snapshot = read_snapshot(session, cutoff)
+    snapshot = read_snapshot(session, cutoff, readers=settings.analytics_readers)
     t = lap("read", t)
     say("building features")
     features = features_at(snapshot, cutoff)
@@ -489,7 +489,11 @@ def _compute(
     meta: dict[str, Any] = {
         # Everything each rule flagged, per owner ("none": nobody owns it); each owner's
         # ``per_owner`` most urgent of each kind are stored as findings.
-        "findings": {"per_owner": settings.findings_per_owner, "flagged": flagged},
+        "findings": {
+            "per_owner": settings.findings_per_owner,
+            "flagged": flagged,
+            "stored": len(findings),
+        },
         "method": scores.method,
         "churn": churn_meta,
         "segments": {

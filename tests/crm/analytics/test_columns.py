@@ -34,3 +34,19 @@ def test_times_and_dates_are_read_to_the_microsecond(db):
     by_id = dict(zip(deals["id"].tolist(), deals["expected_close_date"].tolist(), strict=True))
     assert by_id == {dated: micros(datetime(2026, 3, 31, tzinfo=UTC)), undated: NEVER_AFTER}
     assert deals["closed_at"].tolist() == [NEVER_AFTER, NEVER_AFTER]  # open: no close time
+
+
+def test_several_readers_read_what_one_reader_reads(db):
+    cid = customer(db, "Ana", datetime(2025, 1, 1, tzinfo=UTC))
+    for n in range(7):
+        interaction(db, cid, datetime(2025, 3, 1 + n, tzinfo=UTC), Channel.email, Direction.inbound)
+    columns = [Column("id", "int"), Column("occurred_at", "time")]
+    with db.session() as session:
+        one = read_columns(session, "interactions", columns, block=2)
+        three = read_columns(session, "interactions", columns, readers=3, block=2)
+        later = read_columns(
+            session, "interactions", columns, "occurred_at >= '2025-03-04'", readers=3, block=2
+        )
+    assert len(one["id"]) == 7
+    assert {k: v.tolist() for k, v in three.items()} == {k: v.tolist() for k, v in one.items()}
+    assert later["id"].tolist() == one["id"].tolist()[3:]
