@@ -154,6 +154,11 @@ def evaluate_command(
                 "stability_ari": result.stability_ari,
                 "clusters": result.clusters,
                 "beats_all": result.beats_all,
+                "meets_bar": result.meets_bar,
+                "gaps": {
+                    metric: dict(zip(("method", "difference", "low", "high"), gap, strict=True))
+                    for metric, gap in result.gaps.items()
+                },
                 "ceiling": result.ceiling.__dict__ if result.ceiling else None,
                 "history_ceiling": (
                     result.history_ceiling.__dict__ if result.history_ceiling else None
@@ -166,8 +171,17 @@ def evaluate_command(
     common.table(
         f"{result.dataset}: {plural(result.customers, 'customer')}, "
         f"{result.buyers_in_holdout:,} {label}",
-        ["method", "AUC", "top-10% precision", "note"],
-        [[r.method, f"{r.auc:.4f}", f"{r.top10_precision:.4f}", r.note] for r in result.rows],
+        ["method", "AUC", "average precision", "top-10% precision", "note"],
+        [
+            [
+                r.method,
+                f"{r.auc:.4f}",
+                f"{r.average_precision:.4f}",
+                f"{r.top10_precision:.4f}",
+                r.note,
+            ]
+            for r in result.rows
+        ],
     )
     ari = "n/a" if result.stability_ari is None else f"{result.stability_ari:.3f}"
     console.print(
@@ -182,15 +196,32 @@ def evaluate_command(
         if top is not None:
             console.print(
                 f"Ceiling, not a method: {what} fitted on the holdout's own labels (5-fold "
-                f"cross-validated, {top.method}): AUC {top.auc:.4f}, top-10% precision "
-                f"{top.top10_precision:.4f}.",
+                f"cross-validated, {top.method}): AUC {top.auc:.4f}, average precision "
+                f"{top.average_precision:.4f}, top-10% precision {top.top10_precision:.4f}.",
                 highlight=False,
             )
+    names = {"auc": "AUC", "average_precision": "average precision"}
+    for metric, (other, diff, low, high) in result.gaps.items():
+        console.print(
+            f"Ours minus the best other on {names[metric]} ({other}): {diff:+.4f}, "
+            f"95% interval {low:+.4f} to {high:+.4f} (paired bootstrap over customers).",
+            highlight=False,
+        )
     console.print(
-        f"{OURS} beats every other method on both measures: {'yes' if result.beats_all else 'no'}.",
+        f"{OURS} beats every other method on AUC and top-10% precision: "
+        f"{'yes' if result.beats_all else 'no'}.",
         highlight=False,
     )
-    console.print(f"our AUC: {result.ours.auc:.4f}", highlight=False)
+    console.print(
+        f"{OURS} at least matches the best other method on AUC and on average precision: "
+        f"{'yes' if result.meets_bar else 'no'}.",
+        highlight=False,
+    )
+    console.print(
+        f"our AUC: {result.ours.auc:.4f}, our average precision: "
+        f"{result.ours.average_precision:.4f}",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -31,13 +31,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crm.analytics import churn, segments
 from crm.analytics.datasets import CDNOW_CUTOFF, CDNOW_HOLDOUT_END, cdnow_transactions_csv
-from crm.analytics.features import build_features, engagement_after, weekly_purchases
+from crm.analytics.features import (
+    Snapshot,
+    engaged_between,
+    features_at,
+    read_snapshot,
+    weekly_purchases,
+)
 from crm.config import Settings
 from crm.db import Database
 from crm.services import importer
@@ -57,6 +63,8 @@ class Row:
     auc: float
     top10_precision: float
     note: str = ""
+    # Area under the precision-recall curve: how pure the list is from its top down.
+    average_precision: float = 0.0
 
 
 @dataclass
@@ -72,6 +80,9 @@ class Evaluation:
     # fitted on the holdout's own labels.
     ceiling: Row | None = None
     history_ceiling: Row | None = None
+    # Ours minus the best other method, per metric: (that method, the difference, and its 95%
+    # paired bootstrap interval): whether a difference is larger than chance.
+    gaps: dict[str, tuple[str, float, float, float]] = field(default_factory=dict)
 
     @property
     def ours(self) -> Row:
@@ -83,6 +94,15 @@ class Evaluation:
         others = [r for r in self.rows if r.method != OURS]
         return all(ours.auc > r.auc and ours.top10_precision > r.top10_precision for r in others)
 
+    @property
+    def meets_bar(self) -> bool:
+        """Our AUC and our average precision are each at least the best other method's."""
+        ours = self.ours
+        others = [r for r in self.rows if r.method != OURS]
+        return all(
+            ours.auc >= r.auc and ours.average_precision >= r.average_precision for r in others
+        )
+
 
 def top_precision(y: np.ndarray, score: np.ndarray, share: float = 0.1) -> float:
     """Share of positives among the ``share`` highest scores (ties keep the input order)."""
@@ -92,7 +112,34 @@ def top_precision(y: np.ndarray, score: np.ndarray, share: float = 0.1) -> float
 
 
 def _row(method: str, y: np.ndarray, score: np.ndarray, note: str = "") -> Row:
-    return Row(method, float(roc_auc_score(y, score)), top_precision(y, score), note)
+    return Row(
+        method,
+        float(roc_auc_score(y, score)),
+        top_precision(y, score),
+        note,
+        float(average_precision_score(y, score)),
+    )
+
+
+def paired_gap(
+    y: np.ndarray,
+    ours: np.ndarray,
+    other: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    rounds: int = 200,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``metric(ours) - metric(other)`` and its 95% interval over ``rounds`` resamples of the
+    customers (the same resample for both scores, so what they share cancels out)."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(y), len(y))
+        if y[pick].min() != y[pick].max():
+            diffs.append(metric(y[pick], ours[pick]) - metric(y[pick], other[pick]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(metric(y, ours) - metric(y, other)), float(low), float(high)
 
 
 def ceiling(x: np.ndarray, y: np.ndarray, seed: int) -> Row:
@@ -179,22 +226,13 @@ def _probabilistic(
 
 
 def _rfm_logistic(
-    db: Database, cutoff: datetime, config: churn.ChurnConfig, features: pd.DataFrame
+    snapshot: Snapshot, cutoff: datetime, config: churn.ChurnConfig, features: pd.DataFrame
 ) -> np.ndarray:
     """Logistic regression on RFM, trained on the same past cutoffs and labels as our model."""
-    rng = np.random.default_rng(config.seed)
     xs, ys = [], []
-    with db.session() as session:
-        for n in range(max(2, config.training_cutoffs)):
-            past = (
-                cutoff
-                - timedelta(days=config.horizon_days)
-                - timedelta(days=config.cutoff_step_days) * n
-            )
-            s = churn.labelled_set(session, past, config, rng=rng)
-            if len(s.features):
-                xs.append(np.log1p(rfm_summary(s.features).to_numpy()))
-                ys.append(1 - s.churned)
+    for s in churn.labelled_sets(snapshot, cutoff, config):
+        xs.append(np.log1p(rfm_summary(s.features).to_numpy()))
+        ys.append(1 - s.churned)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     model.fit(np.vstack(xs), np.concatenate(ys))
     return model.predict_proba(np.log1p(rfm_summary(features).to_numpy()))[:, 1]
@@ -217,35 +255,37 @@ def evaluate_database(
 
     config = churn_config(settings)
     with db.session() as session:
-        model, meta = churn.train(session, cutoff, config, progress=say)
-        say("building features at the cutoff")
-        features = build_features(session, cutoff)
-        features = features[features["frequency"] > 0]
-        came_back = engagement_after(session, cutoff, holdout_end, purchases_only=purchases_only)
-    y = features.index.isin(came_back).astype(int)
+        say("reading the store")
+        snapshot = read_snapshot(session, cutoff)
+        holdout = read_snapshot(session, holdout_end)
+    model, meta = churn.train(snapshot, cutoff, config, progress=say)
+    say("building features at the cutoff")
+    features = features_at(snapshot, cutoff)
+    features = features[features["frequency"] > 0]
+    came_back = engaged_between(holdout, cutoff, holdout_end, purchases_only=purchases_only)
+    y = features.index.isin(holdout.customer_id[came_back]).astype(int)
     if model is None:
         raise RuntimeError(
             f"not enough history to train the churn model: {meta.get('cold_start_reason')}"
         )
-    rows = [
-        _row(
-            OURS,
-            y,
-            1 - model.predict(features),
-            f"{meta['model']}, validation AUC {meta['validation_auc']:.3f}",
-        )
-    ]
+    scores = {OURS: 1 - model.predict(features)}
+    notes = {OURS: f"{meta['model']}, validation AUC {meta['validation_auc']:.3f}"}
     summary = rfm_summary(features)
     weeks = (holdout_end - cutoff).days / 7.0
     if probabilistic:
         for name, (expected, note) in _probabilistic(summary, weeks, say).items():
-            rows.append(_row(name, y, expected, note))
+            scores[name], notes[name] = expected, note
     say("fitting logistic regression on RFM")
-    rows.append(_row("logistic regression on RFM", y, _rfm_logistic(db, cutoff, config, features)))
+    scores["logistic regression on RFM"] = _rfm_logistic(snapshot, cutoff, config, features)
     order = np.lexsort((features["recency_days"].to_numpy(), -summary["frequency"].to_numpy()))
     rank_score = np.empty(len(order))
     rank_score[order] = -np.arange(len(order), dtype=float)
-    rows.append(_row("frequency, then recency", y, rank_score))
+    scores["frequency, then recency"] = rank_score
+    rows = [_row(name, y, score, notes.get(name, "")) for name, score in scores.items()]
+    gaps = {}
+    for metric, fn in (("auc", roc_auc_score), ("average_precision", average_precision_score)):
+        best = max(rows[1:], key=lambda r: getattr(r, metric))
+        gaps[metric] = (best.method, *paired_gap(y, scores[OURS], scores[best.method], fn))
     say("fitting the ceilings on the holdout's own labels: our features, the whole purchase record")
     x = churn.model_matrix(features)
     top = ceiling(x, y, config.seed)
@@ -270,6 +310,7 @@ def evaluate_database(
         meta={"churn": meta, "cutoff": cutoff.isoformat(), "holdout_end": holdout_end.isoformat()},
         ceiling=top,
         history_ceiling=record_top,
+        gaps=gaps,
     )
 
 

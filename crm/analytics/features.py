@@ -1,30 +1,41 @@
-"""Per-customer features at a cutoff time, built from SQL aggregates.
+"""Per-customer features at a cutoff time, from one columnar read of the store.
 
-Everything is a ``GROUP BY customer_id`` in the database with the cutoff (and the window
-bounds derived from it) bound as parameters, so the same code builds today's features and
-the features of a past cutoff for training labels. Only rows strictly before the cutoff are
-read: nothing that happened at or after it can leak in. Rows come back one per customer, in
-chunks, as numbers (times as days since 1970), never as one Python object per interaction.
+A refresh needs the features of today's cutoff for every customer, the features of several
+past cutoffs for training, and who came back after each of those cutoffs (the labels). All
+of them come from one read of the tables (``read_snapshot``: interactions, customers, deals
+and follow-ups, each as numpy arrays, times as int64 microseconds), and every cutoff's
+features are reductions over those arrays (``features_at``): counts by ``bincount`` over
+(customer, age bucket, channel, direction), last and first times by ``maximum.at`` /
+``minimum.at``. The database is scanned once per refresh whatever the number of cutoffs,
+and no Python object is made per interaction.
 
-SQLite keeps timestamps as ISO text in UTC and money as REAL; PostgreSQL as ``timestamp``
-(UTC) and ``numeric``. ``_epoch_days`` turns either into a float and sums are cast to float,
-so both backends return the same frame.
+Only rows strictly before a cutoff count for that cutoff's features: nothing that happened
+at or after it can leak in. Times in the frame are days since 1970 (floats), as before.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from crm.analytics.columns import (
+    NEVER_AFTER,
+    NEVER_BEFORE,
+    US_PER_DAY,
+    Column,
+    Packed,
+    micros,
+    read_columns,
+    time_literal,
+)
 from crm.models import Channel, Customer, Deal, Direction, FollowUp, Interaction
-from crm.models.base import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +47,6 @@ FOLLOW_UPS: sa.Table = FollowUp.__table__  # type: ignore[attr-defined]
 
 WINDOWS = (30, 90, 365)
 CHANNELS = tuple(c.value for c in Channel)
-CHUNK_ROWS = 100_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Columns the models learn from (identifiers, owner and raw times stay out).
@@ -80,263 +90,375 @@ MODEL_FEATURES: tuple[str, ...] = (
 )
 
 
-def _conn(bind: Session | sa.Connection) -> sa.Connection:
-    return bind.connection() if isinstance(bind, Session) else bind
-
-
-def _ts(value: datetime) -> sa.BindParameter[datetime]:
-    # Bound through the column type so SQLite gets the same text it stores and PostgreSQL a naive UTC time.
-    return sa.literal(value, UTCDateTime())
-
-
-def _epoch_days(expr: Any, dialect: str) -> Any:
-    """A timestamp expression as (fractional) days since 1970-01-01 UTC."""
-    if dialect == "sqlite":
-        return sa.func.julianday(expr) - 2440587.5
-    return sa.extract("epoch", expr) / 86400.0
-
-
-def _day(expr: Any, dialect: str) -> Any:
-    """The calendar day (UTC) of a timestamp, for counting distinct purchase days."""
-    if dialect == "sqlite":
-        return sa.func.substr(expr, 1, 10)
-    return sa.cast(expr, sa.Date)
-
-
 def epoch_days(when: datetime) -> float:
     return (when - _EPOCH).total_seconds() / 86400.0
 
 
-def read_frame(
-    bind: Session | sa.Connection, stmt: sa.Select[Any], index: str = "customer_id"
-) -> pd.DataFrame:
-    """Run an aggregate and return its rows as a frame, fetched in chunks (server-side cursor on PostgreSQL)."""
-    conn = _conn(bind)
-    result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(stmt)
-    keys = list(result.keys())
-    parts = [pd.DataFrame.from_records(list(part), columns=keys) for part in result.partitions()]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=keys)
-    for key in keys:
-        if frame[key].dtype == object:
-            frame[key] = pd.to_numeric(frame[key], errors="coerce")
-    return frame.set_index(index)
+Bind = Session | sa.Connection
+DEAL_STATUSES = ("open", "won", "lost")
+DIRECTIONS = tuple(d.value for d in Direction)
+_PURCHASE = CHANNELS.index(Channel.purchase.value)
+_EMAIL = CHANNELS.index(Channel.email.value)
+_INBOUND = DIRECTIONS.index(Direction.inbound.value)
+_OUTBOUND = DIRECTIONS.index(Direction.outbound.value)
+# Age buckets (days before the cutoff, upper bound included): the windows and the quarter
+# before the last one ("prev_90" = more than 90 and at most 180 days before).
+_BUCKET_EDGES = (30, 90, 180, 365)
 
 
-def interaction_aggregates(dialect: str, cutoff: datetime) -> sa.Select[Any]:
-    """One row per customer: counts, values and last times over the windows before ``cutoff``."""
-    i = INTERACTIONS.c
-    t = {w: _ts(cutoff - timedelta(days=w)) for w in (*WINDOWS, 180)}
-    is_purchase = i.channel == Channel.purchase.value
-    engaged = sa.or_(is_purchase, i.direction == Direction.inbound.value)
-    count = sa.func.count
+@dataclass
+class Events:
+    """Interactions as parallel arrays, one entry per (undeleted) interaction."""
 
-    def amount(cond: Any) -> Any:
-        return sa.cast(sa.func.coalesce(sa.func.sum(i.amount).filter(cond), 0), sa.Float)
+    customer: np.ndarray  # position in Snapshot.customer_id (int64)
+    at: np.ndarray  # int64 µs since 1970 UTC
+    channel: np.ndarray  # int8 index into CHANNELS (-1: unknown)
+    direction: np.ndarray  # int8 index into DIRECTIONS
+    amount: np.ndarray  # float64, 0 when not a purchase amount
 
-    def last(cond: Any) -> Any:
-        return _epoch_days(sa.func.max(i.occurred_at).filter(cond), dialect)
+    def take(self, keep: np.ndarray) -> Events:
+        return Events(*(a[keep] for a in self.__dict__.values()))
 
-    columns: list[Any] = [
-        i.customer_id.label("customer_id"),
-        count().label("interactions"),
-        _epoch_days(sa.func.min(i.occurred_at), dialect).label("first_interaction_at"),
-        _epoch_days(sa.func.max(i.occurred_at), dialect).label("last_interaction_at"),
-        count().filter(is_purchase).label("frequency"),
-        count(sa.distinct(_day(i.occurred_at, dialect))).filter(is_purchase).label("purchase_days"),
-        amount(is_purchase).label("purchase_value"),
-        _epoch_days(sa.func.min(i.occurred_at).filter(is_purchase), dialect).label(
-            "first_purchase_at"
-        ),
-        last(is_purchase).label("last_purchase_at"),
-        last(engaged).label("last_engaged_at"),
-        last(i.direction == Direction.inbound.value).label("last_inbound_at"),
-        last(i.direction == Direction.outbound.value).label("last_outbound_at"),
-        count()
-        .filter(is_purchase, i.occurred_at >= t[180], i.occurred_at < t[90])
-        .label("purchases_prev_90"),
-        amount(sa.and_(is_purchase, i.occurred_at >= t[90])).label("value_90"),
-        amount(sa.and_(is_purchase, i.occurred_at >= t[180], i.occurred_at < t[90])).label(
-            "value_prev_90"
-        ),
-        amount(sa.and_(is_purchase, i.occurred_at >= t[365])).label("value_365"),
-        count()
-        .filter(i.occurred_at >= t[180], i.occurred_at < t[90])
-        .label("interactions_prev_90"),
-    ]
+
+@dataclass
+class Snapshot:
+    """Everything the features read, as of ``until`` (rows at or after it are not read)."""
+
+    until: datetime
+    customer_id: np.ndarray  # int64, ascending
+    owner_id: np.ndarray  # float64, NaN when nobody owns the customer
+    active: np.ndarray  # bool
+    created_at: np.ndarray  # int64 µs
+    events: Events
+    deals: dict[str, np.ndarray]  # customer (position), created_at, closed_at, status, amount
+    follow_ups: dict[str, np.ndarray]  # customer (position), created_at, due_at, done, completed_at
+
+    def __len__(self) -> int:
+        return len(self.customer_id)
+
+    def subset(self, keep: np.ndarray) -> Snapshot:
+        """Only the customers where ``keep`` (a mask over customers) is true, with their rows."""
+        renumber = np.full(len(self.customer_id) + 1, -1, dtype=np.int64)
+        renumber[np.flatnonzero(keep)] = np.arange(int(keep.sum()))
+
+        def rows(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            mine = keep[table["customer"]] if len(table["customer"]) else table["customer"] >= 0
+            out = {k: v[mine] for k, v in table.items()}
+            out["customer"] = renumber[out["customer"]]
+            return out
+
+        events = self.events.take(keep[self.events.customer])
+        events.customer = renumber[events.customer]
+        return Snapshot(
+            until=self.until,
+            customer_id=self.customer_id[keep],
+            owner_id=self.owner_id[keep],
+            active=self.active[keep],
+            created_at=self.created_at[keep],
+            events=events,
+            deals=rows(self.deals),
+            follow_ups=rows(self.follow_ups),
+        )
+
+
+def _place(snapshot_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(snapshot_ids, ids)
+    if len(snapshot_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    pos = np.minimum(pos, len(snapshot_ids) - 1)
+    return np.where(snapshot_ids[pos] == ids, pos, -1)
+
+
+def read_snapshot(bind: Session | sa.Connection, until: datetime, *, readers: int = 1) -> Snapshot:
+    """One read of each table the features need (interactions before ``until``, undeleted);
+    ``readers`` connections read the interactions at once (see ``read_columns``)."""
+    if until.tzinfo is None:
+        raise ValueError("cutoff must be timezone-aware (UTC)")
+    conn = bind.connection() if isinstance(bind, Session) else bind
+    before = time_literal(until, conn.dialect.name)
+    customers = read_columns(
+        conn,
+        "customers",
+        [Column("id", "int"), Column("owner_id", "int"), Column("status", "code", ("active",)),
+         Column("created_at", "time")],
+        f"created_at < {before}",
+    )  # fmt: skip
+    order = np.argsort(customers["id"], kind="stable")
+    ids = customers["id"][order]
+    interactions = read_columns(
+        conn,
+        "interactions",
+        [Packed("who", Column("customer_id", "int"), (Column("channel", "code", CHANNELS),
+                Column("direction", "code", DIRECTIONS))),
+         Column("occurred_at", "time"), Column("amount", "money")],
+        f"deleted_at IS NULL AND occurred_at < {before}",
+        readers=readers,
+    )  # fmt: skip
+    where = _place(ids, interactions["customer_id"])
+    seen = where >= 0  # rows of customers created after ``until`` are not theirs yet
+    events = Events(
+        customer=where[seen],
+        at=interactions["occurred_at"][seen],
+        channel=interactions["channel"][seen].astype(np.int8),
+        direction=interactions["direction"][seen].astype(np.int8),
+        amount=interactions["amount"][seen] / 100.0,
+    )
+    del interactions
+    deals = read_columns(
+        conn,
+        "deals",
+        [Column("customer_id", "int"), Column("created_at", "time"),
+         Column("closed_at", "time", null=NEVER_AFTER), Column("status", "code", DEAL_STATUSES),
+         Column("amount", "money")],
+        f"created_at < {before}",
+    )  # fmt: skip
+    deals["customer"] = _place(ids, deals.pop("customer_id"))
+    deals["amount"] = deals["amount"] / 100.0
+    deals = {k: v[deals["customer"] >= 0] for k, v in deals.items()}
+    follow_ups = read_columns(
+        conn,
+        "follow_ups",
+        [Column("customer_id", "int"), Column("created_at", "time"), Column("due_at", "time"),
+         Column("status", "code", ("done",)), Column("completed_at", "time", null=NEVER_AFTER)],
+        f"created_at < {before} AND due_at < {before}",
+    )  # fmt: skip
+    follow_ups["customer"] = _place(ids, follow_ups.pop("customer_id"))
+    follow_ups["done"] = follow_ups.pop("status") == 0
+    follow_ups = {k: v[follow_ups["customer"] >= 0] for k, v in follow_ups.items()}
+    owner = customers["owner_id"][order].astype(np.float64)
+    owner[owner < 0] = np.nan
+    return Snapshot(
+        until=until,
+        customer_id=ids,
+        owner_id=owner,
+        active=customers["status"][order] == 0,
+        created_at=customers["created_at"][order],
+        events=events,
+        deals=deals,
+        follow_ups=follow_ups,
+    )
+
+
+def _days_since(now: int, at: np.ndarray, missing: int) -> np.ndarray:
+    """Days from ``at`` to ``now`` (float), NaN where ``at`` is the ``missing`` sentinel."""
+    out = (now - at.astype(np.float64)) / US_PER_DAY
+    out[at == missing] = np.nan
+    return out
+
+
+def _epoch(at: np.ndarray, missing: int) -> np.ndarray:
+    out = at / US_PER_DAY
+    out[at == missing] = np.nan
+    return out
+
+
+def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
+    """The feature frame at ``cutoff`` (at most ``snapshot.until``): one row per customer that
+    existed before it, indexed by customer id, ascending."""
+    if cutoff.tzinfo is None:
+        raise ValueError("cutoff must be timezone-aware (UTC)")
+    if cutoff > snapshot.until:
+        raise ValueError("the snapshot was read before this cutoff")
+    c = micros(cutoff)
+    existed = snapshot.created_at < c
+    if not existed.all():
+        snapshot = snapshot.subset(existed)
+    n = len(snapshot)
+    ev = snapshot.events
+    if len(ev.at) and ev.at.max() >= c:
+        ev = ev.take(ev.at < c)
+    who = ev.customer
+    age = c - ev.at
+    edges = np.array([w * US_PER_DAY for w in _BUCKET_EDGES], dtype=np.int64)
+    bucket = np.searchsorted(edges, age, side="left").astype(np.int64)  # 0..4
+    nb, nc, nd = len(_BUCKET_EDGES) + 1, len(CHANNELS) + 1, len(DIRECTIONS) + 1
+    # Unknown channel or direction (-1) counts in the totals only.
+    cell = (bucket * nc + ev.channel.astype(np.int64) + 1) * nd + ev.direction.astype(np.int64) + 1
+    present = np.bincount(cell, minlength=nb * nc * nd) > 0
+    dense = np.cumsum(present) - 1
+    kinds = np.flatnonzero(present)
+    # float32 holds counts exactly up to 16M and halves the matrix (n x kinds).
+    counts = np.bincount(who * len(kinds) + dense[cell], minlength=n * len(kinds))
+    counts = counts.reshape(n, len(kinds)).astype(np.float32)
+    k_bucket = kinds // (nc * nd)
+    k_channel = (kinds // nd) % nc - 1
+    k_direction = kinds % nd - 1
+    # Every count column is a sum of some (bucket, channel, direction) cells: one selector
+    # column each, then one matrix product gives them all.
+    wanted: dict[str, np.ndarray] = {}
+
+    def count(
+        name: str, buckets: Sequence[int], channel: int | None = None, direction: int | None = None
+    ) -> None:
+        sel = np.isin(k_bucket, buckets)
+        if channel is not None:
+            sel &= k_channel == channel
+        if direction is not None:
+            sel &= k_direction == direction
+        wanted[name] = sel
+
+    everything = range(nb)
+    window = {30: [0], 90: [0, 1], 365: [0, 1, 2, 3]}
+    count("interactions", everything)
+    count("frequency", everything, _PURCHASE)
+    count("purchases_prev_90", [2], _PURCHASE)
+    count("interactions_prev_90", [2])
     for w in WINDOWS:
-        since = i.occurred_at >= t[w]
-        columns.append(count().filter(since).label(f"interactions_{w}"))
-        columns.append(count().filter(since, is_purchase).label(f"purchases_{w}"))
-        for channel in CHANNELS:
+        count(f"interactions_{w}", window[w])
+        count(f"purchases_{w}", window[w], _PURCHASE)
+        for n_channel, channel in enumerate(CHANNELS):
             if channel != Channel.purchase.value:
-                columns.append(count().filter(since, i.channel == channel).label(f"{channel}_{w}"))
-        for direction in ("inbound", "outbound"):
-            columns.append(
-                count().filter(since, i.direction == direction).label(f"{direction}_{w}")
-            )
-    return (
-        sa.select(*columns)
-        .where(i.deleted_at.is_(None), i.occurred_at < _ts(cutoff))
-        .group_by(i.customer_id)
-    )
+                count(f"{channel}_{w}", window[w], n_channel)
+        count(f"inbound_{w}", window[w], direction=_INBOUND)
+        count(f"outbound_{w}", window[w], direction=_OUTBOUND)
+    totals = counts @ np.column_stack(list(wanted.values())).astype(np.float32)
+    del counts
+    is_purchase = ev.channel == _PURCHASE
+    inbound = ev.direction == _INBOUND
+    outbound = ev.direction == _OUTBOUND
+
+    def latest(mask: np.ndarray | None) -> np.ndarray:
+        out = np.full(n, NEVER_BEFORE, dtype=np.int64)
+        np.maximum.at(out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask])
+        return out
+
+    def earliest(mask: np.ndarray | None) -> np.ndarray:
+        out = np.full(n, NEVER_AFTER, dtype=np.int64)
+        np.minimum.at(out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask])
+        return out
+
+    last_any = latest(None)
+    cols: dict[str, np.ndarray] = {
+        "owner_id": snapshot.owner_id,
+        "active": snapshot.active,
+        "created_at": snapshot.created_at / US_PER_DAY,
+        "first_interaction_at": _epoch(earliest(None), NEVER_AFTER),
+        "last_interaction_at": _epoch(last_any, NEVER_BEFORE),
+    }
+    cols |= {name: totals[:, i].astype(np.float64) for i, name in enumerate(wanted)}
+    del totals
+    p_who, p_at = who[is_purchase], ev.at[is_purchase]
+    days_bought = np.unique((p_who << 24) | (p_at // US_PER_DAY))  # distinct (customer, day)
+    cols["purchase_days"] = np.bincount(days_bought >> 24, minlength=n).astype(np.float64)
+    value = np.bincount(
+        p_who * nb + bucket[is_purchase], weights=ev.amount[is_purchase], minlength=n * nb
+    ).reshape(n, nb)
+    cols["purchase_value"] = value.sum(axis=1)
+    first_purchase = earliest(is_purchase)
+    cols["first_purchase_at"] = _epoch(first_purchase, NEVER_AFTER)
+    last_purchase = latest(is_purchase)
+    cols["last_purchase_at"] = _epoch(last_purchase, NEVER_BEFORE)
+    last_inbound = latest(inbound)
+    last_engaged = np.maximum(last_purchase, last_inbound)
+    cols["last_engaged_at"] = _epoch(last_engaged, NEVER_BEFORE)
+    cols["last_inbound_at"] = _epoch(last_inbound, NEVER_BEFORE)
+    last_outbound = latest(outbound)
+    cols["last_outbound_at"] = _epoch(last_outbound, NEVER_BEFORE)
+    # The same times exactly (int64 µs, NEVER_BEFORE when none), for rules that compare them.
+    cols["last_interaction_us"] = last_any
+    cols["last_inbound_us"] = last_inbound
+    cols["value_90"] = value[:, :2].sum(axis=1)
+    cols["value_prev_90"] = value[:, 2]
+    cols["value_365"] = value[:, :4].sum(axis=1)
+    # Inbound emails after the customer's last outbound touch (any channel): unanswered.
+    waiting = (ev.channel == _EMAIL) & inbound & (ev.at > last_outbound[who])
+    cols["unanswered_inbound"] = np.bincount(who[waiting], minlength=n).astype(np.float64)
+    cols["first_unanswered_at"] = _epoch(earliest(waiting), NEVER_AFTER)
+    cols.update(_deal_columns(snapshot.deals, c, n))
+    cols.update(_follow_up_columns(snapshot.follow_ups, c, n))
+    frame = pd.DataFrame(cols, index=pd.Index(snapshot.customer_id, name="customer_id"))
+    return _derived(frame, cutoff)
 
 
-def unanswered_aggregates(dialect: str, cutoff: datetime, every: int = 1) -> sa.Select[Any]:
-    """Inbound emails after the customer's last outbound touch: how many, and since when."""
-    i = INTERACTIONS.c
-    live = sa.and_(i.deleted_at.is_(None), i.occurred_at < _ts(cutoff))
-    if every > 1:
-        live = sa.and_(live, i.customer_id % every == 0)
-    last_out = (
-        sa.select(i.customer_id.label("cid"), sa.func.max(i.occurred_at).label("last_out"))
-        .where(live, i.direction == Direction.outbound.value)
-        .group_by(i.customer_id)
-        .subquery()
-    )
-    return (
-        sa.select(
-            i.customer_id.label("customer_id"),
-            sa.func.count().label("unanswered_inbound"),
-            _epoch_days(sa.func.min(i.occurred_at), dialect).label("first_unanswered_at"),
-        )
-        .select_from(INTERACTIONS.outerjoin(last_out, last_out.c.cid == i.customer_id))
-        .where(
-            live,
-            i.channel == Channel.email.value,
-            i.direction == Direction.inbound.value,
-            sa.or_(last_out.c.last_out.is_(None), i.occurred_at > last_out.c.last_out),
-        )
-        .group_by(i.customer_id)
-    )
-
-
-def deal_aggregates(dialect: str, cutoff: datetime) -> sa.Select[Any]:
+def _deal_columns(deals: dict[str, np.ndarray], c: int, n: int) -> dict[str, np.ndarray]:
     """Deals as they stood at the cutoff: a deal closed later was still open then."""
-    d = DEALS.c
-    c = _ts(cutoff)
-    closed_before = sa.and_(d.closed_at.is_not(None), d.closed_at < c)
-    is_open = sa.or_(d.closed_at.is_(None), d.closed_at >= c)
-    won = sa.and_(closed_before, d.status == "won")
-    lost = sa.and_(closed_before, d.status == "lost")
-    return (
-        sa.select(
-            d.customer_id.label("customer_id"),
-            sa.func.count().filter(is_open).label("open_deals"),
-            sa.func.count().filter(won).label("won_deals"),
-            sa.func.count().filter(lost).label("lost_deals"),
-            sa.func.count()
-            .filter(lost, d.closed_at >= _ts(cutoff - timedelta(days=90)))
-            .label("lost_deals_90"),
-            sa.cast(sa.func.coalesce(sa.func.sum(d.amount).filter(won), 0), sa.Float).label(
-                "won_value"
-            ),
-            sa.cast(sa.func.coalesce(sa.func.sum(d.amount).filter(is_open), 0), sa.Float).label(
-                "open_deal_value"
-            ),
-        )
-        .where(d.created_at < c)
-        .group_by(d.customer_id)
-    )
+    made = deals["created_at"] < c
+    who, closed, status, amount = (deals[k][made] for k in ("customer", "closed_at", "status", "amount"))
+    closed_before = closed < c
+    won = closed_before & (status == DEAL_STATUSES.index("won"))
+    lost = closed_before & (status == DEAL_STATUSES.index("lost"))
+    lost_90 = lost & (closed >= c - 90 * US_PER_DAY)
+
+    def tally(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        w = None if weights is None else weights[mask]
+        return np.bincount(who[mask], weights=w, minlength=n).astype(np.float64)
+
+    return {
+        "open_deals": tally(~closed_before),
+        "won_deals": tally(won),
+        "lost_deals": tally(lost),
+        "lost_deals_90": tally(lost_90),
+        "won_value": tally(won, amount),
+        "open_deal_value": tally(~closed_before, amount),
+    }
 
 
-def follow_up_aggregates(dialect: str, cutoff: datetime) -> sa.Select[Any]:
+def _follow_up_columns(follow_ups: dict[str, np.ndarray], c: int, n: int) -> dict[str, np.ndarray]:
     """Follow-ups due before the cutoff and not done by then (one done later was still overdue)."""
-    f = FOLLOW_UPS.c
-    c = _ts(cutoff)
-    not_done = sa.or_(f.status != "done", f.completed_at.is_(None), f.completed_at >= c)
-    return (
-        sa.select(f.customer_id.label("customer_id"), sa.func.count().label("overdue_follow_ups"))
-        .where(f.created_at < c, f.due_at < c, not_done)
-        .group_by(f.customer_id)
-    )
-
-
-def customer_base(dialect: str, cutoff: datetime) -> sa.Select[Any]:
-    c = CUSTOMERS.c
-    return sa.select(
-        c.id.label("customer_id"),
-        c.owner_id.label("owner_id"),
-        (c.status == "active").label("active"),
-        _epoch_days(c.created_at, dialect).label("created_at"),
-    ).where(c.created_at < _ts(cutoff))
+    f = follow_ups
+    not_done = ~f["done"] | (f["completed_at"] >= c)
+    overdue = (f["created_at"] < c) & (f["due_at"] < c) & not_done
+    return {"overdue_follow_ups": np.bincount(f["customer"][overdue], minlength=n).astype(np.float64)}
 
 
 def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return num / den.where(den > 0)
 
 
-def _sampled(stmt: sa.Select[Any], column: Any, every: int) -> sa.Select[Any]:
-    return stmt if every <= 1 else stmt.where(column % every == 0)
-
-
-def feature_statements(dialect: str, cutoff: datetime, every: int = 1) -> dict[str, sa.Select[Any]]:
-    """The aggregates behind the feature frame, by name; customers first (the frame's rows).
-    ``every=n`` keeps only customers whose id is a multiple of n."""
-    return {
-        "customers": _sampled(customer_base(dialect, cutoff), CUSTOMERS.c.id, every),
-        "interactions": _sampled(
-            interaction_aggregates(dialect, cutoff), INTERACTIONS.c.customer_id, every
-        ),
-        "unanswered": unanswered_aggregates(dialect, cutoff, every),
-        "deals": _sampled(deal_aggregates(dialect, cutoff), DEALS.c.customer_id, every),
-        "follow_ups": _sampled(
-            follow_up_aggregates(dialect, cutoff), FOLLOW_UPS.c.customer_id, every
-        ),
-    }
-
-
-def build_features(
-    bind: Session | sa.Connection,
-    cutoff: datetime,
-    *,
-    customer_ids: Sequence[int] | None = None,
-    every: int = 1,
-) -> pd.DataFrame:
-    """The feature frame (one row per customer that existed before ``cutoff``), indexed by customer id.
-
-    ``every=n`` keeps only customers whose id is a multiple of n, inside each aggregate: a
-    deterministic sample that makes training snapshots of a big database n times cheaper.
-    """
-    if cutoff.tzinfo is None:
-        raise ValueError("cutoff must be timezone-aware (UTC)")
-    conn = _conn(bind)
+def _derived(frame: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
     now = epoch_days(cutoff)
-    statements = feature_statements(conn.dialect.name, cutoff, every)
-    base, *others = (read_frame(conn, stmt) for stmt in statements.values())
-    frame = base.join(others, how="left")
-    if customer_ids is not None:
-        frame = frame.loc[frame.index.intersection(pd.Index(customer_ids))]
-    frame = frame.sort_index()
-    counts = [
-        col
-        for col in frame.columns
-        if col not in ("owner_id", "created_at", "active") and not col.endswith("_at")
-    ]
-    frame[counts] = frame[counts].fillna(0)
 
     def since(col: str) -> pd.Series:
         return (now - frame[col]).clip(lower=0)
 
     first_seen = frame[["created_at", "first_interaction_at"]].min(axis=1)
-    frame["tenure_days"] = (now - first_seen).clip(lower=0)
-    frame["recency_days"] = since("last_purchase_at")
-    frame["first_purchase_days"] = since("first_purchase_at")
-    frame["days_since_engagement"] = since("last_engaged_at")
-    frame["days_since_inbound"] = since("last_inbound_at")
-    frame["days_since_outbound"] = since("last_outbound_at")
-    frame["unanswered_days"] = since("first_unanswered_at")
-    frame["monetary"] = frame["purchase_value"] + frame["won_value"]
-    span = frame["first_purchase_days"] - frame["recency_days"]
-    frame["avg_purchase_gap_days"] = _safe_ratio(span, frame["purchase_days"] - 1)
+    extra = {
+        "tenure_days": (now - first_seen).clip(lower=0),
+        "recency_days": since("last_purchase_at"),
+        "first_purchase_days": since("first_purchase_at"),
+        "days_since_engagement": since("last_engaged_at"),
+        "days_since_inbound": since("last_inbound_at"),
+        "days_since_outbound": since("last_outbound_at"),
+        "unanswered_days": since("first_unanswered_at"),
+        "monetary": frame["purchase_value"] + frame["won_value"],
+    }
+    span = extra["first_purchase_days"] - extra["recency_days"]
+    extra["avg_purchase_gap_days"] = _safe_ratio(span, frame["purchase_days"] - 1)
     # How overdue the next purchase is against the customer's own rhythm (>1: later than usual).
-    frame["overdue_ratio"] = _safe_ratio(frame["recency_days"], frame["avg_purchase_gap_days"])
-    frame["purchase_trend"] = _trend(frame["purchases_90"], frame["purchases_prev_90"])
-    frame["value_trend"] = _trend(frame["value_90"], frame["value_prev_90"])
-    frame["interaction_trend"] = _trend(frame["interactions_90"], frame["interactions_prev_90"])
-    frame["engaged"] = frame["last_engaged_at"].notna()
-    frame["buyer"] = frame["frequency"] > 0
+    extra["overdue_ratio"] = _safe_ratio(extra["recency_days"], extra["avg_purchase_gap_days"])
+    extra["purchase_trend"] = _trend(frame["purchases_90"], frame["purchases_prev_90"])
+    extra["value_trend"] = _trend(frame["value_90"], frame["value_prev_90"])
+    extra["interaction_trend"] = _trend(frame["interactions_90"], frame["interactions_prev_90"])
+    extra["engaged"] = frame["last_engaged_at"].notna()
+    # Bought: a purchase or a won deal. Only buyers can churn; the rest are leads.
+    extra["buyer"] = (frame["frequency"] > 0) | (frame["won_deals"] > 0)
+    frame = pd.concat([frame, pd.DataFrame(extra, index=frame.index)], axis=1)
     frame.attrs["cutoff"] = cutoff
     return frame
+
+
+def build_features(
+    bind: Bind,
+    cutoff: datetime,
+    *,
+    customer_ids: Sequence[int] | None = None,
+    every: int = 1,
+) -> pd.DataFrame:
+    """The feature frame (one row per customer that existed before ``cutoff``), indexed by
+    customer id: one snapshot read, then ``features_at``.
+
+    ``customer_ids`` keeps only those customers; ``every=n`` only customers whose id is a
+    multiple of n (a deterministic sample with the same numbers as the full frame).
+    """
+    snapshot = read_snapshot(bind, cutoff)
+    keep = np.ones(len(snapshot), dtype=bool)
+    if customer_ids is not None:
+        keep &= np.isin(snapshot.customer_id, np.asarray(list(customer_ids), dtype=np.int64))
+    if every > 1:
+        keep &= snapshot.customer_id % every == 0
+    if not keep.all():
+        snapshot = snapshot.subset(keep)
+    return features_at(snapshot, cutoff)
 
 
 def _trend(recent: pd.Series, previous: pd.Series) -> pd.Series:
@@ -350,58 +472,49 @@ def model_matrix(frame: pd.DataFrame) -> np.ndarray:
     return frame.loc[:, list(MODEL_FEATURES)].to_numpy(dtype=np.float64)
 
 
+def engaged_between(
+    snapshot: Snapshot, start: datetime, end: datetime, *, purchases_only: bool = False
+) -> np.ndarray:
+    """A mask over the snapshot's customers: a purchase (or, unless ``purchases_only``, an
+    inbound message) in [start, end). The churn label's complement."""
+    if end > snapshot.until:
+        raise ValueError("the snapshot was read before the end of this window")
+    ev = snapshot.events
+    hit = ev.channel == _PURCHASE
+    if not purchases_only:
+        hit = hit | (ev.direction == _INBOUND)
+    hit &= (ev.at >= micros(start)) & (ev.at < micros(end))
+    out = np.zeros(len(snapshot), dtype=bool)
+    out[ev.customer[hit]] = True
+    return out
+
+
 def engagement_after(
-    bind: Session | sa.Connection, start: datetime, end: datetime, *, purchases_only: bool = False
+    bind: Bind, start: datetime, end: datetime, *, purchases_only: bool = False
 ) -> pd.Index:
     """Customers with a purchase or inbound message in [start, end): the churn label's complement."""
-    conn = _conn(bind)
-    i = INTERACTIONS.c
-    cond = (
-        i.channel == Channel.purchase.value
-        if purchases_only
-        else sa.or_(i.channel == Channel.purchase.value, i.direction == Direction.inbound.value)
-    )
-    stmt = (
-        sa.select(i.customer_id.label("customer_id"))
-        .where(i.deleted_at.is_(None), i.occurred_at >= _ts(start), i.occurred_at < _ts(end), cond)
-        .group_by(i.customer_id)
-    )
-    result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(stmt)
-    ids = np.fromiter((row[0] for row in result), dtype=np.int64)
-    return pd.Index(ids, name="customer_id")
+    snapshot = read_snapshot(bind, end)
+    mask = engaged_between(snapshot, start, end, purchases_only=purchases_only)
+    return pd.Index(snapshot.customer_id[mask], name="customer_id")
 
 
 def weekly_purchases(
-    bind: Session | sa.Connection, cutoff: datetime, customers: pd.Index, weeks: int = 52
+    bind: Bind, cutoff: datetime, customers: pd.Index, weeks: int = 52
 ) -> np.ndarray:
     """Every customer's purchases week by week before ``cutoff``: for each of the last ``weeks``
-    weeks its purchase count and spend, plus both totals for everything older (one GROUP BY in
-    the database). Nothing a model could learn from the purchase record is summarised away, so
-    a model fitted on it bounds what any purchase-based feature set can do."""
-    conn = _conn(bind)
-    dialect = conn.dialect.name
-    i = INTERACTIONS.c
-    age = (epoch_days(cutoff) - _epoch_days(i.occurred_at, dialect)) / 7.0
-    week = sa.case((age >= weeks, weeks), else_=sa.cast(sa.func.floor(age), sa.Integer))
-    stmt = (
-        sa.select(
-            i.customer_id.label("customer_id"),
-            week.label("week"),
-            sa.func.count().label("n"),
-            sa.cast(sa.func.coalesce(sa.func.sum(i.amount), 0), sa.Float).label("value"),
-        )
-        .where(
-            i.deleted_at.is_(None),
-            i.channel == Channel.purchase.value,
-            i.occurred_at < _ts(cutoff),
-        )
-        .group_by(i.customer_id, week)
-    )
-    rows = read_frame(conn, stmt)  # one row per customer and week, indexed by customer
+    weeks its purchase count and spend, plus both totals for everything older. Nothing a model
+    could learn from the purchase record is summarised away, so a model fitted on it bounds
+    what any purchase-based feature set can do."""
+    snapshot = read_snapshot(bind, cutoff)
+    ev = snapshot.events
+    bought = ev.channel == _PURCHASE
+    week = np.minimum((micros(cutoff) - ev.at[bought]) // (7 * US_PER_DAY), weeks)
+    pos = pd.Index(snapshot.customer_id).get_indexer(customers.astype(np.int64))
+    row_of = np.full(len(snapshot) + 1, -1, dtype=np.int64)
+    row_of[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
+    rows = row_of[ev.customer[bought]]
+    keep = rows >= 0
     out = np.zeros((len(customers), 2 * (weeks + 1)))
-    pos = customers.get_indexer(rows.index.astype(np.int64))
-    keep = pos >= 0
-    week_of = rows["week"].to_numpy(dtype=np.int64)[keep]
-    out[pos[keep], week_of] = rows["n"].to_numpy(dtype=float)[keep]
-    out[pos[keep], weeks + 1 + week_of] = rows["value"].to_numpy(dtype=float)[keep]
+    np.add.at(out, (rows[keep], week[keep]), 1.0)
+    np.add.at(out, (rows[keep], weeks + 1 + week[keep]), ev.amount[bought][keep])
     return out

@@ -22,6 +22,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
 WORKDAY = (time(9, 0), time(17, 0))
 QUIET_DAYS_BY_TIER: dict[str, int] = {"high": 14, "mid": 30, "low": 60}
@@ -212,17 +213,52 @@ def business_hours_between(
     return first + middle + last
 
 
+def business_hours_until(
+    starts: list[datetime], end: datetime, tz: ZoneInfo, workday: tuple[time, time] = WORKDAY
+) -> np.ndarray:
+    """``business_hours_between(start, end)`` for many starts at once (same rules, in arrays:
+    the refresh asks it of every open email thread)."""
+    if not starts:
+        return np.zeros(0)
+    local = pd.DatetimeIndex(pd.to_datetime(starts, utc=True)).tz_convert(tz)
+    e = end.astimezone(tz)
+
+    def clock(t: time) -> float:
+        return t.hour + t.minute / 60 + t.second / 3600 + t.microsecond / 3.6e9
+
+    open_, close = clock(workday[0]), clock(workday[1])
+    # Wall-clock hours of the day, as aware datetimes in one zone subtract (DST days too).
+    s_hour = (
+        local.hour + local.minute / 60 + local.second / 3600 + local.microsecond / 3.6e9
+    ).to_numpy(dtype=np.float64)
+    e_hour = clock(e.time())
+    s_day = local.tz_localize(None).normalize().to_numpy().astype("datetime64[D]")
+    e_day = np.datetime64(e.date(), "D")
+    s_work, e_work = np.is_busday(s_day), bool(np.is_busday(e_day))
+    same_day = s_day == e_day
+    # A start on a weekend day adds nothing of its own day.
+    within_same = s_work * np.maximum(0.0, np.minimum(e_hour, close) - np.maximum(s_hour, open_))
+    first = s_work * np.maximum(0.0, close - np.maximum(s_hour, open_))
+    last = max(0.0, min(e_hour, close) - open_) if e_work else 0.0
+    middle = np.busday_count(np.minimum(s_day + 1, e_day), e_day) * (close - open_)
+    hours = np.where(same_day, within_same, first + middle + last)
+    before = np.array([st < end for st in starts])
+    return np.where(before, hours, 0.0)
+
+
 def unanswered_emails(
     now: datetime, threads: Iterable[ThreadRecord], *, business_hours: float, tz: ZoneInfo
 ) -> list[FindingDraft]:
     """Inbound emails with no later answer from us for more than ``business_hours`` work hours."""
+    waiting = [
+        t
+        for t in threads
+        if t.last_inbound_at is not None
+        and (t.last_outbound_at is None or t.last_outbound_at < t.last_inbound_at)
+    ]
+    hours = business_hours_until([t.last_inbound_at for t in waiting], now, tz)  # type: ignore[misc]
     out = []
-    for t in threads:
-        if t.last_inbound_at is None:
-            continue
-        if t.last_outbound_at is not None and t.last_outbound_at >= t.last_inbound_at:
-            continue
-        waited = business_hours_between(t.last_inbound_at, now, tz)
+    for t, waited in zip(waiting, hours.tolist(), strict=True):
         if waited <= business_hours:
             continue
         about = f" about '{t.subject}'" if t.subject else ""

@@ -21,9 +21,19 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
+from threadpoolctl import threadpool_limits
 
 from crm.analytics import churn, followups, pipeline, segments
-from crm.analytics.features import CUSTOMERS, FOLLOW_UPS, INTERACTIONS, build_features
+from crm.analytics.columns import (
+    NEVER_AFTER,
+    NEVER_BEFORE,
+    US_PER_DAY,
+    Column,
+    micros,
+    read_columns,
+    time_literal,
+)
+from crm.analytics.features import epoch_days, features_at, read_snapshot
 from crm.config import Settings
 from crm.db import Database
 from crm.models import (
@@ -32,7 +42,6 @@ from crm.models import (
     CustomerSegment,
     Finding,
 )
-from crm.models.base import UTCDateTime
 from crm.services import bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event
@@ -85,97 +94,333 @@ def _when(days: float) -> datetime | None:
     return None if days is None or np.isnan(days) else _EPOCH + timedelta(days=float(days))
 
 
-# ------------------------------------------------------------- follow-up records (SQL aggregates)
+# ------------------------------------------------------------- follow-up records (columnar)
+
+
+def _utc(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _fetch(conn: sa.Connection, sql: str, ids: np.ndarray | None = None) -> list[tuple[Any, ...]]:
+    """Every row of a statement as plain tuples, on the driver's cursor (no Row per row).
+    With ``ids``, the statement ends in ``id IN`` and is run once per chunk of them."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    rows: list[tuple[Any, ...]] = []
+    if ids is None:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    else:
+        values = sorted(set(ids.tolist()))
+        for at in range(0, len(values), 10_000):
+            chunk = values[at : at + 10_000]
+            cursor.execute(f"{sql} ({', '.join(str(int(v)) for v in chunk)})")
+            rows += cursor.fetchall()
+    cursor.close()
+    return rows
+
+
+def _us(values: list[Any]) -> np.ndarray:
+    """Aggregated times as the driver hands them back (SQLite text, PostgreSQL naive UTC
+    datetimes, None) as int64 µs since 1970, NEVER_BEFORE for None."""
+    stamps = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601")
+    out = stamps.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    out[stamps.isna().to_numpy()] = NEVER_BEFORE
+    return out
+
+
+@dataclass
+class Flagged:
+    """What one rule flagged, as arrays: the owner (-1: nobody), how severe, since when (µs)."""
+
+    kind: str
+    at: np.ndarray  # positions in the rule's own arrays
+    owner: np.ndarray
+    severity: np.ndarray
+    since: np.ndarray
+
+    def most_urgent(self, per_owner: int) -> np.ndarray:
+        """The ``per_owner`` most severe, then oldest, of each owner's (as ``findings_for``
+        lists them): a rep acts on a list, not on every customer of a large base."""
+        order = np.lexsort((self.since, -self.severity, self.owner))
+        owner = self.owner[order]
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else owner
+        rank = np.arange(len(owner)) - np.repeat(starts, np.diff(np.r_[starts, len(owner)]))
+        return np.sort(self.at[order[rank < per_owner]])
+
+    def totals(self) -> dict[str, int]:
+        owners, counts = np.unique(self.owner, return_counts=True)
+        return {str(o) if o >= 0 else "none": int(n) for o, n in zip(owners, counts, strict=True)}
 
 
 def follow_up_findings(
-    session: Session, settings: Settings, now: datetime, features: pd.DataFrame
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    features: pd.DataFrame,
+    flagged: dict[str, dict[str, int]] | None = None,
 ) -> list[followups.FindingDraft]:
-    """Load the few records the rules need (never every interaction); run the rules at ``now``."""
+    """Run the rules at ``now``. Open deals and open follow-ups are read as arrays, each
+    customer's latest interaction and reply come from ``features`` (the refresh's one read of
+    the interactions), and each rule's test runs over the arrays. Of what a rule flags, each
+    owner's ``findings_per_owner`` most urgent become records for ``crm.analytics.followups``,
+    which decides and words the findings; ``flagged`` receives every rule's full count per
+    owner."""
     conn = session.connection()
-    t = sa.literal(now, UTCDateTime())
-    c, f, i = (table.c for table in (CUSTOMERS, FOLLOW_UPS, INTERACTIONS))
-    names: dict[int, str] = {
-        int(k): v for k, v in conn.execute(sa.select(c.id, c.name).where(c.created_at < t))
-    }
-    owners = features["owner_id"]
-    last_inbound = features["last_inbound_at"].dropna()
-    last_reply = {int(k): w for k, v in last_inbound.items() if (w := _when(v)) is not None}
+    dialect = conn.dialect.name
+    t = micros(now)
+    before = time_literal(now, dialect)
+    cap = settings.findings_per_owner
+    customer_ids = features.index.to_numpy()
+    owners = np.nan_to_num(features["owner_id"].to_numpy(), nan=-1).astype(np.int64)
+    tally = flagged if flagged is not None else {}
 
-    overdue = [
-        followups.FollowUpRecord(
-            id=r.id,
-            customer_id=r.customer_id,
-            owner_id=r.owner_id,
-            due_at=r.due_at,
-            created_at=r.created_at,
-            note=r.note or "",
-            customer_name=names.get(r.customer_id, ""),
-        )
-        for r in conn.execute(
-            sa.select(f.id, f.customer_id, f.owner_id, f.due_at, f.created_at, f.note).where(
-                f.status != "done", f.due_at < t, f.created_at < t
-            )
-        )
-    ]
-    findings = followups.overdue_follow_ups(now, overdue, last_reply)
+    def place(ids: np.ndarray) -> np.ndarray:
+        """Positions of ``ids`` in ``features`` (-1: a customer made after ``now``)."""
+        if not len(customer_ids):
+            return np.full(len(ids), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(customer_ids, ids), len(customer_ids) - 1)
+        return np.where(customer_ids[pos] == ids, pos, -1)
 
-    deals = pipeline.deal_records(session, now)
-    findings += followups.rotting_deals(now, deals, pipeline.rotting_limits(settings))
-    findings += followups.close_date_passed(now, deals, settings.tz)
+    def per_customer(values: np.ndarray, at: np.ndarray, missing: int) -> np.ndarray:
+        return np.where(at >= 0, values[np.maximum(at, 0)], missing)
 
-    recent = sa.literal(now - timedelta(days=30), UTCDateTime())
-    threads = []
-    for tr in conn.execute(
-        sa.select(
-            i.customer_id,
-            i.thread_key,
-            sa.func.max(i.occurred_at).filter(i.direction == "inbound").label("last_in"),
-            sa.func.max(i.occurred_at).filter(i.direction == "outbound").label("last_out"),
-            sa.func.max(i.subject).label("subject"),
+    def keep(rule: Flagged) -> np.ndarray:
+        tally[rule.kind] = rule.totals()
+        return rule.most_urgent(cap)
+
+    def owner_of(value: int) -> int | None:
+        return None if value < 0 else int(value)
+
+    last_inbound = features["last_inbound_us"].to_numpy()
+    last_activity = features["last_interaction_us"].to_numpy()
+
+    # Open follow-ups made before now: the overdue ones, and the next steps of open deals.
+    fu = read_columns(
+        conn,
+        "follow_ups",
+        [Column("id", "int"), Column("customer_id", "int"), Column("deal_id", "int"),
+         Column("owner_id", "int"), Column("due_at", "time"), Column("created_at", "time")],
+        f"status <> 'done' AND created_at < {before}",
+    )  # fmt: skip
+    replied = per_customer(last_inbound, place(fu["customer_id"]), NEVER_BEFORE)
+    # Overdue, unless the customer wrote after it was made (they answered what it waited for).
+    overdue = np.flatnonzero((fu["due_at"] < t) & ~(replied > fu["created_at"]))
+    late_days = (t - fu["due_at"][overdue]) // US_PER_DAY
+    overdue = keep(
+        Flagged(
+            "overdue_follow_up",
+            overdue,
+            fu["owner_id"][overdue],
+            np.where(late_days >= 7, 3, 2),
+            fu["due_at"][overdue],
         )
-        .where(
-            i.channel == "email", i.occurred_at >= recent, i.occurred_at < t, i.deleted_at.is_(None)
-        )
-        .group_by(i.customer_id, i.thread_key)
-    ):
-        owner = owners.get(tr.customer_id)
-        threads.append(
-            followups.ThreadRecord(
-                customer_id=tr.customer_id,
-                owner_id=None if owner is None or pd.isna(owner) else int(owner),
-                thread_key=tr.thread_key,
-                last_inbound_at=pipeline.utc_result(tr.last_in),
-                last_outbound_at=pipeline.utc_result(tr.last_out),
-                customer_name=names.get(tr.customer_id, ""),
-                subject=tr.subject,
-            )
-        )
-    findings += followups.unanswered_emails(
-        now, threads, business_hours=settings.unanswered_business_hours, tz=settings.tz
     )
-    findings += followups.awaiting_reply(now, threads, days=settings.awaiting_reply_days)
+    future = fu["due_at"] >= t
 
-    active = features[features["active"].astype(bool)]
-    tiers = followups.value_tiers(active["value_365"].to_numpy())
-    touch = active[["last_inbound_at", "last_outbound_at"]].max(axis=1)
-    touches = [
-        followups.CustomerTouch(
-            customer_id=int(cid),
-            owner_id=None if pd.isna(owner) else int(owner),
-            name=names.get(int(cid), ""),
-            value_tier=tier,
-            last_touch_at=_when(last),
+    # Open deals made before now, their stage as a code over the configured stages.
+    stages = tuple(s.name for s in settings.deal_stages)
+    deals = read_columns(
+        conn,
+        "deals",
+        [Column("id", "int"), Column("customer_id", "int"), Column("owner_id", "int"),
+         Column("stage", "code", stages), Column("stage_entered_at", "time"),
+         Column("expected_close_date", "date", null=NEVER_AFTER)],
+        f"status = 'open' AND created_at < {before}",
+    )  # fmt: skip
+    limits = pipeline.rotting_limits(settings)
+    limit_days = np.array([limits.get(name, 0) for name in stages] + [0], dtype=np.int64)
+    limit = limit_days[deals["stage"]]  # code -1 (a stage no longer configured) never rots
+    # Any interaction of the customer resets the clock: an interaction on a deal always
+    # belongs to the deal's customer (the services refuse any other, and a merge moves both).
+    activity = per_customer(last_activity, place(deals["customer_id"]), NEVER_BEFORE)
+    idle_since = np.maximum(deals["stage_entered_at"], activity)
+    # The next step: the earliest open follow-up still to come, on the deal or its customer.
+    due = pd.Series(fu["due_at"][future])
+    next_step = np.fmin(
+        due.groupby(fu["deal_id"][future]).min().reindex(deals["id"]).to_numpy(np.float64),
+        due.groupby(fu["customer_id"][future])
+        .min()
+        .reindex(deals["customer_id"])
+        .to_numpy(np.float64),
+    )
+    has_step = ~np.isnan(next_step)
+    idle = t - idle_since
+    rotting = np.flatnonzero((limit > 0) & ~has_step & (idle > limit * US_PER_DAY))
+    rotting = keep(
+        Flagged(
+            "rotting_deal",
+            rotting,
+            deals["owner_id"][rotting],
+            np.where(idle[rotting] > 2 * limit[rotting] * US_PER_DAY, 3, 2),
+            idle_since[rotting],
         )
-        for cid, owner, tier, last in zip(
-            active.index, active["owner_id"], tiers, touch, strict=True
+    )
+    today = datetime.combine(now.astimezone(settings.tz).date(), datetime.min.time(), tzinfo=UTC)
+    close = deals["expected_close_date"]
+    late = np.flatnonzero(close < micros(today))
+    late = keep(
+        Flagged(
+            "close_date_passed",
+            late,
+            deals["owner_id"][late],
+            np.where((micros(today) - close[late]) // US_PER_DAY > 14, 2, 1),
+            close[late],
         )
-    ]
+    )
+
+    # Email threads of the last 30 days (the ``occurred_at`` index keeps this a short range).
+    recent = time_literal(now - timedelta(days=30), dialect)
+    thread_rows = _fetch(
+        conn,
+        "SELECT customer_id, max(CASE WHEN direction = 'inbound' THEN occurred_at END), "
+        "max(CASE WHEN direction = 'outbound' THEN occurred_at END), max(subject) "
+        f"FROM interactions WHERE channel = 'email' AND occurred_at >= {recent} "
+        f"AND occurred_at < {before} AND deleted_at IS NULL GROUP BY customer_id, thread_key",
+    )
+    thread_customer = np.array([row[0] for row in thread_rows], dtype=np.int64)
+    thread_owner = per_customer(owners, place(thread_customer), -1)
+    last_in = _us([row[1] for row in thread_rows])
+    last_out = _us([row[2] for row in thread_rows])
+    waiting = np.flatnonzero((last_in != NEVER_BEFORE) & (last_out < last_in))
+    hours = followups.business_hours_until([_utc(v) for v in last_in[waiting]], now, settings.tz)
+    bh = settings.unanswered_business_hours
+    unanswered = keep(
+        Flagged(
+            "unanswered_email",
+            waiting[hours > bh],
+            thread_owner[waiting[hours > bh]],
+            np.where(hours[hours > bh] > 3 * bh, 3, 2),
+            last_in[waiting[hours > bh]],
+        )
+    )
+    quiet_out = np.flatnonzero(
+        (last_out != NEVER_BEFORE)
+        & (last_in <= last_out)
+        & (t - last_out > settings.awaiting_reply_days * US_PER_DAY)
+    )
+    awaiting = keep(
+        Flagged(
+            "awaiting_reply",
+            quiet_out,
+            thread_owner[quiet_out],
+            np.ones(len(quiet_out), dtype=np.int64),
+            last_out[quiet_out],
+        )
+    )
+
+    # Going quiet: active customers past their value tier's days without a touch either way.
+    active = np.flatnonzero(features["active"].to_numpy(dtype=bool))
+    tiers = followups.value_tiers(features["value_365"].to_numpy()[active])
+    touch = np.fmax(features["last_inbound_at"].to_numpy(), features["last_outbound_at"].to_numpy())
+    touch = touch[active]
     days = {
         "high": settings.quiet_days_high,
         "mid": settings.quiet_days_mid,
         "low": settings.quiet_days_low,
     }
+    tier_limit = np.select(
+        [tiers == "high", tiers == "mid"], [days["high"], days["mid"]], days["low"]
+    )
+    quiet = np.flatnonzero(~(epoch_days(now) - touch <= tier_limit))
+    never = np.isnan(touch[quiet])
+    quiet = keep(
+        Flagged(
+            "going_quiet",
+            quiet,
+            owners[active[quiet]],
+            np.select([tiers[quiet] == "high", tiers[quiet] == "mid"], [3, 2], 1),
+            np.where(never, NEVER_BEFORE, np.nan_to_num(touch[quiet]) * US_PER_DAY).astype(
+                np.int64
+            ),
+        )
+    )
+
+    # Words for what is kept: names, notes, titles (plain reads of those rows only).
+    who = np.concatenate(
+        [
+            fu["customer_id"][overdue],
+            deals["customer_id"][np.union1d(rotting, late)],
+            thread_customer[np.union1d(unanswered, awaiting)],
+            customer_ids[active[quiet]],
+        ]
+    )
+    names = dict(_fetch(conn, "SELECT id, name FROM customers WHERE id IN", who))
+    notes = dict(_fetch(conn, "SELECT id, note FROM follow_ups WHERE id IN", fu["id"][overdue]))
+    kept_deals = np.union1d(rotting, late)
+    words = {
+        row[0]: row[1:]
+        for row in _fetch(
+            conn, "SELECT id, title, stage FROM deals WHERE id IN", deals["id"][kept_deals]
+        )
+    }
+
+    overdue_records = [
+        followups.FollowUpRecord(
+            id=int(fu["id"][k]),
+            customer_id=int(fu["customer_id"][k]),
+            owner_id=owner_of(fu["owner_id"][k]),
+            due_at=_utc(fu["due_at"][k]),
+            created_at=_utc(fu["created_at"][k]),
+            note=notes.get(int(fu["id"][k])) or "",
+            customer_name=names.get(int(fu["customer_id"][k]), ""),
+        )
+        for k in overdue
+    ]
+    last_reply = {
+        r.customer_id: _utc(replied[k])
+        for r, k in zip(overdue_records, overdue, strict=True)
+        if replied[k] != NEVER_BEFORE
+    }
+    findings = followups.overdue_follow_ups(now, overdue_records, last_reply)
+
+    def deal_records(kept: np.ndarray) -> list[followups.DealRecord]:
+        return [
+            followups.DealRecord(
+                id=int(deals["id"][k]),
+                customer_id=int(deals["customer_id"][k]),
+                owner_id=owner_of(deals["owner_id"][k]),
+                title=words[int(deals["id"][k])][0],
+                stage=words[int(deals["id"][k])][1],
+                stage_entered_at=_utc(deals["stage_entered_at"][k]),
+                expected_close_date=None if close[k] == NEVER_AFTER else _utc(close[k]).date(),
+                last_activity_at=None if activity[k] == NEVER_BEFORE else _utc(activity[k]),
+                next_step_at=_utc(next_step[k]) if has_step[k] else None,
+            )
+            for k in kept
+        ]
+
+    findings += followups.rotting_deals(now, deal_records(rotting), limits)
+    findings += followups.close_date_passed(now, deal_records(late), settings.tz)
+
+    def threads(kept: np.ndarray) -> list[followups.ThreadRecord]:
+        return [
+            followups.ThreadRecord(
+                customer_id=int(thread_customer[k]),
+                owner_id=owner_of(thread_owner[k]),
+                thread_key=None,
+                last_inbound_at=None if last_in[k] == NEVER_BEFORE else _utc(last_in[k]),
+                last_outbound_at=None if last_out[k] == NEVER_BEFORE else _utc(last_out[k]),
+                customer_name=names.get(int(thread_customer[k]), ""),
+                subject=thread_rows[k][3],
+            )
+            for k in kept
+        ]
+
+    findings += followups.unanswered_emails(
+        now, threads(unanswered), business_hours=bh, tz=settings.tz
+    )
+    findings += followups.awaiting_reply(now, threads(awaiting), days=settings.awaiting_reply_days)
+
+    touches = [
+        followups.CustomerTouch(
+            customer_id=int(customer_ids[active[k]]),
+            owner_id=owner_of(owners[active[k]]),
+            name=names.get(int(customer_ids[active[k]]), ""),
+            value_tier=tiers[k],
+            last_touch_at=_when(touch[k]),
+        )
+        for k in quiet
+    ]
     findings += followups.going_quiet(now, touches, days)
     return findings
 
@@ -192,6 +437,18 @@ def compute(
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
 ) -> tuple[RunResults, churn.ChurnModel | None]:
+    with threadpool_limits(limits=settings.analytics_threads):
+        return _compute(session, settings, cutoff, kind, progress, timings)
+
+
+def _compute(
+    session: Session,
+    settings: Settings,
+    cutoff: datetime,
+    kind: str,
+    progress: Progress | None,
+    timings: dict[str, float] | None,
+) -> tuple[RunResults, churn.ChurnModel | None]:
     say = progress or (lambda _m: None)
     clock = timings if timings is not None else {}
     started = datetime.now(UTC)
@@ -202,8 +459,11 @@ def compute(
         return now
 
     t = time.perf_counter()
+    say("reading the store")
+    snapshot = read_snapshot(session, cutoff, readers=settings.analytics_readers)
+    t = lap("read", t)
     say("building features")
-    features = build_features(session, cutoff)
+    features = features_at(snapshot, cutoff)
     t = lap("features", t)
     say(f"segmenting {len(features):,} customers")
     rfm = segments.rfm_segments(features)
@@ -216,15 +476,24 @@ def compute(
     seg = rfm.assign(cluster=clusters.labels, cluster_name=clusters.labels.map(clusters.names))
     t = lap("segments", t)
     config = churn_config(settings)
-    model, churn_meta = churn.train(session, cutoff, config, progress=say)
+    model, churn_meta = churn.train(snapshot, cutoff, config, progress=say)
+    del snapshot
     t = lap("churn_training", t)
     say("scoring churn risk" + (" (cold start: transparent score)" if model is None else ""))
     scores = churn.score(features, model, config, meta=churn_meta)
     t = lap("churn_scoring", t)
     say("running follow-up rules")
-    findings = follow_up_findings(session, settings, cutoff, features)
+    flagged: dict[str, dict[str, int]] = {}
+    findings = follow_up_findings(session, settings, cutoff, features, flagged)
     lap("followups", t)
     meta: dict[str, Any] = {
+        # Everything each rule flagged, per owner ("none": nobody owns it); each owner's
+        # ``per_owner`` most urgent of each kind are stored as findings.
+        "findings": {
+            "per_owner": settings.findings_per_owner,
+            "flagged": flagged,
+            "stored": len(findings),
+        },
         "method": scores.method,
         "churn": churn_meta,
         "segments": {
@@ -366,6 +635,7 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
             "customers": run.customers,
             "scored": int(len(sc)),
             "findings": len(results.findings),
+            "flagged": sum(sum(v.values()) for v in results.meta["findings"]["flagged"].values()),
             "method": results.meta.get("method"),
         },
     )
@@ -448,7 +718,11 @@ def refresh(
         customers=run.customers,
         segments=dict(Counter(results.segments["rfm_segment"])),
         risk_levels=dict(Counter(results.scores["risk_level"])),
-        findings=dict(Counter(f.kind for f in results.findings)),
+        findings={
+            kind: sum(per_owner.values())
+            for kind, per_owner in results.meta["findings"]["flagged"].items()
+            if per_owner
+        },
         method=results.meta["method"],
         meta=results.meta,
         seconds=timings,

@@ -260,10 +260,22 @@ def findings_for(
 def finding_counts(
     session: Session, *, owner_id: int | None = None
 ) -> dict[tuple[int | None, str], int]:
-    """How many findings of each kind each owner has in the latest run: {(owner, kind): n}."""
+    """Everything the follow-up rules flagged in the latest run, {(owner, kind): n} (owner None:
+    nobody's); only ``owner_id``'s when given. A run stores only each owner's most urgent
+    findings and keeps the count of all of them; a run from before those counts were kept
+    stored every finding, so its rows are counted."""
     run = latest_run(session)
     if run is None:
         return {}
+    flagged = (run.meta or {}).get("findings", {}).get("flagged")
+    if flagged is not None:
+        out: dict[tuple[int | None, str], int] = {}
+        for kind, per_owner in flagged.items():
+            for owner, n in per_owner.items():
+                key = None if owner == "none" else int(owner)
+                if owner_id is None or key == owner_id:
+                    out[(key, kind)] = int(n)
+        return out
     stmt = (
         sa.select(Finding.owner_id, Finding.kind, sa.func.count())
         .where(Finding.run_id == run.id)

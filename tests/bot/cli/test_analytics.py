@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -54,6 +55,10 @@ def test_evaluate_on_demo_prints_the_table_and_our_auc_last(crmbot):
         assert method in out
     assert "Segment stability" in out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("our AUC: ") and 0.5 < float(last.split()[-1]) <= 1
+    auc, precision = re.fullmatch(
+        r"our AUC: ([0-9.]+), our average precision: ([0-9.]+)", last
+    ).groups()
+    assert 0.5 < float(auc) <= 1 and 0 < float(precision) <= 1
+    assert "average precision" in out  # a column of the table for every method
     ceiling = next(line for line in out.splitlines() if line.startswith("Ceiling, not a method"))
     assert "holdout's own labels" in ceiling

@@ -68,8 +68,10 @@ def test_training_and_scores_ignore_everything_after_the_cutoff(demo_db):
     assert set(meta["candidates_auc"]) == {"logistic_regression", "hist_gradient_boosting", "blend"}
     assert meta["validation_auc"] == max(meta["candidates_auc"].values())
     assert 0.5 < meta["validation_auc"] <= 1.0
-    # The final fit learns from every labelled cutoff, the newest (validation) one included.
+    # The linear model learns from every labelled cutoff, the newest (validation) one
+    # included; the trees are fitted once, on the older cutoffs.
     assert meta["training_rows"] == meta["labelled_rows"]
+    assert meta["tree_training_rows"] == meta["labelled_rows"] - meta["calibration_rows"]
     # Every label window closes by the scoring cutoff.
     assert all(
         datetime.fromisoformat(c) + timedelta(days=CONFIG.horizon_days) <= cutoff
@@ -122,6 +124,25 @@ def test_high_risk_customers_get_reasons_in_words(demo_db):
     assert scores.loc[scores["risk_level"] == "low", "reasons"].map(len).eq(0).all()
 
 
+def test_leads_who_never_bought_are_not_scored_and_reasons_follow_the_customer(demo_db):
+    cutoff = datetime(2025, 11, 1, tzinfo=UTC)
+    with demo_db.session() as session:
+        model, _ = churn.train(session, cutoff, CONFIG)
+        features = build_features(session, cutoff)
+    scores = churn.score(features, model, CONFIG).frame
+    leads = features.index[~features["buyer"]]
+    assert len(leads) > 0 and not scores.index.intersection(leads).size
+    assert features.loc[scores.index, "buyer"].all()
+    flagged = scores[scores["reasons"].map(len) > 0]
+    words = [r for rs in flagged["reasons"] for r in rs]
+    assert "has never bought" not in words
+    # Reasons carry each customer's own numbers: different customers, different reasons.
+    assert len({tuple(rs) for rs in flagged["reasons"]}) >= 0.5 * len(flagged)
+    # The leading reason is the group pushing this customer's log-odds up most.
+    pushes = churn.group_pushes(model.explainer, churn.model_matrix(features.loc[flagged.index]))
+    assert (pushes.max(axis=1) >= CONFIG.min_reason_push).all()
+
+
 def test_cold_start_uses_the_transparent_score_and_says_so(db):
     quiet = customer(db, "Quiet", days(400))
     purchase(db, quiet, days(200))
@@ -138,8 +159,8 @@ def test_cold_start_uses_the_transparent_score_and_says_so(db):
     assert s.loc[quiet, "risk_level"] == "high"
     assert "no purchase in 180 days (usually every 20)" in s.loc[quiet, "reasons"]
     assert any("cold start" in r for r in s.loc[quiet, "reasons"])
-    # Written yesterday, never bought: usual gap defaults to half the horizon.
-    assert s.loc[busy, "probability"] == pytest.approx(1 - math.exp(-1 / 30))
+    # Wrote yesterday but never bought: a lead, not a customer who can churn.
+    assert busy not in s.index
     assert set(s["method"]) == {"cold_start"}
 
 
@@ -183,3 +204,22 @@ def test_reason_texts_read_only_the_reason_columns():
     assert "orders down 75% vs the previous quarter" in texts
     assert "no reply to 2 emails in 1 day" in texts
     assert "new customer (30 days)" in texts
+
+
+def test_the_median_imputer_does_what_the_simple_imputer_did():
+    import numpy as np
+    from sklearn.impute import SimpleImputer
+
+    from crm.analytics.churn import MedianImputer
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 6))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[:, 2] = np.nan  # no value at all
+    x[:, 4] = rng.normal(size=400)  # never missing: no indicator column
+    later = rng.normal(size=(50, 6))
+    later[rng.random(later.shape) < 0.3] = np.nan
+    simple = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+    ours = MedianImputer().fit(x)
+    assert np.allclose(ours.transform(later), simple.fit(x).transform(later))
+    assert ours.indicator_features_.tolist() == simple.indicator_.features_.tolist()

@@ -20,3 +20,19 @@ def test_the_ceiling_is_fitted_on_the_holdout_labels_and_finds_what_they_depend_
     assert top.auc > 0.95 and top.note == "fitted on the holdout itself"
     noise = ceiling(churn.model_matrix(frame), rng.integers(0, 2, n), seed=7)
     assert noise.auc < 0.65
+
+
+def test_paired_gap_tells_a_real_difference_from_chance():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from crm.analytics.evaluate import paired_gap
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 2_000)
+    good = y + rng.normal(0, 1, len(y))  # informative
+    noise = rng.normal(0, 1, len(y))  # not at all
+    diff, low, high = paired_gap(y, good, noise, roc_auc_score)
+    assert diff > 0.2 and 0 < low <= diff <= high
+    same = paired_gap(y, good, good, roc_auc_score)
+    assert same == (0.0, 0.0, 0.0)

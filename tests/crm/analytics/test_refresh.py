@@ -62,7 +62,7 @@ def test_refresh_stores_runs_snapshots_and_segment_moves(db, shop, admin, analyt
     first = refresh(
         db, settings=analytics_settings, actor=admin, cutoff=CUTOFF, progress=messages.append
     )
-    assert messages and "building features" in messages[0]
+    assert messages[:2] == ["reading the store", "building features"]
     second = refresh(db, settings=analytics_settings, actor=admin, cutoff=LATER)
     assert second.run_id != first.run_id and first.method == "cold_start"
     with db.session() as session:
@@ -167,3 +167,36 @@ def test_a_failed_refresh_leaves_a_failed_run_and_no_snapshot(
         assert [r.status for r in runs] == ["failed"] and "disk full" in runs[0].meta["error"]
         assert session.exec(select(CustomerSegment)).all() == []
         assert insights.latest_run(session) is None
+
+
+def test_each_owner_keeps_its_most_urgent_findings_and_every_count(db, admin, tmp_path):
+    rep, _ = make_user(db, "Rita", Role.rep)
+    settings = Settings(
+        _env_file=None, database_url=db.url, model_dir=str(tmp_path), findings_per_owner=2
+    )  # type: ignore[call-arg]
+    late = {}
+    for days_late in (3, 20, 10):
+        cid = customer(db, f"Late {days_late}", days(400), owner_id=rep.id)
+        late[days_late] = follow_up(db, cid, due=days(days_late), created=days(30))
+    nobody = follow_up(db, customer(db, "Nobody's", days(400)), due=days(5), created=days(30))
+    # Only our own call, two days ago: touched recently, so not going quiet.
+    called = customer(db, "Called", days(400), owner_id=rep.id)
+    interaction(db, called, days(2), Channel.call, Direction.outbound)
+    with db.transaction() as session:
+        for fid in late.values():
+            session.get(FollowUp, fid).owner_id = rep.id  # type: ignore[union-attr]
+    result = refresh(db, settings=settings, actor=admin, cutoff=CUTOFF)
+    assert result.findings["overdue_follow_up"] == 4
+    flagged = result.meta["findings"]["flagged"]
+    assert flagged["overdue_follow_up"] == {str(rep.id): 3, "none": 1}
+    # The three never-touched customers of Rita are quiet; the one she called is not.
+    assert flagged["going_quiet"] == {str(rep.id): 3, "none": 1}
+    with db.session() as session:
+        stored = session.exec(select(Finding).where(Finding.run_id == result.run_id)).all()
+        overdue = {f.follow_up_id for f in stored if f.kind == "overdue_follow_up"}
+        assert overdue == {late[20], late[10], nobody}  # Rita's two most overdue
+        quiet = [f.customer_id for f in stored if f.kind == "going_quiet"]
+        assert len(quiet) == 3 and called not in quiet
+        # What the team roll-up counts: everything flagged, not only what was stored.
+        counts = insights.finding_counts(session)
+        assert counts[(rep.id, "overdue_follow_up")] == 3 and counts[(None, "going_quiet")] == 1
