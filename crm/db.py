@@ -8,9 +8,12 @@ quick reads of an interactive request.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +120,62 @@ def _share_disconnects(*engines: Engine) -> None:
                         other.dispose(close=False)
 
 
+class _WriteGate:
+    """Write units on one SQLite file take turns here before SQLite's own lock.
+
+    SQLite lets one writer in at a time and makes the others poll, sleeping longer after each
+    try (up to 100 ms a time), so under many short writes at once (every Slack request records
+    its signature) a few wait hundreds of milliseconds for a lock that was free after one. Here
+    the threads of a process queue on a lock that wakes the next at once, and the processes on
+    a lock file beside the database, polled every few milliseconds. Only crmbot's own writers
+    take it; any other keeps SQLite's rules, which still decide.
+    """
+
+    POLL_SECONDS = 0.002
+    TIMEOUT_SECONDS = 30.0  # as SQLite's busy timeout: then SQLite's own wait takes over
+
+    def __init__(self, database: str) -> None:
+        self._path = Path(database).expanduser().with_name(Path(database).name + ".write-lock")
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        # One descriptor per process (a forked worker opens its own: a lock belongs to it).
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        import fcntl
+
+        deadline = time.monotonic() + self.TIMEOUT_SECONDS
+        if not self._threads.acquire(timeout=self.TIMEOUT_SECONDS):
+            yield  # as before the gate: SQLite's busy wait decides
+            return
+        locked = False
+        try:
+            try:
+                fd = self._file()
+            except OSError:  # a read-only folder: no lock file, SQLite's rules alone
+                fd = None
+            while fd is not None and not locked:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = True
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(self.POLL_SECONDS)
+            yield
+        finally:
+            if locked and fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            self._threads.release()
+
+
 class Database:
     """The store: an engine plus sessions per unit of work."""
 
@@ -139,6 +198,16 @@ class Database:
             lookup_kwargs["isolation_level"] = "AUTOCOMMIT"
             self._lookup_engine = create_db_engine(self.url, **lookup_kwargs)
             _share_disconnects(self.engine, self._lookup_engine)
+        database = make_url(self.url).database
+        self._gate = (
+            _WriteGate(database)
+            if not postgres
+            and database
+            and database != ":memory:"
+            and os.name == "posix"
+            and not database.startswith("file:")
+            else None
+        )
 
     @property
     def dialect(self) -> str:
@@ -173,6 +242,16 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def quick_write(self) -> Iterator[sa.Connection]:
+        """A write unit of a few Core statements and nothing else, on the path of an
+        interactive request: no ORM session (its cost is most of such a unit's), and nothing
+        inside it waits on anything but the store. On a SQLite file these units take turns on
+        a lock of their own first, so that many at once queue instead of polling SQLite's."""
+        turn = self._gate.turn() if self._gate is not None else contextlib.nullcontext()
+        with turn, self._write_engine.begin() as connection:
+            yield connection
 
     def upgrade(self, revision: str = "heads") -> None:
         upgrade(self.engine, revision)

@@ -386,7 +386,7 @@ class _SlackHTTPServer(ThreadingHTTPServer):
     def first_sighting(self, signature: str) -> bool:
         """Whether this signed request is new (remembered in the store, so on every replica)."""
         now = utcnow()
-        with self.db.transaction() as session:
+        with self.db.quick_write() as session:
             if time.monotonic() - self._pruned_at > PRUNE_SECONDS:
                 self._pruned_at = time.monotonic()
                 replays.forget_before(session, now - replays.REMEMBER)

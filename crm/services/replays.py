@@ -17,15 +17,18 @@ from sqlmodel import Session
 
 from crm.models import SeenRequest, utcnow
 
+Executor = Session | sa.Connection
+
 _table = SeenRequest.__table__  # type: ignore[attr-defined]
 
 # Slack refuses timestamps more than five minutes off; remember a little longer than that.
 REMEMBER = timedelta(minutes=10)
 
 
-def first_sighting(session: Session, *, key: str, now: datetime | None = None) -> bool:
+def first_sighting(session: Executor, *, key: str, now: datetime | None = None) -> bool:
     """Record the request ``key``; False when it was recorded before (a repeat)."""
-    dialect = session.get_bind().dialect.name
+    bind = session.get_bind() if isinstance(session, Session) else session
+    dialect = bind.dialect.name
     if dialect == "postgresql":
         # On the path of every Slack request: the commit need not wait for the disk. A crash
         # could forget the last few, which only reopens their five minutes.
@@ -42,7 +45,7 @@ def first_sighting(session: Session, *, key: str, now: datetime | None = None) -
     return session.execute(stmt).first() is not None
 
 
-def forget_before(session: Session, before: datetime) -> int:
+def forget_before(session: Executor, before: datetime) -> int:
     """Drop the requests seen before ``before``; how many went."""
     result = session.execute(sa.delete(_table).where(_table.c.seen_at < before))
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -81,3 +81,29 @@ def test_a_lost_server_found_by_one_pool_renews_the_other(pg: Database, postgres
     with pytest.raises(sa.exc.OperationalError), pg.session() as session:
         session.execute(sa.text("SELECT 1")).scalar_one()  # this pool finds the server gone
     assert _backend_pid(pg) != looked_up  # and the lookup pool needs no failed request of its own
+
+
+def test_quick_writes_at_once_from_many_threads_all_land_and_a_repeat_is_seen_once(db) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crm.services import replays
+
+    def sight(key: str) -> bool:
+        with db.quick_write() as connection:
+            return replays.first_sighting(connection, key=key)
+
+    keys = [f"request-{n % 10}" for n in range(80)]  # each key sent eight times
+    with ThreadPoolExecutor(16) as pool:
+        firsts = list(pool.map(sight, keys))
+    assert sum(firsts) == 10
+    assert {k for k, first in zip(keys, firsts, strict=True) if first} == set(keys)
+
+
+def test_a_failed_quick_write_leaves_nothing_and_frees_the_turn(db) -> None:
+    from crm.services import replays
+
+    with pytest.raises(RuntimeError), db.quick_write() as connection:
+        replays.first_sighting(connection, key="half-done")
+        raise RuntimeError("boom")
+    with db.quick_write() as connection:  # the turn was given back
+        assert replays.first_sighting(connection, key="half-done")
