@@ -292,6 +292,12 @@ def _reason_action(reason: insights.Reason) -> str | None:
         if first >= 100:
             return "Book a check-in call: they have not talked to us at all this quarter."
         return f"Book a check-in call: they talk to us {first}% less than the quarter before."
+    if reason.kind == "activity_low" and first is not None:
+        if first == 0:
+            return "Book a check-in call: nobody has talked with them in 90 days."
+        return f"Book a check-in call: only {_plural(first, 'interaction')} with them in 90 days."
+    if reason.kind == "won_deal_only":
+        return "Propose their first order: the won deal is all they have bought so far."
     if reason.kind == "tenure" and first is not None:
         return f"Check their onboarding: {first} days in and already going quiet."
     return None

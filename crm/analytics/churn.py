@@ -497,12 +497,19 @@ def _reason_activity(r: Any) -> str | None:
     before, now = r["interactions_prev_90"], r["interactions_90"]
     if before > 0 and now < before:
         return f"interactions down {round(100 * (before - now) / before)}% vs the previous quarter"
+    if now <= 2:
+        n = int(now)
+        if n == 0:
+            return "no interactions in 90 days"
+        return f"only {_plural(n, 'interaction')} in 90 days"
     return None
 
 
 def _reason_deals(r: Any) -> str | None:
     if r["lost_deals_90"] > 0:
         return f"lost {_plural(int(r['lost_deals_90']), 'deal')} in the last 90 days"
+    if r["purchase_days"] == 0 and r["won_deals"] > 0:
+        return f"no purchase besides {_plural(int(r['won_deals']), 'won deal')}"
     return None
 
 
@@ -578,7 +585,7 @@ REASON_COLUMNS: tuple[str, ...] = (
     "recency_days", "avg_purchase_gap_days", "purchases_90", "purchases_prev_90", "value_90",
     "value_prev_90", "purchase_days", "days_since_inbound", "unanswered_inbound",
     "unanswered_days", "days_since_outbound", "interactions_90", "interactions_prev_90",
-    "lost_deals_90", "overdue_follow_ups", "tenure_days",
+    "lost_deals_90", "won_deals", "overdue_follow_ups", "tenure_days",
 )  # fmt: skip
 
 
@@ -625,7 +632,9 @@ def explain(
     """For each row: the feature groups pushing its risk up most, in words, with its numbers.
 
     A group counts when it adds at least ``min_push`` to the log-odds and its fact holds for
-    this customer (a text function returns None when, say, there was no drop in orders).
+    this customer (a text function returns None when, say, there was no drop in orders). When
+    no such group has a fact to show, the strongest group that pushes up at all and has one is
+    shown, so a reader gets the model's leading fact rather than no reason.
     """
     if frame.empty:
         return []
@@ -634,14 +643,15 @@ def explain(
     pushes = group_pushes(model.explainer, model_matrix(frame))
     texts = [fn for _, fn in REASON_GROUPS.values()]
     order = np.argsort(-pushes, axis=1, kind="stable")
-    # Only the groups pushing hard enough, strongest first, as plain lists (no numpy scalar
-    # per step): the loop below runs for every flagged customer.
-    strong = np.take_along_axis(pushes, order, axis=1) >= min_push
+    # Plain lists (no numpy scalar per step): the loop below runs for every flagged customer.
+    ranked = np.take_along_axis(pushes, order, axis=1).tolist()
     out: list[list[str]] = []
-    for row, groups, keep in zip(_records(frame), order.tolist(), strong.tolist(), strict=True):
+    for row, groups, sizes in zip(_records(frame), order.tolist(), ranked, strict=True):
         reasons: list[str] = []
-        for g, ok in zip(groups, keep, strict=True):
-            if not ok or len(reasons) >= max_reasons:
+        for g, push in zip(groups, sizes, strict=True):
+            # Every group pushing hard enough whose fact holds, strongest first; when none of
+            # those has a fact to show, the strongest weaker one that pushes up at all.
+            if len(reasons) >= max_reasons or push <= 0 or (push < min_push and reasons):
                 break
             text = texts[g](row)
             if text:

@@ -466,6 +466,9 @@ _REASON_PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[int, ...]], ...] = (
     ("silence", re.compile(r"no message from them in (\d+) days?"), ()),
     ("outreach", re.compile(r"no outreach from us in (\d+) days?|we have never reached out"), ()),
     ("activity", re.compile(r"interactions down (\d+)%"), ()),
+    ("activity_low", re.compile(r"only (\d+) interactions? in 90 days"), ()),
+    ("activity_low", re.compile(r"no interactions in 90 days"), (0,)),
+    ("won_deal_only", re.compile(r"no purchase besides (\d+) won deals?"), ()),
     ("tenure", re.compile(r"new customer \((\d+) days?\)"), ()),
     ("method", re.compile(r"cold start: "), ()),
 )
@@ -474,7 +477,9 @@ _REASON_PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[int, ...]], ...] = (
 @dataclass(frozen=True)
 class Reason:
     text: str
-    kind: str | None  # the feature group it speaks of (see crm.analytics.churn.REASON_GROUPS)
+    # The feature group it speaks of (see crm.analytics.churn.REASON_GROUPS), or a finer kind
+    # of one (activity_low, won_deal_only).
+    kind: str | None
     # The figures in it, in order ("usually every day" is 1, "has never bought" 0 purchases).
     numbers: tuple[int | None, ...] = ()
 

@@ -660,3 +660,16 @@ def test_dates_are_the_teams_own_west_of_greenwich(db, admin, settings):
         last = digests.last_digest(s, "churn", "email:max@ourco.com")
         digest = digests.build_churn_digest(s, west, now=NOW + timedelta(days=2), last=last)
     assert "on this list since Sun 22 Nov, +10 pts" in _items(digest, "top")[0].details[0]
+
+
+def test_little_contact_and_a_won_deal_only_get_actions_of_their_own():
+    from crm.services.insights import read_reason
+
+    few = digests.churn_action(
+        [read_reason("only 2 interactions in 90 days")], quiet_days=40, has_owner=True
+    )
+    assert few == "Book a check-in call: only 2 interactions with them in 90 days."
+    won = digests.churn_action(
+        [read_reason("no purchase besides 1 won deal")], quiet_days=3, has_owner=True
+    )
+    assert won.startswith("Propose their first order")
