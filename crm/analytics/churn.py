@@ -116,8 +116,9 @@ class ChurnModel:
     # The fitted linear model whose per-feature terms give the reasons.
     explainer: Any = None
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.estimator.predict_proba(model_matrix(frame))[:, 1]
+    def predict(self, frame: pd.DataFrame, x: np.ndarray | None = None) -> np.ndarray:
+        """Churn probabilities; ``x`` is ``model_matrix(frame)`` when the caller has it."""
+        return self.estimator.predict_proba(model_matrix(frame) if x is None else x)[:, 1]
 
 
 @dataclass
@@ -273,9 +274,7 @@ def training_sample(snapshot: Snapshot, config: ChurnConfig) -> Snapshot:
     return snapshot.subset(keep)
 
 
-def labelled_sets(
-    snapshot: Snapshot, cutoff: datetime, config: ChurnConfig
-) -> list[LabelledSet]:
+def labelled_sets(snapshot: Snapshot, cutoff: datetime, config: ChurnConfig) -> list[LabelledSet]:
     """For each past cutoff (newest first): the features of customers who had bought by then,
     labelled from the horizon after it. ``snapshot`` must reach ``cutoff``."""
     horizon = timedelta(days=config.horizon_days)
@@ -589,11 +588,27 @@ REASON_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    # Plain dicts of plain floats: a pandas Series per row costs ~50x more, and to_dict walks
-    # every cell through pandas; reasons need only a few lookups.
-    columns = [frame[c].to_numpy(dtype=np.float64).tolist() for c in REASON_COLUMNS]
-    return [dict(zip(REASON_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)]
+class _Row:
+    """One customer's reason columns, read by name (``row["recency_days"]``) straight from
+    the column lists: a dict per customer would cost most of explaining a million of them."""
+
+    __slots__ = ("_columns", "_i")
+
+    def __init__(self, columns: dict[str, list[float]], i: int) -> None:
+        self._columns = columns
+        self._i = i
+
+    def __getitem__(self, key: str) -> float:
+        return self._columns[key][self._i]
+
+
+def _reason_columns(frame: pd.DataFrame) -> dict[str, list[float]]:
+    return {c: frame[c].to_numpy(dtype=np.float64).tolist() for c in REASON_COLUMNS}
+
+
+def _records(frame: pd.DataFrame) -> list[_Row]:
+    columns = _reason_columns(frame)
+    return [_Row(columns, i) for i in range(len(frame))]
 
 
 def feature_pushes(explainer: Any, x: np.ndarray) -> np.ndarray:
@@ -627,7 +642,11 @@ def group_pushes(explainer: Any, x: np.ndarray) -> np.ndarray:
 
 
 def explain(
-    model: ChurnModel, frame: pd.DataFrame, max_reasons: int = 3, min_push: float = 0.05
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    max_reasons: int = 3,
+    min_push: float = 0.05,
+    x: np.ndarray | None = None,
 ) -> list[list[str]]:
     """For each row: the feature groups pushing its risk up most, in words, with its numbers.
 
@@ -640,13 +659,15 @@ def explain(
         return []
     if model.explainer is None:  # a model file from before reasons came from the linear terms
         return [rule_reasons(row, max_reasons) for row in _records(frame)]
-    pushes = group_pushes(model.explainer, model_matrix(frame))
+    pushes = group_pushes(model.explainer, model_matrix(frame) if x is None else x)
     texts = [fn for _, fn in REASON_GROUPS.values()]
     order = np.argsort(-pushes, axis=1, kind="stable")
     # Plain lists (no numpy scalar per step): the loop below runs for every flagged customer.
     ranked = np.take_along_axis(pushes, order, axis=1).tolist()
     out: list[list[str]] = []
-    for row, groups, sizes in zip(_records(frame), order.tolist(), ranked, strict=True):
+    columns = _reason_columns(frame)
+    for i, (groups, sizes) in enumerate(zip(order.tolist(), ranked, strict=True)):
+        row = _Row(columns, i)
         reasons: list[str] = []
         for g, push in zip(groups, sizes, strict=True):
             # Every group pushing hard enough whose fact holds, strongest first; when none of
@@ -699,7 +720,12 @@ def score(
     """Scores of customers who have bought (leads are not churn); reasons for medium/high risk."""
     frame = features[features["buyer"]]
     method = "model" if model is not None else "cold_start"
-    p = model.predict(frame) if model is not None else cold_start_score(frame, config.horizon_days)
+    x = model_matrix(frame) if model is not None else None
+    p = (
+        model.predict(frame, x)
+        if model is not None
+        else cold_start_score(frame, config.horizon_days)
+    )
     levels = risk_levels(p, config)
     out = pd.DataFrame(
         {
@@ -715,7 +741,13 @@ def score(
     if len(flagged):
         sub = frame.iloc[flagged]
         if model is not None:
-            texts = explain(model, sub, config.max_reasons, config.min_reason_push)
+            texts = explain(
+                model,
+                sub,
+                config.max_reasons,
+                config.min_reason_push,
+                x=x[flagged],  # type: ignore[index]
+            )
         else:
             texts = [rule_reasons(row, config.max_reasons) for row in _records(sub)]
         for n, text in zip(flagged, texts, strict=True):
