@@ -163,6 +163,28 @@ def resolve_customer(session: Session, ref: str) -> Customer:
     )
 
 
+# The postal address, in the order it is written; each part with its longest allowed length.
+ADDRESS_FIELDS: dict[str, int] = {"street": 300, "city": 120, "postcode": 20, "country": 80}
+
+
+def clean_address(parts: dict[str, str | None]) -> dict[str, str | None]:
+    """Address parts with spaces collapsed; a postcode upper-cased (``sw1a 1aa`` -> ``SW1A 1AA``)."""
+    cleaned = {
+        name: clean_text(value, field=name, max_length=ADDRESS_FIELDS[name])
+        for name, value in parts.items()
+    }
+    if cleaned.get("postcode"):
+        cleaned["postcode"] = cleaned["postcode"].upper()  # type: ignore[union-attr]
+    return cleaned
+
+
+def format_address(customer: Customer) -> str | None:
+    """The address on one line, or None when the customer has none."""
+    parts = [customer.street, " ".join(p for p in (customer.postcode, customer.city) if p)]
+    line = ", ".join(p for p in (*parts, customer.country) if p)
+    return line or None
+
+
 def _add_contact(
     session: Session, customer: Customer, kind: ContactKind, value: str, label: str | None
 ) -> ContactPoint:
@@ -209,6 +231,7 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
     if owner_id is not None and owner_id != actor.user_id:
         actor.require_manager("add a customer in someone else's name")
     tags = sorted({t.strip().lower() for t in customer_in.tags if t.strip()}) or None
+    address = clean_address(customer_in.model_dump(include=set(ADDRESS_FIELDS)))
     customer = Customer(
         name=name or "",
         name_key=name_key(name or ""),
@@ -217,6 +240,7 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
         status=customer_in.status,
         owner_id=owner_id,
         tags=tags,
+        **address,
     )
     session.add(customer)
     session.flush()
@@ -255,6 +279,7 @@ def update_customer(
         data["name_key"] = name_key(data["name"])
     if "company" in data:
         data["company"] = clean_text(data["company"], field="company", max_length=200)
+    data |= clean_address({k: v for k, v in data.items() if k in ADDRESS_FIELDS})
     if data.get("domain"):
         data["domain"] = normalise_domain(data["domain"])
     if "owner_id" in data:
@@ -364,6 +389,9 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
         session.add(gone)
         session.flush()
         keep.external_id = moved_external_id
+    if not format_address(keep):
+        for attr in ADDRESS_FIELDS:
+            setattr(keep, attr, getattr(gone, attr))
     for attr in ("company", "domain", "owner_id"):
         if getattr(keep, attr) is None and getattr(gone, attr) is not None:
             setattr(keep, attr, getattr(gone, attr))
