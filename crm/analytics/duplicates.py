@@ -27,20 +27,44 @@ from itertools import combinations
 
 import sqlalchemy as sa
 from rapidfuzz import fuzz
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 from sqlmodel import Session
 
 from crm.models import ContactKind, ContactPoint, Customer, DuplicateDismissal
 from crm.services.normalise import FREE_MAIL_DOMAINS
 
-DEFAULT_MIN_SCORE = 80.0
+DEFAULT_MIN_SCORE = 70.0
 # Blocks larger than this are skipped: the key is too common to tell people apart.
 MAX_BLOCK = 60
 
 # Words that say what kind of company or street it is, not which one.
 _COMPANY_WORDS = frozenset(
-    "inc incorporated ltd limited llc llp plc gmbh ag sa sas sarl bv nv co corp corporation "
-    "company group holding holdings the and of".split()
+    [
+        "inc",
+        "incorporated",
+        "ltd",
+        "limited",
+        "llc",
+        "llp",
+        "plc",
+        "gmbh",
+        "ag",
+        "sa",
+        "sas",
+        "sarl",
+        "bv",
+        "nv",
+        "co",
+        "corp",
+        "corporation",
+        "company",
+        "group",
+        "holding",
+        "holdings",
+        "the",
+        "and",
+        "of",
+    ]
 )
 _STREET_WORDS = {
     "st": "street",
@@ -165,6 +189,14 @@ def _keys(p: Person) -> Iterator[str]:
     if tokens:
         yield "n:" + " ".join(sorted(tokens))
     for t in tokens:
+        if len(t) > 2:
+            yield "t:" + t  # a rare name word alone (common ones make blocks too big to use)
+    if p.postcode:
+        yield "pc:" + p.postcode
+    street = p.street.split()
+    if len(street) > 1:
+        yield "st:" + " ".join(street[:2])
+    for t in tokens:
         if p.postcode:
             yield f"pc:{p.postcode}:{t[0]}"
         if p.city:
@@ -205,7 +237,15 @@ def _name_similarity(a: Person, b: Person) -> float:
 def _postcode_similarity(a: str, b: str) -> float:
     if a == b:
         return 1.0
-    return 0.6 if len(a) == len(b) and Levenshtein.distance(a, b) == 1 else 0.0
+    # One character typed wrong, or two swapped.
+    return 0.6 if len(a) == len(b) and OSA.distance(a, b) == 1 else 0.0
+
+
+def _text_similarity(a: str, b: str) -> float:
+    """0-1, forgiving word order and spaces put in or left out (``jervoisstreet``)."""
+    return (
+        max(fuzz.token_sort_ratio(a, b), fuzz.ratio(a.replace(" ", ""), b.replace(" ", ""))) / 100
+    )
 
 
 def score_pair(a: Person, b: Person) -> tuple[float, tuple[str, ...]]:
@@ -219,7 +259,7 @@ def score_pair(a: Person, b: Person) -> tuple[float, tuple[str, ...]]:
     # Weighted mean of what can be compared; the name always counts, and counts most.
     weights, sims = [3.0], [name]
     if a.street and b.street:
-        s = fuzz.token_sort_ratio(a.street, b.street) / 100
+        s = _text_similarity(a.street, b.street)
         weights.append(2.0)
         sims.append(s)
         reasons.append("same street" if s >= 0.995 else f"streets {s:.0%} alike")
@@ -228,10 +268,14 @@ def score_pair(a: Person, b: Person) -> tuple[float, tuple[str, ...]]:
         weights.append(1.0)
         sims.append(s)
         reasons.append(
-            "same postcode" if s == 1 else "postcodes one character apart" if s else "other postcode"
+            "same postcode"
+            if s == 1
+            else "postcodes one character apart"
+            if s
+            else "other postcode"
         )
     if a.city and b.city:
-        s = fuzz.ratio(a.city, b.city) / 100
+        s = _text_similarity(a.city, b.city)
         weights.append(1.0)
         sims.append(s)
         reasons.append("same city" if s >= 0.995 else f"cities {s:.0%} alike")
@@ -260,7 +304,9 @@ def score_pair(a: Person, b: Person) -> tuple[float, tuple[str, ...]]:
     return round(score, 1), tuple(reasons)
 
 
-def score_people(people: list[Person], *, min_score: float = DEFAULT_MIN_SCORE) -> list[DuplicatePair]:
+def score_people(
+    people: list[Person], *, min_score: float = DEFAULT_MIN_SCORE
+) -> list[DuplicatePair]:
     """Every candidate pair scoring at least ``min_score``, best first."""
     found: list[DuplicatePair] = []
     for i, j in candidate_pairs(people):

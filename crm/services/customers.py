@@ -18,6 +18,7 @@ from crm.models import (
     ContactPoint,
     Customer,
     CustomerCreate,
+    CustomerMerge,
     CustomerStatus,
     CustomerUpdate,
     Deal,
@@ -367,19 +368,48 @@ _CONTACT_POINTS = (
 )
 
 
+def customer_names(session: Session, ids: set[int]) -> dict[int, str]:
+    """Names of customers by id (the ones that exist)."""
+    if not ids:
+        return {}
+    return dict(session.execute(sa.select(Customer.id, Customer.name).where(col(Customer.id).in_(ids))).all())  # type: ignore[arg-type]
+
+
 def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
     return list(session.exec(_CONTACT_POINTS, params={"customer_id": customer_id}))
 
 
+# What a merge moves from the merged-away customer to the kept one, by the name undo uses.
+MERGED_RECORDS: dict[str, Any] = {
+    "contact_points": ContactPoint,
+    "deals": Deal,
+    "interactions": Interaction,
+    "follow_ups": FollowUp,
+    "channel_links": ChannelLink,
+}
+
+
 def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Actor) -> Customer:
     """Fold ``merge_id`` into ``keep_id``: its contacts, deals, interactions and follow-ups move over."""
+    return merge_with_record(session, keep_id=keep_id, merge_id=merge_id, actor=actor)[0]
+
+
+def merge_with_record(
+    session: Session, *, keep_id: int, merge_id: int, actor: Actor
+) -> tuple[Customer, CustomerMerge]:
+    """Merge as :func:`merge_customers` does, and record what moved so the merge can be undone."""
     actor.require_manager("merge customers")
     if keep_id == merge_id:
         raise CRMError("A customer cannot be merged into itself.")
     keep = get_customer(session, keep_id)
     gone = get_customer(session, merge_id)
     before = {"kept": snapshot(keep), "merged": snapshot(gone)}
-    for model in (ContactPoint, Deal, Interaction, FollowUp, ChannelLink):
+    moved: dict[str, Any] = {}
+    for kind, model in MERGED_RECORDS.items():
+        ids = session.execute(
+            sa.select(model.id).where(model.customer_id == gone.id).order_by(model.id)
+        ).scalars()
+        moved[kind] = list(ids)
         session.execute(
             sa.update(model).where(model.customer_id == gone.id).values(customer_id=keep.id)  # type: ignore[attr-defined]
         )
@@ -406,6 +436,17 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
     session.delete(gone)
     session.add(keep)
     session.flush()
+    after = snapshot(keep)
+    record = CustomerMerge(
+        kept_id=keep.id,  # type: ignore[arg-type]
+        merged_id=merge_id,
+        kept_before=before["kept"],
+        merged_before=before["merged"],
+        moved={**moved, "kept_after": after},
+        merged_by=actor.name[:200],
+    )
+    session.add(record)
+    session.flush()
     record_event(
         session,
         actor=actor,
@@ -413,9 +454,9 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
         entity="customer",
         entity_id=keep.id,
         before=before,
-        after=snapshot(keep),
+        after={**(after or {}), "merge_id": record.id},
     )
-    return keep
+    return keep, record
 
 
 @dataclass(frozen=True)
