@@ -364,9 +364,7 @@ def customer_not_duplicate(
     with state.write() as (session, actor):
         a = customer_svc.resolve_customer(session, first)
         b = customer_svc.resolve_customer(session, second)
-        dismissal = merge_svc.dismiss_duplicate(
-            session, first_id=a.id, second_id=b.id, actor=actor
-        )  # type: ignore[arg-type]
+        dismissal = merge_svc.dismiss_duplicate(session, first_id=a.id, second_id=b.id, actor=actor)  # type: ignore[arg-type]
         data = {"first": dismissal.low_id, "second": dismissal.high_id}
     if json_out:
         common.emit_json(data)

@@ -169,7 +169,7 @@ ADDRESS_FIELDS: dict[str, int] = {"street": 300, "city": 120, "postcode": 20, "c
 
 
 def clean_address(parts: dict[str, str | None]) -> dict[str, str | None]:
-    """Address parts with spaces collapsed; a postcode upper-cased (``sw1a 1aa`` -> ``SW1A 1AA``)."""
+    """Address parts with spaces collapsed; a postcode upper-cased (``sw1a 1aa``: ``SW1A 1AA``)."""
     cleaned = {
         name: clean_text(value, field=name, max_length=ADDRESS_FIELDS[name])
         for name, value in parts.items()
@@ -372,7 +372,8 @@ def customer_names(session: Session, ids: set[int]) -> dict[int, str]:
     """Names of customers by id (the ones that exist)."""
     if not ids:
         return {}
-    return dict(session.execute(sa.select(Customer.id, Customer.name).where(col(Customer.id).in_(ids))).all())  # type: ignore[arg-type]
+    stmt = sa.select(Customer.id, Customer.name).where(col(Customer.id).in_(ids))
+    return {cid: name for cid, name in session.execute(stmt)}
 
 
 def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
@@ -390,7 +391,7 @@ MERGED_RECORDS: dict[str, Any] = {
 
 
 def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Actor) -> Customer:
-    """Fold ``merge_id`` into ``keep_id``: its contacts, deals, interactions and follow-ups move over."""
+    """Fold ``merge_id`` into ``keep_id``: contacts, deals, interactions and follow-ups move."""
     return merge_with_record(session, keep_id=keep_id, merge_id=merge_id, actor=actor)[0]
 
 
