@@ -226,6 +226,7 @@ def _evaluate_febrl(say: Any, json_out: bool) -> None:
                 "columns": {ev.OURS: ev.OUR_COLUMNS, ev.BASELINE: ev.BASELINE_COLUMNS},
                 "beats_baseline": result.beats_baseline,
                 "meets_goal": result.meets_goal,
+                "recall_ceiling": result.recall_ceiling,
             }
         )
         return
@@ -251,6 +252,12 @@ def _evaluate_febrl(say: Any, json_out: bool) -> None:
     console.print(f"Columns, {ev.BASELINE}: {ev.BASELINE_COLUMNS}.", highlight=False)
     console.print(
         "Neither side sees the date of birth or social security number (customers have neither).",
+        highlight=False,
+    )
+    ceiling = ", ".join(f"{d} {r:.3f}" for d, r in result.recall_ceiling.items())
+    console.print(
+        f"Recall ceiling of a finder that keeps different names apart (true pairs whose names "
+        f"are less than {ev.HOUSEHOLD_NAMES_BELOW:.0%} alike are out of its reach): {ceiling}.",
         highlight=False,
     )
     f1 = ", ".join(f"{d} {result.pair(d)[0].f1:.3f}" for d in ev.SETS)

@@ -236,7 +236,7 @@ def candidate_pairs(people: list[Person], max_block: int = MAX_BLOCK) -> set[tup
     return pairs
 
 
-def _name_similarity(a: Person, b: Person) -> float:
+def name_similarity(a: Person, b: Person) -> float:
     """0-1: how alike two names are, word by word in any order.
 
     Each word of the shorter name is matched with its most alike word in the other (edit
@@ -272,7 +272,7 @@ def _text_similarity(a: str, b: str) -> float:
 def score_pair(a: Person, b: Person) -> tuple[float, tuple[str, ...]]:
     """A score 0-100 and the reasons, from the fields both customers have."""
     reasons: list[str] = []
-    name = _name_similarity(a, b)
+    name = name_similarity(a, b)
     if name >= 0.995:
         reasons.append("same name")
     elif name > 0:
@@ -338,7 +338,7 @@ def score_people(
         a, b = people[i], people[j]
         if (
             min_score > household_cap
-            and _name_similarity(a, b) < HOUSEHOLD_NAMES_BELOW
+            and name_similarity(a, b) < HOUSEHOLD_NAMES_BELOW
             and not (a.emails & b.emails or a.phones & b.phones)
         ):
             continue

@@ -1,4 +1,4 @@
-"""`crmbot customer duplicates | not-duplicate | merge | unmerge`, and addresses from a CSV import."""
+"""`crmbot customer duplicates | not-duplicate | merge | unmerge`, and addresses from a CSV."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/crm duplicates` with its Merge and Not a duplicate buttons, and Undo merge, over signed HTTP."""
+"""`/crm duplicates`, its Merge and Not a duplicate buttons, and Undo merge, over signed HTTP."""
 
 from __future__ import annotations
 
