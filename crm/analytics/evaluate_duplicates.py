@@ -153,7 +153,8 @@ def run_ours(
                 session, customers_csv(columns), actor=Actor.system("evaluate")
             )
         with db.session() as session:
-            ids = dict(session.execute(sa.select(Customer.id, Customer.external_id)).all())
+            c = Customer.__table__.c  # type: ignore[attr-defined]
+            ids: dict[int, str] = dict(session.execute(sa.select(c.id, c.external_id)).tuples())
             started = time.perf_counter()
             pairs = find_duplicates(session, min_score=min_score)
             seconds = time.perf_counter() - started

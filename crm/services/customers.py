@@ -241,7 +241,7 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
         status=customer_in.status,
         owner_id=owner_id,
         tags=tags,
-        **address,
+        **address,  # type: ignore[arg-type]
     )
     session.add(customer)
     session.flush()
@@ -372,7 +372,8 @@ def customer_names(session: Session, ids: set[int]) -> dict[int, str]:
     """Names of customers by id (the ones that exist)."""
     if not ids:
         return {}
-    stmt = sa.select(Customer.id, Customer.name).where(col(Customer.id).in_(ids))
+    c = Customer.__table__.c  # type: ignore[attr-defined]
+    stmt = sa.select(c.id, c.name).where(c.id.in_(ids))
     return {cid: name for cid, name in session.execute(stmt)}
 
 

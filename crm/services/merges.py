@@ -133,35 +133,31 @@ def _since_merge(
 ) -> dict[str, int]:
     """Records made after the merge that belong to the restored customer, moved to it."""
     deals = (merge.moved or {}).get("deals") or []
+    cp = ContactPoint.__table__.c  # type: ignore[attr-defined]
+    i = Interaction.__table__.c  # type: ignore[attr-defined]
+    f = FollowUp.__table__.c  # type: ignore[attr-defined]
     emails = list(
         session.execute(
-            sa.select(ContactPoint.value).where(
-                ContactPoint.customer_id == restored_id, ContactPoint.kind == ContactKind.email
+            sa.select(cp.value).where(
+                cp.customer_id == restored_id, cp.kind == ContactKind.email.value
             )
         ).scalars()
     )
-    since = [Interaction.customer_id == kept_id, Interaction.created_at > merge.merged_at]
-    theirs = [col(Interaction.deal_id).in_(deals)] if deals else []
-    theirs += [sa.func.lower(Interaction.author).contains(e) for e in emails]
+    theirs: list[Any] = [i.deal_id.in_(deals)] if deals else []
+    theirs += [sa.func.lower(i.author).contains(e) for e in emails]
     counts: dict[str, int] = {}
     if theirs:
         result = session.execute(
-            sa.update(Interaction)
-            .where(*since, sa.or_(*theirs))
+            sa.update(Interaction.__table__)  # type: ignore[attr-defined]
+            .where(i.customer_id == kept_id, i.created_at > merge.merged_at, sa.or_(*theirs))
             .values(customer_id=restored_id)
-            .execution_options(synchronize_session=False)
         )
         counts["interactions_since"] = result.rowcount or 0  # type: ignore[attr-defined]
     if deals:
         result = session.execute(
-            sa.update(FollowUp)
-            .where(
-                FollowUp.customer_id == kept_id,
-                FollowUp.created_at > merge.merged_at,
-                col(FollowUp.deal_id).in_(deals),
-            )
+            sa.update(FollowUp.__table__)  # type: ignore[attr-defined]
+            .where(f.customer_id == kept_id, f.created_at > merge.merged_at, f.deal_id.in_(deals))
             .values(customer_id=restored_id)
-            .execution_options(synchronize_session=False)
         )
         counts["follow_ups_since"] = result.rowcount or 0  # type: ignore[attr-defined]
     return counts
