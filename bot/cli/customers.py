@@ -45,6 +45,10 @@ def customer_add(
     status: Annotated[str, typer.Option(help="lead, active or churned.")] = "lead",
     owner: Annotated[str | None, typer.Option(help="Owner (user email or Slack id).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
+    street: Annotated[str | None, typer.Option(help="Street and number.")] = None,
+    city: Annotated[str | None, typer.Option()] = None,
+    postcode: Annotated[str | None, typer.Option()] = None,
+    country: Annotated[str | None, typer.Option()] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a customer."""
@@ -64,6 +68,10 @@ def customer_add(
                 status=status,  # type: ignore[arg-type]
                 owner_id=common.user_id(session, owner),
                 tags=tag or [],
+                street=street,
+                city=city,
+                postcode=postcode,
+                country=country,
             ),
         )
         data = _customer_dict(session, customer)
@@ -207,8 +215,8 @@ def customer_update(
     changes: Annotated[
         list[str],
         typer.Argument(
-            help="field=value pairs: name, company, domain, status, owner, tags, email (adds an "
-            "address), phone (replaces the number)."
+            help="field=value pairs: name, company, domain, status, owner, tags, street, city, "
+            "postcode, country, email (adds an address), phone (replaces the number)."
         ),
     ],
     json_out: JsonOpt = False,
@@ -230,11 +238,12 @@ def customer_update(
                 "tags",
                 "email",
                 "phone",
+                *customer_svc.ADDRESS_FIELDS,
             ):
                 raise CRMError(
                     f"Cannot read {change!r}.",
                     hint="Use field=value with name, company, domain, status, owner, tags, "
-                    "email or phone.",
+                    "street, city, postcode, country, email or phone.",
                 )
             if key == "phone":  # one number to call: the new one replaces the old
                 customer_svc.replace_contact_point(

@@ -56,8 +56,8 @@ VERBS: list[tuple[str, str, str]] = [
     ("add <name> <email> [company]", "add a customer", 'add "Jane Doe" jane@acme.com Acme Inc'),
     (
         "set <customer> field=value ...",
-        "change a customer: name, company, domain, status, owner, tags, email (adds one), "
-        "phone (replaces it)",
+        "change a customer: name, company, domain, status, owner, tags, street, city, postcode, "
+        "country, email (adds one), phone (replaces it)",
         "set #42 status=active owner=@maria",
     ),
     ("merge <keep> <merge>", "fold the second customer into the first", "merge #42 #57"),
@@ -264,7 +264,8 @@ def v_add(req: VerbRequest) -> dict[str, Any]:
     return write(req.bot, run)
 
 
-_SET_FIELDS = ("name", "company", "domain", "status", "owner", "tags", "email", "phone")
+_PLAIN_FIELDS = ("name", "company", "domain", "status", "street", "city", "postcode", "country")
+_SET_FIELDS = (*_PLAIN_FIELDS, "owner", "tags", "email", "phone")
 
 
 def v_set(req: VerbRequest) -> dict[str, Any]:
@@ -291,7 +292,7 @@ def v_set(req: VerbRequest) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, ref)
         cid: int = customer.id  # type: ignore[assignment]
         data: dict[str, Any] = {
-            k: v for k, v in pairs.items() if k in ("name", "company", "domain", "status")
+            k: (v or None) if k != "name" else v for k, v in pairs.items() if k in _PLAIN_FIELDS
         }
         if "owner" in pairs:
             data["owner_id"] = user_svc.find_user(session, slack_user_ref(pairs["owner"])).id

@@ -154,7 +154,8 @@ def run_ours(
             )
         with db.session() as session:
             c = Customer.__table__.c  # type: ignore[attr-defined]
-            ids: dict[int, str] = dict(session.execute(sa.select(c.id, c.external_id)).tuples())
+            rows = session.execute(sa.select(c.id, c.external_id))
+            ids: dict[int, str] = {cid: external_id for cid, external_id in rows}
             started = time.perf_counter()
             pairs = find_duplicates(session, min_score=min_score)
             seconds = time.perf_counter() - started

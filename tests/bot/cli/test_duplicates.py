@@ -88,3 +88,22 @@ def test_bad_merges_are_one_line_exit_2_and_write_nothing(crmbot, db, case):
     assert _events(db) == before
     with db.session() as session:
         assert len(session.exec(select(Customer)).all()) == 2
+
+
+def test_an_address_is_given_on_add_and_changed_on_update(crmbot):
+    code, out, err = crmbot(
+        "customer",
+        "add",
+        "Jane Doe",
+        "--email",
+        "jane@acme.com",
+        "--street",
+        "1 High St",
+        "--postcode",
+        "ls1 1aa",
+        "--json",
+    )
+    assert code == 0, err
+    assert (json.loads(out)["street"], json.loads(out)["postcode"]) == ("1 High St", "LS1 1AA")
+    code, out, _ = crmbot("customer", "update", "jane@acme.com", "city=Leeds", "street=", "--json")
+    assert (json.loads(out)["city"], json.loads(out)["street"]) == ("Leeds", None)

@@ -67,3 +67,13 @@ def test_duplicates_with_a_bad_score_or_unmerge_without_a_number_answer_politely
     assert "not a score" in slack.command("duplicates lots").text
     assert "merge's number" in slack.command("unmerge jane").text
     assert "no merge #42" in slack.command("unmerge 42", user="UMGR00001").text.lower()
+
+
+def test_set_changes_the_address_and_the_card_shows_it(slack, db, admin):
+    jane = add_customer(db, admin, "Jane Doe", "jane@acme.com")
+    reply = slack.command(
+        f'set #{jane.id} street="1 High St" postcode=ls1 city=Leeds', user="UMGR00001"
+    )
+    assert "Updated" in reply.text
+    card = slack.command(f"show #{jane.id}", user="UREP00001")
+    assert "Address:* 1 High St, LS1 Leeds" in card.text
