@@ -10,11 +10,13 @@ from sqlmodel import Session
 from bot.cli import common
 from bot.cli.common import JsonOpt, LimitOpt
 from bot.rendering import plural
+from crm.analytics.duplicates import DEFAULT_MIN_SCORE, find_duplicates
 from crm.models import CustomerCreate, CustomerUpdate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import interactions as interaction_svc
+from crm.services import merges as merge_svc
 from crm.services.errors import CRMError
 
 customer_app = typer.Typer(no_args_is_help=True, help="Customers.")
@@ -43,6 +45,10 @@ def customer_add(
     status: Annotated[str, typer.Option(help="lead, active or churned.")] = "lead",
     owner: Annotated[str | None, typer.Option(help="Owner (user email or Slack id).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
+    street: Annotated[str | None, typer.Option(help="Street and number.")] = None,
+    city: Annotated[str | None, typer.Option()] = None,
+    postcode: Annotated[str | None, typer.Option()] = None,
+    country: Annotated[str | None, typer.Option()] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a customer."""
@@ -62,6 +68,10 @@ def customer_add(
                 status=status,  # type: ignore[arg-type]
                 owner_id=common.user_id(session, owner),
                 tags=tag or [],
+                street=street,
+                city=city,
+                postcode=postcode,
+                country=country,
             ),
         )
         data = _customer_dict(session, customer)
@@ -164,6 +174,8 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         f"tags: {', '.join(c.tags or []) or '-'}",
         highlight=False,
     )
+    if address := customer_svc.format_address(c):
+        common.console.print(f"address: {address}", highlight=False)
     for point in card.contacts:
         common.console.print(f"  {point.kind}: {point.value}", highlight=False)
     if deals:
@@ -203,8 +215,8 @@ def customer_update(
     changes: Annotated[
         list[str],
         typer.Argument(
-            help="field=value pairs: name, company, domain, status, owner, tags, email (adds an "
-            "address), phone (replaces the number)."
+            help="field=value pairs: name, company, domain, status, owner, tags, street, city, "
+            "postcode, country, email (adds an address), phone (replaces the number)."
         ),
     ],
     json_out: JsonOpt = False,
@@ -226,11 +238,12 @@ def customer_update(
                 "tags",
                 "email",
                 "phone",
+                *customer_svc.ADDRESS_FIELDS,
             ):
                 raise CRMError(
                     f"Cannot read {change!r}.",
                     hint="Use field=value with name, company, domain, status, owner, tags, "
-                    "email or phone.",
+                    "street, city, postcode, country, email or phone.",
                 )
             if key == "phone":  # one number to call: the new one replaces the old
                 customer_svc.replace_contact_point(
@@ -267,14 +280,107 @@ def customer_merge(ctx: typer.Context, keep: str, merge: str, json_out: JsonOpt 
         kept = customer_svc.resolve_customer(session, keep)
         gone = customer_svc.resolve_customer(session, merge)
         gone_id = gone.id
-        result = customer_svc.merge_customers(
+        result, record = customer_svc.merge_with_record(
             session, keep_id=kept.id, merge_id=gone.id, actor=actor
         )  # type: ignore[arg-type]
-        data = _customer_dict(session, result)
+        data = _customer_dict(session, result) | {"merge_id": record.id}
     if json_out:
         common.emit_json(data)
     else:
-        common.console.print(f"Merged #{gone_id} into #{data['id']} {data['name']}.")
+        common.console.print(
+            f"Merged #{gone_id} into #{data['id']} {data['name']} (merge #{record.id}; "
+            f"`crmbot customer unmerge {record.id}` undoes it)."
+        )
+
+
+@customer_app.command("unmerge")
+def customer_unmerge(ctx: typer.Context, merge_id: int, json_out: JsonOpt = False) -> None:
+    """Undo a merge: both customers back, with what each had (merge id from `customer merge`)."""
+    state = common.state(ctx)
+    with state.write() as (session, actor):
+        merge = merge_svc.unmerge_customers(session, merge_id=merge_id, actor=actor)
+        data = {
+            "merge_id": merge.id,
+            "kept": _customer_dict(session, customer_svc.get_customer(session, merge.kept_id)),
+            "restored": _customer_dict(
+                session, customer_svc.get_customer(session, merge.merged_id)
+            ),
+        }
+    if json_out:
+        common.emit_json(data)
+    else:
+        common.console.print(
+            f"Undid merge #{merge_id}: #{data['restored']['id']} {data['restored']['name']} is "
+            f"back beside #{data['kept']['id']} {data['kept']['name']}."
+        )
+
+
+@customer_app.command("duplicates")
+def customer_duplicates(
+    ctx: typer.Context,
+    min_score: Annotated[
+        float, typer.Option("--min-score", min=0, max=100, help="Lowest score shown (0-100).")
+    ] = DEFAULT_MIN_SCORE,
+    limit: LimitOpt = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List customers that look like duplicates, with a score and the reasons."""
+    state = common.state(ctx)
+    with state.db.session() as session:
+        pairs = find_duplicates(session, min_score=min_score)
+        shown = pairs[:limit]
+        names = customer_svc.customer_names(
+            session, {i for p in shown for i in (p.low_id, p.high_id)}
+        )
+    rows = [
+        {
+            "first": {"id": p.low_id, "name": names.get(p.low_id)},
+            "second": {"id": p.high_id, "name": names.get(p.high_id)},
+            "score": p.score,
+            "reasons": list(p.reasons),
+        }
+        for p in shown
+    ]
+    if json_out:
+        common.emit_json(rows)
+        return
+    if not rows:
+        common.console.print(f"No likely duplicates (score {min_score:g} or more).")
+        return
+    common.table(
+        f"Likely duplicates (score {min_score:g} or more)",
+        ["score", "first", "second", "why"],
+        [
+            [
+                f"{r['score']:.0f}",
+                f"#{r['first']['id']} {r['first']['name']}",
+                f"#{r['second']['id']} {r['second']['name']}",
+                "; ".join(r["reasons"]),
+            ]
+            for r in rows
+        ],
+    )
+    if len(pairs) > limit:
+        common.console.print(f"showing {limit} of {len(pairs):,} pairs (--limit N for more)")
+
+
+@customer_app.command("not-duplicate")
+def customer_not_duplicate(
+    ctx: typer.Context, first: str, second: str, json_out: JsonOpt = False
+) -> None:
+    """Say two customers are different people: they are never suggested as duplicates again."""
+    state = common.state(ctx)
+    with state.write() as (session, actor):
+        a = customer_svc.resolve_customer(session, first)
+        b = customer_svc.resolve_customer(session, second)
+        dismissal = merge_svc.dismiss_duplicate(session, first_id=a.id, second_id=b.id, actor=actor)  # type: ignore[arg-type]
+        data = {"first": dismissal.low_id, "second": dismissal.high_id}
+    if json_out:
+        common.emit_json(data)
+    else:
+        common.console.print(
+            f"Noted: #{data['first']} and #{data['second']} are different customers."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ from bot.slack.blocks.forms import deal_new_modal, follow_up_modal, log_note_mod
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
+from crm.services import merges as merge_svc
 from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
@@ -214,6 +215,48 @@ def move_stage(
     _act(ack, body, client, context, respond, change)
 
 
+def _pair(action: dict[str, Any]) -> tuple[int, int]:
+    first, _, second = str(action.get("value") or "").partition(":")
+    if not (first.isdigit() and second.isdigit()):
+        raise CRMError("That button carries no pair of customers.")
+    return int(first), int(second)
+
+
+def duplicate_button(
+    ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
+) -> None:
+    """Merge / Not a duplicate beside a pair in `/crm duplicates`; Undo merge after a merge."""
+    action = _action(body)
+    if action["action_id"] in (ids.UNDO_MERGE, ids.DUPLICATE_MERGE):
+        # The same as typing the verb: its checks, its reply (a merge's has Undo).
+        ack()
+        value = str(action.get("value") or "")
+        args = value if action["action_id"] == ids.UNDO_MERGE else value.replace(":", " ")
+        if action["action_id"] == ids.DUPLICATE_MERGE:
+            args = " ".join(f"#{part}" for part in args.split())
+        verb = "unmerge" if action["action_id"] == ids.UNDO_MERGE else "merge"
+        _reply(
+            context,
+            client,
+            body,
+            respond,
+            answer_verb(context, client, body["user"]["id"], verb, args),
+        )
+        return
+
+    def change(who: Caller) -> dict[str, Any]:
+        first, second = _pair(action)
+        write(
+            who.bot,
+            lambda s: merge_svc.dismiss_duplicate(
+                s, first_id=first, second_id=second, actor=who.actor
+            ),
+        )
+        return changed(f"Noted: #{first} and #{second} are different customers.")
+
+    _act(ack, body, client, context, respond, change)
+
+
 def register(app: App) -> None:
     for action_id in (ids.LOG_NOTE, ids.NEW_DEAL, ids.FOLLOW_UP):
         app.action(action_id)(open_card_modal)
@@ -223,3 +266,5 @@ def register(app: App) -> None:
     for action_id in (ids.FOLLOW_UP_DONE, ids.FOLLOW_UP_SNOOZE_DAY, ids.FOLLOW_UP_SNOOZE_WEEK):
         app.action(action_id)(follow_up_button)
     app.action(ids.MOVE_STAGE)(move_stage)
+    for action_id in (ids.DUPLICATE_MERGE, ids.DUPLICATE_DISMISS, ids.UNDO_MERGE):
+        app.action(action_id)(duplicate_button)

@@ -22,6 +22,8 @@ from bot.slack.blocks.customers import (
     customer_card,
     customer_label,
     customer_matches,
+    duplicate_pairs,
+    merged,
     timeline_message,
 )
 from bot.slack.blocks.deals import deal_changed, deal_list, pipeline_message
@@ -30,12 +32,14 @@ from bot.slack.blocks.forms import deal_new_modal
 from bot.slack.blocks.help import help_message
 from bot.slack.blocks.insights import at_risk_message, segments_message
 from crm.analytics import pipeline as pipeline_stats
+from crm.analytics.duplicates import DEFAULT_MIN_SCORE, find_duplicates
 from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import insights, slack_capture
 from crm.services import interactions as interaction_svc
+from crm.services import merges as merge_svc
 from crm.services import users as user_svc
 from crm.services.dates import parse_when
 from crm.services.errors import CRMError
@@ -52,11 +56,13 @@ VERBS: list[tuple[str, str, str]] = [
     ("add <name> <email> [company]", "add a customer", 'add "Jane Doe" jane@acme.com Acme Inc'),
     (
         "set <customer> field=value ...",
-        "change a customer: name, company, domain, status, owner, tags, email (adds one), "
-        "phone (replaces it)",
+        "change a customer: name, company, domain, status, owner, tags, street, city, postcode, "
+        "country, email (adds one), phone (replaces it)",
         "set #42 status=active owner=@maria",
     ),
     ("merge <keep> <merge>", "fold the second customer into the first", "merge #42 #57"),
+    ("unmerge <merge id>", "undo a merge: both customers back as they were", "unmerge 7"),
+    ("duplicates [min score]", "customers that look like duplicates", "duplicates 80"),
     ("deal new", "open a deal (a form)", "deal new"),
     ("deal <id> move <stage>", "move a deal to a stage", "deal 42 move proposal"),
     ("deal <id> won", "mark a deal won", "deal 42 won"),
@@ -103,7 +109,18 @@ VERBS: list[tuple[str, str, str]] = [
 
 # Verbs that only read: they run in the request's one read session (see crm_command).
 READ_VERBS = frozenset(
-    {"help", "find", "show", "deals", "pipeline", "followups", "timeline", "at-risk", "segments"}
+    {
+        "help",
+        "find",
+        "show",
+        "deals",
+        "pipeline",
+        "followups",
+        "timeline",
+        "at-risk",
+        "segments",
+        "duplicates",
+    }
 )
 
 
@@ -247,7 +264,8 @@ def v_add(req: VerbRequest) -> dict[str, Any]:
     return write(req.bot, run)
 
 
-_SET_FIELDS = ("name", "company", "domain", "status", "owner", "tags", "email", "phone")
+_PLAIN_FIELDS = ("name", "company", "domain", "status", "street", "city", "postcode", "country")
+_SET_FIELDS = (*_PLAIN_FIELDS, "owner", "tags", "email", "phone")
 
 
 def v_set(req: VerbRequest) -> dict[str, Any]:
@@ -274,7 +292,7 @@ def v_set(req: VerbRequest) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, ref)
         cid: int = customer.id  # type: ignore[assignment]
         data: dict[str, Any] = {
-            k: v for k, v in pairs.items() if k in ("name", "company", "domain", "status")
+            k: (v or None) if k != "name" else v for k, v in pairs.items() if k in _PLAIN_FIELDS
         }
         if "owner" in pairs:
             data["owner_id"] = user_svc.find_user(session, slack_user_ref(pairs["owner"])).id
@@ -320,15 +338,58 @@ def v_merge(req: VerbRequest) -> dict[str, Any]:
         keep = customer_svc.resolve_customer(session, tokens[0])
         gone = customer_svc.resolve_customer(session, tokens[1])
         gone_label = customer_label(gone)
-        kept = customer_svc.merge_customers(
+        kept, record = customer_svc.merge_with_record(
             session,
             keep_id=keep.id,  # type: ignore[arg-type]
             merge_id=gone.id,  # type: ignore[arg-type]
             actor=req.actor,
         )
-        return changed(f"Merged {esc(gone_label)} into *{esc(customer_label(kept))}*.")
+        return merged(
+            f"Merged {esc(gone_label)} into *{esc(customer_label(kept))}* (merge #{record.id}).",
+            record.id,  # type: ignore[arg-type]
+        )
 
     return write(req.bot, run)
+
+
+def v_unmerge(req: VerbRequest) -> dict[str, Any]:
+    arg = req.args.strip().lstrip("#")
+    if not arg.isdigit():
+        raise UsageError("Give the merge's number, e.g. `unmerge 7`.")
+
+    def run(session: Session) -> dict[str, Any]:
+        merge = merge_svc.unmerge_customers(session, merge_id=int(arg), actor=req.actor)
+        kept = customer_svc.get_customer(session, merge.kept_id)
+        back = customer_svc.get_customer(session, merge.merged_id)
+        return changed(
+            f"Undid merge #{merge.id}: *{esc(customer_label(back))}* is back beside "
+            f"*{esc(customer_label(kept))}*."
+        )
+
+    return write(req.bot, run)
+
+
+DUPLICATES_SHOWN = 10
+
+
+def v_duplicates(req: VerbRequest) -> dict[str, Any]:
+    arg = req.args.strip()
+    try:
+        min_score = float(arg) if arg else DEFAULT_MIN_SCORE
+    except ValueError:
+        raise UsageError(f"{arg!r} is not a score (0-100).") from None
+    if not 0 <= min_score <= 100:
+        raise UsageError(f"{arg!r} is not a score (0-100).")
+
+    def run(session: Session) -> dict[str, Any]:
+        pairs = find_duplicates(session, min_score=min_score)
+        shown = pairs[:DUPLICATES_SHOWN]
+        names = customer_svc.customer_names(
+            session, {i for p in shown for i in (p.low_id, p.high_id)}
+        )
+        return duplicate_pairs(shown, names, min_score=min_score, total=len(pairs))
+
+    return req.read(run)
 
 
 def v_deal(req: VerbRequest) -> dict[str, Any]:
@@ -683,6 +744,8 @@ HANDLERS: dict[str, Callable[[VerbRequest], dict[str, Any]]] = {
     "add": v_add,
     "set": v_set,
     "merge": v_merge,
+    "unmerge": v_unmerge,
+    "duplicates": v_duplicates,
     "deal": v_deal,
     "deals": v_deals,
     "pipeline": v_pipeline,

@@ -16,6 +16,9 @@ FOLLOW_UP_SNOOZE_DAY = "followup_snooze_day"
 FOLLOW_UP_SNOOZE_WEEK = "followup_snooze_week"
 MOVE_STAGE = "deal_move_stage"
 NEXT_PAGE = "page"
+DUPLICATE_MERGE = "duplicate_merge"
+DUPLICATE_DISMISS = "duplicate_dismiss"
+UNDO_MERGE = "merge_undo"
 
 # Forms (view callback ids).
 FORM_DEAL_NEW = "deal_new"

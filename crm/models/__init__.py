@@ -21,6 +21,7 @@ from crm.models.customer import (
     CustomerUpdate,
 )
 from crm.models.digest import DigestOptOut
+from crm.models.duplicates import CustomerMerge, DuplicateDismissal
 from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate
@@ -47,6 +48,7 @@ __all__ = [
     "ContactPoint",
     "Customer",
     "CustomerCreate",
+    "CustomerMerge",
     "CustomerPublic",
     "CustomerStatus",
     "CustomerUpdate",
@@ -56,6 +58,7 @@ __all__ = [
     "DealStatus",
     "DigestOptOut",
     "DigestRun",
+    "DuplicateDismissal",
     "Direction",
     "FollowUp",
     "FollowUpStatus",

@@ -27,6 +27,11 @@ class CustomerBase(SQLModel):
         default=CustomerStatus.lead, sa_type=enum_type(CustomerStatus, 16)
     )
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    # The postal address: one line for the street, then city, postcode and country.
+    street: str | None = Field(default=None, sa_type=sa.String(300))
+    city: str | None = Field(default=None, sa_type=sa.String(120))
+    postcode: str | None = Field(default=None, sa_type=sa.String(20))
+    country: str | None = Field(default=None, sa_type=sa.String(80))
 
 
 # Input for creating a customer.
@@ -44,6 +49,10 @@ class CustomerUpdate(SQLModel):
     status: CustomerStatus | None = None
     owner_id: int | None = None
     tags: list[str] | None = None
+    street: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    country: str | None = None
 
 
 # The table.

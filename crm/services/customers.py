@@ -20,6 +20,7 @@ from crm.models import (
     ContactPoint,
     Customer,
     CustomerCreate,
+    CustomerMerge,
     CustomerStatus,
     CustomerUpdate,
     Deal,
@@ -165,6 +166,28 @@ def resolve_customer(session: Session, ref: str) -> Customer:
     )
 
 
+# The postal address, in the order it is written; each part with its longest allowed length.
+ADDRESS_FIELDS: dict[str, int] = {"street": 300, "city": 120, "postcode": 20, "country": 80}
+
+
+def clean_address(parts: dict[str, str | None]) -> dict[str, str | None]:
+    """Address parts with spaces collapsed; a postcode upper-cased (``sw1a 1aa``: ``SW1A 1AA``)."""
+    cleaned = {
+        name: clean_text(value, field=name, max_length=ADDRESS_FIELDS[name])
+        for name, value in parts.items()
+    }
+    if cleaned.get("postcode"):
+        cleaned["postcode"] = cleaned["postcode"].upper()  # type: ignore[union-attr]
+    return cleaned
+
+
+def format_address(customer: Customer) -> str | None:
+    """The address on one line, or None when the customer has none."""
+    parts = [customer.street, " ".join(p for p in (customer.postcode, customer.city) if p)]
+    line = ", ".join(p for p in (*parts, customer.country) if p)
+    return line or None
+
+
 def _add_contact(
     session: Session, customer: Customer, kind: ContactKind, value: str, label: str | None
 ) -> ContactPoint:
@@ -211,6 +234,7 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
     if owner_id is not None and owner_id != actor.user_id:
         actor.require_manager("add a customer in someone else's name")
     tags = sorted({t.strip().lower() for t in customer_in.tags if t.strip()}) or None
+    address = clean_address(customer_in.model_dump(include=set(ADDRESS_FIELDS)))
     customer = Customer(
         name=name or "",
         name_key=name_key(name or ""),
@@ -219,6 +243,7 @@ def create_customer(session: Session, *, customer_in: CustomerCreate, actor: Act
         status=customer_in.status,
         owner_id=owner_id,
         tags=tags,
+        **address,  # type: ignore[arg-type]
     )
     session.add(customer)
     session.flush()
@@ -257,6 +282,7 @@ def update_customer(
         data["name_key"] = name_key(data["name"])
     if "company" in data:
         data["company"] = clean_text(data["company"], field="company", max_length=200)
+    data |= clean_address({k: v for k, v in data.items() if k in ADDRESS_FIELDS})
     if data.get("domain"):
         data["domain"] = normalise_domain(data["domain"])
     if "owner_id" in data:
@@ -344,19 +370,50 @@ _CONTACT_POINTS = (
 )
 
 
+def customer_names(session: Session, ids: set[int]) -> dict[int, str]:
+    """Names of customers by id (the ones that exist)."""
+    if not ids:
+        return {}
+    c = Customer.__table__.c  # type: ignore[attr-defined]
+    stmt = sa.select(c.id, c.name).where(c.id.in_(ids))
+    return {cid: name for cid, name in session.execute(stmt)}
+
+
 def contact_points(session: Session, customer_id: int) -> list[ContactPoint]:
     return list(session.exec(_CONTACT_POINTS, params={"customer_id": customer_id}))
 
 
+# What a merge moves from the merged-away customer to the kept one, by the name undo uses.
+MERGED_RECORDS: dict[str, Any] = {
+    "contact_points": ContactPoint,
+    "deals": Deal,
+    "interactions": Interaction,
+    "follow_ups": FollowUp,
+    "channel_links": ChannelLink,
+}
+
+
 def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Actor) -> Customer:
-    """Fold ``merge_id`` into ``keep_id``: its contacts, deals, interactions and follow-ups move over."""
+    """Fold ``merge_id`` into ``keep_id``: contacts, deals, interactions and follow-ups move."""
+    return merge_with_record(session, keep_id=keep_id, merge_id=merge_id, actor=actor)[0]
+
+
+def merge_with_record(
+    session: Session, *, keep_id: int, merge_id: int, actor: Actor
+) -> tuple[Customer, CustomerMerge]:
+    """Merge as :func:`merge_customers` does, and record what moved so the merge can be undone."""
     actor.require_manager("merge customers")
     if keep_id == merge_id:
         raise CRMError("A customer cannot be merged into itself.")
     keep = get_customer(session, keep_id)
     gone = get_customer(session, merge_id)
     before = {"kept": snapshot(keep), "merged": snapshot(gone)}
-    for model in (ContactPoint, Deal, Interaction, FollowUp, ChannelLink):
+    moved: dict[str, Any] = {}
+    for kind, model in MERGED_RECORDS.items():
+        ids = session.execute(
+            sa.select(model.id).where(model.customer_id == gone.id).order_by(model.id)
+        ).scalars()
+        moved[kind] = list(ids)
         session.execute(
             sa.update(model).where(model.customer_id == gone.id).values(customer_id=keep.id)  # type: ignore[attr-defined]
         )
@@ -366,6 +423,9 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
         session.add(gone)
         session.flush()
         keep.external_id = moved_external_id
+    if not format_address(keep):
+        for attr in ADDRESS_FIELDS:
+            setattr(keep, attr, getattr(gone, attr))
     for attr in ("company", "domain", "owner_id"):
         if getattr(keep, attr) is None and getattr(gone, attr) is not None:
             setattr(keep, attr, getattr(gone, attr))
@@ -380,6 +440,17 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
     session.delete(gone)
     session.add(keep)
     session.flush()
+    after = snapshot(keep)
+    record = CustomerMerge(
+        kept_id=keep.id,  # type: ignore[arg-type]
+        merged_id=merge_id,
+        kept_before=before["kept"],
+        merged_before=before["merged"],
+        moved={**moved, "kept_after": after},
+        merged_by=actor.name[:200],
+    )
+    session.add(record)
+    session.flush()
     record_event(
         session,
         actor=actor,
@@ -387,9 +458,9 @@ def merge_customers(session: Session, *, keep_id: int, merge_id: int, actor: Act
         entity="customer",
         entity_id=keep.id,
         before=before,
-        after=snapshot(keep),
+        after={**(after or {}), "merge_id": record.id},
     )
-    return keep
+    return keep, record
 
 
 @dataclass(frozen=True)

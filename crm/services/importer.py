@@ -34,6 +34,7 @@ from crm.models import (
 )
 from crm.services import bulk
 from crm.services.actor import Actor
+from crm.services.customers import ADDRESS_FIELDS, clean_address
 from crm.services.errors import CRMError
 from crm.services.normalise import (
     clean_text,
@@ -63,6 +64,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "phone": ("phone", "phone_number", "telephone", "tel", "mobile"),
     "domain": ("domain", "website", "web", "url"),
     "status": ("status",),
+    "street": ("street", "address", "street_address", "address_line_1", "address_1", "address1"),
+    "city": ("city", "town", "suburb", "locality"),
+    "postcode": ("postcode", "postal_code", "zip", "zip_code", "zipcode", "post_code"),
+    "country": ("country", "country_code"),
     "owner": ("owner", "owner_email", "rep", "account_owner"),
     "tags": ("tags", "labels"),
     "customer": ("customer", "customer_id", "customer_email", "customer_ref", "account"),
@@ -292,7 +297,18 @@ def import_customers(
     table = _Table(file)
     cols = _columns(
         table.header,
-        ["external_id", "name", "email", "company", "phone", "domain", "status", "owner", "tags"],
+        [
+            "external_id",
+            "name",
+            "email",
+            "company",
+            "phone",
+            "domain",
+            "status",
+            "owner",
+            "tags",
+            *ADDRESS_FIELDS,
+        ],
         ["name"],
     )
     owners = _users_by_email(session)
@@ -326,6 +342,7 @@ def import_customers(
             external_id = _get(row, cols, "external_id") or None
             if external_id and len(external_id) > 200:
                 raise CRMError("The customer id is longer than 200 characters.")
+            address = clean_address({part: _get(row, cols, part) for part in ADDRESS_FIELDS})
         except CRMError as exc:
             raise _at_line(line, exc) from None
         if (email and email in seen_emails) or (external_id and external_id in seen_ids):
@@ -354,6 +371,7 @@ def import_customers(
                     "owner_id": owners.get(owner_text),
                     "tags": tags or None,
                     "external_id": external_id,
+                    **address,
                 },
                 email,
                 phone,

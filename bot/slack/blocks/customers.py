@@ -22,8 +22,9 @@ from bot.slack.blocks.base import (
     pager,
     section,
 )
+from crm.analytics.duplicates import DuplicatePair
 from crm.models import Customer, Interaction
-from crm.services.customers import CustomerCard, CustomerMatch
+from crm.services.customers import CustomerCard, CustomerMatch, format_address
 from crm.services.insights import Insight
 
 
@@ -70,6 +71,8 @@ def customer_card(
         facts.append(f"*Company:* {esc(c.company)}")
     if c.domain:
         facts.append(f"*Domain:* {esc(c.domain)}")
+    if address := format_address(c):
+        facts.append(f"*Address:* {esc(address)}")
     contacts = ", ".join(esc(p.value) for p in card.contacts[:10]) or "none"
     facts.append(f"*Contacts:* {contacts}")
     facts.append(f"*Last touch:* {local_time(card.last_touch_at, tz)}")
@@ -147,3 +150,45 @@ def timeline_message(
         blocks.append(section(f"{head}\n{body}"))
     pager(blocks, "timeline", f"#{customer.id}", offset, has_more, len(items))
     return message(blocks, f"Timeline of {customer.name}")
+
+
+def duplicate_pairs(
+    pairs: Sequence[DuplicatePair], names: dict[int, str], *, min_score: float, total: int
+) -> dict[str, Any]:
+    """Likely duplicates, each with Merge (the second into the first) and Not a duplicate."""
+    if not pairs:
+        return message(
+            [section(f"No likely duplicates (score {min_score:g} or more).")], "No duplicates"
+        )
+    blocks: list[Block] = [
+        section(f"*Likely duplicates* (score {min_score:g} or more; {total:,} in all)")
+    ]
+    for p in pairs:
+        first = f"#{p.low_id} {names.get(p.low_id, '?')}"
+        second = f"#{p.high_id} {names.get(p.high_id, '?')}"
+        value = f"{p.low_id}:{p.high_id}"
+        blocks.append(
+            section(
+                f"*{p.score:.0f}* · {esc(first)} and {esc(second)}\n"
+                + esc(one_line("; ".join(p.reasons), 300))
+            )
+        )
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    button(f"Merge into #{p.low_id}", ids.DUPLICATE_MERGE, value, "primary"),
+                    button("Not a duplicate", ids.DUPLICATE_DISMISS, value),
+                ]
+            )
+        )
+    if total > len(pairs):
+        blocks.append(
+            context(f"Showing the best {len(pairs)}; `crmbot customer duplicates` lists all.")
+        )
+    return message(blocks, f"{total} likely duplicates")
+
+
+def merged(text: str, merge_id: int) -> dict[str, Any]:
+    """A merge done, with the button that undoes it."""
+    undo = ActionsBlock(elements=[button("Undo merge", ids.UNDO_MERGE, str(merge_id))])
+    return message([section(f":white_check_mark: {text}"), undo], text)
