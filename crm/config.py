@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     quiet_days_low: int = Field(default=60, ge=1)
     # --- end analytics ---
 
+    # --- Campaigns ---
+    # Campaign mails sent per minute at most (sends are spread out under this rate).
+    campaign_rate_per_minute: float = Field(default=60, gt=0)
+    # Default control group share and response window of a new campaign.
+    campaign_holdout: float = Field(default=0.1, ge=0, le=0.9)
+    campaign_window_days: int = Field(default=14, ge=1, le=365)
+    # --- end campaigns ---
+
     # --- Digests and scheduler ---
     # Outgoing mail. Without an SMTP host, emails are written as .eml files to outbox_dir.
     smtp_host: str | None = None

@@ -13,6 +13,7 @@ from crm.models.base import (
     UTCDateTime,
     utcnow,
 )
+from crm.models.campaign import Campaign, CampaignMember, CampaignOptOut
 from crm.models.customer import (
     ContactPoint,
     Customer,
@@ -20,8 +21,8 @@ from crm.models.customer import (
     CustomerPublic,
     CustomerUpdate,
 )
-from crm.models.digest import DigestOptOut
 from crm.models.deal import Deal, DealCreate, DealStageChange
+from crm.models.digest import DigestOptOut
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate
 from crm.models.mail import interactions_external_id_index  # noqa: F401  (registers the index)
@@ -41,6 +42,9 @@ __all__ = [
     "CustomerSegment",
     "Finding",
     "AuditEvent",
+    "Campaign",
+    "CampaignMember",
+    "CampaignOptOut",
     "Channel",
     "ChannelLink",
     "ContactKind",
