@@ -637,7 +637,8 @@ def uplift_of(treated: ArmTotals, control: ArmTotals) -> Uplift:
         verdict, words = "harmed", "the campaign did harm"
     else:
         verdict, words = "unclear", "no clear effect (the interval includes zero)"
-    sentence = f"{diff:+.1f} points, 95% CI {low:.1f} to {high:.1f}: {words}."
+    digits = 1 if max(abs(low), abs(high)) >= 1 else 2  # a small rate keeps its second digit
+    sentence = f"{diff:+.{digits}f} points, 95% CI {low:.{digits}f} to {high:.{digits}f}: {words}."
     return Uplift(
         treated.arm, diff, low, high, rdiff, rdiff - Z95 * rse, rdiff + Z95 * rse, verdict, sentence
     )
