@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,6 +62,16 @@ def create(
     window: Annotated[
         str | None, typer.Option("--window", help="How long responses count, e.g. 14d or 2w.")
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", help="uplift: keep the customers earlier campaigns say it moves most."
+        ),
+    ] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option("--budget", help="With --target uplift: how many customers to keep."),
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option("--seed", help="Seed of the control draw (default: random, stored)."),
@@ -85,6 +95,10 @@ def create(
             hint="Give --subject or start the template with 'Subject: ...'.",
         )
     check_template(subject_text, body)
+    if target is not None and target != "uplift":
+        raise CRMError(f"{target!r} is not a targeting.", hint="Use --target uplift --budget N.")
+    if (target is None) != (budget is None):
+        raise CRMError("--target uplift and --budget N go together.", hint="Give both, or neither.")
     refs = None
     if customers is not None:
         refs = [
@@ -97,20 +111,31 @@ def create(
                 f"{str(customers)!r} lists no customers.",
                 hint="Write one email, #id or name a line.",
             )
-    with state.write() as (session, actor):
+    # The audience (and the model's choice) is read first; the feature reads stream through
+    # their own session, not the one that writes.
+    with state.db.session() as reader:
         ids = None
         if refs is not None:
-            ids = [int(customer_svc.resolve_customer(session, ref).id or 0) for ref in refs]
+            ids = [int(customer_svc.resolve_customer(reader, ref).id or 0) for ref in refs]
         audience_ids = svc.audience_ids(
-            session, segment=segment, customers=ids, filter_expr=filter_expr
-        )  # type: ignore[arg-type]
-        audience = (
+            reader, segment=segment, customers=ids, filter_expr=filter_expr
+        )
+        model = None
+        if target == "uplift":
+            from crm.analytics.targeting import pick_by_uplift
+
+            picked = pick_by_uplift(reader, audience_ids, budget=int(budget or 0))
+            audience_ids, model = picked.customer_ids, picked.model
+    with state.write() as (session, actor):
+        audience: dict[str, Any] = (
             {"segment": segment}
             if segment is not None
             else {"customers": customers.name}
             if customers
             else {"filter": filter_expr}
         )
+        if model is not None:
+            audience |= {"target": "uplift", "budget": budget, "model": model}
         campaign = svc.create_campaign(
             session,
             name=name,

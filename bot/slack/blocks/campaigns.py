@@ -20,7 +20,7 @@ def campaign_report_message(report: Report) -> dict[str, Any]:
         f"revenue per customer {a.revenue_per_customer:,.2f}"
         for a in report.arms
     ]
-    blocks = [
+    blocks: list[Any] = [
         section(
             f"*Campaign {esc(report.name)}* ({esc(report.status)}; {window})\n" + "\n".join(lines)
         )
