@@ -32,7 +32,7 @@ from crm.services.errors import CRMError
 
 logger = logging.getLogger(__name__)
 
-UNSUBSCRIBE_PATH = "/campaigns/unsubscribe"
+UNSUBSCRIBE_PATH = "/campaigns/unsubscribe"  # served by bot.slack.runtime
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 # What a template may use, with made-up values to check it before anything is stored.

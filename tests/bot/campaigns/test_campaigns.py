@@ -304,3 +304,85 @@ def test_two_processes_sending_at_once_send_each_mail_once(db, admin, audience, 
     got = sorted(r for rcpts, _ in smtp_server.recorder.messages for r in rcpts)
     assert got == _members(db)["treatment"]
     assert len(got) == 16
+
+
+def test_the_unsubscribe_link_opts_out_after_a_click_and_a_forged_one_changes_nothing(
+    db, admin, audience, tmp_path
+):
+    import urllib.error
+    import urllib.request
+
+    from bot.campaigns import CampaignSender
+    from bot.slack.app import create_app
+    from bot.slack.runtime import SlackHTTPComponent
+
+    customers, template, emails = audience
+    settings = Settings(
+        _env_file=None,
+        database_url=db.url,
+        outbox_dir=str(tmp_path / "outbox"),  # type: ignore[call-arg]
+        public_url="http://127.0.0.1:1",
+        secret_key="k3y",
+        campaign_rate_per_minute=60000,
+        slack_bot_token="xoxb-test",
+        slack_signing_secret="s",
+    )
+    with db.transaction() as s:
+        svc.create_campaign(
+            s,
+            name="spring",
+            customer_ids=list(emails.values()),
+            audience={"customers": "x"},
+            subject="Hi",
+            template="Hello\n{{ unsubscribe }}",
+            holdout=0,
+            window_days=14,
+            actor=admin,
+            seed=5,
+        )
+    CampaignSender(settings, db).send("spring", actor=admin)
+    [first, *_] = sorted((tmp_path / "outbox").glob("*.eml"))
+    msg = message_from_bytes(first.read_bytes(), policy=policy.default)
+    to = msg["To"].addresses[0].addr_spec
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = msg["List-Unsubscribe"].split(">")[0].lstrip("<")
+    assert (
+        link.startswith("http://127.0.0.1:1/campaigns/unsubscribe?t=") and link in msg.get_content()
+    )
+    server = SlackHTTPComponent(
+        create_app(settings, db),
+        db,
+        host="127.0.0.1",
+        port=0,
+        signing_secret="s",
+        settings=settings,
+    )
+    server.start()
+
+    def call(url: str, data: bytes | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(
+            url, data=data, method="POST" if data is not None else "GET"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    try:
+        local = server.url + link.removeprefix("http://127.0.0.1:1")
+        status, page = call(local)  # opening the link changes nothing
+        assert status == 200 and "<form method='post'>" in page
+        with db.session() as s:
+            assert not svc.is_opted_out(s, to)
+        forged = local[:-3] + ("AAA" if not local.endswith("AAA") else "BBB")
+        status, page = call(forged, data=b"")
+        assert status == 400 and "not valid" in page
+        with db.session() as s:
+            assert not svc.is_opted_out(s, to)
+        status, page = call(local, data=b"List-Unsubscribe=One-Click")
+        assert status == 200 and "no more campaign mail" in page
+        with db.session() as s:
+            assert svc.is_opted_out(s, to)
+    finally:
+        server.stop()
