@@ -34,6 +34,7 @@ from crm.models.ops import (
     QuarantinedMessage,
     SeenRequest,
 )
+from crm.models.survey import Survey
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "InteractionCreate",
     "Lease",
     "SeenRequest",
+    "Survey",
     "MailboxState",
     "QuarantinedMessage",
     "Role",
