@@ -279,15 +279,18 @@ def satisfaction(session: Session, customer_id: int) -> Satisfaction | None:
 
 
 def low_scores(
-    session: Session, *, since: datetime, limit: int = 15
+    session: Session, *, since: datetime, owner_id: int | None = None, limit: int | None = 15
 ) -> list[tuple[int, str, int, str | None]]:
     """(customer id, name, rating, comment) of ratings at or below LOW since ``since``, newest
     first."""
-    rows = session.exec(
+    stmt = (
         select(Survey.customer_id, Customer.name, Survey.rating, Survey.comment)
         .join(Customer, col(Customer.id) == Survey.customer_id)
         .where(col(Survey.rating) <= LOW, col(Survey.answered_at) >= since)
         .order_by(col(Survey.answered_at).desc())
         .limit(limit)
-    ).all()
+    )
+    if owner_id is not None:
+        stmt = stmt.where(Customer.owner_id == owner_id)
+    rows = session.exec(stmt).all()
     return [(int(c), n, int(r or 0), m) for c, n, r, m in rows]

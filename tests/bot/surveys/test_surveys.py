@@ -174,3 +174,59 @@ def test_a_quiet_answered_thread_gets_one_survey_whose_link_counts_once(db, admi
             assert len(s.exec(select(Interaction).where(Interaction.source == "csat")).all()) == 1
     finally:
         server.stop()
+
+
+def test_the_card_shows_the_latest_score_and_trend_and_the_digest_lists_low_scores(
+    db, admin, settings, crmbot
+):
+    from bot.digests import build_followups_digest, render_text
+    from crm.models import Role, User
+    from crm.services import customers as customer_svc
+
+    with db.transaction() as s:
+        rep = User(name="Rita Rep", email="rita@ourco.com", role=Role.rep, timezone="Europe/Berlin")
+        s.add(rep)
+        s.flush()
+        rep_id = rep.id
+    unhappy = add_customer(db, admin, "Jane Doe", "jane@acme.com", owner_id=rep_id)
+    happy = add_customer(db, admin, "Bob Stone", "bob@initech.com", owner_id=rep_id)
+    now = utcnow()
+    for customer, ratings in ((unhappy, (4, 2)), (happy, (5,))):
+        for n, rating in enumerate(ratings):
+            when = now - timedelta(days=60 * (len(ratings) - 1 - n))
+            with db.transaction() as s:
+                survey = svc.open_survey(
+                    s,
+                    customer_id=customer.id,
+                    email="x@y.com",
+                    trigger="manual",
+                    min_days=30,
+                    link_days=14,
+                    actor=admin,
+                    now=when,
+                )
+                svc.record_rating(
+                    s,
+                    survey_id=survey.id,
+                    rating=rating,
+                    comment="slow answers" if rating == 2 else None,
+                    now=when,
+                )
+    with db.session() as s:
+        card = customer_svc.customer_card(s, unhappy.id)
+        rep_user = s.get(User, rep_id)
+        digest = build_followups_digest(s, settings, user=rep_user, now=now)
+    rated = card.extras["satisfaction"]
+    assert (rated.latest, rated.previous, rated.trend) == (2, 4, "down")
+    import json
+
+    from bot.slack.blocks.customers import customer_card as card_blocks
+
+    assert "*Satisfaction:* 2/5 (down, 4/5 before)" in json.dumps(
+        card_blocks(card, None, tz="UTC", scored=False)
+    )
+    code, out, err = crmbot("customer", "show", "jane@acme.com")
+    assert code == 0 and "Satisfaction: 2/5 (down, 4/5 before)" in out
+    [section] = [s for s in digest.sections if s.key == "low_csat"]
+    assert [i.title for i in section.items] == ["Jane Doe"]
+    assert "Rated 2/5: slow answers" in render_text(digest)
