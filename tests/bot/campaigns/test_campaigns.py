@@ -386,3 +386,43 @@ def test_the_unsubscribe_link_opts_out_after_a_click_and_a_forged_one_changes_no
             assert svc.is_opted_out(s, to)
     finally:
         server.stop()
+
+
+def test_sends_are_spread_under_the_rate_limit_and_preview_says_who_gets_what(
+    db, admin, audience, tmp_path, crmbot, monkeypatch
+):
+    from bot.campaigns import CampaignSender
+
+    customers, template, emails = audience
+    with db.transaction() as s:
+        svc.create_campaign(
+            s,
+            name="spring",
+            customer_ids=list(emails.values())[:6],
+            audience={"customers": "x"},
+            subject="Hi",
+            template="Hello",
+            holdout=0,
+            window_days=14,
+            actor=admin,
+            seed=5,
+        )
+        svc.opt_out(s, email=list(emails)[0], actor=admin)
+    monkeypatch.setenv("CRM_OUTBOX_DIR", str(tmp_path / "outbox"))
+    code, out, err = crmbot("campaign", "preview", "spring", "--json")
+    assert code == 0, err
+    import json
+
+    data = json.loads(out)
+    assert (data["to_send"], data["opted_out"], data["control"], data["sent"]) == (5, 1, 0, 0)
+    waits: list[float] = []
+    settings = Settings(
+        _env_file=None,
+        database_url=db.url,
+        outbox_dir=str(tmp_path / "outbox"),  # type: ignore[call-arg]
+        campaign_rate_per_minute=30,
+    )
+    result = CampaignSender(settings, db, sleep=waits.append).send("spring", actor=admin)
+    assert len(result.sent) == 5 and [who for who, _ in result.skipped] == [list(emails)[0]]
+    # 30 a minute: two seconds between sends, so four waits before the last four of five.
+    assert len(waits) == 4 and all(1.9 < w <= 2.0 for w in waits)
