@@ -213,19 +213,60 @@ def _evaluate_hillstrom(say, json_out: bool) -> None:  # type: ignore[no-untyped
                 "customers": result.customers,
                 "arms": {o: [a.__dict__ for a in arms] for o, arms in result.arms.items()},
                 "uplifts": {o: [u.__dict__ for u in ups] for o, ups in result.uplifts.items()},
+                "campaign": (
+                    {
+                        "arms": [a.__dict__ for a in result.campaign.arms],
+                        "uplifts": [u.__dict__ for u in result.campaign.uplifts],
+                    }
+                    if result.campaign
+                    else None
+                ),
                 "targeting": [r.__dict__ for r in result.targeting],
                 "beats_all": result.beats_all,
                 "meta": result.meta,
             }
         )
         return
-    for outcome, arms in result.arms.items():
+    if result.campaign is not None:
+        report = result.campaign
         common.table(
-            f"hillstrom as a campaign, response = {outcome} (control: No E-Mail)",
+            "(a) hillstrom loaded as a campaign, read by `campaign report` "
+            "(a response: a purchase, the test's conversion; revenue: spend)",
             ["arm", "customers", "contacted", "responded", "rate", "spend/customer"],
             [
-                [a.arm, f"{a.customers:,}", f"{a.contacted:,}", f"{a.responded:,}",
-                 f"{a.response_rate:.2%}", f"${a.revenue_per_customer:.2f}"]
+                [
+                    a.arm if a.arm != "control" else "No E-Mail (control)",
+                    f"{a.customers:,}",
+                    f"{a.contacted:,}",
+                    f"{a.responded:,}",
+                    f"{a.response_rate:.2%}",
+                    f"${a.revenue_per_customer:.2f}",
+                ]
+                for a in report.arms
+            ],
+        )
+        for u in report.uplifts:
+            console.print(
+                f"{u.arm}: {u.sentence} Spend per customer {u.revenue:+.2f} "
+                f"(95% CI {u.revenue_low:.2f} to {u.revenue_high:.2f}).",
+                highlight=False,
+            )
+    for outcome, arms in result.arms.items():
+        if outcome != "visit":
+            continue  # conversion is the campaign report above
+        common.table(
+            f"hillstrom, response = {outcome} (a visit has no CRM record: the report's "
+            "arithmetic on the file; control: No E-Mail)",
+            ["arm", "customers", "contacted", "responded", "rate", "spend/customer"],
+            [
+                [
+                    a.arm,
+                    f"{a.customers:,}",
+                    f"{a.contacted:,}",
+                    f"{a.responded:,}",
+                    f"{a.response_rate:.2%}",
+                    f"${a.revenue_per_customer:.2f}",
+                ]
                 for a in arms
             ],
         )

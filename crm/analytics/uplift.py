@@ -23,7 +23,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crm.analytics.datasets import HILLSTROM_ARMS, load_hillstrom
-from crm.services.campaigns import ArmStats, ArmTotals, Uplift, summarise
+from crm.models.campaign import CONTROL
+from crm.services import campaigns as campaign_svc
+from crm.services.campaigns import ArmStats, ArmTotals, Report, Uplift, summarise
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +334,8 @@ class HillstromEvaluation:
     uplifts: dict[str, list[Uplift]]
     targeting: list[TargetingRow]
     meta: dict[str, Any]
+    # (a) The same test loaded as a campaign and read with ``campaign report`` (purchases).
+    campaign: Report | None = None
 
     def ours(self, outcome: str) -> TargetingRow:
         return next(r for r in self.targeting if r.outcome == outcome and r.method == OURS)
@@ -361,6 +365,38 @@ def hillstrom_report(frame: pd.DataFrame, outcome: str) -> tuple[list[ArmStats],
     return summarise(totals, control_arm=HILLSTROM_CONTROL)
 
 
+def hillstrom_campaign(frame: pd.DataFrame) -> Report:
+    """The test loaded as a sent campaign into a scratch database (its no-e-mail arm as the
+    control, each purchase inside the window) and read back with ``campaign report``: a
+    response is a purchase (the test's conversion) and revenue is spend."""
+    import tempfile
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from crm.db import Database
+    from crm.services.actor import Actor
+
+    arms = [CONTROL if s == HILLSTROM_CONTROL else s for s in frame["segment"]]
+    with tempfile.TemporaryDirectory(prefix="crmbot-eval-") as tmp:
+        db = Database(f"sqlite:///{Path(tmp) / 'hillstrom.db'}")
+        try:
+            db.upgrade()
+            with db.transaction() as session:
+                campaign_svc.import_experiment(
+                    session,
+                    name="hillstrom",
+                    started_at=datetime(2008, 3, 1, tzinfo=UTC),
+                    window_days=14,
+                    arms=arms,
+                    purchases=frame["spend"].astype(float).tolist(),
+                    actor=Actor.system("evaluation"),
+                )
+            with db.session() as session:
+                return campaign_svc.report(session, "hillstrom")
+        finally:
+            db.dispose()
+
+
 def evaluate_hillstrom(
     frame: pd.DataFrame | None = None,
     *,
@@ -372,5 +408,8 @@ def evaluate_hillstrom(
     uplifts: dict[str, list[Uplift]] = {}
     for outcome in ("visit", "conversion"):
         arms[outcome], uplifts[outcome] = hillstrom_report(frame, outcome)
+    say = progress or (lambda _m: None)
+    say("loading the test as a campaign into a scratch database")
+    campaign = hillstrom_campaign(frame)
     rows, meta = evaluate_targeting(frame, seed=seed, progress=progress)
-    return HillstromEvaluation(len(frame), arms, uplifts, rows, meta)
+    return HillstromEvaluation(len(frame), arms, uplifts, rows, meta, campaign)

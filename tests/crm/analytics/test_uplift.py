@@ -95,6 +95,23 @@ def test_a_changed_data_file_is_refused(tmp_path):
 
 
 def test_evaluate_hillstrom_on_the_command_line(crmbot):
+    import json
+
+    code, out, err = crmbot("analytics", "evaluate", "--dataset", "hillstrom", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    # Loaded as a campaign and read by `campaign report`: the published conversion and spend.
+    got = {
+        a["arm"]: (round(a["response_rate"] * 100, 2), round(a["revenue_per_customer"], 2))
+        for a in data["campaign"]["arms"]
+    }
+    assert got == {
+        "Mens E-Mail": (1.25, 1.42),
+        "Womens E-Mail": (0.88, 1.08),
+        "control": (0.57, 0.65),
+    }
+    assert [u["verdict"] for u in data["campaign"]["uplifts"]] == ["worked", "worked"]
+    assert {r["method"] for r in data["targeting"]} >= {"random targeting", "response model"}
     code, out, err = crmbot("analytics", "evaluate", "--dataset", "hillstrom")
     assert code == 0, err
     lines = out.strip().splitlines()
