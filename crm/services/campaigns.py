@@ -780,6 +780,8 @@ def report(session: Session, name: str) -> Report:
         )
     arms, uplifts = summarise(totals)
     started = campaign.started_at
+    if started is None:
+        uplifts = []  # nothing went out: there is no effect to measure yet
     return Report(
         campaign.name,
         campaign.status,

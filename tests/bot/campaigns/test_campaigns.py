@@ -426,3 +426,21 @@ def test_sends_are_spread_under_the_rate_limit_and_preview_says_who_gets_what(
     assert len(result.sent) == 5 and [who for who, _ in result.skipped] == [list(emails)[0]]
     # 30 a minute: two seconds between sends, so four waits before the last four of five.
     assert len(waits) == 4 and all(1.9 < w <= 2.0 for w in waits)
+
+
+def test_a_campaign_not_sent_yet_reports_no_uplift(db, crmbot, audience):
+    customers, template, _ = audience
+    assert (
+        crmbot(
+            "campaign",
+            "create",
+            "spring",
+            "--customers",
+            str(customers),
+            "--template",
+            str(template),
+        )[0]
+        == 0
+    )
+    code, out, err = crmbot("campaign", "report", "spring")
+    assert code == 0 and "not sent yet" in out and "points" not in out
