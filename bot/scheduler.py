@@ -404,7 +404,9 @@ class SchedulerComponent:
     def _surveys(self) -> None:
         from bot.surveys import SurveySender
 
-        for sent in SurveySender(self.settings, self.db, mailer=self.service.mailer).tick():
+        slack = self.service.slack.client if self.service.slack is not None else None
+        sender = SurveySender(self.settings, self.db, mailer=self.service.mailer, slack=slack)
+        for sent in sender.tick():
             logger.info("survey to customer #%s: %s %s", sent.customer_id, sent.status, sent.detail)
 
     def start(self) -> None:

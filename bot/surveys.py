@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bot.mail.smtp import DeliveryError, Mailer, OutgoingMail
 from crm.config import Settings
@@ -34,10 +35,15 @@ class SurveySent:
 
 
 class SurveySender:
-    def __init__(self, settings: Settings, db: Database, *, mailer: Mailer | None = None) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, *, mailer: Mailer | None = None, slack: Any = None
+    ) -> None:
         self.settings = settings
         self.db = db
         self.mailer = mailer or Mailer(settings)
+        self.slack = (
+            slack  # a slack_sdk WebClient: surveys also go to linked Slack Connect channels
+        )
 
     @property
     def ready(self) -> str | None:
@@ -58,6 +64,26 @@ class SurveySender:
             + svc.rating_token(s.secret_key, survey_id=survey_id, rating=r, expires_at=expires_at)
             for r in svc.RATINGS
         }
+
+    def post(self, channel: str, survey_id: int, expires_at: datetime) -> None:
+        """The survey as five buttons in the customer's linked channel; a failure there is logged
+        (the email carries the same survey)."""
+        from slack_sdk.errors import SlackApiError
+
+        from bot.slack.blocks.surveys import survey_message
+
+        secret = self.settings.secret_key or ""
+        tokens = {
+            r: svc.rating_token(secret, survey_id=survey_id, rating=r, expires_at=expires_at)
+            for r in svc.RATINGS
+        }
+        payload = survey_message(tokens)
+        try:
+            self.slack.chat_postMessage(
+                channel=channel, text=payload["text"], blocks=payload["blocks"]
+            )
+        except SlackApiError as exc:
+            logger.warning("survey #%s to channel %s: %s", survey_id, channel, exc)
 
     def tick(self, now: datetime | None = None) -> list[SurveySent]:
         """Send the surveys now due; nothing when surveys are off."""
@@ -82,10 +108,13 @@ class SurveySender:
                     now=now,
                 )
                 customer = session.get(Customer, d.customer_id)
+                channel = svc.linked_channel(session, d.customer_id)
             if survey is None or survey.id is None:
                 out.append(SurveySent(d.customer_id, d.email, "skipped", "surveyed recently"))
                 continue
             links = self.links(survey.id, survey.expires_at)
+            if channel and self.slack is not None:
+                self.post(channel, survey.id, survey.expires_at)
             name = (customer.name if customer else "").split(" ")[0]
             lines = [
                 f"Hello {name}," if name else "Hello,",

@@ -16,6 +16,8 @@ FOLLOW_UP_SNOOZE_DAY = "followup_snooze_day"
 FOLLOW_UP_SNOOZE_WEEK = "followup_snooze_week"
 MOVE_STAGE = "deal_move_stage"
 NEXT_PAGE = "page"
+# A survey's rating buttons: ``csat_rate_1`` ... ``csat_rate_5`` (unique within their block).
+CSAT_RATE = "csat_rate_"
 
 # Forms (view callback ids).
 FORM_DEAL_NEW = "deal_new"

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from crm.models import (
     Channel,
+    ChannelLink,
     ContactKind,
     ContactPoint,
     Customer,
@@ -97,6 +98,15 @@ def due_surveys(
         if len(out) >= limit:
             break
     return out
+
+
+def linked_channel(session: Session, customer_id: int) -> str | None:
+    """The customer's linked (Slack Connect) channel, if any."""
+    return session.exec(
+        select(ChannelLink.channel_id)
+        .where(ChannelLink.customer_id == customer_id)
+        .order_by(col(ChannelLink.id))
+    ).first()
 
 
 def recently_surveyed(session: Session, customer_id: int, since: datetime) -> bool:
