@@ -444,3 +444,40 @@ def test_a_campaign_not_sent_yet_reports_no_uplift(db, crmbot, audience):
     )
     code, out, err = crmbot("campaign", "report", "spring")
     assert code == 0 and "not sent yet" in out and "points" not in out
+
+
+def test_a_segment_of_the_latest_run_and_a_filter_choose_the_audience(db, crmbot, audience):
+    from tests.factories import add_scoring_run
+
+    customers, template, emails = audience
+    ids = list(emails.values())
+    at_risk = set(ids[:5])
+    add_scoring_run(
+        db, ids, [0.5] * len(ids), finished=utcnow(), segments={cid: "At Risk" for cid in at_risk}
+    )
+    code, out, err = crmbot(
+        "campaign",
+        "create",
+        "winback",
+        "--segment",
+        "At Risk",
+        "--template",
+        str(template),
+        "--holdout",
+        "0%",
+        "--json",
+    )
+    assert code == 0, err
+    with db.session() as s:
+        chosen = set(s.exec(select(CampaignMember.customer_id)).all())
+    assert chosen == at_risk
+    code, out, err = crmbot(
+        "campaign", "create", "shops", "--filter", "company=Shop 03", "--template", str(template)
+    )
+    assert code == 0, err
+    with db.session() as s:
+        shops = s.exec(select(Campaign).where(Campaign.name == "shops")).one()
+        members = s.exec(
+            select(CampaignMember.customer_id).where(CampaignMember.campaign_id == shops.id)
+        ).all()
+    assert members == [emails["p03@shop03.com"]]
