@@ -108,12 +108,14 @@ class CampaignSender:
         *,
         mailer: Mailer | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         holder: str | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.mailer = mailer or Mailer(settings)
         self.sleep = sleep
+        self.clock = clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
 
     def unsubscribe(self, email: str) -> tuple[str, dict[str, str]]:
@@ -190,10 +192,10 @@ class CampaignSender:
                     unsubscribe=link,
                 )
                 if last_send is not None:
-                    wait = gap - (time.monotonic() - last_send)
+                    wait = gap - (self.clock() - last_send)
                     if wait > 0:
                         self.sleep(wait)
-                last_send = time.monotonic()
+                last_send = self.clock()
                 sent = self.mailer.deliver(
                     OutgoingMail(
                         to=[r.email],
