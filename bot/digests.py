@@ -40,7 +40,7 @@ from crm.models import (
     Role,
     User,
 )
-from crm.services import digest_runs, insights
+from crm.services import digest_runs, insights, surveys
 
 logger = logging.getLogger(__name__)
 
@@ -670,9 +670,35 @@ def build_followups_digest(
                 _capped(Section(key, f"{heading} ({total:,})", items), total, limit, see_all)
             )
         )
+    digest.sections.append(
+        _share_common_action(
+            _low_satisfaction(session, user=user, now=now, limit=limit, see_all=see_all)
+        )
+    )
     if user.role in (Role.manager, Role.admin):
         digest.sections.append(_team_rollup(session, now=now))
     return digest
+
+
+def _low_satisfaction(
+    session: Session, *, user: User, now: datetime, limit: int | None, see_all: str
+) -> Section:
+    """Survey ratings of 1 or 2 in the last week from this rep's customers (a manager's or
+    admin's: everyone's), to act on."""
+    owner = None if user.role in (Role.manager, Role.admin) else user.id
+    rows = surveys.low_scores(session, since=now - timedelta(days=7), owner_id=owner, limit=None)
+    items = [
+        Item(
+            title=name,
+            details=[f"Rated {rating}/5" + (f": {comment}" if comment else "")],
+            action="Call them about it.",
+            customer_id=cid,
+            headline=f"{rating}/5",
+        )
+        for cid, name, rating, comment in rows
+    ]
+    section = Section("low_csat", f"Low satisfaction scores ({len(items):,})", items)
+    return _capped(section, len(items), limit, see_all)
 
 
 def _finding_items(session: Session, settings: Settings, findings: Sequence[Any]) -> list[Item]:

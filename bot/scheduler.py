@@ -401,7 +401,18 @@ class SchedulerComponent:
         with self.db.transaction() as session:
             digest_runs.mark_sent(session, claim=claimed)
 
+    def _surveys(self) -> None:
+        from bot.surveys import SurveySender
+
+        slack = self.service.slack.client if self.service.slack is not None else None
+        sender = SurveySender(self.settings, self.db, mailer=self.service.mailer, slack=slack)
+        for sent in sender.tick():
+            logger.info("survey to customer #%s: %s %s", sent.customer_id, sent.status, sent.detail)
+
     def start(self) -> None:
+        if self.settings.csat_enabled:
+            self.scheduler.add_job(self._surveys, IntervalTrigger(minutes=5), id="csat", max_instances=1,
+                                   coalesce=True)
         self.scheduler.add_job(self._tick, IntervalTrigger(minutes=1), id="digests", max_instances=1, coalesce=True,
                                next_run_time=datetime.now(ZoneInfo(self.settings.timezone)))
         self.scheduler.add_job(self._refresh, IntervalTrigger(minutes=5), id="analytics_refresh", max_instances=1,

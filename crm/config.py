@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
@@ -157,6 +158,33 @@ class Settings(BaseSettings):
     # does the work of each; two keep two cores busy on a small machine).
     analytics_readers: int = Field(default=2, ge=1, le=16)
     # --- end analytics ---
+
+    # --- Campaigns ---
+    # Campaign mails sent per minute at most (sends are spread out under this rate).
+    campaign_rate_per_minute: float = Field(default=60, gt=0)
+    # Default control group share and response window of a new campaign.
+    campaign_holdout: float = Field(default=0.1, ge=0, le=0.9)
+    campaign_window_days: int = Field(default=14, ge=1, le=365)
+    # Satisfaction surveys after a support thread we answered has been quiet for csat_delay
+    # (seconds, or ISO 8601 such as PT24H); at most one per customer per csat_min_days.
+    csat_enabled: bool = False
+    csat_delay: timedelta = timedelta(hours=24)
+    csat_min_days: int = Field(default=30, ge=1)
+    csat_link_days: int = Field(default=14, ge=1)
+
+    @field_validator("csat_delay", mode="before")
+    @classmethod
+    def _short_duration(cls, value: object) -> object:
+        """``24h``, ``90m``, ``2d`` or plain seconds, besides ISO 8601 (``PT24H``)."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+            if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+                return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+            if text.replace(".", "", 1).isdigit():
+                return timedelta(seconds=float(text))
+        return value
+    # --- end campaigns ---
 
     # --- Digests and scheduler ---
     # Outgoing mail. Without an SMTP host, emails are written as .eml files to outbox_dir.

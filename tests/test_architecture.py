@@ -159,6 +159,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bot.slack.blocks": ("bot.handlers", "bot.cli", "crm.db"),
     "bot.handlers": ("bot.cli",),
     "bot.digests": ("bot.cli", "bot.handlers"),
+    "bot.campaigns": ("bot.cli", "bot.handlers", "bot.slack"),
     "bot.scheduler": ("bot.cli", "bot.handlers"),
     # The command line's shared helpers import none of its commands.
     "bot.cli.common": ("bot.cli",),

@@ -29,6 +29,7 @@ class Dataset(StrEnum):
     cdnow = "cdnow"
     demo = "demo"
     febrl = "febrl"
+    hillstrom = "hillstrom"
 
 
 def _progress(quiet: bool = False):  # type: ignore[no-untyped-def]
@@ -132,7 +133,8 @@ def evaluate_command(
         Dataset,
         typer.Option(
             "--dataset",
-            help="cdnow (real purchases), demo (generated) or febrl (duplicate customers).",
+            help="cdnow (real purchases), demo (generated), febrl (duplicate customers) or "
+            "hillstrom (an e-mail test: uplift).",
         ),
     ] = Dataset.cdnow,
     customers: Annotated[
@@ -147,6 +149,9 @@ def evaluate_command(
     say = _progress(quiet=json_out)
     if dataset is Dataset.febrl:
         _evaluate_febrl(say, json_out)
+        return
+    if dataset is Dataset.hillstrom:
+        _evaluate_hillstrom(say, json_out)
         return
     if dataset is Dataset.cdnow:
         result = evaluate_cdnow(settings=state.settings, progress=say)
@@ -298,6 +303,106 @@ def _evaluate_febrl(say: Any, json_out: bool) -> None:
         f"{'yes' if result.meets_goal else 'no'} (ours: {f1}).",
         highlight=False,
     )
+
+
+def _evaluate_hillstrom(say, json_out: bool) -> None:  # type: ignore[no-untyped-def]
+    """The Hillstrom e-mail test: (a) its campaign report, (b) targeting on a held-out half."""
+    from crm.analytics.uplift import OURS, TOP_SHARE, evaluate_hillstrom
+
+    result = evaluate_hillstrom(progress=say)
+    if json_out:
+        common.emit_json(
+            {
+                "dataset": "hillstrom",
+                "customers": result.customers,
+                "arms": {o: [a.__dict__ for a in arms] for o, arms in result.arms.items()},
+                "uplifts": {o: [u.__dict__ for u in ups] for o, ups in result.uplifts.items()},
+                "campaign": (
+                    {
+                        "arms": [a.__dict__ for a in result.campaign.arms],
+                        "uplifts": [u.__dict__ for u in result.campaign.uplifts],
+                    }
+                    if result.campaign
+                    else None
+                ),
+                "targeting": [r.__dict__ for r in result.targeting],
+                "beats_all": result.beats_all,
+                "meta": result.meta,
+            }
+        )
+        return
+    if result.campaign is not None:
+        report = result.campaign
+        common.table(
+            "(a) hillstrom loaded as a campaign, read by `campaign report` "
+            "(a response: a purchase, the test's conversion; revenue: spend)",
+            ["arm", "customers", "contacted", "responded", "rate", "spend/customer"],
+            [
+                [
+                    a.arm if a.arm != "control" else "No E-Mail (control)",
+                    f"{a.customers:,}",
+                    f"{a.contacted:,}",
+                    f"{a.responded:,}",
+                    f"{a.response_rate:.2%}",
+                    f"${a.revenue_per_customer:.2f}",
+                ]
+                for a in report.arms
+            ],
+        )
+        for u in report.uplifts:
+            console.print(
+                f"{u.arm}: {u.sentence} Spend per customer {u.revenue:+.2f} "
+                f"(95% CI {u.revenue_low:.2f} to {u.revenue_high:.2f}).",
+                highlight=False,
+            )
+    for outcome, arms in result.arms.items():
+        if outcome != "visit":
+            continue  # conversion is the campaign report above
+        common.table(
+            f"hillstrom, response = {outcome} (a visit has no CRM record: the report's "
+            "arithmetic on the file; control: No E-Mail)",
+            ["arm", "customers", "contacted", "responded", "rate", "spend/customer"],
+            [
+                [
+                    a.arm,
+                    f"{a.customers:,}",
+                    f"{a.contacted:,}",
+                    f"{a.responded:,}",
+                    f"{a.response_rate:.2%}",
+                    f"${a.revenue_per_customer:.2f}",
+                ]
+                for a in arms
+            ],
+        )
+        for u in result.uplifts[outcome]:
+            console.print(
+                f"{u.arm}: {u.sentence} Spend per customer {u.revenue:+.2f} "
+                f"(95% CI {u.revenue_low:.2f} to {u.revenue_high:.2f}).",
+                highlight=False,
+            )
+    meta = result.meta
+    common.table(
+        f"Targeting on a stratified held-out half ({meta['test']:,} customers; "
+        f"e-mail vs none; models see the other {meta['train']:,})",
+        ["outcome", "method", "Qini", f"uplift in top {TOP_SHARE:.0%}", "note"],
+        [
+            [r.outcome, r.method, f"{r.qini:.5f}", f"{r.top_uplift * 100:+.2f} pts", r.note]
+            for r in result.targeting
+        ],
+    )
+    for outcome in ("visit", "conversion"):
+        low, high = meta[outcome]["qini_gap_ci"]
+        console.print(
+            f"{outcome}: Qini of ours minus {meta[outcome]['best_other']}, 95% bootstrap interval "
+            f"{low:+.5f} to {high:+.5f}.",
+            highlight=False,
+        )
+    console.print(
+        f"{OURS} >= every baseline on Qini and top-{TOP_SHARE:.0%} uplift, for visit and "
+        f"conversion: {'yes' if result.beats_all else 'no'}.",
+        highlight=False,
+    )
+    console.print(f"our Qini for visit: {result.ours('visit').qini:.5f}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -206,6 +206,14 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         common.console.print(
             f"Next follow-up #{f.id}: {common.when(f.due_at, tz)} {f.note}", highlight=False
         )
+    rated: Any = card.extras.get("satisfaction")
+    if rated is not None:
+        before = f", {rated.previous}/5 before" if rated.previous is not None else ""
+        common.console.print(
+            f"Satisfaction: {rated.latest}/5 ({rated.trend}{before}), "
+            f"{common.when(rated.answered_at, tz)}",
+            highlight=False,
+        )
 
 
 @customer_app.command("update")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from bot.handlers.commands import answer_verb
 from bot.handlers.common import (
     BotContext,
     Caller,
+    bot_context,
     direct_message,
     read,
     start,
@@ -189,6 +191,30 @@ def follow_up_button(
     _act(ack, body, client, context, respond, change)
 
 
+def csat_button(ack: Ack, body: dict[str, Any], context: dict[str, Any], respond: Respond) -> None:
+    """A rating button of a survey posted in a customer's Slack Connect channel. Only someone
+    from the customer's side (another workspace) can answer; the signed token is checked, and
+    a survey is answered once."""
+    from bot.slack.blocks.surveys import survey_answered
+    from crm.services import surveys
+
+    ack()
+    bot = bot_context(context)
+    ours = (body.get("team") or {}).get("id")
+    theirs = (body.get("user") or {}).get("team_id")
+    if not theirs or theirs == ours:
+        respond(note("Only the customer can answer this survey.", replace=False))
+        return
+    try:
+        token = _action(body)["value"]
+        survey_id, rating = surveys.read_rating_token(bot.settings.secret_key or "", token)
+        write(bot, lambda s: surveys.record_rating(s, survey_id=survey_id, rating=rating))
+    except CRMError as err:
+        respond(error_message(err))
+        return
+    respond(survey_answered(rating))
+
+
 def move_stage(
     ack: Ack, body: dict[str, Any], client: WebClient, context: dict[str, Any], respond: Respond
 ) -> None:
@@ -268,3 +294,4 @@ def register(app: App) -> None:
     app.action(ids.MOVE_STAGE)(move_stage)
     for action_id in (ids.DUPLICATE_MERGE, ids.DUPLICATE_DISMISS, ids.UNDO_MERGE):
         app.action(action_id)(duplicate_button)
+    app.action(re.compile(f"^{ids.CSAT_RATE}[1-5]$"))(csat_button)

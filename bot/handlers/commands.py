@@ -18,6 +18,7 @@ from sqlmodel import Session
 from bot.handlers.common import Caller, bot_context, read, start, write
 from bot.rendering import slack_escape as esc
 from bot.slack.blocks.base import PAGE_SIZE, changed, error_message, local_time
+from bot.slack.blocks.campaigns import campaign_report_message
 from bot.slack.blocks.customers import (
     customer_card,
     customer_label,
@@ -34,6 +35,7 @@ from bot.slack.blocks.insights import at_risk_message, segments_message
 from crm.analytics import pipeline as pipeline_stats
 from crm.analytics.duplicates import DEFAULT_MIN_SCORE, find_duplicates
 from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate
+from crm.services import campaigns as campaign_svc
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
@@ -94,6 +96,11 @@ VERBS: list[tuple[str, str, str]] = [
     ("at-risk [n]", "customers most at risk of churning", "at-risk 10"),
     ("segments", "customers per segment", "segments"),
     (
+        "campaign report <name>",
+        "a campaign's response per arm and its uplift over the control group",
+        "campaign report spring-offer",
+    ),
+    (
         "link #channel <customer>",
         "capture a channel's messages for a customer (admins)",
         "link #acme-shared acme.com",
@@ -120,6 +127,7 @@ READ_VERBS = frozenset(
         "at-risk",
         "segments",
         "duplicates",
+        "campaign",
     }
 )
 
@@ -691,6 +699,13 @@ def v_segments(req: VerbRequest) -> dict[str, Any]:
     return req.read(lambda s: segments_message(insights.segment_counts(s)))
 
 
+def v_campaign(req: VerbRequest) -> dict[str, Any]:
+    action, _, name = req.args.strip().partition(" ")
+    if action.lower() != "report" or not name.strip():
+        raise UsageError("Give `report` and the campaign's name.")
+    return req.read(lambda s: campaign_report_message(campaign_svc.report(s, name.strip())))
+
+
 def v_link(req: VerbRequest) -> dict[str, Any]:
     channel_token, _, ref = req.args.strip().partition(" ")
     if not channel_token or not ref.strip():
@@ -755,6 +770,7 @@ HANDLERS: dict[str, Callable[[VerbRequest], dict[str, Any]]] = {
     "timeline": v_timeline,
     "at-risk": v_at_risk,
     "segments": v_segments,
+    "campaign": v_campaign,
     "link": v_link,
     "unlink": v_unlink,
     "role": v_role,

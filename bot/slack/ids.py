@@ -19,6 +19,8 @@ NEXT_PAGE = "page"
 DUPLICATE_MERGE = "duplicate_merge"
 DUPLICATE_DISMISS = "duplicate_dismiss"
 UNDO_MERGE = "merge_undo"
+# A survey's rating buttons: ``csat_rate_1`` ... ``csat_rate_5`` (unique within their block).
+CSAT_RATE = "csat_rate_"
 
 # Forms (view callback ids).
 FORM_DEAL_NEW = "deal_new"

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 UNSUBSCRIBE_PATH = "/digests/unsubscribe"
+CAMPAIGN_OPT_OUT_PATH = "/campaigns/unsubscribe"  # the path bot.campaigns puts in its links
+CSAT_PATH = "/csat"  # the path of bot.surveys' rating links
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; refuse anything absurd
 PRUNE_SECONDS = 60.0  # how often a server drops the requests too old to come again
 
@@ -176,6 +178,77 @@ class _Handler(BaseHTTPRequestHandler):
             {"Content-Type": "text/html; charset=utf-8"},
         )
 
+    def _campaign_opt_out(self, *, confirm: bool, token: str) -> None:
+        """One-click opt-out from campaign mail (RFC 8058): GET shows a button, POST opts out."""
+        from html import escape
+
+        from crm.services import campaigns
+        from crm.services.actor import Actor
+        from crm.services.errors import CRMError
+
+        settings = self.server.settings
+        if settings is None or not settings.secret_key:
+            self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        html = {"Content-Type": "text/html; charset=utf-8"}
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head>"
+            "<body style='font-family:sans-serif'>{}</body></html>"
+        )
+        try:
+            email = campaigns.read_opt_out_token(settings.secret_key, token)
+            if not confirm:
+                body = (
+                    f"<p>Stop campaign mail to {escape(email)}?</p>"
+                    f"<form method='post'><input type='hidden' name='t' value='{escape(token)}'>"
+                    "<button type='submit'>Unsubscribe</button></form>"
+                )
+                self._send(HTTPStatus.OK, page.format(body), html)
+                return
+            with self.server.db.transaction() as session:
+                campaigns.opt_out(session, email=email, actor=Actor.system("unsubscribe-link"))
+        except CRMError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, page.format(f"<p>{escape(str(exc))}</p>"), html)
+            return
+        done = f"<p>Done: {escape(email)} gets no more campaign mail.</p>"
+        self._send(HTTPStatus.OK, page.format(done), html)
+
+    def _csat(self, *, confirm: bool, token: str, comment: str = "") -> None:
+        """A survey's rating link. GET shows the rating with a comment box and records nothing
+        (mail scanners open links); the page's button (POST) records it, once."""
+        from html import escape
+
+        from crm.services import surveys
+        from crm.services.errors import CRMError
+
+        settings = self.server.settings
+        if settings is None or not settings.secret_key or not settings.csat_enabled:
+            self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        html = {"Content-Type": "text/html; charset=utf-8"}
+        page = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Thank you</title></head>"
+            "<body style='font-family:sans-serif'>{}</body></html>"
+        )
+        try:
+            survey_id, rating = surveys.read_rating_token(settings.secret_key, token)
+            if not confirm:
+                body = (
+                    f"<p>Your rating: {rating} of 5.</p><form method='post'>"
+                    f"<input type='hidden' name='t' value='{escape(token)}'>"
+                    "<p><textarea name='comment' rows='4' cols='50' "
+                    "placeholder='Anything to add? (optional)'></textarea></p>"
+                    "<button type='submit'>Send</button></form>"
+                )
+                self._send(HTTPStatus.OK, page.format(body), html)
+                return
+            with self.server.db.transaction() as session:
+                surveys.record_rating(session, survey_id=survey_id, rating=rating, comment=comment)
+        except CRMError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, page.format(f"<p>{escape(str(exc))}</p>"), html)
+            return
+        self._send(HTTPStatus.OK, page.format("<p>Thank you: your rating is recorded.</p>"), html)
+
     def _open_customer(self, token: str) -> None:
         """A customer's link in a digest email: their card goes on top of the reader's Home tab
         in Slack, then the browser is sent on to that tab. Opening it changes no data, so a
@@ -231,6 +304,13 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path == UNSUBSCRIBE_PATH:
             self._unsubscribe(confirm=False, token=(parse_qs(parts.query).get("t") or [""])[0])
             return
+        if parts.path == CAMPAIGN_OPT_OUT_PATH:
+            token = (parse_qs(parts.query).get("t") or [""])[0]
+            self._campaign_opt_out(confirm=False, token=token)
+            return
+        if parts.path == CSAT_PATH:
+            self._csat(confirm=False, token=(parse_qs(parts.query).get("t") or [""])[0])
+            return
         if parts.path == OPEN_CUSTOMER_PATH:
             self._open_customer((parse_qs(parts.query).get("t") or [""])[0])
             return
@@ -248,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (stdlib's name)
         parts = urlsplit(self.path)
-        if parts.path == UNSUBSCRIBE_PATH:
+        if parts.path in (UNSUBSCRIBE_PATH, CAMPAIGN_OPT_OUT_PATH, CSAT_PATH):
             # The token comes in the query (mail clients' one-click POST) or in our form's body.
             length = (
                 int(self.headers.get("Content-Length") or 0)
@@ -261,7 +341,13 @@ class _Handler(BaseHTTPRequestHandler):
                 else {}
             )
             token = (parse_qs(parts.query).get("t") or form.get("t") or [""])[0]
-            self._unsubscribe(confirm=True, token=token)
+            if parts.path == CSAT_PATH:
+                comment = (form.get("comment") or [""])[0]
+                self._csat(confirm=True, token=token, comment=comment)
+            elif parts.path == CAMPAIGN_OPT_OUT_PATH:
+                self._campaign_opt_out(confirm=True, token=token)
+            else:
+                self._unsubscribe(confirm=True, token=token)
             return
         if parts.path != EVENTS_PATH:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")

@@ -61,3 +61,36 @@ def cdnow_transactions_csv(frame: pd.DataFrame | None = None) -> io.StringIO:
         writer.writerow([f"cdnow-{cid}", day, f"{amount:.2f}", "USD", f"CDNOW customer {cid}"])
     out.seek(0)
     return out
+
+
+# The Hillstrom e-mail test (Kevin Hillstrom, MineThatData, 2008): 64,000 customers who bought
+# in the last year, randomly given a men's e-mail, a women's e-mail or none, and what they did
+# in the two weeks after. Committed to the repository with the csv's checksum.
+HILLSTROM_SHA256 = "0e5893329d8b93cefecc571777672028290ab69865718020c78c7284f291aece"
+HILLSTROM_ARMS = ("Mens E-Mail", "Womens E-Mail", "No E-Mail")
+
+
+def hillstrom_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "datasets" / "hillstrom.csv.zip"
+
+
+def load_hillstrom(path: Path | None = None) -> pd.DataFrame:
+    """The Hillstrom rows; CRMError when the file is missing or not the published one."""
+    import hashlib
+    import zipfile
+
+    path = path or hillstrom_path()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read("hillstrom.csv")
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise CRMError(
+            f"Cannot read the Hillstrom data set at {path.name}: {exc}.",
+            hint="It is datasets/hillstrom.csv.zip in the crmbot repository; run from a checkout.",
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != HILLSTROM_SHA256:
+        raise CRMError(
+            f"{path.name} is not the published Hillstrom data (sha256 {digest[:12]}...)."
+        )
+    return pd.read_csv(io.BytesIO(data))

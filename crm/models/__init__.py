@@ -13,6 +13,7 @@ from crm.models.base import (
     UTCDateTime,
     utcnow,
 )
+from crm.models.campaign import Campaign, CampaignMember, CampaignOptOut
 from crm.models.customer import (
     ContactPoint,
     Customer,
@@ -20,9 +21,9 @@ from crm.models.customer import (
     CustomerPublic,
     CustomerUpdate,
 )
+from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.digest import DigestOptOut
 from crm.models.duplicates import CustomerMerge, DuplicateDismissal
-from crm.models.deal import Deal, DealCreate, DealStageChange
 from crm.models.followup import FollowUp
 from crm.models.interaction import Interaction, InteractionCreate
 from crm.models.mail import interactions_external_id_index  # noqa: F401  (registers the index)
@@ -34,6 +35,7 @@ from crm.models.ops import (
     QuarantinedMessage,
     SeenRequest,
 )
+from crm.models.survey import Survey
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -42,6 +44,9 @@ __all__ = [
     "CustomerSegment",
     "Finding",
     "AuditEvent",
+    "Campaign",
+    "CampaignMember",
+    "CampaignOptOut",
     "Channel",
     "ChannelLink",
     "ContactKind",
@@ -66,6 +71,7 @@ __all__ = [
     "InteractionCreate",
     "Lease",
     "SeenRequest",
+    "Survey",
     "MailboxState",
     "QuarantinedMessage",
     "Role",

@@ -29,6 +29,7 @@ from crm.models import (
     FollowUp,
     FollowUpStatus,
     Interaction,
+    Survey,
     User,
     utcnow,
 )
@@ -48,6 +49,7 @@ from crm.services.normalise import (
     storable_id,
 )
 from crm.services.search import name_index_for
+from crm.services.surveys import Satisfaction
 
 _ID_REF = re.compile(r"^#?(\d{1,18})$")
 
@@ -531,6 +533,7 @@ def _card_statement() -> sa.CompoundSelect:
     """
     u, cp, d = User.__table__.c, ContactPoint.__table__.c, Deal.__table__.c  # type: ignore[attr-defined]
     f, i = FollowUp.__table__.c, Interaction.__table__.c  # type: ignore[attr-defined]
+    sv = Survey.__table__.c  # type: ignore[attr-defined]
     customer = sa.bindparam("customer_id", type_=sa.Integer)
     shapes = (
         sa.Integer(),
@@ -593,6 +596,15 @@ def _card_statement() -> sa.CompoundSelect:
             order=[f.due_at, f.id],
             limit=1,
         ),
+        part(
+            # The latest two survey ratings: the score and its trend.
+            "csat",
+            sv.rating,
+            sv.answered_at,
+            where=[sv.customer_id == customer, sv.rating.is_not(None)],
+            order=[sv.answered_at.desc(), sv.id.desc()],
+            limit=2,
+        ),
     )
 
 
@@ -607,8 +619,11 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
     deals: list[DealSummary] = []
     recent: list[InteractionPreview] = []
     follow_up: FollowUpSummary | None = None
+    ratings: list[tuple[datetime, int]] = []
     for part, id_, at, t1, t2, t3, t4, amount in rows:
-        if part == "recent":
+        if part == "csat":
+            ratings.append((at, id_))
+        elif part == "recent":
             recent.append(InteractionPreview(id_, at, Channel(t1), Direction(t2), t3, t4 or ""))
         elif part == "contact":
             contacts.append(ContactSummary(id_, ContactKind(t1), t2))
@@ -621,6 +636,12 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
     contacts.sort(key=lambda c: c.id)
     deals.sort(key=lambda d: d.id)
     recent.sort(key=lambda r: (r.occurred_at, r.id), reverse=True)
+    ratings.sort(reverse=True)
+    rated = (
+        Satisfaction(ratings[0][1], ratings[1][1] if len(ratings) > 1 else None, ratings[0][0])
+        if ratings
+        else None
+    )
     return CustomerCard(
         customer=customer,
         owner=owner,
@@ -629,6 +650,7 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
         recent_interactions=recent,
         next_follow_up=follow_up,
         last_touch_at=recent[0].occurred_at if recent else None,
+        extras={"satisfaction": rated} if rated is not None else {},
     )
 
 

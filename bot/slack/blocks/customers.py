@@ -58,6 +58,15 @@ def customer_matches(
     return message(blocks, f"{plural(len(matches), 'customer')} {verb} {query}")
 
 
+def satisfaction_line(rated: Any, tz: str) -> str:
+    """The latest survey rating and its trend against the one before."""
+    before = f", {rated.previous}/5 before" if rated.previous is not None else ""
+    return (
+        f"*Satisfaction:* {rated.latest}/5 ({rated.trend}{before}), "
+        f"{local_time(rated.answered_at, tz)}"
+    )
+
+
 def customer_card(
     card: CustomerCard, insight: Insight | None, *, tz: str, scored: bool
 ) -> dict[str, Any]:
@@ -95,6 +104,9 @@ def customer_card(
                 else "Segment and churn risk: this customer was not in the latest scoring run."
             )
         )
+    rated = card.extras.get("satisfaction")
+    if rated is not None:
+        blocks.append(context(satisfaction_line(rated, tz)))
     if card.open_deals:
         lines = [
             f"#{d.id} *{esc(d.title)}* · {esc(d.stage)} · {money(d.amount, d.currency)}"

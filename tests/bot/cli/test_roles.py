@@ -55,6 +55,9 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("mail", "poll"): ("--once",),
     ("ingest",): ("{mail.eml}",),
     ("analytics", "refresh"): (),
+    ("campaign", "create"): ("spring", "--filter", "status=lead", "--template", "{campaign.j2}"),
+    ("campaign", "send"): ("spring",),
+    ("campaign", "optout"): ("jane@acme.com",),
 }
 
 # Commands that change no data, and why.
@@ -77,6 +80,9 @@ NO_CHANGE = {
     ("mail", "ignored"): "reads",
     ("slack", "manifest"): "prints the Slack app manifest",
     ("analytics", "evaluate"): "works in a scratch database of its own",
+    ("campaign", "preview"): "reads",
+    ("campaign", "report"): "reads",
+    ("campaign", "list"): "reads",
 }
 
 
@@ -143,6 +149,7 @@ def viewer_world(crmbot, tmp_path: Path, monkeypatch):
         "deals.csv": DEALS_CSV.encode(),
         "transactions.csv": TRANSACTIONS_CSV.encode(),
         "mail.eml": MAIL,
+        "campaign.j2": b"Subject: News\nHello {{ customer.name }}\n",
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
