@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "bot.cli.followups": ("followup",),
     "bot.cli.imports": ("import",),
     "bot.cli.users": ("user",),
+    "bot.cli.audit": ("audit",),
     "bot.cli.digests": ("digest",),
     "bot.cli.mail": ("mail", "ingest"),
     "bot.cli.slack": ("slack",),

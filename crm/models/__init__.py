@@ -1,7 +1,7 @@
 """SQLModel tables, one module per aggregate. Importing this package registers every table."""
 
 from crm.models.analytics import AnalyticsRun, ChurnScore, CustomerSegment, Finding
-from crm.models.audit import AuditEvent
+from crm.models.audit import AuditChainHead, AuditEvent
 from crm.models.base import (
     Channel,
     ContactKind,
@@ -40,6 +40,7 @@ __all__ = [
     "ChurnScore",
     "CustomerSegment",
     "Finding",
+    "AuditChainHead",
     "AuditEvent",
     "Channel",
     "ChannelLink",

@@ -33,7 +33,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from crm.models import (
-    AuditEvent,
     Channel,
     ContactKind,
     ContactPoint,
@@ -47,7 +46,7 @@ from crm.models import (
     utcnow,
 )
 from crm.services.actor import Actor
-from crm.services.audit import _jsonable, record_event
+from crm.services.audit import _jsonable, record_event, record_events
 from crm.services.customers import create_customer
 from crm.services.errors import CRMError
 from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key
@@ -55,7 +54,6 @@ from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key
 logger = logging.getLogger(__name__)
 
 _interactions = Interaction.__table__  # type: ignore[attr-defined]
-_audit_events = AuditEvent.__table__  # type: ignore[attr-defined]
 
 MAX_BODY_CHARS = 100_000
 MAX_QUOTED_CHARS = 20_000
@@ -566,7 +564,7 @@ def _capture_fast(
                 }
             )
         # Audit rows in the same transaction as the interactions they describe.
-        session.execute(sa.insert(_audit_events), events)
+        record_events(session, events)
     resolved_keys: list[tuple[str, str]] = []
     for p in plans:
         if p.quarantine_reason is not None:

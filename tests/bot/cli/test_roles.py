@@ -66,6 +66,8 @@ NO_CHANGE = {
     ("deal", "list"): "reads",
     ("followup", "list"): "reads",
     ("user", "list"): "reads",
+    ("audit", "verify"): "reads",
+    ("audit", "export"): "reads",
     ("digest", "preview"): "shows a digest without sending it",
     ("digest", "history"): "reads",
     ("mail", "inspect"): "parses a file; no database",
