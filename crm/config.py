@@ -181,6 +181,14 @@ class Settings(BaseSettings):
     churn_rise_alert: float = Field(default=0.15, ge=0, le=1)
     # --- end digests ---
 
+    # --- Security and the data's life ---
+    # Key for keyed hashes (HMAC) of forgotten addresses; unset: a random key the store makes
+    # and keeps itself (a copy of the database then holds the key too).
+    hmac_key: SecretStr | None = None
+    # After `customer forget`, mail from the forgotten addresses is dropped, not captured.
+    forget_blocks_capture: bool = True
+    # --- end security ---
+
     # Slack (Slack's own names)
     slack_bot_token: str | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")

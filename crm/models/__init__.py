@@ -33,6 +33,7 @@ from crm.models.ops import (
     QuarantinedMessage,
     SeenRequest,
 )
+from crm.models.privacy import ForgottenContact, StoreKey
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -59,11 +60,13 @@ __all__ = [
     "DigestRun",
     "Direction",
     "FollowUp",
+    "ForgottenContact",
     "FollowUpStatus",
     "Interaction",
     "InteractionCreate",
     "Lease",
     "SeenRequest",
+    "StoreKey",
     "MailboxState",
     "QuarantinedMessage",
     "Role",

@@ -40,6 +40,7 @@ from crm.models import (
     CustomerCreate,
     CustomerStatus,
     Direction,
+    ForgottenContact,
     Interaction,
     MailboxState,
     QuarantinedMessage,
@@ -48,6 +49,7 @@ from crm.models import (
 from crm.services.actor import Actor
 from crm.services.audit import _jsonable, record_event, record_events
 from crm.services.customers import create_customer
+from crm.services.erasure import forgotten_emails, hashing_key
 from crm.services.errors import CRMError
 from crm.services.normalise import FREE_MAIL_DOMAINS, is_email, name_key
 
@@ -149,6 +151,9 @@ class CapturePolicy:
     # Addresses of the CRM's own mailboxes: never a customer even outside internal_domains.
     own_addresses: frozenset[str] = frozenset()
     max_body_chars: int = MAX_BODY_CHARS
+    # Mail from people erased on request is dropped (their addresses are kept as keyed hashes).
+    skip_forgotten: bool = True
+    forget_key: str | None = None  # CRM_HMAC_KEY; None: the store's own key
 
     def __post_init__(self) -> None:
         if self.unknown_sender not in ("create_lead", "ignore", "quarantine"):
@@ -164,6 +169,8 @@ class CapturePolicy:
             unknown_sender=settings.mail_unknown_sender,
             own_addresses=frozenset(a.lower() for a in own_addresses if a),
             max_body_chars=getattr(settings, "mail_max_body_chars", MAX_BODY_CHARS),
+            skip_forgotten=getattr(settings, "forget_blocks_capture", True),
+            forget_key=_secret(getattr(settings, "hmac_key", None)),
         )
 
     def is_internal(self, address: str) -> bool:
@@ -459,6 +466,37 @@ def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
     plan.party = sender
 
 
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value) or None
+
+
+def _skip_forgotten(session: Session, plans: Sequence[_Plan], policy: CapturePolicy) -> None:
+    """Mail whose customer party was erased on request is not captured (nor quarantined:
+    that would keep their mail)."""
+    if not policy.skip_forgotten:
+        return
+    open_plans = [
+        p
+        for p in plans
+        if p.result is None and p.quarantine_reason is None and p.party and p.party.address
+    ]
+    if not open_plans or session.exec(select(ForgottenContact.id).limit(1)).first() is None:
+        return
+    key = hashing_key(session, policy.forget_key)
+    forgotten = forgotten_emails(
+        session, key=key, emails={p.party.address for p in open_plans if p.party}
+    )
+    for p in open_plans:
+        if p.party and p.party.address.lower() in forgotten:
+            p.result = CaptureResult(
+                CaptureOutcome.ignored,
+                p.key,
+                reason="the sender was erased on request; their mail is not captured",
+            )
+
+
 def _capture_fast(
     session: Session, mails: Sequence[IncomingMail], policy: CapturePolicy, actor: Actor
 ) -> list[CaptureResult]:
@@ -487,6 +525,7 @@ def _capture_fast(
         else:
             seen_in_batch.add(ident)
             _plan_party(p, policy)
+    _skip_forgotten(session, plans, policy)
 
     # One round of lookups for every address, domain and parent Message-ID in the batch.
     emails: set[str] = set()
