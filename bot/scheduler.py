@@ -401,7 +401,55 @@ class SchedulerComponent:
         with self.db.transaction() as session:
             digest_runs.mark_sent(session, claim=claimed)
 
+    def _backup(self, now: datetime | None = None) -> Path | None:
+        """The scheduled backup (CRM_BACKUP_CRON): once per fire time across replicas, into
+        CRM_BACKUP_DIR, keeping the newest CRM_BACKUP_KEEP."""
+        from crm.services import backups
+
+        expr = self.settings.backup_cron
+        if not expr:
+            return None
+        now = now or utcnow()
+        fire = latest_fire_time(cron(expr, self.settings.timezone), now, self.service.grace)
+        if fire is None:
+            return None
+        with self.db.transaction() as session:
+            claimed = digest_runs.claim(
+                session,
+                job="backup",
+                period=fire.isoformat(timespec="minutes"),
+                recipient="-",
+                holder=self.service.holder,
+                now=now,
+                max_attempts=3,
+                stale_after=timedelta(hours=6),
+            )
+        if claimed is None:
+            return None
+        folder = Path(self.settings.backup_dir).expanduser()
+        target = folder / backups.scheduled_name(now)
+        try:
+            backups.make_backup(self.db, target, actor=Actor.system("scheduler"))
+            removed = backups.prune_backups(folder, self.settings.backup_keep)
+        except Exception as exc:
+            logger.exception("scheduled backup failed")
+            with self.db.transaction() as session:
+                error = f"{type(exc).__name__}: {exc}"
+                digest_runs.mark_failed(session, claim=claimed, error=error)
+            return None
+        logger.info(
+            "backup written to %s (%d old backup(s) removed)", _shown_path(target), len(removed)
+        )
+        with self.db.transaction() as session:
+            digest_runs.mark_sent(session, claim=claimed)
+        return target
+
     def start(self) -> None:
+        if self.settings.backup_cron:
+            cron(self.settings.backup_cron, self.settings.timezone)  # fail now, not at night
+            self.scheduler.add_job(
+                self._backup, IntervalTrigger(minutes=5), id="backup", max_instances=1, coalesce=True
+            )
         self.scheduler.add_job(self._tick, IntervalTrigger(minutes=1), id="digests", max_instances=1, coalesce=True,
                                next_run_time=datetime.now(ZoneInfo(self.settings.timezone)))
         self.scheduler.add_job(self._refresh, IntervalTrigger(minutes=5), id="analytics_refresh", max_instances=1,

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     hmac_key: SecretStr | None = None
     # After `customer forget`, mail from the forgotten addresses is dropped, not captured.
     forget_blocks_capture: bool = True
+    # Scheduled backups (cron, 5 fields, team time zone; unset: none) into backup_dir, keeping
+    # the newest backup_keep files.
+    backup_cron: str | None = None
+    backup_dir: str = "./backups"
+    backup_keep: int = Field(default=7, ge=1)
     # --- end security ---
 
     # Slack (Slack's own names)

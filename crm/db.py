@@ -275,6 +275,16 @@ _PARENTS = re.compile(r"^down_revision\b[^=\n]*=\s*(.+)$", re.MULTILINE)
 
 
 @functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this crmbot ships (a backup of a later one cannot be restored)."""
+    found = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        if match := _REVISION.search(path.read_text(encoding="utf-8")):
+            found.add(match.group(1))
+    return frozenset(found)
+
+
+@functools.cache
 def shipped_head() -> str | None:
     """The newest revision(s) this crmbot ships, read from the migration files with two
     regular expressions instead of Alembic (which takes longer to load than most commands take

@@ -318,6 +318,7 @@ def customer_export(
     ctx: typer.Context,
     customer: str,
     fmt: Annotated[str, typer.Option("--format", help="json (the only format).")] = "json",
+    json_out: JsonOpt = False,  # the output is JSON either way
 ) -> None:
     """Everything held about a person, as JSON (GDPR art. 15/20; managers and admins)."""
     from crm.services import erasure

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "bot.cli.imports": ("import",),
     "bot.cli.users": ("user",),
     "bot.cli.audit": ("audit",),
+    "bot.cli.backups": ("backup", "restore"),
     "bot.cli.digests": ("digest",),
     "bot.cli.mail": ("mail", "ingest"),
     "bot.cli.slack": ("slack",),

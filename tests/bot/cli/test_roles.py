@@ -54,6 +54,8 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("mail", "poll"): ("--once",),
     ("ingest",): ("{mail.eml}",),
     ("analytics", "refresh"): (),
+    ("backup",): ("{backup.tar}",),
+    ("restore",): ("{backup.tar}",),
 }
 
 # Commands that change no data, and why.

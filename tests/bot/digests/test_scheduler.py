@@ -316,3 +316,21 @@ def test_without_slack_a_digest_email_names_customers_by_number(db, admin, tmp_p
     [eml] = _outbox(tmp_path)
     raw = eml.read_text()
     assert f"Ann #{ann.id}" in raw and "Open in Slack" not in raw and "Open:" not in raw
+
+
+def test_the_scheduled_backup_runs_once_per_night_and_keeps_the_newest_n(db, admin, tmp_path):
+    from bot.scheduler import SchedulerComponent
+    from crm.services import backups
+
+    add_customer(db, admin)
+    folder = tmp_path / "backups"
+    settings = _settings(db, backup_cron="0 1 * * *", backup_dir=str(folder), backup_keep=2)
+    component = SchedulerComponent(settings, db)
+    made = []
+    for day in (1, 2, 3):
+        now = datetime(2026, 12, day, 0, 1, tzinfo=UTC)  # 01:01 in Berlin
+        made.append(component._backup(now))
+        assert component._backup(now + timedelta(minutes=5)) is None  # that night is done
+    assert all(made)
+    assert sorted(folder.iterdir()) == sorted(made[1:])
+    assert backups.read_manifest(made[-1]).counts["customers"] == 1
