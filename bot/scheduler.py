@@ -444,7 +444,63 @@ class SchedulerComponent:
             digest_runs.mark_sent(session, claim=claimed)
         return target
 
+    def _retention(self, now: datetime | None = None) -> int | None:
+        """The nightly retention (CRM_RETENTION_*), once per fire time across replicas; returns
+        the rows changed, or None when it was not due or another replica has it."""
+        from crm.services import retention
+
+        s = self.settings
+        if not (s.retention_raw_mail_days or s.retention_interactions_days):
+            return None
+        now = now or utcnow()
+        fire = latest_fire_time(cron(s.retention_cron, s.timezone), now, self.service.grace)
+        if fire is None:
+            return None
+        with self.db.transaction() as session:
+            claimed = digest_runs.claim(
+                session,
+                job="retention",
+                period=fire.isoformat(timespec="minutes"),
+                recipient="-",
+                holder=self.service.holder,
+                now=now,
+                max_attempts=3,
+                stale_after=timedelta(hours=6),
+            )
+        if claimed is None:
+            return None
+        changed = 0
+        try:
+            while True:
+                with self.db.transaction() as session:
+                    done = retention.apply_batch(
+                        session,
+                        actor=Actor.system("scheduler"),
+                        raw_mail_days=s.retention_raw_mail_days,
+                        interactions_days=s.retention_interactions_days,
+                        now=now,
+                    )
+                changed += done.total
+                if not done.total:
+                    break
+        except Exception as exc:
+            logger.exception("retention failed")
+            with self.db.transaction() as session:
+                error = f"{type(exc).__name__}: {exc}"
+                digest_runs.mark_failed(session, claim=claimed, error=error)
+            return None
+        logger.info("retention applied: %d rows changed", changed)
+        with self.db.transaction() as session:
+            digest_runs.mark_sent(session, claim=claimed)
+        return changed
+
     def start(self) -> None:
+        if self.settings.retention_raw_mail_days or self.settings.retention_interactions_days:
+            cron(self.settings.retention_cron, self.settings.timezone)
+            self.scheduler.add_job(
+                self._retention, IntervalTrigger(minutes=5), id="retention", max_instances=1,
+                coalesce=True,
+            )
         if self.settings.backup_cron:
             cron(self.settings.backup_cron, self.settings.timezone)  # fail now, not at night
             self.scheduler.add_job(

@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     backup_cron: str | None = None
     backup_dir: str = "./backups"
     backup_keep: int = Field(default=7, ge=1)
+    # Retention (days; unset: kept): raw mail beside captured emails and in quarantine, and
+    # interactions themselves (purchases stay). Applied nightly at retention_cron.
+    retention_raw_mail_days: int | None = Field(default=None, ge=1)
+    retention_interactions_days: int | None = Field(default=None, ge=1)
+    retention_cron: str = "15 3 * * *"
     # --- end security ---
 
     # Slack (Slack's own names)

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "bot.cli.users": ("user",),
     "bot.cli.audit": ("audit",),
     "bot.cli.backups": ("backup", "restore"),
+    "bot.cli.retention": ("retention",),
     "bot.cli.digests": ("digest",),
     "bot.cli.mail": ("mail", "ingest"),
     "bot.cli.slack": ("slack",),

@@ -56,6 +56,7 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("analytics", "refresh"): (),
     ("backup",): ("{backup.tar}",),
     ("restore",): ("{backup.tar}",),
+    ("retention", "apply"): (),
 }
 
 # Commands that change no data, and why.
@@ -72,6 +73,7 @@ NO_CHANGE = {
     ("user", "list"): "reads",
     ("audit", "verify"): "reads",
     ("audit", "export"): "reads",
+    ("retention", "status"): "reads",
     ("digest", "preview"): "shows a digest without sending it",
     ("digest", "history"): "reads",
     ("mail", "inspect"): "parses a file; no database",
