@@ -34,7 +34,7 @@ from bot import digests
 from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail, Sent
 from bot.slack.blocks.digests import digest_messages
 from bot.slack.links import app_home_link
-from crm.config import Settings
+from crm.config import Settings, reveal
 from crm.db import Database
 from crm.models import Role, User, utcnow
 from crm.services import digest_runs
@@ -112,7 +112,7 @@ class SlackPoster:
                 ServerErrorRetryHandler,
             )
 
-            kwargs: dict[str, Any] = {"token": settings.slack_bot_token}
+            kwargs: dict[str, Any] = {"token": reveal(settings.slack_bot_token)}
             if settings.slack_api_url:
                 kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
             client = WebClient(**kwargs)
@@ -208,7 +208,7 @@ class DigestService:
         mailto = f"mailto:{parseaddr(address)[1]}?subject={quote(f'unsubscribe {kind}')}"
         s = self.settings
         if s.public_url and s.secret_key and recipient.user is not None and recipient.user.id is not None:
-            token = digest_runs.unsubscribe_token(s.secret_key, user_id=recipient.user.id, kind=kind, channel="email")
+            token = digest_runs.unsubscribe_token(reveal(s.secret_key), user_id=recipient.user.id, kind=kind, channel="email")
             url = f"{s.public_url.rstrip('/')}/digests/unsubscribe?t={token}"
             return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         return mailto, {"List-Unsubscribe": f"<{mailto}>"}
@@ -223,7 +223,7 @@ class DigestService:
         if home is None:
             return None
         s, user = self.settings, recipient.user
-        secret, public = s.secret_key, s.public_url
+        secret, public = reveal(s.secret_key), s.public_url
         user_id = user.id if user is not None and user.slack_user_id else None
         if not (secret and public and user_id is not None):
             return lambda _cid: home

@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_from: str = "crmbot <crmbot@localhost>"
     smtp_timeout: float = 30.0
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     # With both set, digest emails carry a one-click unsubscribe link served by crmbot's HTTP
     # endpoint at <public_url>/digests/unsubscribe (RFC 8058).
     public_url: str | None = None
-    secret_key: str | None = None
+    secret_key: SecretStr | None = None
     # Schedules (cron, 5 fields) in the team time zone; follow-up digests run in each rep's own zone.
     analytics_refresh_cron: str = "30 2 * * *"
     churn_digest_cron: str = "0 8 * * mon-fri"
@@ -200,14 +200,14 @@ class Settings(BaseSettings):
     # --- end security ---
 
     # Slack (Slack's own names)
-    slack_bot_token: str | None = Field(
+    slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
     )
-    slack_signing_secret: str | None = Field(
+    slack_signing_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"),
     )
-    slack_app_token: str | None = Field(
+    slack_app_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
     )
     slack_api_url: str | None = Field(
@@ -304,6 +304,12 @@ class Settings(BaseSettings):
     def is_internal_address(self, address: str) -> bool:
         domain = address.rsplit("@", 1)[-1].lower()
         return any(domain == d or domain.endswith("." + d) for d in self.internal_domains)
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret setting's value, at the one place that hands it to a library; everywhere
+    else (logs, errors, reprs, --json) a SecretStr shows as '**********'."""
+    return None if secret is None else secret.get_secret_value()
 
 
 def get_settings(**overrides: object) -> Settings:
