@@ -306,10 +306,11 @@ class Settings(BaseSettings):
         return any(domain == d or domain.endswith("." + d) for d in self.internal_domains)
 
 
-def reveal(secret: SecretStr | None) -> str | None:
+def reveal(secret: SecretStr | str | None) -> str | None:
     """A secret setting's value, at the one place that hands it to a library; everywhere
-    else (logs, errors, reprs, --json) a SecretStr shows as '**********'."""
-    return None if secret is None else secret.get_secret_value()
+    else (logs, errors, reprs, --json) a SecretStr shows as '**********'. (A plain string, set
+    by ``model_copy(update=...)`` which does not validate, is given back as it is.)"""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -1,0 +1,95 @@
+"""Who may do what in Slack, verb by verb and role by role: one table, tested exhaustively.
+
+Each verb is sent by an admin, a manager, the rep who owns the records, another rep and a
+viewer. A refused request says so and changes nothing; an allowed one is not refused.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from bot.handlers.commands import HANDLERS
+from crm.services import slack_capture
+from tests.factories import add_customer, add_deal
+
+ADMIN, MANAGER, VIEWER = "UADMIN001", "UMGR00001", "UVIEW0001"
+OWNER, OTHER_REP = "UREP00001", "UREP00002"
+EVERYONE = {ADMIN, MANAGER, OWNER, OTHER_REP, VIEWER}
+WRITERS = EVERYONE - {VIEWER}
+MANAGERS = {ADMIN, MANAGER}
+
+# verb -> (what is sent after /crm, who may); {deal} is the owner's deal.
+ACCESS: dict[str, tuple[str, set[str]]] = {
+    "help": ("help", EVERYONE),
+    "find": ("find acme", EVERYONE),
+    "show": ("show acme.com", EVERYONE),
+    "deals": ("deals all", EVERYONE),
+    "pipeline": ("pipeline", EVERYONE),
+    "followups": ("followups", EVERYONE),
+    "timeline": ("timeline acme.com", EVERYONE),
+    "at-risk": ("at-risk", EVERYONE),
+    "segments": ("segments", EVERYONE),
+    "add": ('add "New Co" new@newco.com', WRITERS),
+    "set": ("set acme.com company=Initrode", WRITERS),
+    "log": ("log acme.com: called them", WRITERS),
+    "followup": ("followup acme.com tomorrow 9am call", WRITERS),
+    "deal": ("deal {deal} move proposal", MANAGERS | {OWNER}),
+    "merge": ("merge acme.com initech.com", MANAGERS),
+    "link": ("link <#C0ACME002|acme-new> acme.com", {ADMIN}),
+    "unlink": ("unlink <#C0ACME001|acme-shared>", {ADMIN}),
+    "role": ("role <@UREP00002|ray> rep", {ADMIN}),
+    "forget": ("forget initech.com asked by email", {ADMIN}),
+}
+FORMS = {"forget"}  # allowed: a confirmation form opens instead of a reply
+# Tables a request may touch without being a change: the caller's own user row, replay keys.
+BOOKKEEPING = {"users", "seen_requests"}
+
+
+def test_the_table_covers_every_verb():
+    assert set(ACCESS) == set(HANDLERS)
+
+
+def _everything(db) -> dict[str, list[tuple]]:
+    rows = {}
+    with db.engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name in BOOKKEEPING:
+                continue
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows[table.name] = [tuple(r) for r in conn.execute(sa.select(table).order_by(*order))]
+    return rows
+
+
+def _refused(text: str) -> bool:
+    return "Your role is viewer" in text or "Only " in text
+
+
+@pytest.mark.parametrize("verb", sorted(ACCESS))
+def test_each_role_may_do_what_the_table_says(verb, slack, fake_slack, db, admin, settings, people):
+    acme = add_customer(db, admin, name="Acme", email="jane@acme.com", owner_id=people[OWNER].id)
+    add_customer(db, admin, name="Initech", email="bob@initech.com")
+    deal = add_deal(db, admin, settings, acme.id, owner_id=people[OWNER].id)
+    with db.transaction() as session:
+        slack_capture.link_channel(
+            session, channel_id="C0ACME001", customer_id=acme.id, actor=admin
+        )
+    text, allowed = ACCESS[verb]
+    text = text.format(deal=deal.id)
+    # The refusals first, each checked to change nothing; then the allowed.
+    for user in sorted(EVERYONE - allowed):
+        before = _everything(db)
+        reply = slack.command(text, user=user)
+        assert _refused(reply.text), (verb, user, reply.text)
+        assert _everything(db) == before, (verb, user)
+    for n, user in enumerate(sorted(allowed)):
+        if verb in FORMS:
+            opened = len(fake_slack.calls_to("views.open"))
+            assert slack.command(text, user=user, wait=False).status == 200
+            fake_slack.wait_for("views.open", count=opened + 1)
+            continue
+        reply = slack.command(text, user=user)
+        assert not _refused(reply.text), (verb, user, reply.text)
+        if n == 0:  # the first one finds the records as set up: it goes through
+            assert ":warning:" not in reply.text, (verb, user, reply.text)
