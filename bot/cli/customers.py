@@ -289,7 +289,7 @@ def customer_forget(
 
     state = common.state(ctx)
     with state.write() as (session, actor):
-        found = customer_svc.resolve_customer(session, customer)
+        found = erasure.resolve_exactly(session, customer)
         result = erasure.forget_customer(
             session,
             actor=actor,

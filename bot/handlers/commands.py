@@ -33,8 +33,8 @@ from crm.analytics import pipeline as pipeline_stats
 from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
+from crm.services import erasure, insights, slack_capture
 from crm.services import followups as followup_svc
-from crm.services import insights, slack_capture
 from crm.services import interactions as interaction_svc
 from crm.services import users as user_svc
 from crm.services.dates import parse_when
@@ -674,7 +674,7 @@ def v_forget(req: VerbRequest) -> dict[str, Any]:
     req.actor.require_admin("erase a customer's personal data")
     if not req.trigger_id:
         raise UsageError("`forget` asks for confirmation in a form, which needs Slack's trigger.")
-    customer = req.read(lambda s: customer_svc.resolve_customer(s, ref))
+    customer = req.read(lambda s: erasure.resolve_exactly(s, ref))
     req.client.views_open(trigger_id=req.trigger_id, view=forget_modal(customer, reason))
     return {}
 

@@ -54,7 +54,7 @@ from crm.models import (
 )
 from crm.services import audit
 from crm.services.actor import Actor
-from crm.services.customers import get_customer
+from crm.services.customers import find_customers, get_customer
 from crm.services.errors import CRMError
 from crm.services.normalise import name_key, normalise_email, normalise_phone
 
@@ -130,6 +130,18 @@ class ErasureResult:
     kept: dict[str, int] = field(default_factory=dict)
     scrubbed_events: int = 0
     remembered_contacts: int = 0
+
+
+def resolve_exactly(session: Session, ref: str) -> Customer:
+    """The customer an erasure is about, named exactly (``#id`` or an email): never the best
+    guess of a fuzzy search, since erasing cannot be undone."""
+    matches = find_customers(session, ref, limit=1)
+    if not matches or matches[0].matched_on not in ("id", "email"):
+        raise CRMError(
+            f"No customer has the id or email {ref!r}.",
+            hint="Name the customer exactly for an erasure: #id or an email address.",
+        )
+    return matches[0].customer
 
 
 def _like(term: str) -> str:

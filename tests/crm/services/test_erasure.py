@@ -29,7 +29,7 @@ from crm.models import (
 )
 from crm.services import audit as audit_svc
 from crm.services import erasure, followups, interactions
-from crm.services.errors import PermissionDenied
+from crm.services.errors import CRMError, PermissionDenied
 from crm.services.mail_capture import (
     CaptureOutcome,
     CapturePolicy,
@@ -230,3 +230,13 @@ def test_export_gives_everything_held_about_the_person(db, admin, settings):
     assert data["follow_ups"][0]["note"] == f"ring {NAME} back"
     assert data["analytics"]["churn_scores"][0]["probability"] == 0.7
     assert {e["entity"] for e in data["audit_events"]} >= {"customer", "deal", "interaction"}
+
+
+def test_an_erasure_names_the_person_exactly_never_by_a_fuzzy_guess(db, admin):
+    c = add_customer(db, admin, name="Quentin Exactly", email="quentin@exact.test")
+    with db.session() as session:
+        assert erasure.resolve_exactly(session, "quentin@exact.test").id == c.id
+        assert erasure.resolve_exactly(session, f"#{c.id}").id == c.id
+        for fuzzy in ("Quentin Exactly", "Quentin Exactyl", "exact.test"):
+            with pytest.raises(CRMError, match="exactly"):
+                erasure.resolve_exactly(session, fuzzy)
