@@ -164,6 +164,11 @@ def _without_terms(text: str, terms: Iterable[str]) -> str:
     return text
 
 
+def _changed(session: Session, statement: Any) -> int:
+    """Run an UPDATE or DELETE; the rows it changed."""
+    return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _delete(session: Session, model: Any, *where: Any) -> int:
     return int(session.execute(sa.delete(model).where(*where)).rowcount or 0)  # type: ignore[attr-defined]
 
@@ -222,8 +227,8 @@ def forget_customer(
     for row in candidates:
         if audit.erased_payload(row.before, row.after) is not None:
             continue
-        kept = audit.payload_digest(row.before, row.after)
-        updates.append({"event_id": row.id, "after": {audit.ERASED_KEY: kept}})
+        digest = audit.payload_digest(row.before, row.after)
+        updates.append({"event_id": row.id, "after": {audit.ERASED_KEY: digest}})
         if row.seq is not None:
             scrubbed_seqs.append(int(row.seq))
     if updates:
@@ -262,8 +267,9 @@ def forget_customer(
     )
     # Purchases and deals stay for the accounts: amounts, dates and stages, nothing personal.
     kept = result.kept
-    kept["purchases"] = int(
-        session.execute(
+    kept["purchases"] = _changed(
+        session,
+        (
             sa.update(Interaction)
             .where(col(Interaction.customer_id) == customer_id)
             .values(
@@ -275,8 +281,7 @@ def forget_customer(
                 thread_key=None,
                 updated_at=utcnow(),
             )
-        ).rowcount
-        or 0  # type: ignore[attr-defined]
+        ),
     )
     for deal_id in deal_ids:
         session.execute(
@@ -284,17 +289,14 @@ def forget_customer(
             .where(col(Deal.id) == deal_id)
             .values(title=f"Deal #{deal_id}", lost_reason=None, updated_at=utcnow())
         )
-    kept["deals"] = len(deal_ids)
-    # Who moved a deal (staff) and when: the stage history stays as it is.
+    kept["deals"] = len(deal_ids)  # their stage history (when, moved by staff) stays as it is
 
     # Rows elsewhere that name them: raw mail in quarantine, digest memories.
     removed["quarantined_mail"] = _drop_quarantined(session, terms)
     if terms:
-        removed["digest_history"] = int(
-            session.execute(
-                sa.update(DigestRun).where(_mentions(DigestRun.meta, terms)).values(meta=None)
-            ).rowcount
-            or 0  # type: ignore[attr-defined]
+        removed["digest_history"] = _changed(
+            session,
+            sa.update(DigestRun).where(_mentions(DigestRun.meta, terms)).values(meta=None),
         )
 
     if remember_contacts:

@@ -36,8 +36,9 @@ RAW_MAIL_KEYS = (
     "forwarded_from",
     "references",
 )
-_RAW_MARK = '"quoted_text"', '"signature"', '"forward_note"', '"attachments"', '"recipient"'
-_RAW_MARK += ('"forwarded_from"', '"references"')
+_RAW_MARK: tuple[str, ...] = tuple(
+    f'"{key}"' for key in RAW_MAIL_KEYS if key != "quoted_text_chars"
+)
 
 
 @dataclass
