@@ -58,12 +58,19 @@ def _tables() -> list[str]:
     return sorted(t.name for t in SQLModel.metadata.sorted_tables)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+class _Hashing:
+    """A file read through SHA-256, so data is hashed in the pass that copies it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        chunk: bytes = self.raw.read(n)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        return chunk
 
 
 def _sqlite_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], str | None]:
@@ -120,22 +127,24 @@ def make_backup(db: Database, target: Path, *, actor: Actor) -> Manifest:
             counts, revision = _backup_postgres(db, data)
         else:
             raise CRMError(f"Backups of {db.dialect} databases are not supported.")
-        manifest = Manifest(
-            format=FORMAT,
-            dialect=db.dialect,
-            schema_revision=revision,
-            created_at=datetime.now(UTC).isoformat(),
-            counts=counts,
-            data_sha256=_sha256(data),
-            data_bytes=data.stat().st_size,
-        )
         partial = Path(tmp) / "backup.tar"
-        with tarfile.open(partial, "w") as tar:
+        with tarfile.open(partial, "w") as tar, data.open("rb") as raw:
+            # The data is hashed as it is written (one pass); the manifest follows it.
+            hashing = _Hashing(raw)
+            tar.addfile(tar.gettarinfo(str(data), arcname=data.name), hashing)
+            manifest = Manifest(
+                format=FORMAT,
+                dialect=db.dialect,
+                schema_revision=revision,
+                created_at=datetime.now(UTC).isoformat(),
+                counts=counts,
+                data_sha256=hashing.digest.hexdigest(),
+                data_bytes=hashing.size,
+            )
             body = json.dumps(asdict(manifest), indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
-            tar.add(data, arcname=data.name)
         os.replace(partial, target)
     with db.transaction() as session:
         record_event(
@@ -251,16 +260,23 @@ def restore_backup(db: Database, source: Path, *, actor: Actor) -> Manifest:
         )
     with tempfile.TemporaryDirectory(prefix=".crmbot-restore-") as tmp:
         name = DATA[manifest.dialect]
-        with tarfile.open(source.expanduser(), "r") as tar:
-            tar.extract(name, tmp, filter="data")
         data = Path(tmp) / name
-        if _sha256(data) != manifest.data_sha256:
+        with tarfile.open(source.expanduser(), "r") as tar:
+            member = tar.extractfile(name)
+            if member is None:
+                raise CRMError(f"{source} holds no {name}: the file is damaged.")
+            hashing = _Hashing(member)
+            with data.open("wb") as out:
+                shutil.copyfileobj(hashing, out, 1 << 20)  # type: ignore[misc]
+        if hashing.digest.hexdigest() != manifest.data_sha256:
             raise CRMError("The backup's data does not match its checksum: the file is damaged.")
         if db.dialect == "sqlite":
+            # Straight into the file, not through the store's WAL: the pages are written once.
+            db.engine.dispose()
             src = sqlite3.connect(data)
-            target = db.engine.raw_connection()
+            target = sqlite3.connect(make_url(db.url).database or "")
             try:
-                src.backup(target.driver_connection)  # type: ignore[arg-type]
+                src.backup(target)
             finally:
                 target.close()
                 src.close()
@@ -284,7 +300,8 @@ def restore_backup(db: Database, source: Path, *, actor: Actor) -> Manifest:
             found = conn.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar_one()
             if found != expected:
                 raise CRMError(f"Restored {table} has {found} rows; the backup says {expected}.")
-    db.upgrade()
+    if not db.at_head():
+        db.upgrade()
     with db.transaction() as session:
         record_event(
             session,
