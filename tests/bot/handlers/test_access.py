@@ -40,7 +40,7 @@ ACCESS: dict[str, tuple[str, set[str]]] = {
     "link": ("link <#C0ACME002|acme-new> acme.com", {ADMIN}),
     "unlink": ("unlink <#C0ACME001|acme-shared>", {ADMIN}),
     "role": ("role <@UREP00002|ray> rep", {ADMIN}),
-    "forget": ("forget initech.com asked by email", {ADMIN}),
+    "forget": ("forget bob@initech.com asked by email", {ADMIN}),
 }
 FORMS = {"forget"}  # allowed: a confirmation form opens instead of a reply
 # Tables a request may touch without being a change: the caller's own user row, replay keys.
