@@ -1,6 +1,7 @@
 """Who may do what in Slack, verb by verb and role by role: one table, tested exhaustively.
 
-Each verb is sent by an admin, a manager, the rep who owns the records, another rep and a
+Each verb (and each button or menu that changes something, carrying the id of a record) is
+sent by an admin, a manager, the rep who owns the records, another rep and a
 viewer. A refused request says so and changes nothing; an allowed one is not refused.
 """
 
@@ -93,3 +94,41 @@ def test_each_role_may_do_what_the_table_says(verb, slack, fake_slack, db, admin
         assert not _refused(reply.text), (verb, user, reply.text)
         if n == 0:  # the first one finds the records as set up: it goes through
             assert ":warning:" not in reply.text, (verb, user, reply.text)
+
+
+# Buttons and menus that change something, carrying the id of the owner's record.
+# action id -> (the action payload, with {follow_up} / {deal}; who may).
+BUTTONS: dict[str, tuple[dict, set[str]]] = {
+    "followup_done": ({"value": "{follow_up}"}, MANAGERS | {OWNER}),
+    "followup_snooze_day": ({"value": "{follow_up}"}, MANAGERS | {OWNER}),
+    "followup_snooze_week": ({"value": "{follow_up}"}, MANAGERS | {OWNER}),
+    "deal_move_stage": (
+        {"type": "static_select", "selected_option": {"value": "{deal}:proposal"}},
+        MANAGERS | {OWNER},
+    ),
+}
+
+
+@pytest.mark.parametrize("action_id", sorted(BUTTONS))
+def test_each_role_may_press_what_the_table_says(action_id, slack, db, admin, settings, people):
+    import json
+
+    from tests.factories import add_follow_up
+
+    acme = add_customer(db, admin, name="Acme", email="jane@acme.com", owner_id=people[OWNER].id)
+    deal = add_deal(db, admin, settings, acme.id, owner_id=people[OWNER].id)
+    follow_up = add_follow_up(db, acme.id, people[OWNER].id)
+    template, allowed = BUTTONS[action_id]
+    payload = json.loads(
+        json.dumps(template)
+        .replace("{deal}", str(deal.id))
+        .replace("{follow_up}", str(follow_up.id))
+    )
+    payload["action_id"] = action_id
+    for user in sorted(EVERYONE - allowed):
+        before = _everything(db)
+        reply = slack.block_action(payload, user=user)
+        assert _refused(reply.text), (action_id, user, reply.text)
+        assert _everything(db) == before, (action_id, user)
+    first = slack.block_action(payload, user=sorted(allowed)[0])
+    assert not _refused(first.text) and ":warning:" not in first.text, (action_id, first.text)
