@@ -22,7 +22,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.mail.smtp import DeliveryError, Mailer, OutgoingMail
-from crm.config import Settings
+from crm.config import Settings, reveal
 from crm.db import Database
 from crm.models import Customer
 from crm.services import campaigns as svc
@@ -123,7 +123,7 @@ class CampaignSender:
         mailto = f"mailto:{parseaddr(self.settings.smtp_from)[1]}?subject={quote('unsubscribe')}"
         s = self.settings
         if s.public_url and s.secret_key:
-            token = svc.opt_out_token(s.secret_key, email=email)
+            token = svc.opt_out_token(reveal(s.secret_key) or "", email=email)
             url = f"{s.public_url.rstrip('/')}{UNSUBSCRIBE_PATH}?t={token}"
             return url, {
                 "List-Unsubscribe": f"<{url}>, <{mailto}>",

@@ -34,7 +34,7 @@ from bot import digests
 from bot.mail.smtp import DeliveryError, InlineImage, Mailer, OutgoingMail, Sent
 from bot.slack.blocks.digests import digest_messages
 from bot.slack.links import app_home_link
-from crm.config import Settings
+from crm.config import Settings, reveal
 from crm.db import Database
 from crm.models import Role, User, utcnow
 from crm.services import digest_runs
@@ -112,7 +112,7 @@ class SlackPoster:
                 ServerErrorRetryHandler,
             )
 
-            kwargs: dict[str, Any] = {"token": settings.slack_bot_token}
+            kwargs: dict[str, Any] = {"token": reveal(settings.slack_bot_token)}
             if settings.slack_api_url:
                 kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/"
             client = WebClient(**kwargs)
@@ -208,7 +208,7 @@ class DigestService:
         mailto = f"mailto:{parseaddr(address)[1]}?subject={quote(f'unsubscribe {kind}')}"
         s = self.settings
         if s.public_url and s.secret_key and recipient.user is not None and recipient.user.id is not None:
-            token = digest_runs.unsubscribe_token(s.secret_key, user_id=recipient.user.id, kind=kind, channel="email")
+            token = digest_runs.unsubscribe_token(reveal(s.secret_key), user_id=recipient.user.id, kind=kind, channel="email")
             url = f"{s.public_url.rstrip('/')}/digests/unsubscribe?t={token}"
             return url, {"List-Unsubscribe": f"<{url}>, <{mailto}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         return mailto, {"List-Unsubscribe": f"<{mailto}>"}
@@ -223,7 +223,7 @@ class DigestService:
         if home is None:
             return None
         s, user = self.settings, recipient.user
-        secret, public = s.secret_key, s.public_url
+        secret, public = reveal(s.secret_key), s.public_url
         user_id = user.id if user is not None and user.slack_user_id else None
         if not (secret and public and user_id is not None):
             return lambda _cid: home
@@ -409,10 +409,114 @@ class SchedulerComponent:
         for sent in sender.tick():
             logger.info("survey to customer #%s: %s %s", sent.customer_id, sent.status, sent.detail)
 
+    def _backup(self, now: datetime | None = None) -> Path | None:
+        """The scheduled backup (CRM_BACKUP_CRON): once per fire time across replicas, into
+        CRM_BACKUP_DIR, keeping the newest CRM_BACKUP_KEEP."""
+        from crm.services import backups
+
+        expr = self.settings.backup_cron
+        if not expr:
+            return None
+        now = now or utcnow()
+        fire = latest_fire_time(cron(expr, self.settings.timezone), now, self.service.grace)
+        if fire is None:
+            return None
+        with self.db.transaction() as session:
+            claimed = digest_runs.claim(
+                session,
+                job="backup",
+                period=fire.isoformat(timespec="minutes"),
+                recipient="-",
+                holder=self.service.holder,
+                now=now,
+                max_attempts=3,
+                stale_after=timedelta(hours=6),
+            )
+        if claimed is None:
+            return None
+        folder = Path(self.settings.backup_dir).expanduser()
+        target = folder / backups.scheduled_name(now)
+        try:
+            backups.make_backup(self.db, target, actor=Actor.system("scheduler"))
+            removed = backups.prune_backups(folder, self.settings.backup_keep)
+        except Exception as exc:
+            logger.exception("scheduled backup failed")
+            with self.db.transaction() as session:
+                error = f"{type(exc).__name__}: {exc}"
+                digest_runs.mark_failed(session, claim=claimed, error=error)
+            return None
+        logger.info(
+            "backup written to %s (%d old backup(s) removed)", _shown_path(target), len(removed)
+        )
+        with self.db.transaction() as session:
+            digest_runs.mark_sent(session, claim=claimed)
+        return target
+
+    def _retention(self, now: datetime | None = None) -> int | None:
+        """The nightly retention (CRM_RETENTION_*), once per fire time across replicas; returns
+        the rows changed, or None when it was not due or another replica has it."""
+        from crm.services import retention
+
+        s = self.settings
+        if not (s.retention_raw_mail_days or s.retention_interactions_days):
+            return None
+        now = now or utcnow()
+        fire = latest_fire_time(cron(s.retention_cron, s.timezone), now, self.service.grace)
+        if fire is None:
+            return None
+        with self.db.transaction() as session:
+            claimed = digest_runs.claim(
+                session,
+                job="retention",
+                period=fire.isoformat(timespec="minutes"),
+                recipient="-",
+                holder=self.service.holder,
+                now=now,
+                max_attempts=3,
+                stale_after=timedelta(hours=6),
+            )
+        if claimed is None:
+            return None
+        changed = 0
+        try:
+            while True:
+                with self.db.transaction() as session:
+                    done = retention.apply_batch(
+                        session,
+                        actor=Actor.system("scheduler"),
+                        raw_mail_days=s.retention_raw_mail_days,
+                        interactions_days=s.retention_interactions_days,
+                        now=now,
+                    )
+                changed += done.total
+                if not done.total:
+                    break
+        except Exception as exc:
+            logger.exception("retention failed")
+            with self.db.transaction() as session:
+                error = f"{type(exc).__name__}: {exc}"
+                digest_runs.mark_failed(session, claim=claimed, error=error)
+            return None
+        logger.info("retention applied: %d rows changed", changed)
+        with self.db.transaction() as session:
+            digest_runs.mark_sent(session, claim=claimed)
+        return changed
+
     def start(self) -> None:
         if self.settings.csat_enabled:
             self.scheduler.add_job(self._surveys, IntervalTrigger(minutes=5), id="csat", max_instances=1,
                                    coalesce=True)
+        if self.settings.retention_raw_mail_days or self.settings.retention_interactions_days:
+            cron(self.settings.retention_cron, self.settings.timezone)
+            self.scheduler.add_job(
+                self._retention, IntervalTrigger(minutes=5), id="retention", max_instances=1,
+                coalesce=True,
+            )
+        if self.settings.backup_cron:
+            cron(self.settings.backup_cron, self.settings.timezone)  # fail now, not at night
+            self.scheduler.add_job(
+                self._backup, IntervalTrigger(minutes=5), id="backup", max_instances=1, coalesce=True
+            )
         self.scheduler.add_job(self._tick, IntervalTrigger(minutes=1), id="digests", max_instances=1, coalesce=True,
                                next_run_time=datetime.now(ZoneInfo(self.settings.timezone)))
         self.scheduler.add_job(self._refresh, IntervalTrigger(minutes=5), id="analytics_refresh", max_instances=1,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.mail.smtp import DeliveryError, Mailer, OutgoingMail
-from crm.config import Settings
+from crm.config import Settings, reveal
 from crm.db import Database
 from crm.models import Customer, utcnow
 from crm.services import surveys as svc
@@ -61,7 +61,9 @@ class SurveySender:
         base = f"{s.public_url.rstrip('/')}{CSAT_PATH}?t="
         return {
             r: base
-            + svc.rating_token(s.secret_key, survey_id=survey_id, rating=r, expires_at=expires_at)
+            + svc.rating_token(
+                reveal(s.secret_key) or "", survey_id=survey_id, rating=r, expires_at=expires_at
+            )
             for r in svc.RATINGS
         }
 
@@ -72,7 +74,7 @@ class SurveySender:
 
         from bot.slack.blocks.surveys import survey_message
 
-        secret = self.settings.secret_key or ""
+        secret = reveal(self.settings.secret_key) or ""
         tokens = {
             r: svc.rating_token(secret, survey_id=survey_id, rating=r, expires_at=expires_at)
             for r in svc.RATINGS

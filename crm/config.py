@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_from: str = "crmbot <crmbot@localhost>"
     smtp_timeout: float = 30.0
@@ -202,7 +202,7 @@ class Settings(BaseSettings):
     # With both set, digest emails carry a one-click unsubscribe link served by crmbot's HTTP
     # endpoint at <public_url>/digests/unsubscribe (RFC 8058).
     public_url: str | None = None
-    secret_key: str | None = None
+    secret_key: SecretStr | None = None
     # Schedules (cron, 5 fields) in the team time zone; follow-up digests run in each rep's own zone.
     analytics_refresh_cron: str = "30 2 * * *"
     churn_digest_cron: str = "0 8 * * mon-fri"
@@ -222,15 +222,33 @@ class Settings(BaseSettings):
     churn_rise_alert: float = Field(default=0.15, ge=0, le=1)
     # --- end digests ---
 
+    # --- Security and the data's life ---
+    # Key for keyed hashes (HMAC) of forgotten addresses; unset: a random key the store makes
+    # and keeps itself (a copy of the database then holds the key too).
+    hmac_key: SecretStr | None = None
+    # After `customer forget`, mail from the forgotten addresses is dropped, not captured.
+    forget_blocks_capture: bool = True
+    # Scheduled backups (cron, 5 fields, team time zone; unset: none) into backup_dir, keeping
+    # the newest backup_keep files.
+    backup_cron: str | None = None
+    backup_dir: str = "./backups"
+    backup_keep: int = Field(default=7, ge=1)
+    # Retention (days; unset: kept): raw mail beside captured emails and in quarantine, and
+    # interactions themselves (purchases stay). Applied nightly at retention_cron.
+    retention_raw_mail_days: int | None = Field(default=None, ge=1)
+    retention_interactions_days: int | None = Field(default=None, ge=1)
+    retention_cron: str = "15 3 * * *"
+    # --- end security ---
+
     # Slack (Slack's own names)
-    slack_bot_token: str | None = Field(
+    slack_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
     )
-    slack_signing_secret: str | None = Field(
+    slack_signing_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"),
     )
-    slack_app_token: str | None = Field(
+    slack_app_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
     )
     slack_api_url: str | None = Field(
@@ -327,6 +345,13 @@ class Settings(BaseSettings):
     def is_internal_address(self, address: str) -> bool:
         domain = address.rsplit("@", 1)[-1].lower()
         return any(domain == d or domain.endswith("." + d) for d in self.internal_domains)
+
+
+def reveal(secret: SecretStr | str | None) -> str | None:
+    """A secret setting's value, at the one place that hands it to a library; everywhere
+    else (logs, errors, reprs, --json) a SecretStr shows as '**********'. (A plain string, set
+    by ``model_copy(update=...)`` which does not validate, is given back as it is.)"""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -53,6 +53,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Deleted rows are overwritten, not just unlinked: erased personal data must not linger
+        # in free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -266,6 +269,19 @@ class Database:
             return False
         return ",".join(sorted(r[0] for r in rows)) == shipped_head()
 
+    def flush_deleted(self) -> None:
+        """After an erasure: on SQLite, copy the write-ahead log into the file and empty it, so
+        that old copies of erased rows leave the log too (secure_delete zeroes them in the
+        file). On PostgreSQL dead rows are invisible at once, and their space is reused by
+        autovacuum."""
+        if self.dialect == "sqlite":
+            # Outside any transaction (our connections BEGIN on first use): the driver's own.
+            connection = self.engine.raw_connection()
+            try:
+                connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            finally:
+                connection.close()
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._lookup_engine is not self.engine:
@@ -335,6 +351,16 @@ def current_revision(engine: Engine) -> str | None:
 
 _REVISION = re.compile(r"^revision\b[^=\n]*=\s*[\"'](\w+)[\"']", re.MULTILINE)
 _PARENTS = re.compile(r"^down_revision\b[^=\n]*=\s*(.+)$", re.MULTILINE)
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this crmbot ships (a backup of a later one cannot be restored)."""
+    found = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        if match := _REVISION.search(path.read_text(encoding="utf-8")):
+            found.add(match.group(1))
+    return frozenset(found)
 
 
 @functools.cache

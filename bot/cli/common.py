@@ -7,6 +7,7 @@ first use), so that a command pays only for what it uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -144,6 +145,8 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if callable(getattr(value, "model_dump", None)):  # a model (SQLModel, pydantic)
         return {k: plain(v) for k, v in value.model_dump().items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a service's result
+        return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
     return value
 
 

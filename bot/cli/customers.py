@@ -391,6 +391,62 @@ def customer_not_duplicate(
         )
 
 
+@customer_app.command("forget")
+def customer_forget(
+    ctx: typer.Context,
+    customer: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why (the request); kept in the audit.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a person's personal data everywhere (GDPR art. 17); deal amounts stay (admins)."""
+    from crm.services import erasure
+
+    state = common.state(ctx)
+    with state.write() as (session, actor):
+        found = erasure.resolve_exactly(session, customer)
+        result = erasure.forget_customer(
+            session,
+            actor=actor,
+            customer_id=found.id,  # type: ignore[arg-type]
+            reason=reason,
+            key=erasure.hashing_key(session, state.settings.hmac_key),
+            remember_contacts=state.settings.forget_blocks_capture,
+        )
+    state.db.flush_deleted()
+    data = common.plain(result)
+    if json_out:
+        common.emit_json(data)
+        return
+    removed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.removed.items() if n)
+    kept = ", ".join(f"{n} {k}" for k, n in result.kept.items() if n)
+    common.console.print(
+        f"Forgot customer #{result.customer_id} (record {result.customer}). "
+        f"Removed: {removed or 'nothing else'}. "
+        + (f"Kept without personal data: {kept}. " if kept else "")
+        + f"Audit events scrubbed: {result.scrubbed_events}."
+    )
+
+
+@customer_app.command("export")
+def customer_export(
+    ctx: typer.Context,
+    customer: str,
+    fmt: Annotated[str, typer.Option("--format", help="json (the only format).")] = "json",
+    json_out: JsonOpt = False,  # the output is JSON either way
+) -> None:
+    """Everything held about a person, as JSON (GDPR art. 15/20; managers and admins)."""
+    from crm.services import erasure
+
+    if fmt != "json":
+        raise CRMError(f"{fmt!r} is not an export format.", hint="Use --format json.")
+    state = common.state(ctx)
+    with state.db.session() as session:
+        actor = state.actor(session)
+        found = customer_svc.resolve_customer(session, customer)
+        data = erasure.export_customer(session, actor=actor, customer_id=found.id)  # type: ignore[arg-type]
+    common.emit_json(data)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``crmbot customer ...`` to the root command."""
     app.add_typer(customer_app, name="customer")

@@ -27,6 +27,7 @@ from bot.slack import ids
 from bot.slack.blocks.base import changed, error_message, local_time, note
 from bot.slack.blocks.deals import deal_changed
 from bot.slack.blocks.forms import deal_new_modal, follow_up_modal, log_note_modal
+from crm.config import reveal
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
@@ -207,7 +208,7 @@ def csat_button(ack: Ack, body: dict[str, Any], context: dict[str, Any], respond
         return
     try:
         token = _action(body)["value"]
-        survey_id, rating = surveys.read_rating_token(bot.settings.secret_key or "", token)
+        survey_id, rating = surveys.read_rating_token(reveal(bot.settings.secret_key) or "", token)
         write(bot, lambda s: surveys.record_rating(s, survey_id=survey_id, rating=rating))
     except CRMError as err:
         respond(error_message(err))

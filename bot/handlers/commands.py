@@ -29,7 +29,7 @@ from bot.slack.blocks.customers import (
 )
 from bot.slack.blocks.deals import deal_changed, deal_list, pipeline_message
 from bot.slack.blocks.followups import follow_up_list
-from bot.slack.blocks.forms import deal_new_modal
+from bot.slack.blocks.forms import deal_new_modal, forget_modal
 from bot.slack.blocks.help import help_message
 from bot.slack.blocks.insights import at_risk_message, segments_message
 from crm.analytics import pipeline as pipeline_stats
@@ -38,8 +38,8 @@ from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, Inte
 from crm.services import campaigns as campaign_svc
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
+from crm.services import erasure, insights, slack_capture
 from crm.services import followups as followup_svc
-from crm.services import insights, slack_capture
 from crm.services import interactions as interaction_svc
 from crm.services import merges as merge_svc
 from crm.services import users as user_svc
@@ -110,6 +110,11 @@ VERBS: list[tuple[str, str, str]] = [
         "role @user <role>",
         "set a user's role: admin, manager, rep, viewer (admins)",
         "role @maria manager",
+    ),
+    (
+        "forget <customer> [reason]",
+        "erase a person's personal data on request, after a confirmation (admins)",
+        "forget jane@acme.com asked by email",
     ),
 ]
 
@@ -738,6 +743,18 @@ def v_unlink(req: VerbRequest) -> dict[str, Any]:
     return changed(f"<#{channel}> is no longer captured.")
 
 
+def v_forget(req: VerbRequest) -> dict[str, Any]:
+    ref, reason = split_customer(req.args)
+    if not ref:
+        raise UsageError("Which customer?")
+    req.actor.require_admin("erase a customer's personal data")
+    if not req.trigger_id:
+        raise UsageError("`forget` asks for confirmation in a form, which needs Slack's trigger.")
+    customer = req.read(lambda s: erasure.resolve_exactly(s, ref))
+    req.client.views_open(trigger_id=req.trigger_id, view=forget_modal(customer, reason))
+    return {}
+
+
 def v_role(req: VerbRequest) -> dict[str, Any]:
     parts = req.args.split()
     if len(parts) != 2:
@@ -774,6 +791,7 @@ HANDLERS: dict[str, Callable[[VerbRequest], dict[str, Any]]] = {
     "link": v_link,
     "unlink": v_unlink,
     "role": v_role,
+    "forget": v_forget,
 }
 
 

@@ -30,9 +30,9 @@ from bot.slack.blocks.forms import notice_modal
 from crm.models import Channel, DealCreate, InteractionCreate, User
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
+from crm.services import erasure, slack_capture
 from crm.services import followups as followup_svc
 from crm.services import interactions as interaction_svc
-from crm.services import slack_capture
 from crm.services.actor import Actor
 from crm.services.errors import CRMError
 
@@ -349,8 +349,49 @@ def log_message(
     _confirm(client, user_id, changed(text))
 
 
+def forget_customer(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient, context: dict[str, Any]
+) -> None:
+    """The confirmed erasure: the typed #id must match the customer the form was opened for."""
+    if (sub := _submission(ack, body, view, client, context)) is None:
+        return
+    bot, values, user_id, _user, actor, _tz = sub
+    try:
+        customer_id = int(_metadata(view).get("customer_id") or 0)
+        if _text(values, "confirm").lstrip("#") != str(customer_id):
+            raise CRMError(f"Type {customer_id} to confirm.")
+
+        def run(session: Any) -> erasure.ErasureResult:
+            return erasure.forget_customer(
+                session,
+                actor=actor,
+                customer_id=customer_id,
+                reason=_text(values, "reason"),
+                key=erasure.hashing_key(session, bot.settings.hmac_key),
+                remember_contacts=bot.settings.forget_blocks_capture,
+            )
+
+        result = write(bot, run)
+    except CRMError as err:
+        _form_error(ack, err, view, "confirm" if "confirm" in str(err) else "reason")
+        return
+    ack()
+    bot.db.flush_deleted()
+    removed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.removed.items() if n)
+    _confirm(
+        client,
+        user_id,
+        changed(
+            f"Erased customer #{result.customer_id} (record {result.customer}). "
+            f"Removed: {removed or 'nothing else'}. "
+            f"Audit events scrubbed: {result.scrubbed_events}."
+        ),
+    )
+
+
 def register(app: App) -> None:
     app.view(ids.FORM_DEAL_NEW)(deal_new)
     app.view(ids.FORM_LOG_NOTE)(log_note)
     app.view(ids.FORM_FOLLOW_UP)(follow_up)
     app.view(ids.FORM_LOG_MESSAGE)(log_message)
+    app.view(ids.FORM_FORGET)(forget_customer)

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
-from crm.config import Settings
+from crm.config import Settings, reveal
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Mailer:
                     client.starttls(context=context)
                     client.ehlo()
                 if s.smtp_username:
-                    client.login(s.smtp_username, s.smtp_password or "")
+                    client.login(s.smtp_username, reveal(s.smtp_password) or "")
                 refused = client.send_message(msg, to_addrs=[parseaddr(r)[1] for r in recipients])
             except BaseException:
                 client.close()

@@ -22,7 +22,7 @@ from bot.handlers import actions, commands, events, home, options, shortcuts, vi
 from bot.handlers.common import BotContext
 from bot.slack.blocks.base import note
 from bot.slack.respond import PooledRespond
-from crm.config import Settings
+from crm.config import Settings, reveal
 from crm.db import Database
 from crm.services.dates import parse_when
 from crm.services.search import warm_name_index
@@ -80,7 +80,7 @@ def retry_handlers(max_retries: int = 3) -> list[RetryHandler]:
 
 def make_client(settings: Settings, token: str | None = None) -> WebClient:
     kwargs: dict[str, Any] = {
-        "token": token or settings.slack_bot_token,
+        "token": token or reveal(settings.slack_bot_token),
         "retry_handlers": retry_handlers(),
     }
     if settings.slack_api_url:
@@ -139,7 +139,7 @@ def create_app(
         raise ValueError("SLACK_SIGNING_SECRET is needed to verify Slack's requests")
     app = App(
         client=client or make_client(settings),
-        signing_secret=settings.slack_signing_secret,
+        signing_secret=reveal(settings.slack_signing_secret),
         process_before_response=process_before_response,
         # Bolt's default pool has 5 threads; the HTTP answer waits for a free one to run ack(),
         # so a burst of requests would queue for Slack's 3 seconds. Listeners mostly wait on

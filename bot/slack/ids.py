@@ -27,6 +27,7 @@ FORM_DEAL_NEW = "deal_new"
 FORM_LOG_NOTE = "log_note"
 FORM_FOLLOW_UP = "follow_up"
 FORM_LOG_MESSAGE = "log_message"
+FORM_FORGET = "forget_customer"
 
 # Type-ahead menus (external select option loaders).
 OPTIONS_CUSTOMER = "customer_options"

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
+from pydantic import SecretStr
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
@@ -30,7 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.runtime import Component, Disabled
 from bot.slack import payloads
 from bot.slack.app import ANSWER_NOW, create_app
-from crm.config import Settings
+from crm.config import Settings, reveal
 from crm.db import Database
 from crm.models import utcnow
 from crm.services import replays
@@ -139,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
             "<body style='font-family:sans-serif'>{}</body></html>"
         )
         try:
-            user_id, kind, channel = digest_runs.read_unsubscribe_token(settings.secret_key, token)
+            user_id, kind, channel = digest_runs.read_unsubscribe_token(reveal(settings.secret_key), token)
             if not confirm:
                 body = (
                     f"<p>Stop the {escape(TITLES[kind].lower())} digest by {escape(channel)}?</p>"
@@ -196,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
             "<body style='font-family:sans-serif'>{}</body></html>"
         )
         try:
-            email = campaigns.read_opt_out_token(settings.secret_key, token)
+            email = campaigns.read_opt_out_token(reveal(settings.secret_key) or "", token)
             if not confirm:
                 body = (
                     f"<p>Stop campaign mail to {escape(email)}?</p>"
@@ -231,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
             "<body style='font-family:sans-serif'>{}</body></html>"
         )
         try:
-            survey_id, rating = surveys.read_rating_token(settings.secret_key, token)
+            survey_id, rating = surveys.read_rating_token(reveal(settings.secret_key) or "", token)
             if not confirm:
                 body = (
                     f"<p>Your rating: {rating} of 5.</p><form method='post'>"
@@ -272,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             "<body style='font-family:sans-serif'><p>{}</p></body></html>"
         )
         try:
-            user_id, customer_id = digest_runs.read_customer_link_token(settings.secret_key, token)
+            user_id, customer_id = digest_runs.read_customer_link_token(reveal(settings.secret_key), token)
         except CRMError as exc:
             self._send(HTTPStatus.BAD_REQUEST, page.format(escape(str(exc))), html)
             return
@@ -498,7 +499,7 @@ def _http_worker(settings: Settings, listening: socket.socket, conn: Connection)
         listening.getsockname()[:2],
         create_app(settings, db, process_before_response=True),
         db,
-        settings.slack_signing_secret or "",
+        reveal(settings.slack_signing_secret) or "",
         listening=listening,
         settings=settings,
     )
@@ -622,7 +623,9 @@ def slack_component(settings: Settings, db: Database) -> Component | Disabled:
         )
     # Socket Mode requests are not signed; the app still wants a secret for its HTTP verifier.
     if not settings.slack_signing_secret:
-        settings = settings.model_copy(update={"slack_signing_secret": "socket-mode-unsigned"})
+        settings = settings.model_copy(
+            update={"slack_signing_secret": SecretStr("socket-mode-unsigned")}
+        )
     # Over HTTP, listeners run in the request's thread and Slack is answered at ack().
     app = create_app(settings, db, process_before_response=not settings.slack_app_token)
     try:
@@ -634,14 +637,14 @@ def slack_component(settings: Settings, db: Database) -> Component | Disabled:
         return Disabled("slack", f"Slack's Web API is unreachable ({exc})")
     if settings.slack_app_token:
         return SlackSocketModeComponent(
-            app, app_token=settings.slack_app_token, api_url=settings.slack_api_url
+            app, app_token=reveal(settings.slack_app_token), api_url=settings.slack_api_url
         )
     return SlackHTTPComponent(
         app,
         db,
         host=settings.http_host,
         port=settings.http_port,
-        signing_secret=settings.slack_signing_secret or "",
+        signing_secret=reveal(settings.slack_signing_secret) or "",
         workers=settings.http_workers,
         settings=settings,
     )

@@ -1,7 +1,7 @@
 """SQLModel tables, one module per aggregate. Importing this package registers every table."""
 
 from crm.models.analytics import AnalyticsRun, ChurnScore, CustomerSegment, Finding
-from crm.models.audit import AuditEvent
+from crm.models.audit import AuditChainHead, AuditEvent
 from crm.models.base import (
     Channel,
     ContactKind,
@@ -36,6 +36,7 @@ from crm.models.ops import (
     SeenRequest,
 )
 from crm.models.survey import Survey
+from crm.models.privacy import ForgottenContact, StoreKey
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ChurnScore",
     "CustomerSegment",
     "Finding",
+    "AuditChainHead",
     "AuditEvent",
     "Campaign",
     "CampaignMember",
@@ -66,12 +68,14 @@ __all__ = [
     "DuplicateDismissal",
     "Direction",
     "FollowUp",
+    "ForgottenContact",
     "FollowUpStatus",
     "Interaction",
     "InteractionCreate",
     "Lease",
     "SeenRequest",
     "Survey",
+    "StoreKey",
     "MailboxState",
     "QuarantinedMessage",
     "Role",

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from crm.models import (
-    AuditEvent,
     Channel,
     ChannelLink,
     ContactKind,
@@ -34,7 +33,7 @@ from crm.models import (
     utcnow,
 )
 from crm.services.actor import Actor
-from crm.services.audit import _jsonable, record_event, snapshot
+from crm.services.audit import _jsonable, record_event, record_events, snapshot
 from crm.services.errors import Ambiguous, CRMError, NotFound
 from crm.services.normalise import (
     clean_text,
@@ -656,7 +655,6 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
 
 _customers_table = Customer.__table__  # type: ignore[attr-defined]
 _contacts_table = ContactPoint.__table__  # type: ignore[attr-defined]
-_audit_table = AuditEvent.__table__  # type: ignore[attr-defined]
 
 
 def create_leads(
@@ -696,7 +694,8 @@ def create_leads(
          "created_at": now}
         for cid, email in zip(ids, emails, strict=True)
     ])
-    session.execute(sa.insert(_audit_table), [
+    # One chained, set-based write of the audit events (see crm.services.audit).
+    record_events(session, [
         {"at": now, "actor": actor.name[:200], "action": "create", "entity": "customer",
          "entity_id": str(cid), "before": None,
          "after": _jsonable({"id": cid, **row, "email": email, "phone": None})}

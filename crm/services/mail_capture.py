@@ -38,7 +38,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from crm.models import (
-    AuditEvent,
     Channel,
     ContactKind,
     ContactPoint,
@@ -46,14 +45,16 @@ from crm.models import (
     CustomerCreate,
     CustomerStatus,
     Direction,
+    ForgottenContact,
     Interaction,
     MailboxState,
     QuarantinedMessage,
     utcnow,
 )
 from crm.services.actor import Actor
-from crm.services.audit import record_event
+from crm.services.audit import record_event, record_events
 from crm.services.customers import create_customer, create_leads
+from crm.services.erasure import forgotten_emails, hashing_key
 from crm.services.errors import CRMError
 from crm.services.normalise import (
     FREE_MAIL_DOMAINS,
@@ -66,7 +67,6 @@ from crm.services.normalise import (
 logger = logging.getLogger(__name__)
 
 _interactions = Interaction.__table__  # type: ignore[attr-defined]
-_audit_events = AuditEvent.__table__  # type: ignore[attr-defined]
 
 MAX_BODY_CHARS = 100_000
 MAX_QUOTED_CHARS = 20_000
@@ -173,6 +173,9 @@ class CapturePolicy:
     max_body_chars: int = MAX_BODY_CHARS
     # List and role mail may create leads (and match by company domain) like any other mail.
     list_leads: bool = False
+    # Mail from people erased on request is dropped (their addresses are kept as keyed hashes).
+    skip_forgotten: bool = True
+    forget_key: str | None = None  # CRM_HMAC_KEY; None: the store's own key
 
     def __post_init__(self) -> None:
         if self.unknown_sender not in ("create_lead", "ignore", "quarantine"):
@@ -189,6 +192,8 @@ class CapturePolicy:
             own_addresses=frozenset(a.lower() for a in own_addresses if a),
             max_body_chars=getattr(settings, "mail_max_body_chars", MAX_BODY_CHARS),
             list_leads=getattr(settings, "mail_list_leads", False),
+            skip_forgotten=getattr(settings, "forget_blocks_capture", True),
+            forget_key=_secret(getattr(settings, "hmac_key", None)),
         )
 
     def is_internal(self, address: str) -> bool:
@@ -302,6 +307,9 @@ class _Plan:
     quarantine_reason: str | None = None
     # Why this is list or role mail, which creates no lead by default.
     bulk: str | None = None
+    # Mail from a person erased on request: ignored without the trace ignored mail leaves
+    # (the trace keeps the raw message).
+    no_trace: bool = False
 
 
 class _Lookups:
@@ -504,6 +512,38 @@ def _plan_party(plan: _Plan, policy: CapturePolicy) -> None:
         plan.bulk = mail.list_mail or role_address_reason(sender.address) or None
 
 
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value) or None
+
+
+def _skip_forgotten(session: Session, plans: Sequence[_Plan], policy: CapturePolicy) -> None:
+    """Mail whose customer party was erased on request is not captured (nor quarantined:
+    that would keep their mail)."""
+    if not policy.skip_forgotten:
+        return
+    open_plans = [
+        p
+        for p in plans
+        if p.result is None and p.quarantine_reason is None and p.party and p.party.address
+    ]
+    if not open_plans or session.exec(select(ForgottenContact.id).limit(1)).first() is None:
+        return
+    key = hashing_key(session, policy.forget_key)
+    forgotten = forgotten_emails(
+        session, key=key, emails={p.party.address for p in open_plans if p.party}
+    )
+    for p in open_plans:
+        if p.party and p.party.address.lower() in forgotten:
+            p.result = CaptureResult(
+                CaptureOutcome.ignored,
+                p.key,
+                reason="the sender was erased on request; their mail is not captured",
+            )
+            p.no_trace = True
+
+
 def _capture_fast(
     session: Session, mails: Sequence[IncomingMail], policy: CapturePolicy, actor: Actor
 ) -> list[CaptureResult]:
@@ -522,6 +562,7 @@ def _capture_fast(
         else:
             seen_in_batch.add(p.key)
             _plan_party(p, policy)
+    _skip_forgotten(session, plans, policy)
 
     # One round of lookups for every address, domain and parent Message-ID in the batch.
     emails: set[str] = set()
@@ -598,7 +639,7 @@ def _capture_fast(
                 }
             )
         # Audit rows in the same transaction as the interactions they describe.
-        session.execute(sa.insert(_audit_events), events)
+        record_events(session, events)
     resolved_keys: list[str] = []
     for p in plans:
         if p.quarantine_reason is not None or (
@@ -607,7 +648,9 @@ def _capture_fast(
             outcome = CaptureOutcome.ignored if p.quarantine_reason is None else (
                 CaptureOutcome.quarantined)
             reason = p.quarantine_reason or (p.result.reason if p.result else None) or "ignored"
-            if p.key in set_aside:
+            if p.no_trace and p.result is not None:
+                results.append(p.result)
+            elif p.key in set_aside:
                 # Set aside before (a re-import, the same message from another source).
                 already = "in quarantine" if set_aside[p.key] == "quarantined" else "ignored"
                 results.append(

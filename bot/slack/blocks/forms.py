@@ -121,6 +121,31 @@ def deal_new_modal(
     )
 
 
+def forget_modal(customer: Customer, reason: str) -> dict[str, Any]:
+    """The confirmation before erasing a person: what goes, what stays, and their #id typed."""
+    return modal(
+        ids.FORM_FORGET,
+        "Erase personal data",
+        [
+            section(
+                f":warning: This erases *{esc(customer_label(customer))}* everywhere: contact "
+                "points, conversations, follow-ups, analytics, and their data in the audit "
+                "trail. Deal and purchase amounts stay, without their name. It cannot be undone."
+            ),
+            _text_input(
+                "reason", "Why (the request; kept in the audit trail)", initial=reason or None
+            ),
+            _text_input(
+                "confirm",
+                f"Type {customer.id} to confirm",
+                placeholder=str(customer.id),
+            ),
+        ],
+        submit="Erase",
+        private_metadata=json.dumps({"customer_id": customer.id}),
+    )
+
+
 def log_note_modal(customer: Customer) -> dict[str, Any]:
     kinds = [option("Note", "note"), option("Call", "call"), option("Meeting", "meeting")]
     return modal(

@@ -79,3 +79,36 @@ def test_a_search_that_shows_everything_says_nothing_more(crmbot):
     crmbot("customer", "add", "Acme One", "--email", "one@acme.com")
     code, out, _ = crmbot("customer", "find", "acme one", "--limit", "1")
     assert code == 0 and "showing" not in out
+
+
+def test_forget_erases_a_person_for_admins_and_export_gives_everything_first(crmbot, db):
+    assert crmbot("user", "add", "Max", "--email", "max@ourco.com", "--role", "manager")[0] == 0
+    code, _, err = crmbot(
+        "customer",
+        "add",
+        "Wanda Forgetme",
+        "--email",
+        "wanda@forget.test",
+        "--phone",
+        "+1 555 0100",
+    )
+    assert code == 0, err
+    assert crmbot("log", "wanda@forget.test", "call", "Wanda wants a quote")[0] == 0
+    code, out, err = crmbot("--as", "max@ourco.com", "customer", "export", "wanda@forget.test")
+    data = json.loads(out)
+    assert code == 0, err
+    assert data["customer"]["name"] == "Wanda Forgetme" and len(data["interactions"]) == 1
+    code, _, err = crmbot("customer", "export", "wanda@forget.test", "--format", "csv")
+    assert code == 2 and "not an export format" in err
+    code, _, err = crmbot(
+        "--as", "max@ourco.com", "customer", "forget", "wanda@forget.test", "--reason", "asked"
+    )
+    assert code == 2 and "admins" in err
+    code, _, err = crmbot("customer", "forget", "wanda@forget.test", "--reason", "  ")
+    assert code == 2 and "why" in err
+    code, out, err = crmbot("customer", "forget", "wanda@forget.test", "--reason", "asked")
+    assert code == 0 and "Forgot customer" in out and "record deleted" in out, err
+    code, _, err = crmbot("customer", "show", "wanda@forget.test")
+    assert code == 2
+    code, out, _ = crmbot("audit", "verify")
+    assert code == 0 and "scrubbed by erasures" in out

@@ -35,6 +35,7 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("customer", "merge"): ("jane@acme.com", "bob@initech.com"),
     ("customer", "unmerge"): ("1",),
     ("customer", "not-duplicate"): ("jane@acme.com", "bob@initech.com"),
+    ("customer", "forget"): ("jane@acme.com", "--reason", "asked by email"),
     ("deal", "add"): ("jane@acme.com", "Another plan"),
     ("deal", "move"): ("1", "proposal"),
     ("deal", "won"): ("1",),
@@ -58,6 +59,9 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("campaign", "create"): ("spring", "--filter", "status=lead", "--template", "{campaign.j2}"),
     ("campaign", "send"): ("spring",),
     ("campaign", "optout"): ("jane@acme.com",),
+    ("backup",): ("{backup.tar}",),
+    ("restore",): ("{backup.tar}",),
+    ("retention", "apply"): (),
 }
 
 # Commands that change no data, and why.
@@ -69,9 +73,13 @@ NO_CHANGE = {
     ("customer", "find"): "reads",
     ("customer", "show"): "reads",
     ("customer", "duplicates"): "reads",
+    ("customer", "export"): "reads",
     ("deal", "list"): "reads",
     ("followup", "list"): "reads",
     ("user", "list"): "reads",
+    ("audit", "verify"): "reads",
+    ("audit", "export"): "reads",
+    ("retention", "status"): "reads",
     ("digest", "preview"): "shows a digest without sending it",
     ("digest", "history"): "reads",
     ("mail", "inspect"): "parses a file; no database",

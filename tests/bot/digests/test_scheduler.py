@@ -316,3 +316,52 @@ def test_without_slack_a_digest_email_names_customers_by_number(db, admin, tmp_p
     [eml] = _outbox(tmp_path)
     raw = eml.read_text()
     assert f"Ann #{ann.id}" in raw and "Open in Slack" not in raw and "Open:" not in raw
+
+
+def test_the_scheduled_backup_runs_once_per_night_and_keeps_the_newest_n(db, admin, tmp_path):
+    from bot.scheduler import SchedulerComponent
+    from crm.services import backups
+
+    add_customer(db, admin)
+    folder = tmp_path / "backups"
+    settings = _settings(db, backup_cron="0 1 * * *", backup_dir=str(folder), backup_keep=2)
+    component = SchedulerComponent(settings, db)
+    made = []
+    for day in (1, 2, 3):
+        now = datetime(2026, 12, day, 0, 1, tzinfo=UTC)  # 01:01 in Berlin
+        made.append(component._backup(now))
+        assert component._backup(now + timedelta(minutes=5)) is None  # that night is done
+    assert all(made)
+    assert sorted(folder.iterdir()) == sorted(made[1:])
+    assert backups.read_manifest(made[-1]).counts["customers"] == 1
+
+
+def test_the_nightly_retention_runs_once_and_is_shown_by_the_cli(db, admin, crmbot, monkeypatch):
+    from bot.scheduler import SchedulerComponent
+    from crm.models import Channel, InteractionCreate, QuarantinedMessage
+    from crm.services import interactions
+
+    c = add_customer(db, admin)
+    now = datetime(2026, 12, 4, 2, 20, tzinfo=UTC)  # 03:20 in Berlin, after 03:15
+    with db.transaction() as session:
+        interactions.record_interaction(
+            session,
+            actor=admin,
+            interaction_in=InteractionCreate(
+                customer_id=c.id, channel=Channel.note, occurred_at=now - timedelta(days=90)
+            ),
+        )
+        session.add(
+            QuarantinedMessage(
+                source="imap:x", external_id="q", reason="r", raw=b"x", received_at=now
+            )
+        )
+    settings = _settings(db, retention_interactions_days=60)
+    component = SchedulerComponent(settings, db)
+    assert component._retention(now) == 1
+    assert component._retention(now + timedelta(minutes=5)) is None  # that night is done
+    monkeypatch.setenv("CRM_RETENTION_INTERACTIONS_DAYS", "60")
+    code, out, err = crmbot("retention", "status")
+    assert code == 0, err
+    assert "interactions: 60 days" in out and "raw mail: kept" in out
+    assert "scheduler" in out and "due now: 0 interactions deleted" in out

@@ -131,3 +131,47 @@ def test_a_deal_from_the_form_belongs_to_the_customers_owner(slack, db, admin, p
     with db.session() as session:
         owners = {d.title: d.owner_id for d in session.exec(select(Deal))}
     assert owners == {"For Ray": people["UREP00002"].id, "Mine": people["UREP00001"].id}
+
+
+def test_forget_asks_for_confirmation_then_erases_for_admins_only(slack, db, admin, fake_slack):
+    from crm.models import AuditEvent, Customer
+    from crm.services import audit as audit_svc
+
+    c = add_customer(db, admin, name="Fay Forgetful", email="fay@forget.test", phone="+1 555 0199")
+    assert "admins" in slack.command("forget fay@forget.test asked", user="UREP00001").text
+    reply = slack.command("forget fay@forget.test asked by phone", wait=False)
+    assert reply.status == 200
+    view = fake_slack.wait_for("views.open")[0].params["view"]
+    assert view["callback_id"] == "forget_customer"
+    assert [b.get("block_id") for b in view["blocks"] if b["type"] == "input"] == [
+        "reason",
+        "confirm",
+    ]
+    reason_block = next(b for b in view["blocks"] if b.get("block_id") == "reason")
+    assert reason_block["element"]["initial_value"] == "asked by phone"
+
+    def values(confirm: str) -> dict:
+        return {
+            "reason": {"value": {"type": "plain_text_input", "value": "asked by phone"}},
+            "confirm": {"value": {"type": "plain_text_input", "value": confirm}},
+        }
+
+    meta = view["private_metadata"]
+    status, body = slack.submit("forget_customer", values("999"), private_metadata=meta)
+    assert json.loads(body)["errors"] == {"confirm": f"Type {c.id} to confirm."}
+    # A form carrying the id, submitted by someone who may not erase: refused, nothing written.
+    status, body = slack.submit(
+        "forget_customer", values(str(c.id)), private_metadata=meta, user="UREP00001"
+    )
+    assert "admins" in next(iter(json.loads(body)["errors"].values()))
+    with db.session() as session:
+        assert session.get(Customer, c.id) is not None
+    status, body = slack.submit("forget_customer", values(str(c.id)), private_metadata=meta)
+    assert status == 200 and body == ""
+    confirm = fake_slack.wait_for("chat.postMessage")[-1].params
+    assert "Erased customer" in confirm["text"]
+    with db.session() as session:
+        assert session.get(Customer, c.id) is None
+        tomb = session.exec(select(AuditEvent).where(AuditEvent.action == "forget")).one()
+        assert tomb.actor.startswith("slack:UADMIN001") and tomb.after["reason"] == "asked by phone"
+        assert audit_svc.verify_chain(session).ok
