@@ -278,10 +278,9 @@ FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("surname", ("exact", "close", "alike", "different")),
     ("email", ("same", "different")),
     ("phone", ("same", "different")),
-    (
-        "address",
-        ("street and place", "street alike", "postcode and city", "postcode or city", "different"),
-    ),
+    ("street", ("same", "alike", "different")),
+    ("city", ("same", "different")),
+    ("postcode", ("same", "one character apart", "different")),
     ("company domain", ("same", "different")),
     ("company", ("same", "alike", "different")),
 )
@@ -292,7 +291,9 @@ _M0 = (
     (0.80, 0.08, 0.04, 0.08),
     (0.60, 0.40),
     (0.60, 0.40),
-    (0.75, 0.10, 0.06, 0.05, 0.04),
+    (0.80, 0.10, 0.10),
+    (0.85, 0.15),
+    (0.80, 0.05, 0.15),
     (0.80, 0.20),
     (0.80, 0.10, 0.10),
 )
@@ -301,7 +302,9 @@ _U0 = (
     (0.002, 0.003, 0.02, 0.975),
     (0.000001, 0.999999),
     (0.000001, 0.999999),
-    (0.0002, 0.0003, 0.002, 0.03, 0.9675),
+    (0.001, 0.004, 0.995),
+    (0.02, 0.98),
+    (0.01, 0.01, 0.98),
     (0.01, 0.99),
     (0.01, 0.02, 0.97),
 )
@@ -354,30 +357,27 @@ def _name_levels(a: Person, b: Person) -> tuple[int, int]:
     return levels
 
 
-def _address_level(a: Person, b: Person) -> tuple[int, dict[str, float]]:
+def _address_sims(a: Person, b: Person) -> dict[str, float]:
     sims: dict[str, float] = {}
     if a.street and b.street:
         sims["street"] = _text_similarity(a.street, b.street)
-    if a.postcode and b.postcode:
-        sims["postcode"] = _postcode_similarity(a.postcode, b.postcode)
     if a.city and b.city:
         sims["city"] = _text_similarity(a.city, b.city)
-    if not sims:
-        return MISSING, sims
+    if a.postcode and b.postcode:
+        sims["postcode"] = _postcode_similarity(a.postcode, b.postcode)
+    return sims
+
+
+def _address_levels(a: Person, b: Person) -> list[int]:
+    sims = _address_sims(a, b)
     street = sims.get("street")
-    place = [s for k, s in sims.items() if k != "street"]
-    place_agrees = sum(s >= 0.85 for s in place)
-    if street is not None and street >= 0.9 and (place_agrees or not place):
-        return 0, sims
-    if street is not None and street >= 0.75 and (place_agrees or not place):
-        return 1, sims
-    if street is not None and street >= 0.9:
-        return 1, sims
-    if place_agrees >= 2:
-        return 2, sims
-    if place_agrees == 1:
-        return 3, sims
-    return 4, sims
+    city = sims.get("city")
+    postcode = sims.get("postcode")
+    return [
+        MISSING if street is None else 0 if street >= 0.9 else 1 if street >= 0.75 else 2,
+        MISSING if city is None else 0 if city >= 0.85 else 1,
+        MISSING if postcode is None else 0 if postcode == 1 else 1 if postcode else 2,
+    ]
 
 
 def compare(a: Person, b: Person) -> list[int]:
@@ -385,14 +385,13 @@ def compare(a: Person, b: Person) -> list[int]:
     given, surname = _name_levels(a, b)
     email = MISSING if not (a.emails and b.emails) else 0 if a.emails & b.emails else 1
     phone = MISSING if not (a.phones and b.phones) else 0 if a.phones & b.phones else 1
-    address, _ = _address_level(a, b)
     domain = MISSING if not (a.domain and b.domain) else 0 if a.domain == b.domain else 1
     if a.company and b.company:
         s = fuzz.token_sort_ratio(a.company, b.company) / 100
         company = 0 if s >= 0.995 else 1 if s >= 0.85 else 2
     else:
         company = MISSING
-    return [given, surname, email, phone, address, domain, company]
+    return [given, surname, email, phone, *_address_levels(a, b), domain, company]
 
 
 @dataclass
@@ -416,7 +415,8 @@ class Model:
         """Posterior log2 odds of being one customer, per pair (rows of ``levels``)."""
         share = min(max(self.match_share, 1e-6), 1 - 1e-6)
         total = np.full(len(levels), np.log2(share / (1 - share)))
-        for f, w in enumerate(self.weights):
+        weights = self.weights
+        for f, w in enumerate(weights):
             col = levels[:, f]
             known = col != MISSING
             total[known] += w[col[known]]
@@ -461,6 +461,7 @@ def fit_model(
         ]
     if len(levels) == 0:
         return model, levels
+    chance_u = model.u
     for _ in range(EM_ROUNDS):
         odds = model.log_odds(levels)
         p = 1 / (1 + np.exp2(-np.clip(odds, -60, 60)))
@@ -468,6 +469,12 @@ def fit_model(
             (_one_hot_counts(levels[:, f], len(m0), p) + PRIOR_PAIRS * np.array(m0))
             / (p[levels[:, f] != MISSING].sum() + PRIOR_PAIRS)
             for f, m0 in enumerate(_M0)
+        ]
+        q = 1 - p
+        model.u = [
+            (_one_hot_counts(levels[:, f], len(u), q) + PRIOR_PAIRS * u)
+            / (q[levels[:, f] != MISSING].sum() + PRIOR_PAIRS)
+            for f, u in enumerate(chance_u)
         ]
         model.match_share = float(
             (p.sum() + PRIOR_PAIRS * START_MATCH_SHARE) / (len(p) + PRIOR_PAIRS)
@@ -490,28 +497,29 @@ def _reasons(a: Person, b: Person, levels: list[int], model: Model) -> tuple[str
         groups.append((name_weight, ["same name"]))
     elif name > 0:
         groups.append((name_weight, [f"names {name:.0%} alike"]))
-    _, sims = _address_level(a, b)
-    words = []
+    sims = _address_sims(a, b)
     if "street" in sims:
         s = sims["street"]
-        words.append("same street" if s >= 0.995 else f"streets {s:.0%} alike")
-    if "postcode" in sims:
-        s = sims["postcode"]
-        words.append(
-            "same postcode"
-            if s == 1
-            else "postcodes one character apart"
-            if s
-            else "other postcode"
-        )
+        add(4, ["same street" if s >= 0.995 else f"streets {s:.0%} alike"])
     if "city" in sims:
         s = sims["city"]
-        words.append("same city" if s >= 0.995 else f"cities {s:.0%} alike")
-    add(4, words)
-    add(5, ["same company domain"] if levels[5] == 0 else [])
-    if levels[6] != MISSING:
+        add(5, ["same city" if s >= 0.995 else f"cities {s:.0%} alike"])
+    if "postcode" in sims:
+        s = sims["postcode"]
+        add(
+            6,
+            [
+                "same postcode"
+                if s == 1
+                else "postcodes one character apart"
+                if s
+                else "other postcode"
+            ],
+        )
+    add(7, ["same company domain"] if levels[7] == 0 else [])
+    if levels[8] != MISSING:
         s = fuzz.token_sort_ratio(a.company, b.company) / 100
-        add(6, ["same company" if s >= 0.995 else f"companies {s:.0%} alike"])
+        add(8, ["same company" if s >= 0.995 else f"companies {s:.0%} alike"])
     groups.sort(key=lambda g: -g[0])
     contact = [f"same {what}" for f, what in ((2, "email"), (3, "phone")) if levels[f] == 0]
     return (*contact, *(w for _, ws in groups for w in ws))
