@@ -7,10 +7,18 @@ are compared. A key held by very many customers (a common surname, a big company
 says little and would cost much, so such blocks are skipped; the other keys still bring
 real duplicates together.
 
-A compared pair is scored 0-100 from the fields both customers have: a shared email or phone
-(after normalising: ``j.doe+news@gmail.com`` is ``jdoe@gmail.com``) is strong evidence, names
-must be alike for any high score, and the address (street, postcode, city) and company add
-or take away. The reasons say which fields agreed, in words.
+A compared pair is scored the Fellegi-Sunter way. Each field (given name, surname, email,
+phone, street, city, postcode, company domain, company) gets an agreement level: exact,
+close, different, or missing when one side lacks it. How telling each level is, is learned
+from the customers being searched: how often it occurs between two customers picked at
+random (u, counted on random pairs) and how often between duplicates (m), fitted together
+with the share of duplicates among the compared pairs by expectation-maximisation. A pair's
+evidence is the sum of its levels' log-likelihood ratios, and its score 0-100 is the fitted
+posterior chance that the two are one customer. So a field that agrees by chance in this
+store (one city for everyone, colleagues sharing an office) counts little here, while a
+shared email (after normalising: ``j.doe+news@gmail.com`` is ``jdoe@gmail.com``) counts much.
+Two names with no part alike are two people unless they share an email or a phone. The
+reasons say in words which fields weighed most.
 
 The reads are columnar (one SELECT for customers, one for contact points); nothing is loaded
 as ORM objects.
@@ -35,11 +43,6 @@ from crm.models import ContactKind, ContactPoint, Customer, DuplicateDismissal
 from crm.services.normalise import FREE_MAIL_DOMAINS
 
 DEFAULT_MIN_SCORE = 70.0
-# Names less alike than this at one address are two people of a household or an office, not
-# one customer twice (unless they share an email or a phone).
-HOUSEHOLD_NAMES_BELOW = 0.6
-# The highest score a pair gets when nothing but the name agrees.
-NAME_ALONE_AT_MOST = 60.0
 # Blocks larger than this are skipped: the key is too common to tell people apart.
 MAX_BLOCK = 60
 
@@ -308,6 +311,8 @@ _U0 = (
     (0.01, 0.99),
     (0.01, 0.02, 0.97),
 )
+DIFFERENT_NAME = 3  # the name level "different"
+NAMES_DIFFER_AT_MOST = 20.0
 # How many pairs' worth of belief the starting points carry against the data.
 PRIOR_PAIRS = 50.0
 # The share of compared pairs taken to be duplicates before the fit.
@@ -525,9 +530,17 @@ def _reasons(a: Person, b: Person, levels: list[int], model: Model) -> tuple[str
     return (*contact, *(w for _, ws in groups for w in ws))
 
 
-def _score(odds: float) -> float:
-    """Posterior probability of one customer, 0-100."""
-    return round(100 / (1 + 2 ** -min(max(odds, -60.0), 60.0)), 1)
+def _score(odds: float, levels: list[int]) -> float:
+    """Posterior probability of one customer, 0-100.
+
+    Two names with no part alike are two people (a household, colleagues at one office),
+    however much else agrees, unless they share an email or a phone.
+    """
+    score = round(100 / (1 + 2 ** -min(max(odds, -60.0), 60.0)), 1)
+    names = [lv for lv in levels[:2] if lv != MISSING]
+    if names and min(names) == DIFFERENT_NAME and 0 not in (levels[2], levels[3]):
+        score = min(score, NAMES_DIFFER_AT_MOST)
+    return score
 
 
 def score_pair(a: Person, b: Person, model: Model | None = None) -> tuple[float, tuple[str, ...]]:
@@ -535,7 +548,7 @@ def score_pair(a: Person, b: Person, model: Model | None = None) -> tuple[float,
     model = model or Model.default()
     levels = compare(a, b)
     odds = float(model.log_odds(np.array([levels], dtype=np.int8))[0])
-    return _score(odds), _reasons(a, b, levels, model)
+    return _score(odds, levels), _reasons(a, b, levels, model)
 
 
 def score_people(
@@ -552,7 +565,7 @@ def score_people(
         return found
     odds = model.log_odds(levels)
     for (i, j), row, o in zip(candidates, levels, odds, strict=True):
-        score = _score(float(o))
+        score = _score(float(o), row.tolist())
         if score >= min_score:
             a, b = people[i], people[j]
             low, high = sorted((a.id, b.id))
