@@ -131,6 +131,14 @@ def _postcode(text: str | None) -> str:
     return _fold(text).replace(" ", "")
 
 
+def _name_parts(tokens: list[str]) -> list[str]:
+    """Given name and surname: the first and last word (initials left out when possible)."""
+    words = [t for t in tokens if len(t) > 1] or tokens
+    if len(words) >= 2:
+        return [words[0], words[-1]]
+    return words
+
+
 @dataclass
 class Person:
     """One customer as the finder sees it: normalised fields."""
@@ -144,6 +152,13 @@ class Person:
     postcode: str = ""
     emails: set[str] = field(default_factory=set)
     phones: set[str] = field(default_factory=set)
+    # Derived once: given name and surname, and the name without spaces.
+    parts: list[str] = field(init=False, repr=False, compare=False)
+    squashed: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.parts = _name_parts(self.tokens)
+        self.squashed = self.name.replace(" ", "")
 
     @property
     def tokens(self) -> list[str]:
@@ -311,7 +326,7 @@ _U0 = (
     (0.01, 0.99),
     (0.01, 0.02, 0.97),
 )
-DIFFERENT_NAME = 3  # the name level "different"
+CLOSE_NAME = 1  # the name level "close": at least one name part must be this alike
 NAMES_DIFFER_AT_MOST = 20.0
 # How many pairs' worth of belief the starting points carry against the data.
 PRIOR_PAIRS = 50.0
@@ -319,14 +334,6 @@ PRIOR_PAIRS = 50.0
 START_MATCH_SHARE = 0.05
 RANDOM_PAIRS = 20_000
 EM_ROUNDS = 40
-
-
-def _name_parts(p: Person) -> list[str]:
-    """Given name and surname: the first and last word (initials left out when possible)."""
-    words = [t for t in p.tokens if len(t) > 1] or p.tokens
-    if len(words) >= 2:
-        return [words[0], words[-1]]
-    return words
 
 
 def _name_level(sim: float, same: bool) -> int:
@@ -337,7 +344,7 @@ def _name_level(sim: float, same: bool) -> int:
 
 def _name_levels(a: Person, b: Person) -> tuple[int, int]:
     """Levels of given name and surname, in either order (swapped names are one person)."""
-    pa, pb = _name_parts(a), _name_parts(b)
+    pa, pb = a.parts, b.parts
     if not pa or not pb:
         return MISSING, MISSING
     jw = JaroWinkler.normalized_similarity
@@ -356,8 +363,8 @@ def _name_levels(a: Person, b: Person) -> tuple[int, int]:
         one, other = (pa, pb) if len(pa) == 1 else (pb, pa)
         best = max(other, key=lambda w: jw(one[0], w))
         levels = (MISSING, _name_level(jw(one[0], best), one[0] == best))
-    whole = fuzz.ratio(a.name.replace(" ", ""), b.name.replace(" ", "")) / 100
-    if whole >= 0.95:  # spacing typos ("madel ine"): alike on the whole
+    if max(levels) > 1 and fuzz.ratio(a.squashed, b.squashed) >= 95:
+        # Spacing typos ("madel ine"): alike on the whole.
         levels = tuple(min(lv, 1) if lv != MISSING else lv for lv in levels)  # type: ignore[assignment]
     return levels
 
@@ -413,8 +420,21 @@ class Model:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """log2 likelihood ratio of each level: what it adds to the evidence."""
-        return [np.log2(m / u) for m, u in zip(self.m, self.u, strict=True)]
+        """log2 likelihood ratio of each level: what it adds to the evidence.
+
+        Agreeing never counts against being one customer, and disagreeing never for it.
+        """
+        out = []
+        for m, u in zip(self.m, self.u, strict=True):
+            w = np.log2(m / u)
+            w[0] = max(w[0], 0.0)
+            w[-1] = min(w[-1], 0.0)
+            out.append(w)
+        return out
+
+    def names_tell_duplicates(self) -> bool:
+        """Whether duplicates have the same or close names more often than other pairs do."""
+        return all(float(self.m[f][:2].sum()) > float(self.u[f][:2].sum()) for f in (0, 1))
 
     def log_odds(self, levels: np.ndarray) -> np.ndarray:
         """Posterior log2 odds of being one customer, per pair (rows of ``levels``)."""
@@ -467,23 +487,37 @@ def fit_model(
     if len(levels) == 0:
         return model, levels
     chance_u = model.u
+    # Pairs with the same levels in every field are alike to the fit: fit each pattern once,
+    # weighted by how many pairs show it.
+    patterns, counts = np.unique(levels, axis=0, return_counts=True)
     for _ in range(EM_ROUNDS):
-        odds = model.log_odds(levels)
-        p = 1 / (1 + np.exp2(-np.clip(odds, -60, 60)))
+        odds = model.log_odds(patterns)
+        p = counts / (1 + np.exp2(-np.clip(odds, -60, 60)))
+        q = counts - p
         model.m = [
-            (_one_hot_counts(levels[:, f], len(m0), p) + PRIOR_PAIRS * np.array(m0))
-            / (p[levels[:, f] != MISSING].sum() + PRIOR_PAIRS)
+            (_one_hot_counts(patterns[:, f], len(m0), p) + PRIOR_PAIRS * np.array(m0))
+            / (p[patterns[:, f] != MISSING].sum() + PRIOR_PAIRS)
             for f, m0 in enumerate(_M0)
         ]
-        q = 1 - p
         model.u = [
-            (_one_hot_counts(levels[:, f], len(u), q) + PRIOR_PAIRS * u)
-            / (q[levels[:, f] != MISSING].sum() + PRIOR_PAIRS)
+            (_one_hot_counts(patterns[:, f], len(u), q) + PRIOR_PAIRS * u)
+            / (q[patterns[:, f] != MISSING].sum() + PRIOR_PAIRS)
             for f, u in enumerate(chance_u)
         ]
         model.match_share = float(
-            (p.sum() + PRIOR_PAIRS * START_MATCH_SHARE) / (len(p) + PRIOR_PAIRS)
+            (p.sum() + PRIOR_PAIRS * START_MATCH_SHARE) / (len(levels) + PRIOR_PAIRS)
         )
+    if not model.names_tell_duplicates():
+        # The fit found a class, but not one of people written alike: a store with (almost)
+        # no duplicates to learn from, where e.g. colleagues sharing a company form the only
+        # group. Then the compared pairs are nearly all two people, so how often each level
+        # occurs among them is its u; m stays at the defaults.
+        u = [
+            (_one_hot_counts(patterns[:, f], len(u0), counts.astype(float)) + PRIOR_PAIRS * u0)
+            / ((levels[:, f] != MISSING).sum() + PRIOR_PAIRS)
+            for f, u0 in enumerate(chance_u)
+        ]
+        model = Model([np.array(x) for x in _M0], u, START_MATCH_SHARE)
     return model, levels
 
 
@@ -533,12 +567,12 @@ def _reasons(a: Person, b: Person, levels: list[int], model: Model) -> tuple[str
 def _score(odds: float, levels: list[int]) -> float:
     """Posterior probability of one customer, 0-100.
 
-    Two names with no part alike are two people (a household, colleagues at one office),
+    Two names with no part the same or close are two people (a household, colleagues),
     however much else agrees, unless they share an email or a phone.
     """
     score = round(100 / (1 + 2 ** -min(max(odds, -60.0), 60.0)), 1)
     names = [lv for lv in levels[:2] if lv != MISSING]
-    if names and min(names) == DIFFERENT_NAME and 0 not in (levels[2], levels[3]):
+    if names and min(names) > CLOSE_NAME and 0 not in (levels[2], levels[3]):
         score = min(score, NAMES_DIFFER_AT_MOST)
     return score
 
