@@ -104,6 +104,30 @@ def test_weights_are_learned_from_the_customers_searched():
         assert found == {(i, 400 + i) for i in range(0, 400, 10)}
 
 
+def test_colleagues_at_one_company_are_not_taken_for_duplicates():
+    rng = random.Random(11)
+    given = ["anna", "ben", "carla", "dev", "emma", "femi", "gus", "hana", "ivan", "jo"]
+    surnames = ["adams", "brown", "cole", "diaz", "evans", "fox", "gray", "hill", "ito", "jones"]
+    people = []
+    for i in range(600):
+        first, last = rng.choice(given), rng.choice(surnames)
+        company = f"firm{i % 40}"
+        people.append(
+            person(
+                i,
+                f"{first} {last}",
+                company=company,
+                domain=f"{company}.com",
+                emails=[f"{first}.{last}{i}@{company}.com"],
+            )
+        )
+    # The same person again, writing from home: only their mailbox and name say so.
+    people.append(person(600, people[5].name, emails=people[5].emails))
+    found = score_people(people)
+    assert [(p.low_id, p.high_id) for p in found] == [(5, 600)]
+    assert found[0].reasons[:2] == ("same email", "same name")
+
+
 def test_blocking_skips_keys_shared_by_too_many_customers():
     rng = random.Random(7)
     given = ["".join(rng.choices(string.ascii_lowercase, k=8)) for _ in range(100)]
