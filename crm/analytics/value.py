@@ -6,12 +6,12 @@ Two parts, both vectorised over all customers (no per-customer Python loops):
   gives each customer's probability of still being active and expected number of purchases
   over the horizon, and the shape of how purchases fade over time.
 * Expected spend blends two estimates, each as a share of all spend, in equal parts: BG/NBD
-  purchases times the customer's average order value, and a gradient-boosted regressor (Poisson loss) on recency, frequency,
-  monetary and tenure features. It is trained inside the history itself: features at a cutoff
-  one quarter (13 weeks) before the real cutoff, target the spend in that last quarter. At the
-  real cutoff it predicts the next quarter's spend, which is stretched to the horizon by the
-  BG/NBD ratio of expected purchases (horizon / one quarter) summed over all customers. The
-  blend keeps the boosted model's total.
+  purchases times the customer's average order value, and a gradient-boosted regressor
+  (Poisson loss) on recency, frequency, monetary and tenure features. The regressor is
+  trained inside the history itself: features at a cutoff one quarter (13 weeks) before the
+  real cutoff, target the spend in that last quarter. At the real cutoff it predicts the next
+  quarter's spend, stretched to the horizon by the BG/NBD ratio of expected purchases
+  (horizon / one quarter) summed over all customers. The blend keeps the regressor's total.
 
 With too little history to train on (fewer than ``MIN_TRAIN_CUSTOMERS`` customers, or no spend
 in the last quarter) the expected spend falls back to BG/NBD purchases times the customer's
@@ -30,7 +30,17 @@ from scipy import optimize, special
 DEFAULT_HORIZON_MONTHS = 12
 TRAIN_WEEKS = 13.0
 MIN_TRAIN_CUSTOMERS = 200
-FEATURES = ("x", "t_x", "T", "recency", "spend", "units", "avg_amount", "avg_repeat", "first_amount")
+FEATURES = (
+    "x",
+    "t_x",
+    "T",
+    "recency",
+    "spend",
+    "units",
+    "avg_amount",
+    "avg_repeat",
+    "first_amount",
+)
 
 
 def horizon_weeks(months: int) -> float:
@@ -43,7 +53,11 @@ def rfm(purchases: pd.DataFrame, cutoff: datetime | pd.Timestamp) -> pd.DataFram
     Purchases on the same day count as one. x = repeat purchases, t_x = weeks from the first to
     the last purchase, T = weeks from the first purchase to the cutoff (BG/NBD notation).
     """
-    cut = pd.Timestamp(cutoff).tz_localize(None) if pd.Timestamp(cutoff).tzinfo else pd.Timestamp(cutoff)
+    cut = (
+        pd.Timestamp(cutoff).tz_localize(None)
+        if pd.Timestamp(cutoff).tzinfo
+        else pd.Timestamp(cutoff)
+    )
     frame = purchases.loc[purchases["date"] < cut]
     if "units" not in frame.columns:
         frame = frame.assign(units=1)
@@ -106,26 +120,6 @@ class BGNBD:
         return first * second * self.p_alive(x, t_x, T)
 
 
-def _bgnbd_negll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> float:
-    r, alpha, a, b = np.exp(params)
-    common = (
-        special.gammaln(r + x)
-        - special.gammaln(r)
-        + r * np.log(alpha)
-        + special.betaln(a, b + x)
-        - special.betaln(a, b)
-    )
-    term1 = -(r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term2 = np.where(
-            x > 0,
-            np.log(a) - np.log(np.maximum(b + x - 1.0, 1e-12)) - (r + x) * np.log(alpha + t_x),
-            -np.inf,
-        )
-    ll = common + np.logaddexp(term1, term2)
-    return float(-ll.sum())
-
-
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BGNBD:
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     # Identical (x, t_x, T) rows share a likelihood term: fit on the unique rows, weighted.
@@ -152,7 +146,12 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BGNBD:
 
     scale = max(float(T.mean()), 1e-6)
     start = np.log([0.5, scale / 2.0, 0.8, 2.5])
-    result = optimize.minimize(objective, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6})
+    result = optimize.minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6},
+    )
     r, alpha, a, b = np.exp(result.x)
     return BGNBD(r=float(r), alpha=float(alpha), a=float(a), b=float(b))
 
@@ -213,7 +212,8 @@ def predict_value(
         bgnbd_spend = purchases_h * now["avg_amount"].to_numpy(float)
         total = float(boosted.sum())
         spend = total * (
-            0.5 * boosted / max(total, 1e-12) + 0.5 * bgnbd_spend / max(float(bgnbd_spend.sum()), 1e-12)
+            0.5 * boosted / max(total, 1e-12)
+            + 0.5 * bgnbd_spend / max(float(bgnbd_spend.sum()), 1e-12)
         )
         method = "bgnbd+gbm"
         params["stretch"] = stretch
@@ -221,7 +221,11 @@ def predict_value(
         spend = purchases_h * now["avg_amount"].to_numpy(float)
         method = "bgnbd"
     frame = pd.DataFrame(
-        {"purchases": np.asarray(purchases_h, float), "spend": np.asarray(spend, float), "p_alive": np.asarray(p_alive, float)},
+        {
+            "purchases": np.asarray(purchases_h, float),
+            "spend": np.asarray(spend, float),
+            "p_alive": np.asarray(p_alive, float),
+        },
         index=now.index,
     )
     return ValuePrediction(frame, method, weeks, params)

@@ -62,3 +62,24 @@ def test_evaluate_on_demo_prints_the_table_and_our_auc_last(crmbot):
     assert "average precision" in out  # a column of the table for every method
     ceiling = next(line for line in out.splitlines() if line.startswith("Ceiling, not a method"))
     assert "holdout's own labels" in ceiling
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_value_evaluation_needs_cdnow(crmbot):
+    code, out, err = crmbot("analytics", "evaluate", "--dataset", "demo", "--task", "value")
+    assert code == 2 and "cdnow" in err
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_value_evaluation_on_cdnow_prints_three_methods_and_our_figures_last(crmbot):
+    code, out, err = crmbot("analytics", "evaluate", "--dataset", "cdnow", "--task", "value")
+    assert code == 0, err
+    assert "23,570 customers" in out
+    for method in ("crmbot", "BG/NBD", "naive"):
+        assert method in out
+    lines = out.strip().splitlines()
+    assert re.search(r"within 5%: (yes|no)", " ".join(lines[-5:]))
+    spearman, share = re.fullmatch(
+        r"our Spearman: ([0-9.]+), our top-10% share: ([0-9.]+)", lines[-1]
+    ).groups()
+    assert 0 < float(spearman) < 1 and 0.1 < float(share) < 1
