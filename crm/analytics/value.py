@@ -194,6 +194,10 @@ def predict_value(
     model = fit_bgnbd(now["x"], now["t_x"], now["T"])
     purchases_h = model.expected_purchases(weeks, now["x"], now["t_x"], now["T"])
     p_alive = model.p_alive(now["x"], now["t_x"], now["T"])
+    # A fit on very little history can overflow: such customers get their own purchase rate.
+    rate = (now["x"] + 1.0) / now["T"].clip(lower=1.0)
+    purchases_h = np.where(np.isfinite(purchases_h), purchases_h, rate * weeks)
+    p_alive = np.where(np.isfinite(p_alive), p_alive, 1.0)
     params = {"r": model.r, "alpha": model.alpha, "a": model.a, "b": model.b}
 
     inner_cut = cut - pd.Timedelta(weeks=TRAIN_WEEKS)
@@ -204,6 +208,7 @@ def predict_value(
         regressor = _regressor().fit(train[list(FEATURES)].to_numpy(float), target.to_numpy(float))
         quarter = np.clip(regressor.predict(now[list(FEATURES)].to_numpy(float)), 0.0, None)
         quarter_purchases = model.expected_purchases(TRAIN_WEEKS, now["x"], now["t_x"], now["T"])
+        quarter_purchases = np.where(np.isfinite(quarter_purchases), quarter_purchases, 0.0)
         stretch = float(np.sum(purchases_h)) / max(float(np.sum(quarter_purchases)), 1e-12)
         boosted = quarter * stretch
         # Equal-weight blend of the two spend rankings (each as a share of its total), scaled
@@ -220,6 +225,9 @@ def predict_value(
     else:
         spend = purchases_h * now["avg_amount"].to_numpy(float)
         method = "bgnbd"
+    spend = np.asarray(spend, float)
+    fallback = purchases_h * now["avg_amount"].to_numpy(float)
+    spend = np.where(np.isfinite(spend), spend, fallback)
     frame = pd.DataFrame(
         {
             "purchases": np.asarray(purchases_h, float),

@@ -1,6 +1,12 @@
 """SQLModel tables, one module per aggregate. Importing this package registers every table."""
 
-from crm.models.analytics import AnalyticsRun, ChurnScore, CustomerSegment, Finding
+from crm.models.analytics import (
+    AnalyticsRun,
+    ChurnScore,
+    CustomerSegment,
+    CustomerValue,
+    Finding,
+)
 from crm.models.audit import AuditEvent
 from crm.models.base import (
     Channel,
@@ -40,6 +46,7 @@ __all__ = [
     "AnalyticsRun",
     "ChurnScore",
     "CustomerSegment",
+    "CustomerValue",
     "Finding",
     "AuditEvent",
     "Channel",
