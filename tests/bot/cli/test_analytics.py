@@ -83,3 +83,23 @@ def test_value_evaluation_on_cdnow_prints_three_methods_and_our_figures_last(crm
         r"our Spearman: ([0-9.]+), our top-10% share: ([0-9.]+)", lines[-1]
     ).groups()
     assert 0 < float(spearman) < 1 and 0.1 < float(share) < 1
+
+
+def test_refresh_then_list_by_value_and_show_the_value_on_the_card(crmbot, db):
+    frequent = customer(db, "Frequent Fay", days(300))
+    for k in range(8):
+        purchase(db, frequent, days(5 + 30 * k))
+    lapsed = customer(db, "Lapsed Len", days(300))
+    purchase(db, lapsed, days(250))
+    code, _, err = crmbot("analytics", "refresh")  # now: a backtest's cutoff is not shown
+    assert code == 0, err
+    code, out, err = crmbot("customer", "list", "--sort", "value", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["Frequent Fay", "Lapsed Len"]
+    assert rows[0]["expected_spend"] > rows[1]["expected_spend"] >= 0
+    assert rows[0]["horizon_months"] == 12 and 0 < rows[1]["p_alive"] <= 1
+    code, out, err = crmbot("customer", "show", str(frequent))
+    assert code == 0 and "expected 12-month value:" in out and "still active:" in out, err
+    code, _, err = crmbot("customer", "list", "--sort", "name")
+    assert code == 2 and "not a sort order" in err

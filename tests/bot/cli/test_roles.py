@@ -65,6 +65,7 @@ NO_CHANGE = {
     ("timeline",): "reads",
     ("customer", "find"): "reads",
     ("customer", "show"): "reads",
+    ("customer", "list"): "reads",
     ("customer", "duplicates"): "reads",
     ("deal", "list"): "reads",
     ("followup", "list"): "reads",
