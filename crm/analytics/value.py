@@ -30,6 +30,7 @@ from scipy import optimize, special
 DEFAULT_HORIZON_MONTHS = 12
 TRAIN_WEEKS = 13.0
 MIN_TRAIN_CUSTOMERS = 200
+TRAIN_SAMPLE = 100_000  # customers the spend model is fitted on, at most (fixed seed)
 FEATURES = (
     "x",
     "t_x",
@@ -205,6 +206,9 @@ def predict_value(
     in_quarter = purchases.loc[(purchases["date"] >= inner_cut) & (purchases["date"] < cut)]
     target = in_quarter.groupby("customer_id")["amount"].sum().reindex(train.index).fillna(0.0)
     if len(train) >= MIN_TRAIN_CUSTOMERS and float(target.sum()) > 0:
+        if len(train) > TRAIN_SAMPLE:
+            keep = np.random.default_rng(0).choice(len(train), TRAIN_SAMPLE, replace=False)
+            train, target = train.iloc[keep], target.iloc[keep]
         regressor = _regressor().fit(train[list(FEATURES)].to_numpy(float), target.to_numpy(float))
         quarter = np.clip(regressor.predict(now[list(FEATURES)].to_numpy(float)), 0.0, None)
         quarter_purchases = model.expected_purchases(TRAIN_WEEKS, now["x"], now["t_x"], now["T"])
