@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from crm.analytics import value
 from crm.models import Channel, CustomerValue, Interaction
@@ -17,9 +17,11 @@ from crm.services import bulk
 def read_purchases(session: Session, cutoff: datetime) -> pd.DataFrame:
     """customer_id, date (naive UTC), amount: every purchase with an amount before ``cutoff``."""
     rows = session.execute(
-        sa.select(Interaction.customer_id, Interaction.occurred_at, Interaction.amount).where(
+        sa.select(
+            col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.amount)
+        ).where(
             Interaction.channel == Channel.purchase,
-            Interaction.amount.is_not(None),  # type: ignore[union-attr]
+            col(Interaction.amount).is_not(None),
             Interaction.occurred_at < cutoff,
         )
     ).all()
