@@ -20,9 +20,9 @@ def read_purchases(session: Session, cutoff: datetime) -> pd.DataFrame:
         sa.select(
             col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.amount)
         ).where(
-            Interaction.channel == Channel.purchase,
+            col(Interaction.channel) == Channel.purchase,
             col(Interaction.amount).is_not(None),
-            Interaction.occurred_at < cutoff,
+            col(Interaction.occurred_at) < cutoff,
         )
     ).all()
     if not rows:
