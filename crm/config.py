@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     segment_k_max: int = Field(default=6, ge=2, le=20)
     segment_silhouette_sample: int = Field(default=4_000, ge=500, le=50_000)
     analytics_seed: int = 7
+    # Months ahead for each customer's expected purchases and spend (customer value).
+    value_horizon_months: int = Field(default=12, ge=1, le=60)
     unanswered_business_hours: float = Field(default=8, gt=0)
     awaiting_reply_days: int = Field(default=5, ge=1)
     quiet_days_high: int = Field(default=14, ge=1)

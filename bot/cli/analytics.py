@@ -32,6 +32,11 @@ class Dataset(StrEnum):
     hillstrom = "hillstrom"
 
 
+class Task(StrEnum):
+    churn = "churn"
+    value = "value"
+
+
 def _progress(quiet: bool = False):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
 
@@ -141,12 +146,22 @@ def evaluate_command(
         int, typer.Option(min=500, max=1_000_000, help="Demo customers (demo only).")
     ] = 20_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    task: Annotated[
+        Task,
+        typer.Option("--task", help="churn (who comes back) or value (holdout spend; cdnow only)."),
+    ] = Task.churn,
 ) -> None:
     """Compare the churn model with BG/NBD, Pareto/NBD, RFM logistic regression and a simple baseline."""  # noqa: E501 (a line break would show in the help)
     from crm.analytics.evaluate import HISTORY_WEEKS, OURS, evaluate_cdnow, evaluate_demo
 
     state = common.state(ctx)
     say = _progress(quiet=json_out)
+    if task is Task.value:
+        if dataset is not Dataset.cdnow:
+            err_console.print("--task value needs --dataset cdnow.", highlight=False)
+            raise typer.Exit(2)
+        _evaluate_value(say, json_out)
+        return
     if dataset is Dataset.febrl:
         _evaluate_febrl(say, json_out)
         return
@@ -233,6 +248,66 @@ def evaluate_command(
     console.print(
         f"our AUC: {result.ours.auc:.4f}, our average precision: "
         f"{result.ours.average_precision:.4f}",
+        highlight=False,
+    )
+
+
+def _evaluate_value(say: Any, json_out: bool) -> None:
+    from crm.analytics import evaluate_value as ev
+
+    result = ev.evaluate_value(progress=say)
+    if json_out:
+        common.emit_json(
+            {
+                "dataset": "cdnow",
+                "task": "value",
+                "customers": result.customers,
+                "buyers_in_holdout": result.buyers_in_holdout,
+                "horizon_weeks": result.horizon_weeks,
+                "rows": [{**r.__dict__, "total_error_percent": r.total_error} for r in result.rows],
+                "goals": result.goals,
+            }
+        )
+        return
+    common.table(
+        f"cdnow value: {plural(result.customers, 'customer')}, {result.buyers_in_holdout:,} "
+        f"buy in the {result.horizon_weeks:.0f}-week holdout",
+        [
+            "method",
+            "Spearman",
+            "MAE per customer",
+            "predicted total",
+            "actual total",
+            "total error",
+            "top-10% share",
+            "seconds",
+        ],
+        [
+            [
+                r.method,
+                f"{r.spearman:.4f}",
+                f"{r.mae:.2f}",
+                f"{r.predicted_total:,.0f}",
+                f"{r.actual_total:,.0f}",
+                f"{r.total_error:+.2f}%",
+                f"{r.top10_share:.4f}",
+                f"{r.seconds:.1f}",
+            ]
+            for r in result.rows
+        ],
+    )
+    goals = result.goals
+    met = [name for name, ok in goals.items() if ok]
+    missed = [name for name, ok in goals.items() if not ok]
+    console.print(
+        f"{ev.OURS} beats {ev.BGNBD_GG} on Spearman, MAE and top-10% share with total error "
+        f"within {ev.TOTAL_ERROR_GOAL:.0f}%: {'yes' if all(goals.values()) else 'no'} "
+        f"(met: {', '.join(met) or 'none'}; missed: {', '.join(missed) or 'none'}).",
+        highlight=False,
+    )
+    console.print(
+        f"our Spearman: {result.ours.spearman:.4f}, our top-10% share: "
+        f"{result.ours.top10_share:.4f}",
         highlight=False,
     )
 

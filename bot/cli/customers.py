@@ -17,6 +17,7 @@ from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
 from crm.services import interactions as interaction_svc
 from crm.services import merges as merge_svc
+from crm.services import values as value_svc
 from crm.services.errors import CRMError
 
 customer_app = typer.Typer(no_args_is_help=True, help="Customers.")
@@ -131,6 +132,55 @@ def customer_find(
         common.console.print(f"showing the best {best} (--limit N for more)")
 
 
+@customer_app.command("list")
+def customer_list(
+    ctx: typer.Context,
+    sort: Annotated[
+        str, typer.Option("--sort", help="value: expected spend over the horizon, highest first.")
+    ] = "value",
+    limit: LimitOpt = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """List customers by expected value from the latest analytics run."""
+    if sort != "value":
+        raise CRMError(f"{sort!r} is not a sort order.", hint="Use --sort value.")
+    state = common.state(ctx)
+    with state.db.session() as session:
+        rows = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "company": c.company,
+                "expected_spend": v.expected_spend,
+                "expected_purchases": v.expected_purchases,
+                "p_alive": v.p_alive,
+                "horizon_months": v.horizon_months,
+            }
+            for c, v in value_svc.most_valuable(session, limit=limit)
+        ]
+    if json_out:
+        common.emit_json(rows)
+        return
+    if not rows:
+        common.console.print("No customer has a value yet: run crmbot analytics refresh.")
+        return
+    common.table(
+        f"Most valuable customers (expected {rows[0]['horizon_months']}-month spend)",
+        ["#", "name", "company", "expected spend", "purchases", "still active"],
+        [
+            [
+                r["id"],
+                r["name"],
+                r["company"],
+                f"{r['expected_spend']:,.2f}",
+                f"{r['expected_purchases']:.1f}",
+                f"{r['p_alive']:.0%}",
+            ]
+            for r in rows
+        ],
+    )
+
+
 @customer_app.command("show")
 def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) -> None:
     """Show a customer card: contacts, owner, open deals, recent interactions, next follow-up."""
@@ -162,6 +212,17 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
             ),
             "next_follow_up": common.plain(follow_up),
         }
+        worth = value_svc.latest_value(session, found.id)  # type: ignore[arg-type]
+        data["value"] = (
+            {
+                "expected_spend": worth.expected_spend,
+                "expected_purchases": worth.expected_purchases,
+                "p_alive": worth.p_alive,
+                "horizon_months": worth.horizon_months,
+            }
+            if worth
+            else None
+        )
     if json_out:
         common.emit_json(data)
         return
@@ -176,6 +237,13 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
     )
     if address := customer_svc.format_address(c):
         common.console.print(f"address: {address}", highlight=False)
+    if worth := data["value"]:
+        common.console.print(
+            f"expected {worth['horizon_months']}-month value: {worth['expected_spend']:,.2f} "
+            f"({worth['expected_purchases']:.1f} purchases)   "
+            f"still active: {worth['p_alive']:.0%}",
+            highlight=False,
+        )
     for point in card.contacts:
         common.console.print(f"  {point.kind}: {point.value}", highlight=False)
     if deals:

@@ -31,10 +31,17 @@ from bot.slack.blocks.deals import deal_changed, deal_list, pipeline_message
 from bot.slack.blocks.followups import follow_up_list
 from bot.slack.blocks.forms import deal_new_modal, forget_modal
 from bot.slack.blocks.help import help_message
-from bot.slack.blocks.insights import at_risk_message, segments_message
+from bot.slack.blocks.insights import at_risk_message, segments_message, top_value_message
 from crm.analytics import pipeline as pipeline_stats
 from crm.analytics.duplicates import DEFAULT_MIN_SCORE, find_duplicates
-from crm.models import Channel, CustomerCreate, CustomerUpdate, DealStatus, InteractionCreate
+from crm.models import (
+    Channel,
+    CustomerCreate,
+    CustomerUpdate,
+    DealStatus,
+    InteractionCreate,
+    Role,
+)
 from crm.services import campaigns as campaign_svc
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
@@ -43,6 +50,7 @@ from crm.services import followups as followup_svc
 from crm.services import interactions as interaction_svc
 from crm.services import merges as merge_svc
 from crm.services import users as user_svc
+from crm.services import values as value_svc
 from crm.services.dates import parse_when
 from crm.services.errors import CRMError
 
@@ -94,6 +102,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("followups", "your open follow-ups, due first", "followups"),
     ("timeline <customer>", "everything recorded with a customer", "timeline jane@acme.com"),
     ("at-risk [n]", "customers most at risk of churning", "at-risk 10"),
+    ("top [n]", "your most valuable customers (expected 12-month spend)", "top 10"),
     ("segments", "customers per segment", "segments"),
     (
         "campaign report <name>",
@@ -130,6 +139,7 @@ READ_VERBS = frozenset(
         "followups",
         "timeline",
         "at-risk",
+        "top",
         "segments",
         "duplicates",
         "campaign",
@@ -700,6 +710,22 @@ def v_at_risk(req: VerbRequest) -> dict[str, Any]:
     return req.read(run)
 
 
+def v_top(req: VerbRequest) -> dict[str, Any]:
+    arg = req.args.strip()
+    if arg and not arg.isdigit():
+        raise UsageError(f"{arg!r} is not a number.")
+    n = max(1, min(int(arg or 10), 40))
+    # A rep sees their own customers; managers and admins the whole book.
+    owner = req.actor.user_id if req.actor.role == Role.rep else None
+
+    def run(session: Session) -> dict[str, Any]:
+        rows = value_svc.most_valuable(session, limit=n, owner_id=owner)
+        scored = bool(rows) or insights.latest_run(session) is not None
+        return top_value_message(rows, scored=scored, own=owner is not None)
+
+    return req.read(run)
+
+
 def v_segments(req: VerbRequest) -> dict[str, Any]:
     return req.read(lambda s: segments_message(insights.segment_counts(s)))
 
@@ -786,6 +812,7 @@ HANDLERS: dict[str, Callable[[VerbRequest], dict[str, Any]]] = {
     "followups": v_followups,
     "timeline": v_timeline,
     "at-risk": v_at_risk,
+    "top": v_top,
     "segments": v_segments,
     "campaign": v_campaign,
     "link": v_link,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 from threadpoolctl import threadpool_limits
 
-from crm.analytics import churn, followups, pipeline, segments
+from crm.analytics import churn, followups, pipeline, segments, value_run
 from crm.analytics.columns import (
     NEVER_AFTER,
     NEVER_BEFORE,
@@ -76,6 +76,7 @@ class RunResults:
     scores: pd.DataFrame
     findings: list[followups.FindingDraft]
     meta: dict[str, Any]
+    values: pd.DataFrame | None = None  # customer value: purchases, spend, p_alive
 
 
 def churn_config(settings: Settings) -> churn.ChurnConfig:
@@ -485,7 +486,10 @@ def _compute(
     say("running follow-up rules")
     flagged: dict[str, dict[str, int]] = {}
     findings = follow_up_findings(session, settings, cutoff, features, flagged)
-    lap("followups", t)
+    t = lap("followups", t)
+    say("estimating customer value")
+    values = value_run.compute_values(session, cutoff, settings.value_horizon_months)
+    lap("value", t)
     meta: dict[str, Any] = {
         # Everything each rule flagged, per owner ("none": nobody owns it); each owner's
         # ``per_owner`` most urgent of each kind are stored as findings.
@@ -509,7 +513,9 @@ def _compute(
             + str(churn_meta.get("cold_start_reason"))
             + "); risk is the transparent score 1 - exp(-days since engagement / usual gap)."
         )
-    return RunResults(cutoff, kind, started, seg, scores.frame, findings, meta), model
+    meta["value"] = {"horizon_months": settings.value_horizon_months, "customers": len(values)}
+    results = RunResults(cutoff, kind, started, seg, scores.frame, findings, meta, values)
+    return results, model
 
 
 # ------------------------------------------------------------------ store
@@ -623,6 +629,9 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
             for f in results.findings
         ),
     )
+    if results.values is not None:
+        horizon = int(results.meta.get("value", {}).get("horizon_months", 12))
+        value_run.store_values(session, run_id, results.values, horizon)
     record_event(
         session,
         actor=actor,

@@ -1,6 +1,12 @@
 """SQLModel tables, one module per aggregate. Importing this package registers every table."""
 
-from crm.models.analytics import AnalyticsRun, ChurnScore, CustomerSegment, Finding
+from crm.models.analytics import (
+    AnalyticsRun,
+    ChurnScore,
+    CustomerSegment,
+    CustomerValue,
+    Finding,
+)
 from crm.models.audit import AuditChainHead, AuditEvent
 from crm.models.base import (
     Channel,
@@ -35,14 +41,15 @@ from crm.models.ops import (
     QuarantinedMessage,
     SeenRequest,
 )
-from crm.models.survey import Survey
 from crm.models.privacy import ForgottenContact, StoreKey
+from crm.models.survey import Survey
 from crm.models.user import User, UserCreate
 
 __all__ = [
     "AnalyticsRun",
     "ChurnScore",
     "CustomerSegment",
+    "CustomerValue",
     "Finding",
     "AuditChainHead",
     "AuditEvent",

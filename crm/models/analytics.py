@@ -76,7 +76,9 @@ class Finding(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
-    kind: str = Field(sa_type=sa.String(40))  # overdue_follow_up, rotting_deal, close_date_passed, unanswered_email, going_quiet
+    kind: str = Field(
+        sa_type=sa.String(40)
+    )  # overdue_follow_up, rotting_deal, close_date_passed, unanswered_email, going_quiet
     customer_id: int | None = Field(default=None, foreign_key="customers.id", ondelete="CASCADE")
     deal_id: int | None = Field(default=None, foreign_key="deals.id", ondelete="CASCADE")
     follow_up_id: int | None = Field(default=None, foreign_key="follow_ups.id", ondelete="CASCADE")
@@ -85,3 +87,21 @@ class Finding(SQLModel, table=True):
     why: str = Field(sa_type=sa.Text)
     action: str = Field(sa_type=sa.Text)
     since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+# Each customer's expected value over the horizon, as computed in one run.
+class CustomerValue(SQLModel, table=True):
+    __tablename__ = "customer_values"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "customer_id", name="uq_customer_values_run_customer"),
+        sa.Index("ix_customer_values_customer", "customer_id", "run_id"),
+        sa.Index("ix_customer_values_run_spend", "run_id", "expected_spend"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
+    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    expected_purchases: float
+    expected_spend: float
+    p_alive: float
+    horizon_months: int

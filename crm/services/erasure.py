@@ -44,6 +44,7 @@ from crm.models import (
     Customer,
     CustomerMerge,
     CustomerSegment,
+    CustomerValue,
     Deal,
     DealStageChange,
     DigestRun,
@@ -264,6 +265,9 @@ def forget_customer(
     if deal_ids:
         finding_about = sa.or_(finding_about, col(Finding.deal_id).in_(deal_ids))
     removed["findings"] = _delete(session, Finding, finding_about)
+    removed["values"] = _delete(
+        session, CustomerValue, col(CustomerValue.customer_id) == customer_id
+    )
     removed["surveys"] = _delete(session, Survey, col(Survey.customer_id) == customer_id)
     # Merges they were part of keep both customers as they were (to undo them): an erasure
     # is final, so those records go, and with them the way back.
@@ -477,6 +481,7 @@ def export_customer(session: Session, *, actor: Actor, customer_id: int) -> dict
         "analytics": {
             "segments": rows(CustomerSegment, col(CustomerSegment.customer_id) == customer_id),
             "churn_scores": rows(ChurnScore, col(ChurnScore.customer_id) == customer_id),
+            "values": rows(CustomerValue, col(CustomerValue.customer_id) == customer_id),
             "findings": rows(Finding, finding_about),
         },
         "audit_events": [

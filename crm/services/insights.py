@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, select
 
 from crm.models import AnalyticsRun, ChurnScore, Customer, CustomerSegment, CustomerStatus, Finding
+from crm.services.values import latest_value
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Insight:
     method: str | None
     scored_at: datetime | None
     previous_probability: float | None = None
+    expected_value: float | None = None  # expected spend over the value horizon
+    p_alive: float | None = None
+    value_horizon_months: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,12 @@ def customer_insight_and_scored(session: Session, customer_id: int) -> tuple[Ins
     )
     if segment_id is None and score_id is None:
         return None, True
+    worth = latest_value(session, customer_id)
     return (
         Insight(
+            expected_value=worth.expected_spend if worth else None,
+            p_alive=worth.p_alive if worth else None,
+            value_horizon_months=worth.horizon_months if worth else None,
             segment=rfm,
             cluster_name=cluster,
             churn_probability=probability,

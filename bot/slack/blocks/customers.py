@@ -93,6 +93,11 @@ def customer_card(
             else "not scored"
         )
         text = f"*Segment:* {esc(insight.segment or 'none')}  ·  *Churn risk:* {esc(risk)}"
+        if insight.expected_value is not None and insight.p_alive is not None:
+            text += (
+                f"\n*Expected {insight.value_horizon_months}-month value:* "
+                f"{insight.expected_value:,.2f}  ·  *Still active:* {insight.p_alive:.0%}"
+            )
         if insight.reasons:
             text += "\n" + "\n".join(f"• {esc(r)}" for r in insight.reasons[:3])
         blocks.append(section(text))

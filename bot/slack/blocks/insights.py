@@ -1,4 +1,5 @@
-"""Analytics shown in Slack: the customers most at risk of churning, and segment sizes."""
+"""Analytics shown in Slack: the customers most at risk of churning, the most valuable, and
+segment sizes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from bot.rendering import slack_escape as esc
 from bot.slack import ids
 from bot.slack.blocks.base import MAX_MESSAGE_BLOCKS, button, message, note, section
 from bot.slack.blocks.customers import customer_label
+from crm.models import Customer
 from crm.services.insights import AtRisk, SegmentCount
+from crm.services.values import ValueView
 
 
 def at_risk_message(rows: Sequence[AtRisk], *, scored: bool) -> dict[str, Any]:
@@ -34,6 +37,31 @@ def at_risk_message(rows: Sequence[AtRisk], *, scored: bool) -> dict[str, Any]:
             )
         )
     return message(blocks[:MAX_MESSAGE_BLOCKS], "Customers at risk")
+
+
+def top_value_message(
+    rows: Sequence[tuple[Customer, ValueView]], *, scored: bool, own: bool
+) -> dict[str, Any]:
+    if not scored:
+        return note("Nothing is scored yet: customer value appears after the first analytics run.")
+    if not rows:
+        return note(
+            "No customer of yours has a value in the latest run."
+            if own
+            else "No customer has a value in the latest run."
+        )
+    horizon = rows[0][1].horizon_months
+    title = "Your most valuable customers" if own else "Most valuable customers"
+    blocks: list[Block] = [section(f"*{title}* (expected {horizon}-month spend)")]
+    for customer, worth in rows:
+        blocks.append(
+            section(
+                f"*{esc(customer_label(customer))}* · {worth.expected_spend:,.2f} "
+                f"({worth.expected_purchases:.1f} purchases) · still active {worth.p_alive:.0%}",
+                accessory=button("Show", ids.OPEN_CUSTOMER, str(customer.id)),
+            )
+        )
+    return message(blocks[:MAX_MESSAGE_BLOCKS], title)
 
 
 def segments_message(rows: Sequence[SegmentCount]) -> dict[str, Any]:

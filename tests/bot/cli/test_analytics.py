@@ -62,3 +62,44 @@ def test_evaluate_on_demo_prints_the_table_and_our_auc_last(crmbot):
     assert "average precision" in out  # a column of the table for every method
     ceiling = next(line for line in out.splitlines() if line.startswith("Ceiling, not a method"))
     assert "holdout's own labels" in ceiling
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_value_evaluation_needs_cdnow(crmbot):
+    code, out, err = crmbot("analytics", "evaluate", "--dataset", "demo", "--task", "value")
+    assert code == 2 and "cdnow" in err
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_value_evaluation_on_cdnow_prints_three_methods_and_our_figures_last(crmbot):
+    code, out, err = crmbot("analytics", "evaluate", "--dataset", "cdnow", "--task", "value")
+    assert code == 0, err
+    assert "23,570 customers" in out
+    for method in ("crmbot", "BG/NBD", "naive"):
+        assert method in out
+    lines = out.strip().splitlines()
+    assert re.search(r"within 5%: (yes|no)", " ".join(lines[-5:]))
+    spearman, share = re.fullmatch(
+        r"our Spearman: ([0-9.]+), our top-10% share: ([0-9.]+)", lines[-1]
+    ).groups()
+    assert 0 < float(spearman) < 1 and 0.1 < float(share) < 1
+
+
+def test_refresh_then_list_by_value_and_show_the_value_on_the_card(crmbot, db):
+    frequent = customer(db, "Frequent Fay", days(300))
+    for k in range(8):
+        purchase(db, frequent, days(5 + 30 * k))
+    lapsed = customer(db, "Lapsed Len", days(300))
+    purchase(db, lapsed, days(250))
+    code, _, err = crmbot("analytics", "refresh")  # now: a backtest's cutoff is not shown
+    assert code == 0, err
+    code, out, err = crmbot("customer", "list", "--sort", "value", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == ["Frequent Fay", "Lapsed Len"]
+    assert rows[0]["expected_spend"] > rows[1]["expected_spend"] >= 0
+    assert rows[0]["horizon_months"] == 12 and 0 < rows[1]["p_alive"] <= 1
+    code, out, err = crmbot("customer", "show", str(frequent))
+    assert code == 0 and "expected 12-month value:" in out and "still active:" in out, err
+    code, _, err = crmbot("customer", "list", "--sort", "name")
+    assert code == 2 and "not a sort order" in err

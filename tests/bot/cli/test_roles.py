@@ -72,6 +72,7 @@ NO_CHANGE = {
     ("timeline",): "reads",
     ("customer", "find"): "reads",
     ("customer", "show"): "reads",
+    ("customer", "list"): "reads",
     ("customer", "duplicates"): "reads",
     ("customer", "export"): "reads",
     ("deal", "list"): "reads",

@@ -47,6 +47,7 @@ ACCESS: dict[str, tuple[str, set[str]]] = {
     "duplicates": ("duplicates", EVERYONE),
     "unmerge": ("unmerge {merge}", MANAGERS),
     "campaign": ("campaign report spring", EVERYONE),
+    "top": ("top 5", EVERYONE),
 }
 FORMS = {"forget"}  # allowed: a confirmation form opens instead of a reply
 # Tables a request may touch without being a change: the caller's own user row, replay keys.

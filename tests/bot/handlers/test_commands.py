@@ -84,6 +84,7 @@ def test_help_lists_every_verb_with_examples(slack, fake_slack):
         "followups",
         "timeline",
         "at-risk",
+        "top",
         "segments",
         "link",
         "unlink",
@@ -518,3 +519,36 @@ def test_set_phone_replaces_the_number_as_the_command_line_does(slack, db, admin
         ).all()
     assert [(p.kind, p.value) for p in points if p.kind == "phone"] == [("phone", "+4930999999")]
     assert [p.value for p in points if p.kind == "email"] == ["x@umbrella.com", "y@umbrella.com"]
+
+
+def test_top_lists_a_reps_most_valuable_customers_and_the_card_shows_value(
+    slack, db, admin, people
+):
+    from crm.models import CustomerValue
+
+    rep = people["UREP00001"]
+    small = add_customer(db, admin, name="Smallco", email="a@smallco.com", owner_id=rep.id)
+    big = add_customer(db, admin, name="Bigco", email="a@bigco.com", owner_id=rep.id)
+    other = add_customer(db, admin, name="Otherco", email="a@otherco.com")
+    assert "Nothing is scored yet" in slack.command("top", user="UREP00001").text
+    run = _score(db, [small, big, other])
+    with db.transaction() as session:
+        for c, spend, alive in ((small, 120.0, 0.4), (big, 4800.0, 0.93), (other, 9000.0, 0.9)):
+            session.add(
+                CustomerValue(
+                    run_id=run.id,
+                    customer_id=c.id,
+                    expected_purchases=spend / 100,
+                    expected_spend=spend,
+                    p_alive=alive,
+                    horizon_months=12,
+                )
+            )
+    mine = slack.command("top 5", user="UREP00001").text
+    assert "Your most valuable customers" in mine and "Otherco" not in mine
+    assert mine.index("Bigco") < mine.index("Smallco") and "4,800.00" in mine and "93%" in mine
+    everyone = slack.command("top").text
+    assert everyone.index("Otherco") < everyone.index("Bigco")
+    card = slack.command("show bigco.com").text
+    assert "Expected 12-month value:* 4,800.00" in card and "Still active:* 93%" in card
+    assert "not a number" in slack.command("top lots").text

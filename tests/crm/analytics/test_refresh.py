@@ -200,3 +200,19 @@ def test_each_owner_keeps_its_most_urgent_findings_and_every_count(db, admin, tm
         # What the team roll-up counts: everything flagged, not only what was stored.
         counts = insights.finding_counts(session)
         assert counts[(rep.id, "overdue_follow_up")] == 3 and counts[(None, "going_quiet")] == 1
+
+
+def test_refresh_stores_each_customers_expected_value_as_of_its_cutoff(db, shop, admin, tmp_path):
+    from crm.models import CustomerValue
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=db.url, model_dir=str(tmp_path / "m"), value_horizon_months=6
+    )
+    run = refresh(db, settings=settings, actor=admin, cutoff=CUTOFF)
+    with db.session() as session:
+        rows = session.exec(select(CustomerValue).where(CustomerValue.run_id == run.run_id)).all()
+        values = {v.customer_id: v for v in rows}
+    assert set(values) == set(shop.values()) and {v.horizon_months for v in rows} == {6}
+    a, d = values[shop["A"]], values[shop["D"]]  # A: ten recent purchases; D: one, 100 days ago
+    assert a.expected_spend > d.expected_spend and a.expected_purchases > d.expected_purchases
+    assert all(0 < v.p_alive <= 1 and v.expected_spend >= 0 for v in rows)

@@ -1,0 +1,67 @@
+"""Customer value in an analytics refresh: read the purchases, predict, store per run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from crm.analytics import value
+from crm.models import Channel, CustomerValue, Interaction
+from crm.services import bulk
+
+
+def read_purchases(session: Session, cutoff: datetime) -> pd.DataFrame:
+    """customer_id, date (naive UTC), amount: every purchase with an amount before ``cutoff``."""
+    rows = session.execute(
+        sa.select(
+            col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.amount)
+        ).where(
+            col(Interaction.channel) == Channel.purchase,
+            col(Interaction.amount).is_not(None),
+            col(Interaction.occurred_at) < cutoff,
+        )
+    ).all()
+    if not rows:
+        return pd.DataFrame(
+            {"customer_id": [], "date": pd.to_datetime([]), "amount": np.array([], float)}
+        )
+    ids, at, amount = zip(*rows, strict=True)
+    dates = pd.to_datetime(list(at), utc=True).tz_localize(None)
+    return pd.DataFrame(
+        {"customer_id": np.asarray(ids), "date": dates, "amount": np.asarray(amount, float)}
+    )
+
+
+def compute_values(session: Session, cutoff: datetime, horizon_months: int) -> pd.DataFrame:
+    """Indexed by customer id: purchases, spend (over the horizon) and p_alive."""
+    purchases = read_purchases(session, cutoff)
+    weeks = value.horizon_weeks(horizon_months)
+    return value.predict_value(purchases, cutoff, weeks).frame
+
+
+def store_values(session: Session, run_id: int, values: pd.DataFrame, horizon_months: int) -> int:
+    return bulk.write_rows(
+        session,
+        CustomerValue.__table__,  # type: ignore[attr-defined]
+        (
+            "run_id",
+            "customer_id",
+            "expected_purchases",
+            "expected_spend",
+            "p_alive",
+            "horizon_months",
+        ),
+        zip(
+            [run_id] * len(values),
+            [int(i) for i in values.index],
+            [round(float(v), 4) for v in values["purchases"]],
+            [round(float(v), 2) for v in values["spend"]],
+            [round(float(v), 6) for v in values["p_alive"]],
+            [horizon_months] * len(values),
+            strict=True,
+        ),
+    )
