@@ -33,6 +33,7 @@ from crm.models.ops import (
     QuarantinedMessage,
     SeenRequest,
 )
+from crm.models.product import Product, PurchaseLine
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -64,6 +65,8 @@ __all__ = [
     "Lease",
     "SeenRequest",
     "MailboxState",
+    "Product",
+    "PurchaseLine",
     "QuarantinedMessage",
     "Role",
     "User",
