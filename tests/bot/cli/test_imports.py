@@ -127,7 +127,6 @@ def test_importing_the_same_deals_file_twice_changes_nothing(crmbot, tmp_path):
     assert len(json.loads(out)) == 2
 
 
-
 def test_import_products_then_transactions_with_line_items(crmbot, tmp_path):
     products = tmp_path / "products.csv"
     products.write_text("sku,name,category\nP-1,Espresso beans,Coffee\nP-2,Frother,Kitchen\n")
