@@ -229,6 +229,25 @@ def insert_purchase_lines(
                  after={"count": len(rows), "source": label})
 
 
+def product_ids(session: Session, skus: Sequence[str]) -> dict[str, int]:
+    """Map of SKU -> product id for the SKUs in the catalogue already (queried in chunks)."""
+    found: dict[str, int] = {}
+    items = sorted(set(skus))
+    for start in range(0, len(items), 2_000):
+        chunk = items[start : start + 2_000]
+        stmt = sa.select(Product.sku, Product.id).where(Product.sku.in_(chunk))  # type: ignore[attr-defined]
+        found.update({sku: pid for sku, pid in session.execute(stmt)})
+    return found
+
+
+def purchases_of_source(session: Session, source: str) -> list[tuple[int, int, datetime]]:
+    """(interaction id, customer id, time) of every purchase written under ``source``."""
+    stmt = sa.select(Interaction.id, Interaction.customer_id, Interaction.occurred_at).where(
+        Interaction.source == source, Interaction.channel == "purchase"
+    )
+    return [(iid, cid, at) for iid, cid, at in session.execute(stmt)]
+
+
 def insert_interactions(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> int:
     """Insert interactions; rows whose (source, external_id) is stored already are skipped. Returns rows added."""
     _, added = _load(session, Interaction, rows, skip_conflicts_on=("source", "external_id"))

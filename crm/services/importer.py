@@ -31,7 +31,6 @@ from crm.models import (
     DealStatus,
     Direction,
     Interaction,
-    Product,
     User,
 )
 from crm.services import bulk
@@ -861,15 +860,7 @@ def _interaction_ids(session: Session, source: str, keys: set[str]) -> dict[str,
 
 
 def _products_by_sku(session: Session, skus: set[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    chunk = sorted(skus)
-    for start in range(0, len(chunk), 5000):
-        part = chunk[start : start + 5000]
-        for sku, pid in session.exec(
-            select(Product.sku, Product.id).where(col(Product.sku).in_(part))
-        ):
-            found[sku] = pid  # type: ignore[assignment]
-    return found
+    return bulk.product_ids(session, list(skus))
 
 
 def import_products(
