@@ -1,0 +1,202 @@
+"""Association rules over purchases and next-product suggestions.
+
+A "basket" is the set of products (or categories) bought together: one customer's purchase
+history in the store (``customers who bought A also buy B``), or one shopping trip when the
+data has them. Everything is sparse-matrix algebra (scipy): with ``X`` the baskets x items 0/1
+matrix, ``X.T @ X`` holds every pair's co-occurrence count at once, so mining is one product
+and scoring every customer is another, with no loop over customers or candidate pairs.
+
+Rules have one antecedent and one consequent (A -> B): support (share of baskets holding both),
+confidence (share of A's baskets holding B) and lift (confidence over B's base rate). A
+customer's score for a product not bought yet combines the rules from what they bought as
+independent chances, ``1 - prod(1 - confidence)``; the reason names the strongest of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_support: float = 0.01
+    min_confidence: float = 0.1
+    min_lift: float = 1.2
+    # Rules need at least this many baskets holding both sides, whatever the share.
+    min_count: int = 5
+
+
+@dataclass(frozen=True)
+class Rule:
+    antecedent: str
+    consequent: str
+    support: float
+    confidence: float
+    lift: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    item: str
+    score: float
+    because: str
+    confidence: float
+    lift: float
+
+    def reason(self) -> str:
+        return (
+            f"bought {self.because}; {self.confidence:.0%} of such customers buy {self.item}, "
+            f"{self.lift:.1f}x the usual rate"
+        )
+
+
+def basket_matrix(
+    basket_ids: Sequence[object] | NDArray[np.generic],
+    items: Sequence[str] | NDArray[np.generic],
+) -> tuple[sp.csr_matrix, list[object], list[str]]:
+    """The baskets x items 0/1 matrix from parallel (basket, item) arrays; empty baskets vanish."""
+    basket_codes, basket_index = _codes(basket_ids)
+    item_codes, item_index = _codes(items)
+    data = np.ones(len(basket_codes), dtype=np.float64)
+    matrix = sp.csr_matrix(
+        (data, (basket_codes, item_codes)), shape=(len(basket_index), len(item_index))
+    )
+    matrix.data[:] = 1.0  # an item twice in a basket still counts once
+    return matrix, basket_index, [str(i) for i in item_index]
+
+
+def _codes(values: Sequence[object] | NDArray[np.generic]) -> tuple[NDArray[np.intp], list[object]]:
+    array = np.asarray(values, dtype=object)
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.intp), []
+    uniques, codes = np.unique(array.astype(str), return_inverse=True)
+    return codes.astype(np.intp), list(uniques)
+
+
+@dataclass
+class RuleSet:
+    """Rules mined from a basket matrix: items x items sparse matrices, one entry a rule."""
+
+    items: list[str]
+    baskets: int
+    item_share: NDArray[np.float64]  # share of baskets holding each item
+    confidence: sp.csr_matrix  # [a, b]: confidence of a -> b, for rules over the thresholds
+    lift: sp.csr_matrix
+    support: sp.csr_matrix
+    count: sp.csr_matrix
+
+    def rules(self, *, min_lift: float = 0.0, limit: int | None = None) -> list[Rule]:
+        coo = self.lift.tocoo()
+        keep = coo.data >= min_lift
+        rows, cols, lifts = coo.row[keep], coo.col[keep], coo.data[keep]
+        if len(rows) == 0:
+            return []
+        conf = np.asarray(self.confidence[rows, cols]).ravel()
+        supp = np.asarray(self.support[rows, cols]).ravel()
+        cnt = np.asarray(self.count[rows, cols]).ravel()
+        order = np.lexsort((-supp, -conf, -lifts))
+        if limit is not None:
+            order = order[:limit]
+        return [
+            Rule(
+                self.items[rows[i]],
+                self.items[cols[i]],
+                float(supp[i]),
+                float(conf[i]),
+                float(lifts[i]),
+                int(cnt[i]),
+            )
+            for i in order
+        ]
+
+
+def mine(matrix: sp.csr_matrix, items: list[str], thresholds: Thresholds) -> RuleSet:
+    """Every one-to-one rule over the thresholds, from one sparse product ``X.T @ X``."""
+    n = matrix.shape[0]
+    if n == 0 or matrix.shape[1] == 0:
+        empty = sp.csr_matrix((len(items), len(items)))
+        return RuleSet(items, n, np.zeros(len(items)), empty, empty, empty, empty)
+    x = matrix.tocsc()
+    item_count = np.asarray(x.sum(axis=0)).ravel()
+    pairs = (x.T @ x).tocoo()
+    off = pairs.row != pairs.col
+    a, b, both = pairs.row[off], pairs.col[off], pairs.data[off]
+    support = both / n
+    confidence = both / item_count[a]
+    lift = confidence / (item_count[b] / n)
+    keep = (
+        (support >= thresholds.min_support)
+        & (confidence >= thresholds.min_confidence)
+        & (lift >= thresholds.min_lift)
+        & (both >= thresholds.min_count)
+    )
+    a, b = a[keep], b[keep]
+    shape = (len(items), len(items))
+
+    def square(values: NDArray[np.float64]) -> sp.csr_matrix:
+        return sp.csr_matrix((values[keep], (a, b)), shape=shape)
+
+    return RuleSet(
+        items,
+        n,
+        item_count / n,
+        square(confidence),
+        square(lift),
+        square(support),
+        square(both.astype(np.float64)),
+    )
+
+
+def scores(history: sp.csr_matrix, rules: RuleSet) -> sp.csr_matrix:
+    """customers x items: 1 - prod(1 - confidence) over the rules from items each customer
+    bought, for items they have not bought (others are 0). One sparse product."""
+    conf = rules.confidence.copy()
+    conf.data = np.log1p(-np.minimum(conf.data, 1 - 1e-9))  # log(1 - c) < 0
+    owned = history.copy().tocsr()
+    owned.data[:] = 1.0
+    log_miss = (owned @ conf).tocsr()  # sum over bought antecedents of log(1 - c)
+    log_miss.data = -np.expm1(log_miss.data)  # 1 - prod(1 - c)
+    bought = owned.multiply(log_miss)  # entries for items already bought
+    result = (log_miss - bought).tocsr()
+    result.eliminate_zeros()
+    return result
+
+
+def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[list[Suggestion]]:
+    """The ``top`` products each customer (a row of ``history``) has not bought, best first,
+    each with its strongest rule as the reason."""
+    score = scores(history, rules)
+    owned = history.tocsr()
+    out: list[list[Suggestion]] = []
+    conf = rules.confidence.tocsc()
+    for row in range(score.shape[0]):
+        start, end = score.indptr[row], score.indptr[row + 1]
+        if start == end:
+            out.append([])
+            continue
+        cols, vals = score.indices[start:end], score.data[start:end]
+        best = np.argsort(-vals, kind="stable")[:top]
+        bought = owned.indices[owned.indptr[row] : owned.indptr[row + 1]]
+        picks = []
+        for i in best:
+            item = cols[i]
+            column = np.asarray(conf[bought, item].todense()).ravel()
+            j = int(np.argmax(column))
+            because = bought[j]
+            picks.append(
+                Suggestion(
+                    rules.items[item],
+                    float(vals[i]),
+                    rules.items[because],
+                    float(column[j]),
+                    float(rules.lift[because, item]),
+                )
+            )
+        out.append(picks)
+    return out
