@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     segment_k_max: int = Field(default=6, ge=2, le=20)
     segment_silhouette_sample: int = Field(default=4_000, ge=500, le=50_000)
     analytics_seed: int = 7
+    # Association rules over purchases (product and category level): a rule A -> B is kept
+    # when its support, confidence and lift reach these and at least basket_min_count
+    # customers bought both.
+    basket_min_support: float = Field(default=0.01, gt=0, le=1)
+    basket_min_confidence: float = Field(default=0.1, gt=0, le=1)
+    basket_min_lift: float = Field(default=1.2, gt=0)
+    basket_min_count: int = Field(default=5, ge=1)
     unanswered_business_hours: float = Field(default=8, gt=0)
     awaiting_reply_days: int = Field(default=5, ge=1)
     quiet_days_high: int = Field(default=14, ge=1)

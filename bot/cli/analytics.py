@@ -193,6 +193,62 @@ def evaluate_command(
     console.print(f"our AUC: {result.ours.auc:.4f}", highlight=False)
 
 
+@analytics_app.command("rules")
+def rules_command(
+    ctx: typer.Context,
+    min_lift: Annotated[
+        float | None,
+        typer.Option("--min-lift", min=0, help="Show only rules with at least this lift."),
+    ] = None,
+    level: Annotated[str, typer.Option("--level", help="product or category.")] = "product",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """The strongest 'customers who bought A also buy B' rules over purchases."""
+    from crm.analytics.products import Level, mine_store
+
+    if level not in {v.value for v in Level}:
+        raise CRMError(f"{level!r} is not a level.", hint="Use --level product or category.")
+    state = common.state(ctx)
+    with state.db.session() as session:
+        rules, labels = mine_store(session, state.settings, level=Level(level))
+    found = rules.rules(min_lift=min_lift or 0.0, limit=limit)
+    if json_out:
+        common.emit_json(
+            [
+                {
+                    **r.__dict__,
+                    "antecedent_name": labels.get(r.antecedent, r.antecedent),
+                    "consequent_name": labels.get(r.consequent, r.consequent),
+                }
+                for r in found
+            ]
+        )
+        return
+    if not found:
+        console.print(
+            f"No {level} rules over the thresholds among {plural(rules.baskets, 'customer')} "
+            "with purchase lines.",
+            highlight=False,
+        )
+        return
+    common.table(
+        f"{level.capitalize()} rules over {plural(rules.baskets, 'customer')} with purchase lines",
+        ["bought", "also buy", "customers", "support", "confidence", "lift"],
+        [
+            [
+                labels.get(r.antecedent, r.antecedent),
+                labels.get(r.consequent, r.consequent),
+                f"{r.count:,}",
+                f"{r.support:.1%}",
+                f"{r.confidence:.0%}",
+                f"{r.lift:.1f}x",
+            ]
+            for r in found
+        ],
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``crmbot analytics ...`` to the root command."""
     app.add_typer(analytics_app, name="analytics")

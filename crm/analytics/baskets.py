@@ -49,10 +49,12 @@ class Suggestion:
     confidence: float
     lift: float
 
-    def reason(self) -> str:
+    def reason(self, labels: dict[str, str] | None = None) -> str:
+        """In words, with items named by ``labels`` (e.g. SKU -> product name) when given."""
+        name = (labels or {}).get
         return (
-            f"bought {self.because}; {self.confidence:.0%} of such customers buy {self.item}, "
-            f"{self.lift:.1f}x the usual rate"
+            f"bought {name(self.because, self.because)}; {self.confidence:.0%} of such customers "
+            f"buy {name(self.item, self.item)}, {self.lift:.1f}x the usual rate"
         )
 
 
