@@ -172,33 +172,57 @@ def scores(history: sp.csr_matrix, rules: RuleSet) -> sp.csr_matrix:
 
 def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[list[Suggestion]]:
     """The ``top`` products each customer (a row of ``history``) has not bought, best first,
-    each with its strongest rule as the reason."""
+    each with its strongest rule as the reason. The reasons are found for all picks at once:
+    every (pick, bought item) pair is looked up among the rules' sorted keys."""
     score = scores(history, rules)
     owned = history.tocsr()
-    out: list[list[Suggestion]] = []
-    conf = rules.confidence.tocsc()
+    n_items = len(rules.items)
+    # The picks: per row, the best ``top`` columns (rows are short: candidates are few).
+    pick_row: list[int] = []
+    pick_item: list[int] = []
+    pick_score: list[float] = []
     for row in range(score.shape[0]):
         start, end = score.indptr[row], score.indptr[row + 1]
         if start == end:
-            out.append([])
             continue
-        cols, vals = score.indices[start:end], score.data[start:end]
+        vals = score.data[start:end]
         best = np.argsort(-vals, kind="stable")[:top]
-        bought = owned.indices[owned.indptr[row] : owned.indptr[row + 1]]
-        picks = []
-        for i in best:
-            item = cols[i]
-            column = np.asarray(conf[bought, item].todense()).ravel()
-            j = int(np.argmax(column))
-            because = bought[j]
-            picks.append(
-                Suggestion(
-                    rules.items[item],
-                    float(vals[i]),
-                    rules.items[because],
-                    float(column[j]),
-                    float(rules.lift[because, item]),
-                )
+        pick_row.extend([row] * len(best))
+        pick_item.extend(score.indices[start:end][best].tolist())
+        pick_score.extend(vals[best].tolist())
+    out: list[list[Suggestion]] = [[] for _ in range(score.shape[0])]
+    if not pick_row:
+        return out
+    rows = np.asarray(pick_row, dtype=np.int64)
+    picked = np.asarray(pick_item, dtype=np.int64)
+    # Every (pick, item the customer bought) pair, flattened.
+    counts = np.diff(owned.indptr)[rows]
+    which = np.repeat(np.arange(len(rows)), counts)
+    firsts = np.repeat(owned.indptr[rows], counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    bought = owned.indices[firsts + offsets].astype(np.int64)
+    # Confidence of each bought -> picked rule (0 when there is none).
+    conf = rules.confidence.tocoo()
+    rule_keys = conf.row.astype(np.int64) * n_items + conf.col
+    order = np.argsort(rule_keys)
+    rule_keys, rule_conf = rule_keys[order], conf.data[order]
+    lift = rules.lift.tocoo()
+    rule_lift = lift.data[np.argsort(lift.row.astype(np.int64) * n_items + lift.col)]
+    keys = bought * n_items + picked[which]
+    at = np.minimum(np.searchsorted(rule_keys, keys), len(rule_keys) - 1)
+    hit = rule_keys[at] == keys
+    confidence = np.where(hit, rule_conf[at], -1.0)
+    # The strongest rule of each pick: sort pairs by (pick, -confidence), take each pick's first.
+    ranked = np.lexsort((-confidence, which))
+    first = ranked[np.r_[0, np.flatnonzero(np.diff(which[ranked])) + 1]]
+    for k, pair in enumerate(first):
+        out[int(rows[k])].append(
+            Suggestion(
+                rules.items[int(picked[k])],
+                float(pick_score[k]),
+                rules.items[int(bought[pair])],
+                float(confidence[pair]),
+                float(rule_lift[at[pair]]),
             )
-        out.append(picks)
+        )
     return out
