@@ -14,6 +14,7 @@ from crm.models import CustomerCreate, CustomerUpdate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
+from crm.services import insights
 from crm.services import interactions as interaction_svc
 from crm.services.errors import CRMError
 
@@ -151,6 +152,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
                 else []
             ),
             "next_follow_up": common.plain(follow_up),
+            "next_products": insights.next_products(session, card.customer.id),  # type: ignore[arg-type]
         }
     if json_out:
         common.emit_json(data)
@@ -194,6 +196,10 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
         common.console.print(
             f"Next follow-up #{f.id}: {common.when(f.due_at, tz)} {f.note}", highlight=False
         )
+    if data["next_products"]:
+        common.console.print("Likely to buy next:", highlight=False)
+        for line in data["next_products"]:
+            common.console.print(f"  {line}", highlight=False, markup=False)
 
 
 @customer_app.command("update")

@@ -6,8 +6,11 @@ buy B". Rules are mined at product level (SKUs) and at category level.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -15,7 +18,8 @@ from sqlmodel import Session
 
 from crm.analytics.baskets import RuleSet, Suggestion, Thresholds, basket_matrix, mine, suggest
 from crm.config import Settings
-from crm.models import Interaction, Product, PurchaseLine
+from crm.models import Interaction, Product, ProductSuggestion, PurchaseLine
+from crm.services import bulk
 
 
 class Level(StrEnum):
@@ -81,3 +85,54 @@ def suggestions(
     rules = mine(matrix, items, thresholds(settings))
     picks = suggest(matrix, rules, top=top)
     return {int(str(cid)): p for cid, p in zip(ids, picks, strict=True) if p}, labels
+
+
+logger = logging.getLogger(__name__)
+
+
+def compute_for_run(
+    session: Session, settings: Settings, cutoff: datetime
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows for ``product_suggestions`` (all but run_id) and a summary for the run's meta.
+
+    A refresh never fails because of this: on an error the run gets no suggestions and the
+    summary says why."""
+    started = time.perf_counter()
+    try:
+        picks, labels = suggestions(session, settings, cutoff=cutoff)
+        ids = bulk.product_ids(session, list({s.item for p in picks.values() for s in p}))
+    except Exception as exc:  # noqa: BLE001 (a refresh stores its other results all the same)
+        logger.exception("next-product suggestions failed")
+        return [], {"error": repr(exc)[:300]}
+    rows = [
+        {
+            "customer_id": cid,
+            "product_id": ids[s.item],
+            "rank": rank,
+            "score": s.score,
+            "reason": s.reason(labels),
+        }
+        for cid, picks_ in picks.items()
+        for rank, s in enumerate(picks_, start=1)
+    ]
+    return rows, {
+        "customers": len(picks),
+        "suggestions": len(rows),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def record_for_run(session: Session, run_id: int, rows: list[dict[str, Any]]) -> None:
+    """Store a run's suggestions in the open transaction (the run's own audit event covers them)."""
+    if not rows:
+        return
+    columns = ("run_id", "customer_id", "product_id", "rank", "score", "reason")
+    bulk.write_rows(
+        session,
+        ProductSuggestion.__table__,  # type: ignore[attr-defined]
+        columns,
+        [
+            (run_id, r["customer_id"], r["product_id"], r["rank"], r["score"], r["reason"])
+            for r in rows
+        ],
+    )

@@ -22,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from crm.analytics import churn, followups, pipeline, segments
+from crm.analytics import churn, followups, pipeline, products, segments
 from crm.analytics.features import CUSTOMERS, FOLLOW_UPS, INTERACTIONS, build_features
 from crm.config import Settings
 from crm.db import Database
@@ -424,6 +424,10 @@ def refresh(
                 progress=progress,
                 timings=timings,
             )
+            # Next-product suggestions: their own module, stored with the run.
+            next_products, results.meta["next_products"] = products.compute_for_run(
+                session, settings, cutoff
+            )
         if model is not None:
             model_path = churn.save_model(model, Path(settings.model_dir), cutoff)
             results.meta["churn"]["model_file"] = str(model_path)
@@ -432,6 +436,7 @@ def refresh(
         t = time.perf_counter()
         with db.transaction() as session:
             run = record_run(session, actor=actor, results=results)
+            products.record_for_run(session, int(run.id), next_products)  # type: ignore[arg-type]
         timings["store"] = round(time.perf_counter() - t, 3)
     except Exception as exc:
         if model_path is not None:

@@ -33,7 +33,7 @@ from crm.models.ops import (
     QuarantinedMessage,
     SeenRequest,
 )
-from crm.models.product import Product, PurchaseLine
+from crm.models.product import Product, ProductSuggestion, PurchaseLine
 from crm.models.user import User, UserCreate
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "SeenRequest",
     "MailboxState",
     "Product",
+    "ProductSuggestion",
     "PurchaseLine",
     "QuarantinedMessage",
     "Role",

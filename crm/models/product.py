@@ -37,3 +37,17 @@ class PurchaseLine(SQLModel, table=True):
     interaction_id: int = Field(foreign_key="interactions.id", ondelete="CASCADE")
     product_id: int = Field(foreign_key="products.id", ondelete="RESTRICT")
     quantity: int = Field(default=1)
+
+
+# A product a customer is likely to buy next, from one analytics run (rank 1 is the best).
+class ProductSuggestion(SQLModel, table=True):
+    __tablename__ = "product_suggestions"
+    __table_args__ = (sa.Index("ix_product_suggestions_run_customer", "run_id", "customer_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
+    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    product_id: int = Field(foreign_key="products.id", ondelete="CASCADE")
+    rank: int
+    score: float
+    reason: str = Field(sa_type=sa.Text)

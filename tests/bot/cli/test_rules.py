@@ -53,3 +53,33 @@ def test_rules_name_the_planted_pair_and_filter_by_lift(crmbot, tmp_path):
 def test_no_purchase_lines_says_so(crmbot):
     code, out, _ = crmbot("analytics", "rules")
     assert code == 0 and "No product rules" in out
+
+
+def test_refresh_stores_next_products_and_the_card_shows_them_with_the_reason(crmbot, db, tmp_path):
+    from sqlmodel import select
+
+    from crm.models import Customer
+
+    path = _purchases(tmp_path)
+    bought: dict[str, set[str]] = {}
+    for line in path.read_text().splitlines()[1:]:
+        ref, *_, sku, _, _ = line.split(",")
+        bought.setdefault(ref, set()).add(sku)
+    assert crmbot("import", "transactions", str(path))[0] == 0
+    assert crmbot("analytics", "refresh")[0] == 0
+    with db.session() as s:
+        ids = dict(s.exec(select(Customer.external_id, Customer.id)).all())
+    team_only = [ref for ref, skus in bought.items() if "TEAM" in skus and "SEATS" not in skus]
+    seats_done = [ref for ref, skus in bought.items() if {"TEAM", "SEATS"} <= skus]
+    assert team_only and seats_done
+    code, out, _ = crmbot("customer", "show", f"#{ids[team_only[0]]}", "--json")
+    first = json.loads(out)["next_products"][0]
+    assert code == 0 and first.startswith("Add-on seats: bought Team plan; ")
+    assert "of such customers buy Add-on seats" in first and "x the usual rate" in first
+    code, out, _ = crmbot("customer", "show", f"#{ids[team_only[0]]}")
+    assert "Likely to buy next:" in out and "Add-on seats: bought Team plan" in out
+    # Nothing is suggested that the customer bought already.
+    code, out, _ = crmbot("customer", "show", f"#{ids[seats_done[0]]}", "--json")
+    assert not any(
+        p.startswith(("Add-on seats", "Team plan")) for p in json.loads(out)["next_products"]
+    )
