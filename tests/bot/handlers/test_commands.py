@@ -518,3 +518,33 @@ def test_set_phone_replaces_the_number_as_the_command_line_does(slack, db, admin
         ).all()
     assert [(p.kind, p.value) for p in points if p.kind == "phone"] == [("phone", "+4930999999")]
     assert [p.value for p in points if p.kind == "email"] == ["x@umbrella.com", "y@umbrella.com"]
+
+
+def test_the_card_lists_what_the_customer_is_likely_to_buy_next(slack, db, admin, settings):
+    import io
+
+    from crm.analytics.refresh import refresh
+    from crm.services import importer
+
+    rows = ["customer_id,date,amount,product,product_name,category"]
+    for c in range(40):
+        rows.append(f"C-{c},2026-01-01,100,TEAM,Team plan,Plans")
+        if c % 10:  # nine in ten Team-plan customers add seats; C-0, C-10... have not yet
+            rows.append(f"C-{c},2026-01-02,20,SEATS,Add-on seats <extra>,Add-ons")
+    for c in range(40, 80):
+        rows.append(f"C-{c},2026-01-01,50,TRAIN,Training,Services")
+        if c % 4 == 0:
+            rows.append(f"C-{c},2026-01-02,20,SEATS,Add-on seats <extra>,Add-ons")
+    with db.transaction() as s:
+        importer.import_transactions(
+            s, io.StringIO("\n".join(rows) + "\n"), actor=admin, settings=settings
+        )
+    refresh(db, settings=settings, actor=admin)
+    with db.session() as s:
+        cid = s.exec(select(Customer.id).where(Customer.external_id == "C-10")).one()
+        both = s.exec(select(Customer.id).where(Customer.external_id == "C-11")).one()
+    card = slack.command(f"show #{cid}")
+    assert "*Likely to buy next*" in card.text
+    assert "Add-on seats &lt;extra&gt;: bought Team plan;" in card.text
+    # C-11 has both already, and no rule leads from them to training.
+    assert "Likely to buy next" not in slack.command(f"show #{both}").text
