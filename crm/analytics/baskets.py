@@ -8,8 +8,8 @@ and scoring every customer is another, with no loop over customers or candidate 
 
 Rules have one antecedent and one consequent (A -> B): support (share of baskets holding both),
 confidence (share of A's baskets holding B) and lift (confidence over B's base rate). A
-customer's score for a product not bought yet combines the rules from what they bought as
-independent chances, ``1 - prod(1 - confidence)``; the reason names the strongest of them.
+customer's score for a product not bought yet is its base rate times the geometric mean of the
+lifts of the rules from what they bought (see ``scores``); the reason names the strongest rule.
 """
 
 from __future__ import annotations
@@ -156,16 +156,24 @@ def mine(matrix: sp.csr_matrix, items: list[str], thresholds: Thresholds) -> Rul
 
 
 def scores(history: sp.csr_matrix, rules: RuleSet) -> sp.csr_matrix:
-    """customers x items: 1 - prod(1 - confidence) over the rules from items each customer
-    bought, for items they have not bought (others are 0). One sparse product."""
-    conf = rules.confidence.copy()
-    conf.data = np.log1p(-np.minimum(conf.data, 1 - 1e-9))  # log(1 - c) < 0
+    """customers x items: an estimated chance of buying each item not bought yet that a rule
+    reaches (others are 0): the item's base rate times the geometric mean of the lifts of the
+    rules from everything the customer bought (an item bought with no rule to it counts as
+    lift 1). The mean keeps a long history from multiplying up many weak, overlapping rules.
+    One sparse product."""
     owned = history.copy().tocsr()
     owned.data[:] = 1.0
-    log_miss = (owned @ conf).tocsr()  # sum over bought antecedents of log(1 - c)
-    log_miss.data = -np.expm1(log_miss.data)  # 1 - prod(1 - c)
-    bought = owned.multiply(log_miss)  # entries for items already bought
-    result = (log_miss - bought).tocsr()
+    log_lift = rules.lift.copy()
+    log_lift.data = np.log(log_lift.data)
+    reached = owned @ rules.lift.astype(bool).astype(np.float64)  # rules reaching each item
+    total = (owned @ log_lift).tocsr()  # sum of log lifts, on the items rules reach
+    n_bought = np.maximum(1.0, np.asarray(owned.sum(axis=1)).ravel())
+    reached = reached.tocsr()
+    reached.data[:] = 1.0
+    total = (total + reached * 1e-300).tocsr()  # keep reached items whose lifts cancel to 0
+    rows = np.repeat(np.arange(total.shape[0]), np.diff(total.indptr))
+    total.data = rules.item_share[total.indices] * np.exp(total.data / n_bought[rows])
+    result = (total - owned.multiply(total)).tocsr()
     result.eliminate_zeros()
     return result
 
