@@ -42,7 +42,7 @@ def _lines(
     """(customer ids, item keys, item key -> label) of every live purchase line."""
     key = Product.sku if level is Level.product else Product.category
     stmt = (
-        sa.select(Interaction.customer_id, key, Product.name)
+        sa.select(Interaction.customer_id, key, Product.name)  # type: ignore[call-overload]
         .join(PurchaseLine, PurchaseLine.interaction_id == Interaction.id)
         .join(Product, Product.id == PurchaseLine.product_id)
         .where(Interaction.deleted_at.is_(None), key.is_not(None))  # type: ignore[union-attr, attr-defined]

@@ -235,14 +235,16 @@ def product_ids(session: Session, skus: Sequence[str]) -> dict[str, int]:
     items = sorted(set(skus))
     for start in range(0, len(items), 2_000):
         chunk = items[start : start + 2_000]
-        stmt = sa.select(Product.sku, Product.id).where(Product.sku.in_(chunk))  # type: ignore[attr-defined]
+        stmt = sa.select(Product.sku, Product.id).where(Product.sku.in_(chunk))  # type: ignore[call-overload, attr-defined]
         found.update({sku: pid for sku, pid in session.execute(stmt)})
     return found
 
 
 def purchases_of_source(session: Session, source: str) -> list[tuple[int, int, datetime]]:
     """(interaction id, customer id, time) of every purchase written under ``source``."""
-    stmt = sa.select(Interaction.id, Interaction.customer_id, Interaction.occurred_at).where(
+    stmt = sa.select(  # type: ignore[call-overload]
+        Interaction.id, Interaction.customer_id, Interaction.occurred_at
+    ).where(
         Interaction.source == source, Interaction.channel == "purchase"
     )
     return [(iid, cid, at) for iid, cid, at in session.execute(stmt)]
