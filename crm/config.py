@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     analytics_seed: int = 7
     # Months ahead for each customer's expected purchases and spend (customer value).
     value_horizon_months: int = Field(default=12, ge=1, le=60)
+    # Association rules over purchases (product and category level): a rule A -> B is kept
+    # when its support, confidence and lift reach these and at least basket_min_count
+    # customers bought both.
+    basket_min_support: float = Field(default=0.01, gt=0, le=1)
+    basket_min_confidence: float = Field(default=0.1, gt=0, le=1)
+    basket_min_lift: float = Field(default=1.2, gt=0)
+    basket_min_count: int = Field(default=5, ge=1)
     unanswered_business_hours: float = Field(default=8, gt=0)
     awaiting_reply_days: int = Field(default=5, ge=1)
     quiet_days_high: int = Field(default=14, ge=1)

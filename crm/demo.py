@@ -308,6 +308,42 @@ _PRODUCTS = [
     "Training",
 ]
 
+# The product catalogue: (sku, name, category). Customers buy along "journeys" (below), so
+# the purchase lines carry co-purchase structure: bought A and B, likely to buy C next.
+CATALOGUE = [
+    ("PLAN-START", "Starter plan", "Plans"),
+    ("PLAN-TEAM", "Team plan", "Plans"),
+    ("PLAN-BIZ", "Business plan", "Plans"),
+    ("ADD-SEATS", "Add-on seats", "Add-ons"),
+    ("ADD-SSO", "Single sign-on", "Add-ons"),
+    ("ADD-AUDIT", "Audit log", "Add-ons"),
+    ("ADD-API", "API access", "Add-ons"),
+    ("ADD-EXPORT", "Data export", "Add-ons"),
+    ("SVC-ONBOARD", "Onboarding", "Services"),
+    ("SVC-TRAIN", "Training", "Services"),
+    ("SVC-SUPPORT", "Support package", "Services"),
+    ("SVC-MIGRATE", "Data migration", "Services"),
+    ("INT-SLACK", "Slack connector", "Integrations"),
+    ("INT-MAIL", "Mail connector", "Integrations"),
+    ("INT-CAL", "Calendar sync", "Integrations"),
+    ("INT-BI", "BI connector", "Integrations"),
+]
+# Products a kind of customer tends to buy, in the order they tend to buy them.
+_JOURNEYS = {
+    "small": [
+        ["PLAN-START", "SVC-ONBOARD", "INT-MAIL", "INT-CAL", "SVC-TRAIN"],
+        ["PLAN-START", "INT-SLACK", "ADD-SEATS", "PLAN-TEAM"],
+    ],
+    "mid": [
+        ["PLAN-TEAM", "ADD-SEATS", "INT-SLACK", "ADD-SSO", "SVC-TRAIN"],
+        ["PLAN-TEAM", "SVC-ONBOARD", "INT-MAIL", "INT-CAL", "ADD-EXPORT"],
+    ],
+    "large": [
+        ["PLAN-BIZ", "SVC-MIGRATE", "ADD-SSO", "ADD-AUDIT", "SVC-SUPPORT"],
+        ["PLAN-BIZ", "ADD-API", "INT-BI", "ADD-EXPORT", "SVC-SUPPORT"],
+    ],
+}
+
 
 @dataclass
 class DemoSummary:
@@ -318,6 +354,7 @@ class DemoSummary:
     stage_changes: int = 0
     interactions: int = 0
     purchases: int = 0
+    purchase_lines: int = 0
     follow_ups: int = 0
     quiet_customers: int = 0
     anchor: str = ""
@@ -642,6 +679,9 @@ def generate_demo(
     if batch:
         summary.interactions += bulk.insert_interactions(session, batch, actor=actor, label=tag)
     report("interactions", customers, customers)
+    summary.purchase_lines = _purchase_lines(
+        session, seed, tag, {cid: profiles[k]["tier"] for k, cid in enumerate(customer_ids)}, actor
+    )
 
     # Follow-ups: some overdue, some due soon, a few done.
     follow_ups = []
@@ -666,6 +706,45 @@ def generate_demo(
         bulk.insert_follow_ups(session, follow_ups, actor=actor, label=tag)
     summary.follow_ups = len(follow_ups)
     return summary
+
+
+def _purchase_lines(
+    session: Session, seed: int, tag: str, tiers: dict[int, str], actor: Actor
+) -> int:
+    """A line item for every demo purchase: each customer follows one journey of its tier,
+    mostly taking the next product on it, now and then buying a product off it."""
+    stored = bulk.product_ids(session, [sku for sku, _, _ in CATALOGUE])
+    missing = [row for row in CATALOGUE if row[0] not in stored]
+    if missing:
+        new_ids = bulk.insert_products(
+            session,
+            [{"sku": sku, "name": name, "category": category} for sku, name, category in missing],
+            actor=actor,
+            label=tag,
+        )
+        stored.update(zip([row[0] for row in missing], new_ids, strict=True))
+    # A generator of its own, so the rest of the demo stays what it was for each seed.
+    rng = random.Random(f"{seed}-products")
+    skus = [sku for sku, _, _ in CATALOGUE]
+    by_customer: dict[int, list[tuple[datetime, int]]] = {}
+    for iid, cid, at in bulk.purchases_of_source(session, tag):
+        by_customer.setdefault(cid, []).append((at, iid))
+    lines = []
+    for cid in sorted(by_customer):
+        journey = rng.choice(_JOURNEYS[tiers.get(cid, "mid")])
+        step = 0
+        for _, iid in sorted(by_customer[cid]):
+            if step < len(journey) and rng.random() < 0.85:
+                sku = journey[step]
+                step += 1
+            else:
+                sku = rng.choice(skus)
+            lines.append(
+                {"interaction_id": iid, "product_id": stored[sku], "quantity": rng.randint(1, 3)}
+            )
+    for start in range(0, len(lines), 50_000):
+        bulk.insert_purchase_lines(session, lines[start : start + 50_000], actor=actor, label=tag)
+    return len(lines)
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

@@ -15,6 +15,7 @@ from crm.models import CustomerCreate, CustomerUpdate
 from crm.services import customers as customer_svc
 from crm.services import deals as deal_svc
 from crm.services import followups as followup_svc
+from crm.services import insights
 from crm.services import interactions as interaction_svc
 from crm.services import merges as merge_svc
 from crm.services import values as value_svc
@@ -211,6 +212,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
                 else []
             ),
             "next_follow_up": common.plain(follow_up),
+            "next_products": insights.next_products(session, card.customer.id),  # type: ignore[arg-type]
         }
         worth = value_svc.latest_value(session, found.id)  # type: ignore[arg-type]
         data["value"] = (
@@ -282,6 +284,10 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
             f"{common.when(rated.answered_at, tz)}",
             highlight=False,
         )
+    if data["next_products"]:
+        common.console.print("Likely to buy next:", highlight=False)
+        for line in data["next_products"]:
+            common.console.print(f"  {line}", highlight=False, markup=False)
 
 
 @customer_app.command("update")

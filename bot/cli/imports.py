@@ -1,4 +1,4 @@
-"""``crmbot import customers|deals|transactions``: CSV files into the CRM."""
+"""``crmbot import customers|deals|products|transactions``: CSV files into the CRM."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
                     result = importer.import_customers(
                         session, file, actor=actor, progress=progress
                     )
+                elif kind == "products":
+                    result = importer.import_products(session, file, actor=actor, progress=progress)
                 elif kind == "deals":
                     result = importer.import_deals(
                         session, file, actor=actor, settings=state.settings, progress=progress
@@ -84,9 +86,15 @@ def import_deals(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> N
     _run_import(ctx, file, "deals", json_out)
 
 
+@import_app.command("products")
+def import_products(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
+    """Import the product catalogue (columns: sku or product, name, category)."""
+    _run_import(ctx, file, "products", json_out)
+
+
 @import_app.command("transactions")
 def import_transactions(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
-    """Import purchases (columns: customer_id, date, amount; optional email, name, currency)."""
+    """Import purchases (columns: customer_id, date, amount; optional email, name, currency, product, product_name, category, quantity)."""  # noqa: E501 (a line break would show in the help)
     _run_import(ctx, file, "transactions", json_out)
 
 

@@ -261,7 +261,8 @@ def v_show(req: VerbRequest) -> dict[str, Any]:
         customer = customer_svc.resolve_customer(session, req.args)
         card = customer_svc.customer_card(session, customer.id)  # type: ignore[arg-type]
         insight, scored = insights.customer_insight_and_scored(session, customer.id)  # type: ignore[arg-type]
-        return customer_card(card, insight, tz=req.tz, scored=scored)
+        upsell = insights.next_products(session, customer.id)  # type: ignore[arg-type]
+        return customer_card(card, insight, tz=req.tz, scored=scored, next_products=upsell)
 
     return req.read(run)
 

@@ -46,7 +46,13 @@ def home_for(
             return [], None
         insight, scored = insights.customer_insight_and_scored(session, focus)
         tz = user.timezone or bot.settings.timezone
-        blocks = customer_card(card, insight, tz=tz, scored=scored)["blocks"]
+        blocks = customer_card(
+            card,
+            insight,
+            tz=tz,
+            scored=scored,
+            next_products=insights.next_products(session, focus),
+        )["blocks"]
         meta = json.dumps({"focus": focus, "until": int(time.time()) + FOCUS_SECONDS})
         return blocks, meta
 

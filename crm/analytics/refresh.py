@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 from threadpoolctl import threadpool_limits
 
-from crm.analytics import churn, followups, pipeline, segments, value_run
+from crm.analytics import churn, followups, pipeline, products, segments, value_run
 from crm.analytics.columns import (
     NEVER_AFTER,
     NEVER_BEFORE,
@@ -703,6 +703,10 @@ def refresh(
                 progress=progress,
                 timings=timings,
             )
+            # Next-product suggestions: their own module, stored with the run.
+            next_products, results.meta["next_products"] = products.compute_for_run(
+                session, settings, cutoff
+            )
         if model is not None:
             model_path = churn.save_model(model, Path(settings.model_dir), cutoff)
             results.meta["churn"]["model_file"] = str(model_path)
@@ -711,6 +715,7 @@ def refresh(
         t = time.perf_counter()
         with db.transaction() as session:
             run = record_run(session, actor=actor, results=results)
+            products.record_for_run(session, int(run.id), next_products)  # type: ignore[arg-type]
         timings["store"] = round(time.perf_counter() - t, 3)
     except Exception as exc:
         if model_path is not None:

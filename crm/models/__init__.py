@@ -42,6 +42,7 @@ from crm.models.ops import (
     SeenRequest,
 )
 from crm.models.privacy import ForgottenContact, StoreKey
+from crm.models.product import Product, ProductSuggestion, PurchaseLine
 from crm.models.survey import Survey
 from crm.models.user import User, UserCreate
 
@@ -84,6 +85,9 @@ __all__ = [
     "Survey",
     "StoreKey",
     "MailboxState",
+    "Product",
+    "ProductSuggestion",
+    "PurchaseLine",
     "QuarantinedMessage",
     "Role",
     "User",

@@ -21,7 +21,17 @@ import sqlalchemy as sa
 from pydantic_core import PydanticUndefined
 from sqlmodel import Session
 
-from crm.models import ContactPoint, Customer, Deal, DealStageChange, FollowUp, Interaction, User
+from crm.models import (
+    ContactPoint,
+    Customer,
+    Deal,
+    DealStageChange,
+    FollowUp,
+    Interaction,
+    Product,
+    PurchaseLine,
+    User,
+)
 from crm.models.base import UTCDateTime
 from crm.services.actor import Actor
 from crm.services.audit import record_event
@@ -198,6 +208,46 @@ def insert_stage_changes(session: Session, rows: Sequence[dict[str, Any]]) -> No
 def insert_follow_ups(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> None:
     _load(session, FollowUp, rows)
     record_event(session, actor=actor, action="bulk_create", entity="follow_up", after={"count": len(rows), "source": label})
+
+
+def insert_products(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> list[int]:
+    """Insert catalogue rows (SKUs not stored yet); returns their ids."""
+    ids, _ = _load(session, Product, rows, assign_ids=True)
+    record_event(session, actor=actor, action="bulk_create", entity="product",
+                 after={"count": len(ids), "source": label})
+    return ids
+
+
+def insert_purchase_lines(
+    session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str
+) -> None:
+    """Insert the line items of purchases."""
+    _load(session, PurchaseLine, rows)
+    record_event(session, actor=actor, action="bulk_create", entity="purchase_line",
+                 after={"count": len(rows), "source": label})
+
+
+def product_ids(session: Session, skus: Sequence[str]) -> dict[str, int]:
+    """Map of SKU -> product id for the SKUs in the catalogue already (queried in chunks)."""
+    found: dict[str, int] = {}
+    items = sorted(set(skus))
+    for start in range(0, len(items), 2_000):
+        chunk = items[start : start + 2_000]
+        stmt = sa.select(Product.sku, Product.id).where(Product.sku.in_(chunk))  # type: ignore[call-overload, attr-defined]
+        found.update({sku: pid for sku, pid in session.execute(stmt)})
+    return found
+
+
+def purchases_of_source(session: Session, source: str) -> list[tuple[int, int, datetime]]:
+    """(interaction id, customer id, time) of every purchase written under ``source``."""
+    stmt = sa.select(  # type: ignore[call-overload]
+        Interaction.id, Interaction.customer_id, Interaction.occurred_at
+    ).where(
+        Interaction.source == source, Interaction.channel == "purchase"
+    )
+    return [(iid, cid, at) for iid, cid, at in session.execute(stmt)]
 
 
 def insert_interactions(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> int:

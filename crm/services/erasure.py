@@ -53,6 +53,7 @@ from crm.models import (
     FollowUp,
     ForgottenContact,
     Interaction,
+    ProductSuggestion,
     QuarantinedMessage,
     StoreKey,
     Survey,
@@ -268,6 +269,9 @@ def forget_customer(
     removed["values"] = _delete(
         session, CustomerValue, col(CustomerValue.customer_id) == customer_id
     )
+    removed["product_suggestions"] = _delete(
+        session, ProductSuggestion, col(ProductSuggestion.customer_id) == customer_id
+    )
     removed["surveys"] = _delete(session, Survey, col(Survey.customer_id) == customer_id)
     # Merges they were part of keep both customers as they were (to undo them): an erasure
     # is final, so those records go, and with them the way back.
@@ -482,6 +486,9 @@ def export_customer(session: Session, *, actor: Actor, customer_id: int) -> dict
             "segments": rows(CustomerSegment, col(CustomerSegment.customer_id) == customer_id),
             "churn_scores": rows(ChurnScore, col(ChurnScore.customer_id) == customer_id),
             "values": rows(CustomerValue, col(CustomerValue.customer_id) == customer_id),
+            "product_suggestions": rows(
+                ProductSuggestion, col(ProductSuggestion.customer_id) == customer_id
+            ),
             "findings": rows(Finding, finding_about),
         },
         "audit_events": [

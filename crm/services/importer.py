@@ -1,4 +1,4 @@
-"""CSV imports: customers, deals and transactions (purchases).
+"""CSV imports: customers, deals, products and transactions (purchases).
 
 A file is imported whole or not at all: every row is validated first and the first bad row
 stops the import with its line number; nothing is written. The file is read strictly (see
@@ -30,6 +30,7 @@ from crm.models import (
     Deal,
     DealStatus,
     Direction,
+    Interaction,
     User,
 )
 from crm.services import bulk
@@ -87,6 +88,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "record_id",
         "id",
     ),
+    # Products: a SKU, its name and category; a purchase line's quantity.
+    "sku": ("sku", "product", "product_id", "product_sku", "item", "item_id"),
+    "product_name": ("product_name", "name", "title", "description", "item_name"),
+    "category": ("category", "product_category", "department", "commodity"),
+    "quantity": ("quantity", "qty", "units", "count"),
     "date": ("date", "order_date", "purchased_at", "transaction_date", "timestamp", "created_at"),
 }
 
@@ -623,7 +629,12 @@ def import_transactions(
     source: str = "import:transactions",
     progress: Progress | None = None,
 ) -> ImportResult:
-    """Purchases become ``purchase`` interactions; unknown customers are created (status active)."""
+    """Purchases become ``purchase`` interactions; unknown customers are created (status active).
+
+    A ``product`` column (a SKU) gives each purchase a line item with its ``quantity``
+    (1 when empty); a SKU not in the catalogue is added with the row's ``product_name`` and
+    ``category``. A row with an empty product is a purchase without a line item.
+    """
     actor.require_manager("import transactions")
     table = _Table(file)
     cols = _columns(
@@ -631,9 +642,14 @@ def import_transactions(
         ["external_id", "date", "amount", "currency", "email", "name"],
         ["external_id", "date", "amount"],
     )
+    # The product columns are looked up on their own so "name" (the customer) and
+    # "product_name" cannot claim the same header.
+    product_cols = _product_columns(table.header, set(cols.values()))
     result = ImportResult()
     purchases: list[tuple[str, datetime, Any, str, dict[str, str | None]]] = []
-    occurrences: Counter[tuple[str, str, str]] = Counter()
+    lines: dict[str, tuple[str, int]] = {}  # purchase external id -> (sku, quantity)
+    new_products: dict[str, dict[str, str | None]] = {}
+    occurrences: Counter[tuple[str, ...]] = Counter()
     for line, row in table.records(cols.values()):
         result.rows += 1
         try:
@@ -649,15 +665,22 @@ def import_transactions(
             name = clean_text(_get(row, cols, "name"), field="name", max_length=200)
             if len(ref) > 200:
                 raise CRMError("The customer id is longer than 200 characters.")
+            item = _line_item(row, product_cols)
         except CRMError as exc:
             raise _at_line(line, exc) from None
-        triple = (ref, when.isoformat(), str(amount))
+        triple: tuple[str, ...] = (ref, when.isoformat(), str(amount))
+        if item:
+            # The product is part of the key: two products bought at once are two purchases.
+            triple = (*triple, item[0])
+            new_products.setdefault(item[0], {"name": item[2], "category": item[3]})
         occurrences[triple] += 1
         # Same customer, time and amount twice in one file are two purchases; the count keeps
         # their ids apart while making a re-import of the same file collide with the first.
         digest = hashlib.sha1("|".join((*triple, str(occurrences[triple]))).encode()).hexdigest()[
             :24
         ]
+        if item:
+            lines[digest] = (item[0], item[1])
         purchases.append(
             (
                 ref,
@@ -733,12 +756,168 @@ def import_transactions(
         }
         for ref, when, amount, currency, extra in purchases
     ]
+    stored_before: set[str] = set()
+    if lines:
+        stored_before = set(_interaction_ids(session, source, set(lines)))
     result.created = (
         bulk.insert_interactions(session, interactions, actor=actor, label=source)
         if interactions
         else 0
     )
     result.skipped = len(interactions) - result.created
+    fresh_lines = {k: v for k, v in lines.items() if k not in stored_before}
+    if fresh_lines:
+        product_ids = _ensure_products(session, new_products, actor=actor, label=source)
+        interaction_ids = _interaction_ids(session, source, set(fresh_lines))
+        bulk.insert_purchase_lines(
+            session,
+            [
+                {
+                    "interaction_id": interaction_ids[key],
+                    "product_id": product_ids[sku],
+                    "quantity": quantity,
+                }
+                for key, (sku, quantity) in fresh_lines.items()
+            ],
+            actor=actor,
+            label=source,
+        )
+    if progress:
+        progress(result.rows)
+    return result
+
+
+def _product_columns(fieldnames: Iterable[str] | None, taken: set[str]) -> dict[str, str]:
+    headers = {_key(h): h for h in (fieldnames or []) if h and h not in taken}
+    found: dict[str, str] = {}
+    for field in ("sku", "product_name", "category", "quantity"):
+        for alias in _ALIASES[field]:
+            if alias in headers and headers[alias] not in found.values():
+                found[field] = headers[alias]
+                break
+    return found
+
+
+def _quantity(value: str) -> int:
+    if not value:
+        return 1
+    try:
+        number = float(value.replace(",", ""))
+    except ValueError:
+        raise CRMError(f"The quantity {value!r} is not a number.") from None
+    if number != int(number) or not 1 <= number <= 1_000_000:
+        raise CRMError(f"The quantity {value!r} is not a whole number from 1 to 1,000,000.")
+    return int(number)
+
+
+def _line_item(
+    row: dict[str, str], cols: dict[str, str]
+) -> tuple[str, int, str | None, str | None] | None:
+    """(sku, quantity, name, category) of a purchase row, or None when it names no product."""
+    if "sku" not in cols:
+        return None
+    sku = _get(row, cols, "sku")
+    if not sku:
+        return None
+    if len(sku) > 200:
+        raise CRMError("The product SKU is longer than 200 characters.")
+    quantity = _quantity(_get(row, cols, "quantity") if "quantity" in cols else "")
+    name = (
+        clean_text(_get(row, cols, "product_name"), field="product name", max_length=300)
+        if "product_name" in cols
+        else None
+    )
+    category = (
+        clean_text(_get(row, cols, "category"), field="category", max_length=200)
+        if "category" in cols
+        else None
+    )
+    return sku, quantity, name or None, category or None
+
+
+def _ensure_products(
+    session: Session,
+    wanted: dict[str, dict[str, str | None]],
+    *,
+    actor: Actor,
+    label: str,
+) -> dict[str, int]:
+    """Ids of the SKUs in ``wanted``; those not in the catalogue yet are added."""
+    ids = _products_by_sku(session, set(wanted))
+    missing = [sku for sku in wanted if sku not in ids]
+    if missing:
+        new_ids = bulk.insert_products(
+            session,
+            [
+                {
+                    "sku": sku,
+                    "name": wanted[sku]["name"] or sku,
+                    "category": wanted[sku]["category"],
+                }
+                for sku in missing
+            ],
+            actor=actor,
+            label=label,
+        )
+        ids.update(zip(missing, new_ids, strict=True))
+    return ids
+
+
+def _interaction_ids(session: Session, source: str, keys: set[str]) -> dict[str, int]:
+    """Map of external id -> interaction id for this source's interactions already stored."""
+    found: dict[str, int] = {}
+    items = sorted(keys)
+    for start in range(0, len(items), 2_000):
+        chunk = items[start : start + 2_000]
+        stmt = sa.select(Interaction.external_id, Interaction.id).where(
+            Interaction.source == source,
+            col(Interaction.external_id).in_(chunk),
+        )
+        found.update({k: iid for k, iid in session.execute(stmt)})
+    return found
+
+
+def _products_by_sku(session: Session, skus: set[str]) -> dict[str, int]:
+    return bulk.product_ids(session, list(skus))
+
+
+def import_products(
+    session: Session,
+    file: TextIO,
+    *,
+    actor: Actor,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """The product catalogue: ``sku`` (or ``product``), ``name``, ``category``.
+
+    A SKU already in the catalogue is skipped, as is a SKU's second row in the same file.
+    """
+    actor.require_manager("import products")
+    table = _Table(file)
+    cols = _columns(table.header, ["sku", "product_name", "category"], ["sku"])
+    result = ImportResult()
+    rows: dict[str, dict[str, str | None]] = {}
+    for line, row in table.records(cols.values()):
+        result.rows += 1
+        try:
+            sku = _get(row, cols, "sku")
+            if not sku:
+                raise CRMError("The SKU is empty.")
+            if len(sku) > 200:
+                raise CRMError("The SKU is longer than 200 characters.")
+            name = clean_text(_get(row, cols, "product_name"), field="name", max_length=300)
+            category = clean_text(_get(row, cols, "category"), field="category", max_length=200)
+        except CRMError as exc:
+            raise _at_line(line, exc) from None
+        rows.setdefault(sku, {"name": name or None, "category": category or None})
+        if progress and result.rows % 5000 == 0:
+            progress(result.rows)
+    stored = _products_by_sku(session, set(rows))
+    fresh = {sku: v for sku, v in rows.items() if sku not in stored}
+    if fresh:
+        _ensure_products(session, fresh, actor=actor, label="import:products")
+    result.created = len(fresh)
+    result.skipped = result.rows - result.created
     if progress:
         progress(result.rows)
     return result

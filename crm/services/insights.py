@@ -501,3 +501,21 @@ def read_reason(text: str) -> Reason:
             )
             return Reason(text=text, kind=kind, numbers=numbers)
     return Reason(text=text, kind=None)
+
+
+def next_products(session: Session, customer_id: int, limit: int = 3) -> list[str]:
+    """The products the latest finished run suggests for the customer, best first, each as
+    "Product name: reason"; empty when it suggests none."""
+    from crm.models import Product, ProductSuggestion
+
+    stmt = (
+        sa.select(Product.name, ProductSuggestion.reason)
+        .join(Product, Product.id == ProductSuggestion.product_id)
+        .where(
+            ProductSuggestion.run_id == _nth_latest_run(0),
+            ProductSuggestion.customer_id == customer_id,
+        )
+        .order_by(ProductSuggestion.rank)
+        .limit(limit)
+    )
+    return [f"{name}: {reason}" for name, reason in session.execute(stmt)]

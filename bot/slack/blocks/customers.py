@@ -68,7 +68,12 @@ def satisfaction_line(rated: Any, tz: str) -> str:
 
 
 def customer_card(
-    card: CustomerCard, insight: Insight | None, *, tz: str, scored: bool
+    card: CustomerCard,
+    insight: Insight | None,
+    *,
+    tz: str,
+    scored: bool,
+    next_products: list[str] | None = None,
 ) -> dict[str, Any]:
     c = card.customer
     blocks: list[Block] = [HeaderBlock(text=truncate(f"{c.name}", 150))]
@@ -135,6 +140,13 @@ def customer_card(
     if card.next_follow_up:
         f = card.next_follow_up
         blocks.append(section(f"*Next follow-up:* {local_time(f.due_at, tz)} {esc(f.note)}"))
+    if next_products:
+        blocks.append(
+            section(
+                "*Likely to buy next*\n"
+                + "\n".join(f"• {esc(one_line(p, 300))}" for p in next_products[:3])
+            )
+        )
     cid = str(c.id)
     blocks.append(
         ActionsBlock(

@@ -31,6 +31,7 @@ GOOD = {
     "customers": ("name,email", "Ann Smith,ann@x-corp.com"),
     "deals": ("customer,title", "jane@acme.com,Team plan"),
     "transactions": ("customer_id,date,amount", "C-1,2026-01-02,10"),
+    "products": ("sku,name,category", "P-1,Espresso beans,Coffee"),
 }
 
 # (what is wrong, the file's bytes from (header, good record), what the one line must say)
@@ -125,3 +126,19 @@ def test_importing_the_same_deals_file_twice_changes_nothing(crmbot, tmp_path):
     code, out, _ = crmbot("deal", "list", "--json")
     assert len(json.loads(out)) == 2
 
+
+def test_import_products_then_transactions_with_line_items(crmbot, tmp_path):
+    products = tmp_path / "products.csv"
+    products.write_text("sku,name,category\nP-1,Espresso beans,Coffee\nP-2,Frother,Kitchen\n")
+    code, out, _ = crmbot("import", "products", str(products))
+    assert code == 0 and "Imported products from products.csv: 2 rows, 2 added" in out
+    baskets = tmp_path / "baskets.csv"
+    baskets.write_text(
+        "customer_id,date,amount,product,quantity\n"
+        "C-1,2026-01-02,10,P-1,2\nC-1,2026-01-02,25,P-2,\n"
+    )
+    code, out, _ = crmbot("import", "transactions", str(baskets), "--json")
+    assert code == 0 and json.loads(out)["created"] == 2
+    baskets.write_text("customer_id,date,amount,product,quantity\nC-1,2026-01-03,10,P-1,-1\n")
+    code, _, err = crmbot("import", "transactions", str(baskets))
+    assert code == 2 and "Line 2: The quantity '-1' is not a whole number" in err

@@ -45,6 +45,7 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("followup", "snooze"): ("1", "1w"),
     ("import", "customers"): ("{customers.csv}",),
     ("import", "deals"): ("{deals.csv}",),
+    ("import", "products"): ("{products.csv}",),
     ("import", "transactions"): ("{transactions.csv}",),
     ("user", "add"): ("Newbie", "--email", "newbie@ourco.com"),
     ("user", "role"): ("rita@ourco.com", "admin"),
@@ -92,6 +93,7 @@ NO_CHANGE = {
     ("campaign", "preview"): "reads",
     ("campaign", "report"): "reads",
     ("campaign", "list"): "reads",
+    ("analytics", "rules"): "reads the purchase lines",
 }
 
 
@@ -156,6 +158,7 @@ def viewer_world(crmbot, tmp_path: Path, monkeypatch):
     files = {
         "customers.csv": CUSTOMERS_CSV.encode(),
         "deals.csv": DEALS_CSV.encode(),
+        "products.csv": b"sku,name,category\nP-1,Espresso beans,Coffee\n",
         "transactions.csv": TRANSACTIONS_CSV.encode(),
         "mail.eml": MAIL,
         "campaign.j2": b"Subject: News\nHello {{ customer.name }}\n",

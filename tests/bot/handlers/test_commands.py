@@ -552,3 +552,33 @@ def test_top_lists_a_reps_most_valuable_customers_and_the_card_shows_value(
     card = slack.command("show bigco.com").text
     assert "Expected 12-month value:* 4,800.00" in card and "Still active:* 93%" in card
     assert "not a number" in slack.command("top lots").text
+
+
+def test_the_card_lists_what_the_customer_is_likely_to_buy_next(slack, db, admin, settings):
+    import io
+
+    from crm.analytics.refresh import refresh
+    from crm.services import importer
+
+    rows = ["customer_id,date,amount,product,product_name,category"]
+    for c in range(40):
+        rows.append(f"C-{c},2026-01-01,100,TEAM,Team plan,Plans")
+        if c % 10:  # nine in ten Team-plan customers add seats; C-0, C-10... have not yet
+            rows.append(f"C-{c},2026-01-02,20,SEATS,Add-on seats <extra>,Add-ons")
+    for c in range(40, 80):
+        rows.append(f"C-{c},2026-01-01,50,TRAIN,Training,Services")
+        if c % 4 == 0:
+            rows.append(f"C-{c},2026-01-02,20,SEATS,Add-on seats <extra>,Add-ons")
+    with db.transaction() as s:
+        importer.import_transactions(
+            s, io.StringIO("\n".join(rows) + "\n"), actor=admin, settings=settings
+        )
+    refresh(db, settings=settings, actor=admin)
+    with db.session() as s:
+        cid = s.exec(select(Customer.id).where(Customer.external_id == "C-10")).one()
+        both = s.exec(select(Customer.id).where(Customer.external_id == "C-11")).one()
+    card = slack.command(f"show #{cid}")
+    assert "*Likely to buy next*" in card.text
+    assert "Add-on seats &lt;extra&gt;: bought Team plan;" in card.text
+    # C-11 has both already, and no rule leads from them to training.
+    assert "Likely to buy next" not in slack.command(f"show #{both}").text

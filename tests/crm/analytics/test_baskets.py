@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import random
+from itertools import permutations
+
+import pytest
+
+from crm.analytics.baskets import Thresholds, basket_matrix, mine, suggest
+
+
+def _planted(seed: int = 3, n: int = 600):
+    """Baskets where bread brings butter (80%) and coffee brings milk (70%); tea is noise."""
+    rng = random.Random(seed)
+    baskets = []
+    for _ in range(n):
+        items = set()
+        if rng.random() < 0.25:
+            items.add("bread")
+            if rng.random() < 0.8:
+                items.add("butter")
+        if rng.random() < 0.3:
+            items.add("coffee")
+            if rng.random() < 0.7:
+                items.add("milk")
+        for extra in ("tea", "butter", "milk"):
+            if rng.random() < 0.1:
+                items.add(extra)
+        baskets.append(items)
+    ids = [b for b, items in enumerate(baskets) for _ in items]
+    names = [i for items in baskets for i in sorted(items)]
+    return baskets, ids, names
+
+
+def test_rules_match_counting_by_hand_and_find_the_planted_pairs():
+    baskets, ids, names = _planted()
+    thresholds = Thresholds(min_support=0.02, min_confidence=0.3, min_lift=1.5, min_count=5)
+    matrix, _, items = basket_matrix(ids, names)
+    rules = {(r.antecedent, r.consequent): r for r in mine(matrix, items, thresholds).rules()}
+    n = len([b for b in baskets if b])
+    expected = {}
+    for a, c in permutations(items, 2):
+        both = sum(a in b and c in b for b in baskets)
+        conf = both / sum(a in b for b in baskets)
+        lift = conf / (sum(c in b for b in baskets) / n)
+        if both / n >= 0.02 and conf >= 0.3 and lift >= 1.5 and both >= 5:
+            expected[(a, c)] = (both / n, conf, lift)
+    assert set(rules) == set(expected)
+    for key, (support, confidence, lift) in expected.items():
+        assert rules[key].support == pytest.approx(support)
+        assert rules[key].confidence == pytest.approx(confidence)
+        assert rules[key].lift == pytest.approx(lift)
+    assert {("bread", "butter"), ("coffee", "milk")} <= set(rules)
+    assert not any("tea" in key for key in rules)
+
+
+def test_suggestions_skip_what_was_bought_and_give_the_strongest_rule_as_reason():
+    _, ids, names = _planted()
+    thresholds = Thresholds(min_support=0.02, min_confidence=0.3, min_lift=1.5, min_count=5)
+    matrix, _, items = basket_matrix(ids, names)
+    rules = mine(matrix, items, thresholds)
+    # "pad" bought every item, so the history's columns are the rules' items in their order.
+    history, customers, hist_items = basket_matrix(
+        ["ann", "ann", "bob", *(["pad"] * len(items))], ["bread", "tea", "milk", *items]
+    )
+    assert hist_items == items
+    picks = dict(zip(customers, suggest(history, rules, top=3), strict=True))
+    ann = picks["ann"]
+    assert ann and ann[0].item == "butter" and ann[0].because == "bread"
+    assert "bought bread;" in ann[0].reason() and "x the usual rate" in ann[0].reason()
+    assert all(s.item not in {"bread", "tea"} for s in ann)
+    assert [s.item for s in picks["bob"]] == ["coffee"]
+    assert picks["pad"] == []  # bought everything
+
+
+def test_no_baskets_or_no_rules_is_empty_not_an_error():
+    matrix, _, items = basket_matrix([], [])
+    assert mine(matrix, items, Thresholds()).rules() == []
+    matrix, _, items = basket_matrix([1, 2], ["a", "b"])
+    rules = mine(matrix, items, Thresholds())
+    assert rules.rules() == [] and suggest(matrix, rules) == [[], []]
