@@ -478,18 +478,18 @@ def _compute(
     t = lap("segments", t)
     config = churn_config(settings)
     model, churn_meta = churn.train(snapshot, cutoff, config, progress=say)
-    del snapshot
     t = lap("churn_training", t)
+    say("estimating customer value")
+    values = value_run.values_from_snapshot(snapshot, cutoff, settings.value_horizon_months)
+    del snapshot
+    t = lap("value", t)
     say("scoring churn risk" + (" (cold start: transparent score)" if model is None else ""))
     scores = churn.score(features, model, config, meta=churn_meta)
     t = lap("churn_scoring", t)
     say("running follow-up rules")
     flagged: dict[str, dict[str, int]] = {}
     findings = follow_up_findings(session, settings, cutoff, features, flagged)
-    t = lap("followups", t)
-    say("estimating customer value")
-    values = value_run.compute_values(session, cutoff, settings.value_horizon_months)
-    lap("value", t)
+    lap("followups", t)
     meta: dict[str, Any] = {
         # Everything each rule flagged, per owner ("none": nobody owns it); each owner's
         # ``per_owner`` most urgent of each kind are stored as findings.

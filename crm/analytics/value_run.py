@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from crm.analytics import value
+from crm.analytics.features import _PURCHASE, Snapshot
 from crm.models import Channel, CustomerValue, Interaction
 from crm.services import bulk
 
@@ -41,6 +42,26 @@ def compute_values(session: Session, cutoff: datetime, horizon_months: int) -> p
     purchases = read_purchases(session, cutoff)
     weeks = value.horizon_weeks(horizon_months)
     return value.predict_value(purchases, cutoff, weeks).frame
+
+
+def purchases_from_snapshot(snapshot: Snapshot) -> pd.DataFrame:
+    """What ``read_purchases`` gives, from the refresh's one packed read of the store: its
+    purchases with an amount (the snapshot holds 0 where a purchase has none)."""
+    events = snapshot.events
+    mine = (events.channel == _PURCHASE) & (events.amount != 0)
+    return pd.DataFrame(
+        {
+            "customer_id": snapshot.customer_id[events.customer[mine]],
+            "date": pd.to_datetime(events.at[mine], unit="us"),
+            "amount": events.amount[mine].astype(float),
+        }
+    )
+
+
+def values_from_snapshot(snapshot: Snapshot, cutoff: datetime, horizon_months: int) -> pd.DataFrame:
+    """``compute_values`` on the snapshot the refresh has already read."""
+    weeks = value.horizon_weeks(horizon_months)
+    return value.predict_value(purchases_from_snapshot(snapshot), cutoff, weeks).frame
 
 
 def store_values(session: Session, run_id: int, values: pd.DataFrame, horizon_months: int) -> int:
