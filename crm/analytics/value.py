@@ -121,8 +121,18 @@ class BGNBD:
         return first * second * self.p_alive(x, t_x, T)
 
 
-def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BGNBD:
+# Customers the BG/NBD parameters are fitted on at most: four parameters are well estimated
+# from a random sample this size, and the fit's cost then stays the same at any store size.
+FIT_SAMPLE = 100_000
+
+
+def fit_bgnbd(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, *, sample: int = FIT_SAMPLE, seed: int = 0
+) -> BGNBD:
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    if len(x) > sample:
+        keep = np.random.default_rng(seed).choice(len(x), size=sample, replace=False)
+        x, t_x, T = x[keep], t_x[keep], T[keep]
     # Identical (x, t_x, T) rows share a likelihood term: fit on the unique rows, weighted.
     table = pd.DataFrame({"x": x, "t_x": t_x, "T": T}).value_counts().reset_index(name="n")
     ux, ut, uT, n = (table[c].to_numpy(float) for c in ("x", "t_x", "T", "n"))
