@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,7 @@ from crm.models import Role, User, utcnow
 from crm.services import digest_runs
 from crm.services.actor import Actor
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 TEAM_KINDS = ("churn", "segments")
@@ -377,29 +378,63 @@ class SchedulerComponent:
         for delivery in self.service.tick():
             logger.info("digest %s %s -> %s: %s %s", delivery.kind, delivery.period, delivery.recipient, delivery.status, delivery.detail)
 
-    def _refresh(self) -> None:
-        if self.refresh is None:
-            return
-        now = utcnow()
-        fire = latest_fire_time(cron(self.settings.analytics_refresh_cron, self.settings.timezone), now, self.service.grace)
+    def _once_per_fire(
+        self,
+        job: str,
+        expr: str,
+        now: datetime,
+        work: Callable[[], T],
+        *,
+        what: str,
+        max_attempts: int,
+        stale_after: timedelta,
+    ) -> T | None:
+        """Run ``work`` once for the latest fire time of the cron ``expr`` across replicas,
+        claimed in the store as digests are; its result, or None when nothing was due, another
+        replica has it, or it failed (recorded on the claim, so it is retried)."""
+        fire = latest_fire_time(cron(expr, self.settings.timezone), now, self.service.grace)
         if fire is None:
-            return
-        # Claimed like a digest so only one replica refreshes a given night.
+            return None
         with self.db.transaction() as session:
-            claimed = digest_runs.claim(session, job="analytics_refresh", period=fire.isoformat(timespec="minutes"),
-                                        recipient="-", holder=self.service.holder, now=now, max_attempts=2,
-                                        stale_after=timedelta(hours=2))
+            claimed = digest_runs.claim(
+                session,
+                job=job,
+                period=fire.isoformat(timespec="minutes"),
+                recipient="-",
+                holder=self.service.holder,
+                now=now,
+                max_attempts=max_attempts,
+                stale_after=stale_after,
+            )
         if claimed is None:
-            return
+            return None
         try:
-            self.refresh(now)
+            result = work()
         except Exception as exc:
-            logger.exception("analytics refresh failed")
+            logger.exception("%s failed", what)
             with self.db.transaction() as session:
-                digest_runs.mark_failed(session, claim=claimed, error=f"{type(exc).__name__}: {exc}")
-            return
+                error = f"{type(exc).__name__}: {exc}"
+                digest_runs.mark_failed(session, claim=claimed, error=error)
+            return None
         with self.db.transaction() as session:
             digest_runs.mark_sent(session, claim=claimed)
+        return result
+
+    def _refresh(self) -> None:
+        refresh = self.refresh
+        if refresh is None:
+            return
+        now = utcnow()
+        # Claimed like a digest so only one replica refreshes a given night.
+        self._once_per_fire(
+            "analytics_refresh",
+            self.settings.analytics_refresh_cron,
+            now,
+            lambda: refresh(now),
+            what="analytics refresh",
+            max_attempts=2,
+            stale_after=timedelta(hours=2),
+        )
 
     def _surveys(self) -> None:
         from bot.surveys import SurveySender
@@ -418,39 +453,21 @@ class SchedulerComponent:
         if not expr:
             return None
         now = now or utcnow()
-        fire = latest_fire_time(cron(expr, self.settings.timezone), now, self.service.grace)
-        if fire is None:
-            return None
-        with self.db.transaction() as session:
-            claimed = digest_runs.claim(
-                session,
-                job="backup",
-                period=fire.isoformat(timespec="minutes"),
-                recipient="-",
-                holder=self.service.holder,
-                now=now,
-                max_attempts=3,
-                stale_after=timedelta(hours=6),
-            )
-        if claimed is None:
-            return None
-        folder = Path(self.settings.backup_dir).expanduser()
-        target = folder / backups.scheduled_name(now)
-        try:
+
+        def back_up() -> Path:
+            folder = Path(self.settings.backup_dir).expanduser()
+            target = folder / backups.scheduled_name(now)
             backups.make_backup(self.db, target, actor=Actor.system("scheduler"))
             removed = backups.prune_backups(folder, self.settings.backup_keep)
-        except Exception as exc:
-            logger.exception("scheduled backup failed")
-            with self.db.transaction() as session:
-                error = f"{type(exc).__name__}: {exc}"
-                digest_runs.mark_failed(session, claim=claimed, error=error)
-            return None
-        logger.info(
-            "backup written to %s (%d old backup(s) removed)", _shown_path(target), len(removed)
+            logger.info(
+                "backup written to %s (%d old backup(s) removed)", _shown_path(target), len(removed)
+            )
+            return target
+
+        return self._once_per_fire(
+            "backup", expr, now, back_up, what="scheduled backup", max_attempts=3,
+            stale_after=timedelta(hours=6),
         )
-        with self.db.transaction() as session:
-            digest_runs.mark_sent(session, claim=claimed)
-        return target
 
     def _retention(self, now: datetime | None = None) -> int | None:
         """The nightly retention (CRM_RETENTION_*), once per fire time across replicas; returns
@@ -460,25 +477,10 @@ class SchedulerComponent:
         s = self.settings
         if not (s.retention_raw_mail_days or s.retention_interactions_days):
             return None
-        now = now or utcnow()
-        fire = latest_fire_time(cron(s.retention_cron, s.timezone), now, self.service.grace)
-        if fire is None:
-            return None
-        with self.db.transaction() as session:
-            claimed = digest_runs.claim(
-                session,
-                job="retention",
-                period=fire.isoformat(timespec="minutes"),
-                recipient="-",
-                holder=self.service.holder,
-                now=now,
-                max_attempts=3,
-                stale_after=timedelta(hours=6),
-            )
-        if claimed is None:
-            return None
-        changed = 0
-        try:
+        when = now or utcnow()
+
+        def apply() -> int:
+            changed = 0
             while True:
                 with self.db.transaction() as session:
                     done = retention.apply_batch(
@@ -486,21 +488,18 @@ class SchedulerComponent:
                         actor=Actor.system("scheduler"),
                         raw_mail_days=s.retention_raw_mail_days,
                         interactions_days=s.retention_interactions_days,
-                        now=now,
+                        now=when,
                     )
                 changed += done.total
                 if not done.total:
                     break
-        except Exception as exc:
-            logger.exception("retention failed")
-            with self.db.transaction() as session:
-                error = f"{type(exc).__name__}: {exc}"
-                digest_runs.mark_failed(session, claim=claimed, error=error)
-            return None
-        logger.info("retention applied: %d rows changed", changed)
-        with self.db.transaction() as session:
-            digest_runs.mark_sent(session, claim=claimed)
-        return changed
+            logger.info("retention applied: %d rows changed", changed)
+            return changed
+
+        return self._once_per_fire(
+            "retention", s.retention_cron, when, apply, what="retention", max_attempts=3,
+            stale_after=timedelta(hours=6),
+        )
 
     def start(self) -> None:
         if self.settings.csat_enabled:
