@@ -11,9 +11,6 @@ that one digest can go out twice: we prefer that to losing it.)
 from __future__ import annotations
 
 from dataclasses import dataclass
-import base64
-import hashlib
-import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from crm.models import DigestOptOut, DigestRun, User, utcnow
+from crm.services import signing
 from crm.services.actor import Actor
 from crm.services.audit import record_event
 from crm.services.errors import CRMError
@@ -199,52 +197,39 @@ def set_subscription(session: Session, *, user: User, kind: str, channel: str, s
 def unsubscribe_token(secret: str, *, user_id: int, kind: str, channel: str) -> str:
     """A signed token for a one-click unsubscribe link (user, digest, channel); it does not expire."""
     _check(kind, channel)
-    payload = f"{user_id}:{kind}:{channel}"
-    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(payload.encode() + b"." + mac).decode().rstrip("=")
+    return signing.sign(secret, f"{user_id}:{kind}:{channel}")
 
 
 def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str, str]:
     """(user id, digest, channel) from a token made by ``unsubscribe_token``; CRMError if it was altered."""
     bad = CRMError("This unsubscribe link is not valid.", hint="Ask an admin to change your digest settings.")
+    payload = signing.verify(secret, token)
+    if payload is None:
+        raise bad
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        payload, mac = raw[:-17], raw[-16:]
-        if raw[-17:-16] != b".":
-            raise bad
-        expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
-        if not hmac.compare_digest(mac, expected):
-            raise bad
-        user_id, kind, channel = payload.decode().split(":")
+        user_id, kind, channel = payload.split(":")
         _check(kind, channel)
         return int(user_id), kind, channel
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise bad from None
 
 
 def customer_link_token(secret: str, *, user_id: int, customer_id: int) -> str:
     """A signed token for a digest email's link to a customer: opening it shows that customer to
     that user (in their Slack Home tab) and to nobody else, so it needs no expiry."""
-    payload = f"open:{user_id}:{customer_id}".encode()
-    mac = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(payload + b"." + mac).decode().rstrip("=")
+    return signing.sign(secret, f"open:{user_id}:{customer_id}")
 
 
 def read_customer_link_token(secret: str, token: str) -> tuple[int, int]:
     """(user id, customer id) from a token made by ``customer_link_token``; CRMError if altered."""
     bad = CRMError("This link is not valid.", hint="Open the customer from Slack with /crm show.")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except ValueError:
-        raise bad from None
-    payload, dot, mac = raw[:-17], raw[-17:-16], raw[-16:]
-    expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
-    if dot != b"." or not hmac.compare_digest(mac, expected):
+    payload = signing.verify(secret, token)
+    if payload is None:
         raise bad
     try:
-        purpose, user_id, customer_id = payload.decode().split(":")
+        purpose, user_id, customer_id = payload.split(":")
         if purpose != "open":
             raise bad
         return int(user_id), int(customer_id)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise bad from None
