@@ -120,6 +120,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+
+    def _send_page(
+        self, status: int, body: str, *, title: str = "crmbot", headers: dict[str, Any] | None = None
+    ) -> None:
+        """A small HTML page (the link pages: unsubscribe, survey, open a customer)."""
+        page = (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body style='font-family:sans-serif'>{body}</body></html>"
+        )
+        self._send(status, page, {"Content-Type": "text/html; charset=utf-8", **(headers or {})})
     def _unsubscribe(self, *, confirm: bool, token: str) -> None:
         """One-click unsubscribe from a digest email (RFC 8058). GET only shows a button, so mail
         scanners that open links do not unsubscribe anyone; POST does it."""
@@ -135,10 +145,6 @@ class _Handler(BaseHTTPRequestHandler):
         if settings is None or not settings.secret_key:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
-        page = (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head>"
-            "<body style='font-family:sans-serif'>{}</body></html>"
-        )
         try:
             user_id, kind, channel = digest_runs.read_unsubscribe_token(reveal(settings.secret_key), token)
             if not confirm:
@@ -147,9 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
                     f"<form method='post'><input type='hidden' name='t' value='{escape(token)}'>"
                     "<button type='submit'>Unsubscribe</button></form>"
                 )
-                self._send(
-                    HTTPStatus.OK, page.format(body), {"Content-Type": "text/html; charset=utf-8"}
-                )
+                self._send_page(HTTPStatus.OK, body)
                 return
             with self.server.db.transaction() as session:
                 user = session.get(User, user_id)
@@ -164,19 +168,12 @@ class _Handler(BaseHTTPRequestHandler):
                     actor=actor_for(user, "unsubscribe-link"),
                 )
         except CRMError as exc:
-            self._send(
-                HTTPStatus.BAD_REQUEST,
-                page.format(f"<p>{escape(str(exc))}</p>"),
-                {"Content-Type": "text/html; charset=utf-8"},
-            )
+            self._send_page(HTTPStatus.BAD_REQUEST, f"<p>{escape(str(exc))}</p>")
             return
-        self._send(
+        self._send_page(
             HTTPStatus.OK,
-            page.format(
-                f"<p>Done: you will no longer get the {escape(TITLES[kind].lower())} digest "
-                f"by {escape(channel)}.</p>"
-            ),
-            {"Content-Type": "text/html; charset=utf-8"},
+            f"<p>Done: you will no longer get the {escape(TITLES[kind].lower())} digest "
+            f"by {escape(channel)}.</p>",
         )
 
     def _campaign_opt_out(self, *, confirm: bool, token: str) -> None:
@@ -191,11 +188,6 @@ class _Handler(BaseHTTPRequestHandler):
         if settings is None or not settings.secret_key:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
-        html = {"Content-Type": "text/html; charset=utf-8"}
-        page = (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head>"
-            "<body style='font-family:sans-serif'>{}</body></html>"
-        )
         try:
             email = campaigns.read_opt_out_token(reveal(settings.secret_key) or "", token)
             if not confirm:
@@ -204,15 +196,14 @@ class _Handler(BaseHTTPRequestHandler):
                     f"<form method='post'><input type='hidden' name='t' value='{escape(token)}'>"
                     "<button type='submit'>Unsubscribe</button></form>"
                 )
-                self._send(HTTPStatus.OK, page.format(body), html)
+                self._send_page(HTTPStatus.OK, body)
                 return
             with self.server.db.transaction() as session:
                 campaigns.opt_out(session, email=email, actor=Actor.system("unsubscribe-link"))
         except CRMError as exc:
-            self._send(HTTPStatus.BAD_REQUEST, page.format(f"<p>{escape(str(exc))}</p>"), html)
+            self._send_page(HTTPStatus.BAD_REQUEST, f"<p>{escape(str(exc))}</p>")
             return
-        done = f"<p>Done: {escape(email)} gets no more campaign mail.</p>"
-        self._send(HTTPStatus.OK, page.format(done), html)
+        self._send_page(HTTPStatus.OK, f"<p>Done: {escape(email)} gets no more campaign mail.</p>")
 
     def _csat(self, *, confirm: bool, token: str, comment: str = "") -> None:
         """A survey's rating link. GET shows the rating with a comment box and records nothing
@@ -226,11 +217,6 @@ class _Handler(BaseHTTPRequestHandler):
         if settings is None or not settings.secret_key or not settings.csat_enabled:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
-        html = {"Content-Type": "text/html; charset=utf-8"}
-        page = (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Thank you</title></head>"
-            "<body style='font-family:sans-serif'>{}</body></html>"
-        )
         try:
             survey_id, rating = surveys.read_rating_token(reveal(settings.secret_key) or "", token)
             if not confirm:
@@ -241,14 +227,15 @@ class _Handler(BaseHTTPRequestHandler):
                     "placeholder='Anything to add? (optional)'></textarea></p>"
                     "<button type='submit'>Send</button></form>"
                 )
-                self._send(HTTPStatus.OK, page.format(body), html)
+                self._send_page(HTTPStatus.OK, body, title="Thank you")
                 return
             with self.server.db.transaction() as session:
                 surveys.record_rating(session, survey_id=survey_id, rating=rating, comment=comment)
         except CRMError as exc:
-            self._send(HTTPStatus.BAD_REQUEST, page.format(f"<p>{escape(str(exc))}</p>"), html)
+            self._send_page(HTTPStatus.BAD_REQUEST, f"<p>{escape(str(exc))}</p>", title="Thank you")
             return
-        self._send(HTTPStatus.OK, page.format("<p>Thank you: your rating is recorded.</p>"), html)
+        thanks = "<p>Thank you: your rating is recorded.</p>"
+        self._send_page(HTTPStatus.OK, thanks, title="Thank you")
 
     def _open_customer(self, token: str) -> None:
         """A customer's link in a digest email: their card goes on top of the reader's Home tab
@@ -267,15 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
         if settings is None or not settings.secret_key:
             self._send(HTTPStatus.NOT_FOUND, "not found\n")
             return
-        html = {"Content-Type": "text/html; charset=utf-8"}
-        page = (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>crmbot</title></head>"
-            "<body style='font-family:sans-serif'><p>{}</p></body></html>"
-        )
         try:
             user_id, customer_id = digest_runs.read_customer_link_token(reveal(settings.secret_key), token)
         except CRMError as exc:
-            self._send(HTTPStatus.BAD_REQUEST, page.format(escape(str(exc))), html)
+            self._send_page(HTTPStatus.BAD_REQUEST, f"<p>{escape(str(exc))}</p>")
             return
         client = self.server.app.client
         home = app_home_link(client)
@@ -286,16 +268,14 @@ class _Handler(BaseHTTPRequestHandler):
             logger.warning("%s: Slack refused the Home tab: %s", OPEN_CUSTOMER_PATH, exc)
             shown = False
         if not shown or home is None:
-            self._send(
-                HTTPStatus.OK,
-                page.format(f"Open Slack and use <code>/crm show #{customer_id}</code>."),
-                html,
+            self._send_page(
+                HTTPStatus.OK, f"<p>Open Slack and use <code>/crm show #{customer_id}</code>.</p>"
             )
             return
-        self._send(
+        self._send_page(
             HTTPStatus.FOUND,
-            page.format(f"<a href='{escape(home)}'>Open crmbot in Slack</a>"),
-            {**html, "Location": home},
+            f"<p><a href='{escape(home)}'>Open crmbot in Slack</a></p>",
+            headers={"Location": home},
         )
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
