@@ -675,6 +675,7 @@ def build_followups_digest(
             _low_satisfaction(session, user=user, now=now, limit=limit, see_all=see_all)
         )
     )
+    digest.sections.append(_cross_sell(session, user=user, limit=limit, see_all=see_all))
     if user.role in (Role.manager, Role.admin):
         digest.sections.append(_team_rollup(session, now=now))
     return digest
@@ -699,6 +700,27 @@ def _low_satisfaction(
     ]
     section = Section("low_csat", f"Low satisfaction scores ({len(items):,})", items)
     return _capped(section, len(items), limit, see_all)
+
+
+def _cross_sell(session: Session, *, user: User, limit: int | None, see_all: str) -> Section:
+    """The rep's open deals whose customer the rules suggest a next product for, the biggest
+    deal first: something to mention while the conversation is open. (A rep has hundreds of
+    open deals at most, so all are read and the section capped here.)"""
+    rows = insights.cross_sell(session, owner_id=user.id)
+    total = len(rows)
+    items = [
+        Item(
+            title=f"{r.deal_title} · {r.customer_name}",
+            details=[f"Suggest {r.product}: {r.reason}"],
+            action=f"Mention {r.product} while the deal is open.",
+            customer_id=r.customer_id,
+            deal_id=r.deal_id,
+            headline=_money(r.deal_amount, r.currency or ""),
+        )
+        for r in rows
+    ]
+    section = Section("cross_sell", f"Cross-sell ideas ({total:,})", items)
+    return _capped(section, total, limit, see_all)
 
 
 def _finding_items(session: Session, settings: Settings, findings: Sequence[Any]) -> list[Item]:

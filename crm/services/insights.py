@@ -519,3 +519,69 @@ def next_products(session: Session, customer_id: int, limit: int = 3) -> list[st
         .limit(limit)
     )
     return [f"{name}: {reason}" for name, reason in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class CrossSell:
+    """An open deal whose customer the latest run suggests a next product for."""
+
+    customer_id: int
+    customer_name: str
+    deal_id: int
+    deal_title: str
+    deal_amount: float
+    currency: str | None
+    product: str
+    reason: str
+
+
+def cross_sell(session: Session, *, owner_id: int | None) -> list[CrossSell]:
+    """Open deals (``owner_id``'s, or everyone's when None) whose customer has a next-product
+    suggestion in the latest finished run, the biggest deal first: a product to mention while
+    the conversation is open. One row per customer (its biggest open deal), with the best
+    suggestion the deal is not already about (its product named in the deal's title)."""
+    from crm.models import Deal, DealStatus, Product, ProductSuggestion
+
+    ranked = (
+        sa.select(
+            Deal.customer_id,
+            col(Deal.id).label("deal_id"),
+            Deal.title,
+            Deal.amount,
+            Deal.currency,
+            sa.func.row_number()
+            .over(
+                partition_by=Deal.customer_id,
+                order_by=(col(Deal.amount).desc(), col(Deal.id).desc()),
+            )
+            .label("place"),
+        )
+        .where(Deal.status == DealStatus.open)
+        .where(sa.true() if owner_id is None else Deal.owner_id == owner_id)
+        .subquery()
+    )
+    stmt = (
+        sa.select(
+            ranked.c.customer_id,
+            Customer.name,
+            ranked.c.deal_id,
+            ranked.c.title,
+            ranked.c.amount,
+            ranked.c.currency,
+            Product.name,
+            ProductSuggestion.reason,
+        )
+        .join(Customer, Customer.id == ranked.c.customer_id)
+        .join(ProductSuggestion, ProductSuggestion.customer_id == ranked.c.customer_id)
+        .join(Product, Product.id == ProductSuggestion.product_id)
+        .where(ranked.c.place == 1, ProductSuggestion.run_id == _nth_latest_run(0))
+        .order_by(ranked.c.amount.desc(), ranked.c.deal_id, ProductSuggestion.rank)
+    )
+    picked: dict[int, CrossSell] = {}
+    for cid, name, did, title, amount, cur, product, reason in session.execute(stmt):
+        if cid in picked or product.casefold() in (title or "").casefold():
+            continue
+        picked[cid] = CrossSell(
+            int(cid), name, int(did), title, float(amount or 0), cur, product, reason
+        )
+    return list(picked.values())

@@ -673,3 +673,77 @@ def test_little_contact_and_a_won_deal_only_get_actions_of_their_own():
         [read_reason("no purchase besides 1 won deal")], quiet_days=3, has_owner=True
     )
     assert won.startswith("Propose their first order")
+
+
+def test_followups_digest_suggests_a_cross_sell_for_customers_with_an_open_deal(
+    db, settings, admin
+):
+    """Only the rep's own open deals, the biggest first, one line per customer, and only from
+    the latest finished run's best suggestion."""
+    from decimal import Decimal
+
+    from crm.models import Product, ProductSuggestion
+    from tests.factories import add_deal
+
+    rep, _ = make_user(db, "Rita Rep", Role.rep)
+    other, _ = make_user(db, "Otto Other", Role.rep)
+    big = add_customer(db, admin, "Big Co", "a@big.com", owner_id=rep.id)
+    small = add_customer(db, admin, "Small Co", "a@small.com", owner_id=rep.id)
+    theirs = add_customer(db, admin, "Theirs Co", "a@theirs.com", owner_id=other.id)
+    no_idea = add_customer(db, admin, "No Idea Co", "a@noidea.com", owner_id=rep.id)
+    add_deal(db, admin, settings, small.id, "Starter", amount=Decimal("500"), owner_id=rep.id)
+    add_deal(db, admin, settings, big.id, "Renewal", amount=Decimal("9000"), owner_id=rep.id)
+    add_deal(db, admin, settings, big.id, "Add-on", amount=Decimal("100"), owner_id=rep.id)
+    add_deal(db, admin, settings, theirs.id, "Theirs", amount=Decimal("99000"), owner_id=other.id)
+    add_deal(db, admin, settings, no_idea.id, "Plain", amount=Decimal("700"), owner_id=rep.id)
+    # A deal already about the best suggestion gets the next one instead.
+    about = add_customer(db, admin, "About Co", "a@about.com", owner_id=rep.id)
+    add_deal(db, admin, settings, about.id, "add-on SEATS for About", amount=Decimal("800"),
+             owner_id=rep.id)
+    with db.transaction() as s:
+        seats = Product(sku="SEATS", name="Add-on seats")
+        training = Product(sku="TRAIN", name="Training")
+        s.add_all([seats, training])
+        old = AnalyticsRun(cutoff=NOW, status="done", finished_at=NOW - timedelta(days=1))
+        run = AnalyticsRun(cutoff=NOW, status="done", finished_at=NOW - timedelta(hours=1))
+        s.add_all([old, run])
+        s.flush()
+        why = "bought Team plan; 80% of such customers buy {p}, 3.0x the usual rate"
+        for customer in (big, small, theirs, about):
+            s.add(
+                ProductSuggestion(
+                    run_id=run.id, customer_id=customer.id, product_id=seats.id, rank=1,
+                    score=0.5, reason=why.format(p="Add-on seats"),
+                )
+            )
+        for customer in (big, about):
+            s.add(
+                ProductSuggestion(
+                    run_id=run.id, customer_id=customer.id, product_id=training.id, rank=2,
+                    score=0.2, reason=why.format(p="Training"),
+                )
+            )
+        # An older run's suggestion for a customer the latest run suggests nothing for.
+        s.add(
+            ProductSuggestion(
+                run_id=old.id, customer_id=no_idea.id, product_id=training.id, rank=1, score=0.9,
+                reason=why.format(p="Training"),
+            )
+        )
+    with db.session() as s:
+        digest = digests.build_followups_digest(s, settings, user=s.get(type(rep), rep.id), now=NOW)
+        capped = digests.build_followups_digest(
+            s, settings, user=s.get(type(rep), rep.id), now=NOW, limit=1
+        )
+    section = {sec.key: sec for sec in digest.visible_sections}["cross_sell"]
+    assert [i.title for i in section.items] == [
+        "Renewal · Big Co",
+        "add-on SEATS for About · About Co",
+        "Starter · Small Co",
+    ]
+    assert section.items[0].details == [f"Suggest Add-on seats: {why.format(p='Add-on seats')}"]
+    assert section.items[1].details == [f"Suggest Training: {why.format(p='Training')}"]
+    assert section.items[0].headline.startswith("9,000")
+    assert section.heading == "Cross-sell ideas (3)"
+    short = {sec.key: sec for sec in capped.visible_sections}["cross_sell"]
+    assert len(short.items) == 1 and short.more == 2 and short.see_all
