@@ -510,6 +510,9 @@ def rules_command(
                 {
                     **r.__dict__,
                     "antecedent_name": labels.get(r.antecedent, r.antecedent),
+                    "antecedent2_name": (
+                        None if r.antecedent2 is None else labels.get(r.antecedent2, r.antecedent2)
+                    ),
                     "consequent_name": labels.get(r.consequent, r.consequent),
                 }
                 for r in found
@@ -528,7 +531,7 @@ def rules_command(
         ["bought", "also buy", "customers", "support", "confidence", "lift"],
         [
             [
-                labels.get(r.antecedent, r.antecedent),
+                " and ".join(labels.get(a, a) for a in r.antecedents),
                 labels.get(r.consequent, r.consequent),
                 f"{r.count:,}",
                 f"{r.support:.1%}",

@@ -10,12 +10,22 @@ Rules have one antecedent and one consequent (A -> B): support (share of baskets
 confidence (share of A's baskets holding B) and lift (confidence over B's base rate). A
 customer's score for a product not bought yet is its base rate times the geometric mean of the
 lifts of the rules from what they bought (see ``scores``); the reason names the strongest rule.
+
+Rules with two antecedents (A and B -> C) are mined too, over the most frequent pairs (at most
+``Thresholds.max_pairs``), and kept only where they say more than their one-item rules: their
+confidence beats the better of A -> C and B -> C by ``min_improvement`` (else "bought A and B"
+is just "bought A" said twice). They name the reason when they are the strongest rule a
+customer has ("bought A and B; 38% of such customers buy C, 4.2x the usual rate") and are
+listed by ``crmbot analytics rules``, but do not enter the score: added as more terms of its
+mean they lowered hit rate@5 on The Complete Journey (0.2671 to 0.2618). Counting a pair's
+baskets is one more sparse product per chunk of pairs: the pair-indicator columns (A's column
+times B's) against the basket matrix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +39,10 @@ class Thresholds:
     min_lift: float = 1.2
     # Rules need at least this many baskets holding both sides, whatever the share.
     min_count: int = 5
+    # Two-item antecedents: the most frequent pairs looked at, and how much a pair's confidence
+    # must beat the better of its one-item rules (relative) to be kept.
+    max_pairs: int = 2000
+    min_improvement: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,13 @@ class Rule:
     confidence: float
     lift: float
     count: int
+    antecedent2: str | None = None  # the second item of a two-item antecedent (A and B -> C)
+
+    @property
+    def antecedents(self) -> tuple[str, ...]:
+        return (
+            (self.antecedent,) if self.antecedent2 is None else (self.antecedent, self.antecedent2)
+        )
 
 
 @dataclass(frozen=True)
@@ -48,12 +69,16 @@ class Suggestion:
     because: str
     confidence: float
     lift: float
+    because2: str | None = None  # the rule's second antecedent, when it has two
 
     def reason(self, labels: dict[str, str] | None = None) -> str:
         """In words, with items named by ``labels`` (e.g. SKU -> product name) when given."""
         name = (labels or {}).get
+        bought = name(self.because, self.because)
+        if self.because2 is not None:
+            bought += f" and {name(self.because2, self.because2)}"
         return (
-            f"bought {name(self.because, self.because)}; {self.confidence:.0%} of such customers "
+            f"bought {bought}; {self.confidence:.0%} of such customers "
             f"buy {name(self.item, self.item)}, {self.lift:.1f}x the usual rate"
         )
 
@@ -92,30 +117,61 @@ class RuleSet:
     lift: sp.csr_matrix
     support: sp.csr_matrix
     count: sp.csr_matrix
+    # Two-item antecedents: row j of the pair matrices is the pair (pairs[j, 0], pairs[j, 1]).
+    pairs: NDArray[np.intp] = field(default_factory=lambda: np.zeros((0, 2), dtype=np.intp))
+    pair_confidence: sp.csr_matrix | None = None
+    pair_lift: sp.csr_matrix | None = None
+    pair_support: sp.csr_matrix | None = None
+    pair_count: sp.csr_matrix | None = None
+
+    @property
+    def size(self) -> int:
+        """How many rules: one-item and two-item antecedents."""
+        return int(self.lift.nnz) + (0 if self.pair_lift is None else int(self.pair_lift.nnz))
 
     def rules(self, *, min_lift: float = 0.0, limit: int | None = None) -> list[Rule]:
-        coo = self.lift.tocoo()
-        keep = coo.data >= min_lift
-        rows, cols, lifts = coo.row[keep], coo.col[keep], coo.data[keep]
-        if len(rows) == 0:
-            return []
-        conf = np.asarray(self.confidence[rows, cols]).ravel()
-        supp = np.asarray(self.support[rows, cols]).ravel()
-        cnt = np.asarray(self.count[rows, cols]).ravel()
-        order = np.lexsort((-supp, -conf, -lifts))
-        if limit is not None:
-            order = order[:limit]
-        return [
-            Rule(
-                self.items[rows[i]],
-                self.items[cols[i]],
-                float(supp[i]),
-                float(conf[i]),
-                float(lifts[i]),
-                int(cnt[i]),
+        """Every rule with at least ``min_lift``, the strongest (lift, then confidence, then
+        support) first."""
+        found: list[tuple[float, float, float, Rule]] = []
+        sources = [(self.lift, self.confidence, self.support, self.count, None)]
+        if self.pair_lift is not None:
+            sources.append(
+                (
+                    self.pair_lift,
+                    self.pair_confidence,
+                    self.pair_support,
+                    self.pair_count,
+                    self.pairs,
+                )
             )
-            for i in order
-        ]
+        for lift_m, conf_m, supp_m, count_m, pairs in sources:
+            coo = lift_m.tocoo()
+            keep = coo.data >= min_lift
+            rows, cols, lifts = coo.row[keep], coo.col[keep], coo.data[keep]
+            if len(rows) == 0:
+                continue
+            conf = np.asarray(conf_m[rows, cols]).ravel()
+            supp = np.asarray(supp_m[rows, cols]).ravel()
+            cnt = np.asarray(count_m[rows, cols]).ravel()
+            for i in range(len(rows)):
+                first, second = (
+                    (self.items[rows[i]], None)
+                    if pairs is None
+                    else (self.items[pairs[rows[i], 0]], self.items[pairs[rows[i], 1]])
+                )
+                rule = Rule(
+                    first,
+                    self.items[cols[i]],
+                    float(supp[i]),
+                    float(conf[i]),
+                    float(lifts[i]),
+                    int(cnt[i]),
+                    second,
+                )
+                found.append((-rule.lift, -rule.confidence, -rule.support, rule))
+        found.sort(key=lambda t: t[:3])
+        ranked = [t[3] for t in found]
+        return ranked if limit is None else ranked[:limit]
 
 
 def mine(matrix: sp.csr_matrix, items: list[str], thresholds: Thresholds) -> RuleSet:
@@ -138,13 +194,12 @@ def mine(matrix: sp.csr_matrix, items: list[str], thresholds: Thresholds) -> Rul
         & (lift >= thresholds.min_lift)
         & (both >= thresholds.min_count)
     )
-    a, b = a[keep], b[keep]
     shape = (len(items), len(items))
 
     def square(values: NDArray[np.float64]) -> sp.csr_matrix:
-        return sp.csr_matrix((values[keep], (a, b)), shape=shape)
+        return sp.csr_matrix((values[keep], (a[keep], b[keep])), shape=shape)
 
-    return RuleSet(
+    rule_set = RuleSet(
         items,
         n,
         item_count / n,
@@ -153,6 +208,86 @@ def mine(matrix: sp.csr_matrix, items: list[str], thresholds: Thresholds) -> Rul
         square(support),
         square(both.astype(np.float64)),
     )
+    _mine_pairs(rule_set, x, pairs.tocsr(), item_count, thresholds)
+    return rule_set
+
+
+PAIR_CHUNK = 256  # pairs counted per sparse product (bounds the pair-indicator matrix)
+
+
+def _mine_pairs(
+    rules: RuleSet,
+    x: sp.csc_matrix,
+    co: sp.csr_matrix,
+    item_count: NDArray[np.float64],
+    thresholds: Thresholds,
+) -> None:
+    """Add the two-item rules (A and B -> C) over the thresholds that improve on their one-item
+    rules to ``rules``. ``co`` is ``X.T @ X``: co[a, c] counts the baskets holding a and c."""
+    n = rules.baskets
+    n_items = len(rules.items)
+    min_both = max(thresholds.min_count, thresholds.min_support * n)
+    upper = sp.triu(co, k=1).tocoo()
+    frequent = upper.data >= min_both
+    pa, pb, pair_n = upper.row[frequent], upper.col[frequent], upper.data[frequent]
+    top = np.argsort(-pair_n, kind="stable")[: thresholds.max_pairs]
+    pa, pb, pair_n = pa[top], pb[top], pair_n[top]
+    kept_rows: list[NDArray[np.intp]] = []
+    kept_cols: list[NDArray[np.intp]] = []
+    kept_both: list[NDArray[np.float64]] = []
+    for start in range(0, len(pa), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        holds_pair = x[:, pa[part]].multiply(x[:, pb[part]]).tocsc()
+        triples = (holds_pair.T @ x).tocoo()  # [pair, c]: baskets holding a, b and c
+        j = triples.row + start
+        c = triples.col
+        both = triples.data
+        a, b = pa[j], pb[j]
+        confidence = both / pair_n[j]
+        lift = confidence / (item_count[c] / n)
+        single = np.maximum(
+            np.asarray(co[a, c]).ravel() / item_count[a],
+            np.asarray(co[b, c]).ravel() / item_count[b],
+        )
+        keep = (
+            (c != a)
+            & (c != b)
+            & (both / n >= thresholds.min_support)
+            & (confidence >= thresholds.min_confidence)
+            & (lift >= thresholds.min_lift)
+            & (both >= thresholds.min_count)
+            & (confidence >= single * (1.0 + thresholds.min_improvement))
+        )
+        kept_rows.append(j[keep])
+        kept_cols.append(c[keep])
+        kept_both.append(both[keep])
+    if not kept_rows or not sum(len(r) for r in kept_rows):
+        return
+    rows = np.concatenate(kept_rows)
+    cols = np.concatenate(kept_cols)
+    both = np.concatenate(kept_both).astype(np.float64)
+    # Only pairs with a rule keep a row.
+    used, rows = np.unique(rows, return_inverse=True)
+    shape = (len(used), n_items)
+    counts = pair_n[used].astype(np.float64)
+    confidence = both / counts[rows]
+
+    def matrix(values: NDArray[np.float64]) -> sp.csr_matrix:
+        return sp.csr_matrix((values, (rows, cols)), shape=shape)
+
+    rules.pairs = np.stack([pa[used], pb[used]], axis=1).astype(np.intp)
+    rules.pair_count = matrix(both)
+    rules.pair_support = matrix(both / n)
+    rules.pair_confidence = matrix(confidence)
+    rules.pair_lift = matrix(confidence / rules.item_share[cols])
+
+
+def owned_pairs(history: sp.csr_matrix, rules: RuleSet) -> sp.csr_matrix:
+    """customers x rule pairs: 1 where the customer bought both items of the pair."""
+    owned = history.tocsc()
+    if len(rules.pairs) == 0:
+        return sp.csr_matrix((history.shape[0], 0))
+    return owned[:, rules.pairs[:, 0]].multiply(owned[:, rules.pairs[:, 1]]).tocsr()
 
 
 def scores(history: sp.csr_matrix, rules: RuleSet) -> sp.csr_matrix:
@@ -223,14 +358,64 @@ def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[lis
     # The strongest rule of each pick: sort pairs by (pick, -confidence), take each pick's first.
     ranked = np.lexsort((-confidence, which))
     first = ranked[np.r_[0, np.flatnonzero(np.diff(which[ranked])) + 1]]
-    for k, pair in enumerate(first):
+    because = bought[first]
+    because2 = np.full(len(rows), -1, dtype=np.int64)
+    best_conf = confidence[first]
+    best_lift = rule_lift[at[first]]
+    _stronger_pair_rules(owned, rules, rows, picked, because, because2, best_conf, best_lift)
+    for k in range(len(rows)):
         out[int(rows[k])].append(
             Suggestion(
                 rules.items[int(picked[k])],
                 float(pick_score[k]),
-                rules.items[int(bought[pair])],
-                float(confidence[pair]),
-                float(rule_lift[at[pair]]),
+                rules.items[int(because[k])],
+                float(best_conf[k]),
+                float(best_lift[k]),
+                None if because2[k] < 0 else rules.items[int(because2[k])],
             )
         )
     return out
+
+
+def _stronger_pair_rules(
+    owned: sp.csr_matrix,
+    rules: RuleSet,
+    rows: NDArray[np.int64],
+    picked: NDArray[np.int64],
+    because: NDArray[np.int64],
+    because2: NDArray[np.int64],
+    confidence: NDArray[np.float64],
+    lift: NDArray[np.float64],
+) -> None:
+    """Where a two-item rule from a pair the customer bought reaches a pick with more confidence
+    than its best one-item rule, make it the reason (the arrays, one entry a pick, in place)."""
+    if rules.pair_confidence is None or rules.pair_lift is None or not rules.pair_confidence.nnz:
+        return
+    n_items = len(rules.items)
+    both = owned_pairs(owned, rules)[rows]  # picks x pairs the customer bought
+    counts = np.diff(both.indptr)
+    which = np.repeat(np.arange(len(rows)), counts)
+    keys = both.indices.astype(np.int64) * n_items + picked[which]
+    conf = rules.pair_confidence.tocoo()
+    rule_keys = conf.row.astype(np.int64) * n_items + conf.col
+    order = np.argsort(rule_keys)
+    rule_keys, rule_conf = rule_keys[order], conf.data[order]
+    lifts = rules.pair_lift.tocoo()
+    rule_lift = lifts.data[np.argsort(lifts.row.astype(np.int64) * n_items + lifts.col)]
+    if len(keys) == 0:
+        return
+    at = np.minimum(np.searchsorted(rule_keys, keys), len(rule_keys) - 1)
+    hit = rule_keys[at] == keys
+    if not hit.any():
+        return
+    which, pair, at = which[hit], both.indices[hit], at[hit]
+    pair_conf = rule_conf[at]
+    ranked = np.lexsort((-pair_conf, which))
+    first = ranked[np.r_[0, np.flatnonzero(np.diff(which[ranked])) + 1]]
+    picks = which[first]
+    better = pair_conf[first] > confidence[picks]
+    picks, first = picks[better], first[better]
+    because[picks] = rules.pairs[pair[first], 0]
+    because2[picks] = rules.pairs[pair[first], 1]
+    confidence[picks] = pair_conf[first]
+    lift[picks] = rule_lift[at[first]]
