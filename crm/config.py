@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     basket_min_confidence: float = Field(default=0.1, gt=0, le=1)
     basket_min_lift: float = Field(default=1.2, gt=0)
     basket_min_count: int = Field(default=5, ge=1)
+    # Two-item rules (A and B -> C): over the most frequent pairs, kept when their confidence
+    # beats the better of A -> C and B -> C by this share.
+    basket_max_pairs: int = Field(default=2000, ge=0, le=100_000)
+    basket_min_improvement: float = Field(default=0.1, ge=0)
     unanswered_business_hours: float = Field(default=8, gt=0)
     awaiting_reply_days: int = Field(default=5, ge=1)
     quiet_days_high: int = Field(default=14, ge=1)

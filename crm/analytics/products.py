@@ -33,6 +33,8 @@ def thresholds(settings: Settings) -> Thresholds:
         min_confidence=settings.basket_min_confidence,
         min_lift=settings.basket_min_lift,
         min_count=settings.basket_min_count,
+        max_pairs=settings.basket_max_pairs,
+        min_improvement=settings.basket_min_improvement,
     )
 
 
