@@ -271,6 +271,12 @@ def _evaluate_value(say: Any, json_out: bool) -> None:
                 "horizon_weeks": result.horizon_weeks,
                 "rows": [{**r.__dict__, "total_error_percent": r.total_error} for r in result.rows],
                 "goals": result.goals,
+                "zero_mae": result.zero_mae,
+                "equal_totals": [
+                    {"total": label, "share": share, "ours_mae": o, "baseline_mae": b}
+                    for label, share, o, b in result.equal_totals
+                ],
+                "lower_mae_at_equal_totals": result.lower_mae_at_equal_totals,
             }
         )
         return
@@ -300,6 +306,21 @@ def _evaluate_value(say: Any, json_out: bool) -> None:
             ]
             for r in result.rows
         ],
+    )
+    for label, share, ours_mae, theirs_mae in result.equal_totals:
+        console.print(
+            f"Diagnostic, not a method: scaled to {share:.1%} of the actual total ({label}), "
+            f"MAE ours {ours_mae:.2f}, BG/NBD x Gamma-Gamma {theirs_mae:.2f}.",
+            highlight=False,
+        )
+    console.print(
+        f"Diagnostic, not a method: predicting no spend for anyone, MAE {result.zero_mae:.2f}.",
+        highlight=False,
+    )
+    console.print(
+        "ours has the lower MAE at every equal total: "
+        f"{'yes' if result.lower_mae_at_equal_totals else 'no'}",
+        highlight=False,
     )
     goals = result.goals
     met = [name for name, ok in goals.items() if ok]

@@ -79,6 +79,13 @@ def test_value_evaluation_on_cdnow_prints_three_methods_and_our_figures_last(crm
         assert method in out
     lines = out.strip().splitlines()
     assert re.search(r"within 5%: (yes|no)", " ".join(lines[-5:]))
+    flat = " ".join(out.split())  # the console wraps long lines
+    assert re.search(r"ours has the lower MAE at every equal total: (yes|no)", flat)
+    scaled = re.findall(
+        r"scaled to .*?MAE ours ([0-9]+\.[0-9]+), BG/NBD x Gamma-Gamma ([0-9]+\.[0-9]+)", flat
+    )
+    assert len(scaled) == 3 and all(float(a) > 0 and float(b) > 0 for a, b in scaled)
+    assert re.search(r"predicting no spend for anyone, MAE [0-9.]+", flat)
     spearman, share = re.fullmatch(
         r"our Spearman: ([0-9.]+), our top-10% share: ([0-9.]+)", lines[-1]
     ).groups()
