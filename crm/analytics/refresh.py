@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 from threadpoolctl import threadpool_limits
 
 from crm.analytics import churn, followups, pipeline, products, segments, value_run
@@ -40,9 +40,11 @@ from crm.models import (
     AnalyticsRun,
     ChurnScore,
     CustomerSegment,
+    CustomerValue,
     Finding,
+    ProductSuggestion,
 )
-from crm.services import bulk
+from crm.services import audit, bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event
 
@@ -651,6 +653,22 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
     return run
 
 
+def drop_erased(session: Session, run_id: int, *, since: int) -> int:
+    """Remove a run's rows about customers erased after audit seq ``since`` (the refresh read
+    them before they were erased); returns how many went. The snapshot tables have no foreign
+    keys to do it (see crm.models.analytics). Call with the audit chain locked."""
+    erased = audit.erased_customers_since(session, since)
+    if not erased:
+        return 0
+    removed = 0
+    for model in (CustomerSegment, ChurnScore, CustomerValue, ProductSuggestion, Finding):
+        result = session.execute(
+            sa.delete(model).where(col(model.run_id) == run_id, col(model.customer_id).in_(erased))
+        )
+        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return removed
+
+
 def record_failed_run(
     session: Session, *, actor: Actor, cutoff: datetime, kind: str, started_at: datetime, error: str
 ) -> AnalyticsRun:
@@ -695,6 +713,8 @@ def refresh(
     model_path: Path | None = None
     try:
         with db.session() as session:
+            # Erasures after this mark are dropped from the run when it is stored.
+            erased_mark = audit.head_seq(session)
             results, model = compute(
                 session,
                 settings=settings,
@@ -714,8 +734,10 @@ def refresh(
         say("storing the run")
         t = time.perf_counter()
         with db.transaction() as session:
+            audit.lock_chain(session)  # no erasure interleaves with the store
             run = record_run(session, actor=actor, results=results)
             products.record_for_run(session, int(run.id), next_products)  # type: ignore[arg-type]
+            drop_erased(session, int(run.id), since=erased_mark)  # type: ignore[arg-type]
         timings["store"] = round(time.perf_counter() - t, 3)
     except Exception as exc:
         if model_path is not None:

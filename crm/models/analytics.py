@@ -1,4 +1,15 @@
-"""Analytics results, stored per run so digests and /crm can read them and show change over time."""
+"""Analytics results, stored per run so digests and /crm can read them and show change over time.
+
+The per-customer snapshot tables a refresh writes in bulk (segments, churn
+scores, values, and product suggestions in crm.models.product) carry no foreign keys. On
+PostgreSQL each key is a trigger fired per row, and they were 80% of the time a run took to
+store (1M customers write ~3M rows). Their integrity holds by construction instead: a run's
+rows are written in the transaction that creates the run, from customer ids it has just read;
+the store locks the audit chain's head first and drops the run's rows of customers erased since
+the refresh began (``crm.analytics.refresh.drop_erased``), and an erasure takes the same lock
+before it deletes, so the two never interleave. Findings (fewer rows, pointing at deals and
+follow-ups that people delete) keep theirs.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +48,8 @@ class CustomerSegment(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
-    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    run_id: int  # a run's snapshot: no foreign keys (see the module's note)
+    customer_id: int
     recency_score: int
     frequency_score: int
     monetary_score: int
@@ -57,8 +68,8 @@ class ChurnScore(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
-    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    run_id: int  # a run's snapshot: no foreign keys (see the module's note)
+    customer_id: int
     probability: float
     risk_level: str = Field(sa_type=sa.String(16))  # low, medium, high
     value_at_stake: float | None = None
@@ -99,8 +110,8 @@ class CustomerValue(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
-    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
+    run_id: int  # a run's snapshot: no foreign keys (see the module's note)
+    customer_id: int
     expected_purchases: float
     expected_spend: float
     p_alive: float

@@ -45,9 +45,9 @@ class ProductSuggestion(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_product_suggestions_run_customer", "run_id", "customer_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="analytics_runs.id", ondelete="CASCADE")
-    customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
-    product_id: int = Field(foreign_key="products.id", ondelete="CASCADE")
+    run_id: int  # a run's snapshot: no foreign keys (see crm.models.analytics)
+    customer_id: int
+    product_id: int
     rank: int
     score: float
     reason: str = Field(sa_type=sa.Text)

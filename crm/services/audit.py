@@ -121,6 +121,31 @@ def _lock_head(session: Session) -> tuple[int, str]:
     return int(row.seq), str(row.chain)
 
 
+def head_seq(session: Session) -> int:
+    """The chain's newest seq (0 when empty), unlocked: a mark to look back to later."""
+    seq = session.execute(sa.select(_head.c.seq).where(_head.c.id == 1)).scalar_one_or_none()
+    return int(seq or 0)
+
+
+def lock_chain(session: Session) -> int:
+    """Lock the chain's head until the transaction ends and return its seq. Every audited
+    change takes this lock when it records its event; a change that must not interleave with
+    another (an analytics run's store and an erasure) takes it first."""
+    return _lock_head(session)[0]
+
+
+def erased_customers_since(session: Session, seq: int) -> list[int]:
+    """The customers erased by events after ``seq`` (see ``head_seq``)."""
+    rows = session.execute(
+        sa.select(_events.c.entity_id).where(
+            _events.c.seq > seq,
+            _events.c.action == ERASURE_ACTION,
+            _events.c.entity == "customer",
+        )
+    )
+    return sorted({int(r) for (r,) in rows if r is not None and str(r).isdigit()})
+
+
 def _chain_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Give each event row (dicts of the table's columns) its seq, digest and chain link."""
     seq, previous = _lock_head(session)

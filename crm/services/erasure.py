@@ -194,6 +194,9 @@ def forget_customer(
     reason = " ".join((reason or "").split())
     if not reason:
         raise CRMError("Say why the data is erased.", hint='Add --reason "request by email".')
+    # First, so that an analytics run being stored finishes before these deletes (they then
+    # see its rows) or starts after this commits (it then drops them): see crm.models.analytics.
+    audit.lock_chain(session)
     customer = get_customer(session, customer_id)
     points = list(session.exec(select(ContactPoint).where(ContactPoint.customer_id == customer_id)))
     terms = {t for t in [customer.name, customer.external_id, *(p.value for p in points)] if t}

@@ -216,3 +216,39 @@ def test_refresh_stores_each_customers_expected_value_as_of_its_cutoff(db, shop,
     a, d = values[shop["A"]], values[shop["D"]]  # A: ten recent purchases; D: one, 100 days ago
     assert a.expected_spend > d.expected_spend and a.expected_purchases > d.expected_purchases
     assert all(0 < v.p_alive <= 1 and v.expected_spend >= 0 for v in rows)
+
+
+def test_a_customer_erased_while_a_refresh_runs_is_left_out_of_the_stored_run(
+    db, shop, admin, analytics_settings, monkeypatch
+):
+    """The refresh read X before the erasure; the run it stores after holds nothing about X."""
+    from crm.analytics import products
+    from crm.models import ChurnScore, CustomerValue, Finding, ProductSuggestion
+    from crm.services import erasure
+
+    real = products.compute_for_run
+
+    def erase_midway(session, settings, cutoff):
+        found = real(session, settings, cutoff)
+        with db.transaction() as s:
+            erasure.forget_customer(
+                s,
+                actor=admin,
+                customer_id=shop["X"],
+                reason="asked",
+                key=erasure.hashing_key(s, None),
+            )
+        return found
+
+    monkeypatch.setattr(products, "compute_for_run", erase_midway)
+    result = refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
+    with db.session() as s:
+        for model in (CustomerSegment, ChurnScore, CustomerValue, ProductSuggestion, Finding):
+            about = set(s.exec(select(model.customer_id).where(model.run_id == result.run_id)))
+            assert shop["X"] not in about, model.__name__
+        segmented = set(
+            s.exec(
+                select(CustomerSegment.customer_id).where(CustomerSegment.run_id == result.run_id)
+            )
+        )
+        assert segmented == {shop[n] for n in "ABCD"}
