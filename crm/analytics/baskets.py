@@ -320,24 +320,20 @@ def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[lis
     score = scores(history, rules)
     owned = history.tocsr()
     n_items = len(rules.items)
-    # The picks: per row, the best ``top`` columns (rows are short: candidates are few).
-    pick_row: list[int] = []
-    pick_item: list[int] = []
-    pick_score: list[float] = []
-    for row in range(score.shape[0]):
-        start, end = score.indptr[row], score.indptr[row + 1]
-        if start == end:
-            continue
-        vals = score.data[start:end]
-        best = np.argsort(-vals, kind="stable")[:top]
-        pick_row.extend([row] * len(best))
-        pick_item.extend(score.indices[start:end][best].tolist())
-        pick_score.extend(vals[best].tolist())
+    # The picks: per row, the best ``top`` columns, for all rows at once: entries sorted by
+    # (row, -score), ties in stored order, and each row's first ``top`` kept.
+    entry_row = np.repeat(np.arange(score.shape[0]), np.diff(score.indptr))
+    order = np.lexsort((-score.data, entry_row))
+    place = np.arange(len(order)) - score.indptr[entry_row[order]]
+    chosen = order[place < top]
+    pick_row = entry_row[chosen]
+    pick_item = score.indices[chosen]
+    pick_score = score.data[chosen]
     out: list[list[Suggestion]] = [[] for _ in range(score.shape[0])]
-    if not pick_row:
+    if len(pick_row) == 0:
         return out
-    rows = np.asarray(pick_row, dtype=np.int64)
-    picked = np.asarray(pick_item, dtype=np.int64)
+    rows = pick_row.astype(np.int64)
+    picked = pick_item.astype(np.int64)
     # Every (pick, item the customer bought) pair, flattened.
     counts = np.diff(owned.indptr)[rows]
     which = np.repeat(np.arange(len(rows)), counts)

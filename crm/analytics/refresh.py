@@ -724,9 +724,11 @@ def refresh(
                 timings=timings,
             )
             # Next-product suggestions: their own module, stored with the run.
+            t = time.perf_counter()
             next_products, results.meta["next_products"] = products.compute_for_run(
                 session, settings, cutoff
             )
+            timings["next_products"] = round(time.perf_counter() - t, 3)
         if model is not None:
             model_path = churn.save_model(model, Path(settings.model_dir), cutoff)
             results.meta["churn"]["model_file"] = str(model_path)
