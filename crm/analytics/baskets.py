@@ -74,13 +74,26 @@ class Suggestion:
     def reason(self, labels: dict[str, str] | None = None) -> str:
         """In words, with items named by ``labels`` (e.g. SKU -> product name) when given."""
         name = (labels or {}).get
-        bought = name(self.because, self.because)
-        if self.because2 is not None:
-            bought += f" and {name(self.because2, self.because2)}"
-        return (
-            f"bought {bought}; {self.confidence:.0%} of such customers "
-            f"buy {name(self.item, self.item)}, {self.lift:.1f}x the usual rate"
+        second = None if self.because2 is None else name(self.because2, self.because2)
+        return reason_text(
+            name(self.item, self.item),
+            name(self.because, self.because),
+            second,
+            self.confidence,
+            self.lift,
         )
+
+
+def reason_text(
+    item: str, because: str, because2: str | None, confidence: float, lift: float
+) -> str:
+    """A suggestion's reason in words: "bought A (and B); 38% of such customers buy C, 4.2x the
+    usual rate"."""
+    bought = because if because2 is None else f"{because} and {because2}"
+    return (
+        f"bought {bought}; {confidence:.0%} of such customers buy {item}, "
+        f"{lift:.1f}x the usual rate"
+    )
 
 
 def basket_matrix(
@@ -313,27 +326,49 @@ def scores(history: sp.csr_matrix, rules: RuleSet) -> sp.csr_matrix:
     return result
 
 
-def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[list[Suggestion]]:
-    """The ``top`` products each customer (a row of ``history``) has not bought, best first,
-    each with its strongest rule as the reason. The reasons are found for all picks at once:
-    every (pick, bought item) pair is looked up among the rules' sorted keys."""
+@dataclass
+class Picks:
+    """Suggestions as parallel arrays, one entry a (customer row, item) pick, rows ascending and
+    each row's picks best first: the form the refresh stores with no object per pick.
+    ``because2`` is -1 where the reason is a one-item rule."""
+
+    row: NDArray[np.int64]
+    item: NDArray[np.int64]
+    score: NDArray[np.float64]
+    because: NDArray[np.int64]
+    because2: NDArray[np.int64]
+    confidence: NDArray[np.float64]
+    lift: NDArray[np.float64]
+
+    @property
+    def rank(self) -> NDArray[np.int64]:
+        """1 for each row's best pick, then 2, 3..."""
+        if len(self.row) == 0:
+            return np.zeros(0, dtype=np.int64)
+        starts = np.r_[0, np.flatnonzero(np.diff(self.row)) + 1]
+        first = np.repeat(starts, np.diff(np.r_[starts, len(self.row)]))
+        return np.arange(len(self.row)) - first + 1
+
+
+def pick(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> Picks:
+    """The ``top`` items each customer (a row of ``history``) has not bought, best first, each
+    with its strongest rule as the reason. The reasons are found for all picks at once: every
+    (pick, bought item) pair is looked up among the rules' sorted keys."""
     score = scores(history, rules)
     owned = history.tocsr()
     n_items = len(rules.items)
-    # The picks: per row, the best ``top`` columns, for all rows at once: entries sorted by
-    # (row, -score), ties in stored order, and each row's first ``top`` kept.
+    # Per row, the best ``top`` columns, for all rows at once: entries sorted by (row, -score),
+    # ties in stored order, and each row's first ``top`` kept.
     entry_row = np.repeat(np.arange(score.shape[0]), np.diff(score.indptr))
     order = np.lexsort((-score.data, entry_row))
     place = np.arange(len(order)) - score.indptr[entry_row[order]]
     chosen = order[place < top]
-    pick_row = entry_row[chosen]
-    pick_item = score.indices[chosen]
-    pick_score = score.data[chosen]
-    out: list[list[Suggestion]] = [[] for _ in range(score.shape[0])]
-    if len(pick_row) == 0:
-        return out
-    rows = pick_row.astype(np.int64)
-    picked = pick_item.astype(np.int64)
+    rows = entry_row[chosen].astype(np.int64)
+    picked = score.indices[chosen].astype(np.int64)
+    pick_score = score.data[chosen].astype(np.float64)
+    if len(rows) == 0:
+        empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        return Picks(empty_i, empty_i, empty_f, empty_i, empty_i, empty_f, empty_f)
     # Every (pick, item the customer bought) pair, flattened.
     counts = np.diff(owned.indptr)[rows]
     which = np.repeat(np.arange(len(rows)), counts)
@@ -354,39 +389,45 @@ def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[lis
     # The strongest rule of each pick: sort pairs by (pick, -confidence), take each pick's first.
     ranked = np.lexsort((-confidence, which))
     first = ranked[np.r_[0, np.flatnonzero(np.diff(which[ranked])) + 1]]
-    because = bought[first]
-    because2 = np.full(len(rows), -1, dtype=np.int64)
-    best_conf = confidence[first]
-    best_lift = rule_lift[at[first]]
-    _stronger_pair_rules(owned, rules, rows, picked, because, because2, best_conf, best_lift)
-    for k in range(len(rows)):
-        out[int(rows[k])].append(
+    picks = Picks(
+        rows,
+        picked,
+        pick_score,
+        bought[first],
+        np.full(len(rows), -1, dtype=np.int64),
+        confidence[first],
+        rule_lift[at[first]],
+    )
+    _stronger_pair_rules(owned, rules, picks)
+    return picks
+
+
+def suggest(history: sp.csr_matrix, rules: RuleSet, *, top: int = 3) -> list[list[Suggestion]]:
+    """``pick`` as one list of ``Suggestion`` per row of ``history``."""
+    picks = pick(history, rules, top=top)
+    out: list[list[Suggestion]] = [[] for _ in range(history.shape[0])]
+    items = rules.items
+    for k in range(len(picks.row)):
+        second = int(picks.because2[k])
+        out[int(picks.row[k])].append(
             Suggestion(
-                rules.items[int(picked[k])],
-                float(pick_score[k]),
-                rules.items[int(because[k])],
-                float(best_conf[k]),
-                float(best_lift[k]),
-                None if because2[k] < 0 else rules.items[int(because2[k])],
+                items[int(picks.item[k])],
+                float(picks.score[k]),
+                items[int(picks.because[k])],
+                float(picks.confidence[k]),
+                float(picks.lift[k]),
+                None if second < 0 else items[second],
             )
         )
     return out
 
 
-def _stronger_pair_rules(
-    owned: sp.csr_matrix,
-    rules: RuleSet,
-    rows: NDArray[np.int64],
-    picked: NDArray[np.int64],
-    because: NDArray[np.int64],
-    because2: NDArray[np.int64],
-    confidence: NDArray[np.float64],
-    lift: NDArray[np.float64],
-) -> None:
+def _stronger_pair_rules(owned: sp.csr_matrix, rules: RuleSet, picks: Picks) -> None:
     """Where a two-item rule from a pair the customer bought reaches a pick with more confidence
-    than its best one-item rule, make it the reason (the arrays, one entry a pick, in place)."""
+    than its best one-item rule, make it the reason (``picks`` is changed in place)."""
     if rules.pair_confidence is None or rules.pair_lift is None or not rules.pair_confidence.nnz:
         return
+    rows, picked, confidence = picks.row, picks.item, picks.confidence
     n_items = len(rules.items)
     both = owned_pairs(owned, rules)[rows]  # picks x pairs the customer bought
     counts = np.diff(both.indptr)
@@ -408,10 +449,10 @@ def _stronger_pair_rules(
     pair_conf = rule_conf[at]
     ranked = np.lexsort((-pair_conf, which))
     first = ranked[np.r_[0, np.flatnonzero(np.diff(which[ranked])) + 1]]
-    picks = which[first]
-    better = pair_conf[first] > confidence[picks]
-    picks, first = picks[better], first[better]
-    because[picks] = rules.pairs[pair[first], 0]
-    because2[picks] = rules.pairs[pair[first], 1]
-    confidence[picks] = pair_conf[first]
-    lift[picks] = rule_lift[at[first]]
+    chosen = which[first]
+    better = pair_conf[first] > confidence[chosen]
+    chosen, first = chosen[better], first[better]
+    picks.because[chosen] = rules.pairs[pair[first], 0]
+    picks.because2[chosen] = rules.pairs[pair[first], 1]
+    picks.confidence[chosen] = pair_conf[first]
+    picks.lift[chosen] = rule_lift[at[first]]

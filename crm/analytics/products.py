@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import sqlalchemy as sa
+from numpy.typing import NDArray
 from sqlmodel import Session
 
-from crm.analytics.baskets import RuleSet, Suggestion, Thresholds, basket_matrix, mine, suggest
+from crm.analytics.baskets import (
+    RuleSet,
+    Suggestion,
+    Thresholds,
+    mine,
+    pick,
+    reason_text,
+    suggest,
+)
+from crm.analytics.columns import Column, read_columns, time_literal
 from crm.config import Settings
-from crm.models import Interaction, Product, ProductSuggestion, PurchaseLine
+from crm.models import Product, ProductSuggestion
 from crm.services import bulk
 
 
@@ -38,27 +50,64 @@ def thresholds(settings: Settings) -> Thresholds:
     )
 
 
-def _lines(
-    session: Session, level: Level, cutoff: datetime | None
-) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """(customer ids, item keys, item key -> label) of every live purchase line."""
-    key = Product.sku if level is Level.product else Product.category
-    stmt = (
-        sa.select(Interaction.customer_id, key, Product.name)  # type: ignore[call-overload]
-        .join(PurchaseLine, PurchaseLine.interaction_id == Interaction.id)
-        .join(Product, Product.id == PurchaseLine.product_id)
-        .where(Interaction.deleted_at.is_(None), key.is_not(None))  # type: ignore[union-attr, attr-defined]
+@dataclass
+class Lines:
+    """Every live purchase line as arrays: the buyer and the item (a code into ``keys``), plus
+    each key's label (a product's name, or the category itself) and, at product level, each
+    key's product id."""
+
+    customers: NDArray[np.int64]
+    items: NDArray[np.int64]
+    keys: list[str]
+    labels: dict[str, str]
+    product_ids: NDArray[np.int64]
+
+    def matrix(self) -> tuple[sp.csr_matrix, NDArray[np.int64]]:
+        """The customers x items 0/1 matrix and each row's customer id."""
+        ids, rows = np.unique(self.customers, return_inverse=True)
+        matrix = sp.csr_matrix(
+            (np.ones(len(rows)), (rows, self.items)), shape=(len(ids), len(self.keys))
+        )
+        matrix.data[:] = 1.0  # an item bought twice still counts once
+        return matrix, ids.astype(np.int64)
+
+
+def _lines(session: Session, level: Level, cutoff: datetime | None) -> Lines:
+    """The purchase lines of undeleted purchases before ``cutoff``, read as packed columns (no
+    Python object per line; see ``crm.analytics.columns``) and joined in numpy."""
+    dialect = session.get_bind().dialect.name
+    when = "" if cutoff is None else f" AND occurred_at < {time_literal(cutoff, dialect)}"
+    purchases = read_columns(
+        session,
+        "interactions",
+        [Column("id", "int"), Column("customer_id", "int")],
+        f"channel = 'purchase' AND deleted_at IS NULL{when}",
     )
-    if cutoff is not None:
-        stmt = stmt.where(Interaction.occurred_at < cutoff)
-    customers: list[int] = []
-    keys: list[str] = []
-    labels: dict[str, str] = {}
-    for cid, item, name in session.execute(stmt):
-        customers.append(cid)
-        keys.append(item)
-        labels.setdefault(item, name if level is Level.product else item)
-    return np.asarray(customers, dtype=np.int64), np.asarray(keys, dtype=object), labels
+    lines = read_columns(
+        session, "purchase_lines", [Column("interaction_id", "int"), Column("product_id", "int")]
+    )
+    order = np.argsort(purchases["id"], kind="stable")
+    purchase_ids, buyers = purchases["id"][order], purchases["customer_id"][order]
+    at = np.minimum(np.searchsorted(purchase_ids, lines["interaction_id"]), len(purchase_ids) - 1)
+    live = purchase_ids[at] == lines["interaction_id"] if len(purchase_ids) else np.zeros(0, bool)
+    customers, product = buyers[at[live]], lines["product_id"][live]
+    catalogue = session.execute(sa.select(Product.id, Product.sku, Product.name, Product.category))  # type: ignore[call-overload]
+    known = {pid: (sku, name, category) for pid, sku, name, category in catalogue}
+    used = np.unique(product)
+    if level is Level.product:
+        keys = [known[int(p)][0] for p in used]
+        labels = {known[int(p)][0]: known[int(p)][1] for p in used}
+        codes = np.searchsorted(used, product)
+        return Lines(customers, codes.astype(np.int64), keys, labels, used.astype(np.int64))
+    category_of = [known[int(p)][2] for p in used]
+    keys = sorted({c for c in category_of if c})
+    code_of = {c: n for n, c in enumerate(keys)}
+    by_product = np.array([code_of.get(c, -1) if c else -1 for c in category_of], dtype=np.int64)
+    codes = by_product[np.searchsorted(used, product)] if len(used) else np.zeros(0, np.int64)
+    has = codes >= 0
+    return Lines(
+        customers[has], codes[has], keys, {k: k for k in keys}, np.zeros(0, dtype=np.int64)
+    )
 
 
 def mine_store(
@@ -69,9 +118,9 @@ def mine_store(
     cutoff: datetime | None = None,
 ) -> tuple[RuleSet, dict[str, str]]:
     """The rules over the thresholds in settings, and each item's label (a product's name)."""
-    customers, keys, labels = _lines(session, level, cutoff)
-    matrix, _, items = basket_matrix(customers, keys)
-    return mine(matrix, items, thresholds(settings)), labels
+    lines = _lines(session, level, cutoff)
+    matrix, _ = lines.matrix()
+    return mine(matrix, lines.keys, thresholds(settings)), lines.labels
 
 
 def suggestions(
@@ -82,59 +131,84 @@ def suggestions(
     top: int = 3,
 ) -> tuple[dict[int, list[Suggestion]], dict[str, str]]:
     """Customer id -> the ``top`` products they have not bought, best first, with the reason."""
-    customers, keys, labels = _lines(session, Level.product, cutoff)
-    matrix, ids, items = basket_matrix(customers, keys)
-    rules = mine(matrix, items, thresholds(settings))
+    lines = _lines(session, Level.product, cutoff)
+    matrix, ids = lines.matrix()
+    rules = mine(matrix, lines.keys, thresholds(settings))
     picks = suggest(matrix, rules, top=top)
-    return {int(str(cid)): p for cid, p in zip(ids, picks, strict=True) if p}, labels
+    return {int(cid): p for cid, p in zip(ids, picks, strict=True) if p}, lines.labels
 
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class SuggestionRows:
+    """A run's suggestions as columns, ready to store (see ``record_for_run``)."""
+
+    customer_id: NDArray[np.int64]
+    product_id: NDArray[np.int64]
+    rank: NDArray[np.int64]
+    score: NDArray[np.float64]
+    reason: list[str]
+
+    def __len__(self) -> int:
+        return len(self.reason)
+
+
 def compute_for_run(
-    session: Session, settings: Settings, cutoff: datetime
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows for ``product_suggestions`` (all but run_id) and a summary for the run's meta.
+    session: Session, settings: Settings, cutoff: datetime, *, top: int = 3
+) -> tuple[SuggestionRows | None, dict[str, Any]]:
+    """The run's suggestions (None when there are none) and a summary for the run's meta.
 
     A refresh never fails because of this: on an error the run gets no suggestions and the
     summary says why."""
     started = time.perf_counter()
     try:
-        picks, labels = suggestions(session, settings, cutoff=cutoff)
-        ids = bulk.product_ids(session, list({s.item for p in picks.values() for s in p}))
+        lines = _lines(session, Level.product, cutoff)
+        matrix, ids = lines.matrix()
+        rules = mine(matrix, lines.keys, thresholds(settings))
+        picks = pick(matrix, rules, top=top)
+        names = [lines.labels[k] for k in lines.keys]
+        reasons = [
+            reason_text(names[i], names[b], None if b2 < 0 else names[b2], c, lift)
+            for i, b, b2, c, lift in zip(
+                picks.item.tolist(),
+                picks.because.tolist(),
+                picks.because2.tolist(),
+                picks.confidence.tolist(),
+                picks.lift.tolist(),
+                strict=True,
+            )
+        ]
+        rows = SuggestionRows(
+            ids[picks.row], lines.product_ids[picks.item], picks.rank, picks.score, reasons
+        )
     except Exception as exc:  # noqa: BLE001 (a refresh stores its other results all the same)
         logger.exception("next-product suggestions failed")
-        return [], {"error": repr(exc)[:300]}
-    rows = [
-        {
-            "customer_id": cid,
-            "product_id": ids[s.item],
-            "rank": rank,
-            "score": s.score,
-            "reason": s.reason(labels),
-        }
-        for cid, picks_ in picks.items()
-        for rank, s in enumerate(picks_, start=1)
-    ]
-    return rows, {
-        "customers": len(picks),
+        return None, {"error": repr(exc)[:300]}
+    return rows if len(rows) else None, {
+        "customers": int(len(np.unique(rows.customer_id))),
         "suggestions": len(rows),
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
-def record_for_run(session: Session, run_id: int, rows: list[dict[str, Any]]) -> None:
+def record_for_run(session: Session, run_id: int, rows: SuggestionRows | None) -> None:
     """Store a run's suggestions in the open transaction (the run's own audit event covers them)."""
-    if not rows:
+    if rows is None or not len(rows):
         return
     columns = ("run_id", "customer_id", "product_id", "rank", "score", "reason")
     bulk.write_rows(
         session,
         ProductSuggestion.__table__,  # type: ignore[attr-defined]
         columns,
-        [
-            (run_id, r["customer_id"], r["product_id"], r["rank"], r["score"], r["reason"])
-            for r in rows
-        ],
+        zip(
+            [run_id] * len(rows),
+            rows.customer_id.tolist(),
+            rows.product_id.tolist(),
+            rows.rank.tolist(),
+            rows.score.tolist(),
+            rows.reason,
+            strict=True,
+        ),
     )

@@ -14,7 +14,7 @@ def test_a_failing_suggestion_step_never_fails_the_refresh(db, admin, settings, 
     def broken(*_args, **_kwargs):
         raise RuntimeError("rules went wrong")
 
-    monkeypatch.setattr(products, "suggestions", broken)
+    monkeypatch.setattr(products, "pick", broken)
     result = refresh(db, settings=settings, actor=admin)
     assert "rules went wrong" in result.meta["next_products"]["error"]
     with db.session() as s:
