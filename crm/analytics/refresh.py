@@ -735,7 +735,7 @@ def refresh(
         say = progress or (lambda _m: None)
         say("storing the run")
         t = time.perf_counter()
-        with db.transaction() as session:
+        with db.transaction() as session, bulk.page_cache(session):
             audit.lock_chain(session)  # no erasure interleaves with the store
             run = record_run(session, actor=actor, results=results)
             products.record_for_run(session, int(run.id), next_products)  # type: ignore[arg-type]

@@ -10,7 +10,8 @@ ORM column types would store them, so rows written here read back like any other
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -78,6 +79,25 @@ def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any] | N
     if isinstance(kind, sa.Date) and sqlite:
         return lambda v: v.isoformat() if isinstance(v, date) else v
     return None
+
+
+@contextmanager
+def page_cache(session: Session, megabytes: int = 64) -> Iterator[None]:
+    """On SQLite, a bigger page cache for the connection while a bulk write runs, back to the
+    default after. SQLite's default (2 MB) makes inserting a million rows into a big table's
+    secondary indexes (whose keys do not arrive in order) read and write the same pages again
+    and again: 64 MB halved the time to add a run's churn scores to a store of 1M customers
+    (755k rows: 8.3 s -> 4.3 s). Elsewhere a no-op."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    conn = session.connection()
+    default = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{int(megabytes) * 1024}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(default)}")
 
 
 def write_rows(
