@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
