@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from crm.models import (
+    AnalyticsRun,
     AuditEvent,
     CampaignMember,
     CampaignOptOut,
@@ -180,6 +181,14 @@ def _delete(session: Session, model: Any, *where: Any) -> int:
     return int(session.execute(sa.delete(model).where(*where)).rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _run_rows(model: Any, session: Session, customer_id: int) -> tuple[Any, ...]:
+    """The customer's rows of a per-run analytics table, by (run, customer): the tables are
+    indexed that way only (a second index by customer made every refresh's store slower),
+    and there are few runs."""
+    runs = list(session.exec(select(AnalyticsRun.id)))
+    return (col(model.run_id).in_(runs), col(model.customer_id) == customer_id)
+
+
 def forget_customer(
     session: Session,
     *,
@@ -260,20 +269,20 @@ def forget_customer(
         session, ChannelLink, col(ChannelLink.customer_id) == customer_id
     )
     removed["segments"] = _delete(
-        session, CustomerSegment, col(CustomerSegment.customer_id) == customer_id
+        session, CustomerSegment, *_run_rows(CustomerSegment, session, customer_id)
     )
     removed["churn_scores"] = _delete(
-        session, ChurnScore, col(ChurnScore.customer_id) == customer_id
+        session, ChurnScore, *_run_rows(ChurnScore, session, customer_id)
     )
     finding_about = col(Finding.customer_id) == customer_id
     if deal_ids:
         finding_about = sa.or_(finding_about, col(Finding.deal_id).in_(deal_ids))
     removed["findings"] = _delete(session, Finding, finding_about)
     removed["values"] = _delete(
-        session, CustomerValue, col(CustomerValue.customer_id) == customer_id
+        session, CustomerValue, *_run_rows(CustomerValue, session, customer_id)
     )
     removed["product_suggestions"] = _delete(
-        session, ProductSuggestion, col(ProductSuggestion.customer_id) == customer_id
+        session, ProductSuggestion, *_run_rows(ProductSuggestion, session, customer_id)
     )
     removed["surveys"] = _delete(session, Survey, col(Survey.customer_id) == customer_id)
     # Merges they were part of keep both customers as they were (to undo them): an erasure
@@ -486,11 +495,11 @@ def export_customer(session: Session, *, actor: Actor, customer_id: int) -> dict
             ),
         ),
         "analytics": {
-            "segments": rows(CustomerSegment, col(CustomerSegment.customer_id) == customer_id),
-            "churn_scores": rows(ChurnScore, col(ChurnScore.customer_id) == customer_id),
-            "values": rows(CustomerValue, col(CustomerValue.customer_id) == customer_id),
+            "segments": rows(CustomerSegment, *_run_rows(CustomerSegment, session, customer_id)),
+            "churn_scores": rows(ChurnScore, *_run_rows(ChurnScore, session, customer_id)),
+            "values": rows(CustomerValue, *_run_rows(CustomerValue, session, customer_id)),
             "product_suggestions": rows(
-                ProductSuggestion, col(ProductSuggestion.customer_id) == customer_id
+                ProductSuggestion, *_run_rows(ProductSuggestion, session, customer_id)
             ),
             "findings": rows(Finding, finding_about),
         },
