@@ -48,6 +48,16 @@ class Interaction(SQLModel, table=True):
         sa.Index("ix_interactions_deal", "deal_id"),
         sa.Index("ix_interactions_thread", "thread_key"),
         sa.Index("ix_interactions_time", "occurred_at"),
+        # Live purchases alone, with what the next-product rules read of them: the refresh
+        # reads them without scanning every interaction (see crm.analytics.products).
+        sa.Index(
+            "ix_interactions_purchases",
+            "id",
+            "customer_id",
+            "occurred_at",
+            sqlite_where=sa.text("channel = 'purchase' AND deleted_at IS NULL"),
+            postgresql_where=sa.text("channel = 'purchase' AND deleted_at IS NULL"),
+        ),
         NEVER_REUSE_IDS,
     )
 

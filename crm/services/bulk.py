@@ -86,8 +86,8 @@ def page_cache(session: Session, megabytes: int = 64) -> Iterator[None]:
     """On SQLite, a bigger page cache for the connection while a bulk write runs, back to the
     default after. SQLite's default (2 MB) makes inserting a million rows into a big table's
     secondary indexes (whose keys do not arrive in order) read and write the same pages again
-    and again: 64 MB halved the time to add a run's churn scores to a store of 1M customers
-    (755k rows: 8.3 s -> 4.3 s). Elsewhere a no-op."""
+    and again; 64 MB about halved the time to add a run's rows to a store of 1M customers
+    (the store phase of ``python bench/analytics.py``). Elsewhere a no-op."""
     if session.get_bind().dialect.name != "sqlite":
         yield
         return
