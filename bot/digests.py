@@ -819,6 +819,24 @@ WORTH_ATTENTION = tuple(SEGMENT_ACTIONS)
 ATTENTION_SHOWN = 3
 
 
+TOPIC_PERIOD = timedelta(days=7)
+
+
+def _rising_topics(session: Session, now: datetime) -> Section:
+    """Per segment, the terms whose share of what its customers said grew most this week
+    against the week before (see crm.services.insights.segment_topics)."""
+    rows = insights.segment_topics(session, since=now - TOPIC_PERIOD, until=now)
+    lines = [
+        f"{r.segment}: "
+        + ", ".join(
+            f"{t} ({a:.0%} of what was said, {b:.0%} the week before)" for t, a, b in r.rising
+        )
+        for r in rows
+        if r.rising
+    ]
+    return Section("topics", "Rising topics this week", summary=lines)
+
+
 def build_segments_digest(
     session: Session,
     settings: Settings,
@@ -864,6 +882,7 @@ def build_segments_digest(
     digest.sections = [
         Section("sizes", "Segment sizes", summary=size_lines),
         Section("moves", f"Movement since your last digest on {since}", summary=move_lines),
+        _rising_topics(session, now),
     ]
     sizes = {c.segment: c.customers for c in counts}
     purchase_total = sa.func.coalesce(sa.func.sum(Interaction.amount), 0)

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # beats the better of A -> C and B -> C by this share.
     basket_max_pairs: int = Field(default=2000, ge=0, le=100_000)
     basket_min_improvement: float = Field(default=0.1, ge=0)
+    # Interactions with text the topics step of a refresh reads at most, oldest first (a big
+    # store's history is taken in over a few nights; each night then reads what is new).
+    topics_batch: int = Field(default=200_000, ge=1)
     unanswered_business_hours: float = Field(default=8, gt=0)
     awaiting_reply_days: int = Field(default=5, ge=1)
     quiet_days_high: int = Field(default=14, ge=1)

@@ -564,6 +564,79 @@ def rules_command(
     )
 
 
+@analytics_app.command("topics")
+def topics_command(
+    ctx: typer.Context,
+    segment: Annotated[
+        str | None, typer.Option("--segment", help="Only this segment (its name).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Start of the period whose terms are counted (YYYY-MM-DD; default: 7 days ago).",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """What each segment's customers talk about: its topics, the period's most used terms, and
+    the terms rising against the period of the same length before."""
+    from datetime import time as dtime
+    from datetime import timedelta
+
+    from crm.services import insights
+
+    now = datetime.now(UTC)
+    day = common.parse_date(since)
+    start = datetime.combine(day, dtime(0), tzinfo=UTC) if day else now - timedelta(days=7)
+    if start >= now:
+        raise CRMError(f"{since!r} is not in the past.", hint="Give a day before today.")
+    state = common.state(ctx)
+    with state.db.session() as session:
+        rows = insights.segment_topics(session, since=start, until=now, segment=segment)
+    if segment is not None and not rows:
+        raise CRMError(
+            f"No topics for a segment named {segment!r}.",
+            hint="See the names with crmbot analytics topics.",
+        )
+    if json_out:
+        common.emit_json(
+            [
+                {
+                    "segment": r.segment,
+                    "topics": [
+                        {"label": label, "share": share, "customers": n}
+                        for label, share, n in r.topics
+                    ],
+                    "terms": [{"term": t, "count": c} for t, c in r.terms],
+                    "rising": [{"term": t, "share": a, "before": b} for t, a, b in r.rising],
+                    "found_at": r.found_at.isoformat() if r.found_at else None,
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        console.print(
+            "No topics yet: they appear once an analytics run has read interactions with text.",
+            highlight=False,
+        )
+        return
+    common.table(
+        f"What customers talk about (terms since {start:%Y-%m-%d})",
+        ["segment", "topics", "most said", "rising"],
+        [
+            [
+                r.segment,
+                "; ".join(f"{label} ({share:.0%})" for label, share, _n in r.topics) or "-",
+                ", ".join(t for t, _c in r.terms[:5]) or "-",
+                ", ".join(f"{t} ({a:.0%}, was {b:.0%})" for t, a, b in r.rising) or "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
 def _evaluate_baskets(state: Any, say: Any, json_out: bool) -> None:
     """Next-category suggestions on The Complete Journey: ours, popularity, mlxtend rules."""
     from crm.analytics.evaluate_baskets import KS, evaluate_completejourney

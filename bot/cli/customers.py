@@ -213,6 +213,7 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
             ),
             "next_follow_up": common.plain(follow_up),
             "next_products": insights.next_products(session, card.customer.id),  # type: ignore[arg-type]
+            "talks_about": insights.talks_about(session, card.customer.id),  # type: ignore[arg-type]
         }
         worth = value_svc.latest_value(session, found.id)  # type: ignore[arg-type]
         data["value"] = (
@@ -283,6 +284,10 @@ def customer_show(ctx: typer.Context, customer: str, json_out: JsonOpt = False) 
             f"Satisfaction: {rated.latest}/5 ({rated.trend}{before}), "
             f"{common.when(rated.answered_at, tz)}",
             highlight=False,
+        )
+    if data["talks_about"]:
+        common.console.print(
+            "Talks about: " + ", ".join(data["talks_about"]), highlight=False, markup=False
         )
     if data["next_products"]:
         common.console.print("Likely to buy next:", highlight=False)

@@ -8,6 +8,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -31,7 +32,12 @@ from bot.slack.blocks.deals import deal_changed, deal_list, pipeline_message
 from bot.slack.blocks.followups import follow_up_list
 from bot.slack.blocks.forms import deal_new_modal, forget_modal
 from bot.slack.blocks.help import help_message
-from bot.slack.blocks.insights import at_risk_message, segments_message, top_value_message
+from bot.slack.blocks.insights import (
+    at_risk_message,
+    segments_message,
+    top_value_message,
+    topics_message,
+)
 from crm.analytics import pipeline as pipeline_stats
 from crm.analytics.duplicates import DEFAULT_MIN_SCORE, find_duplicates
 from crm.models import (
@@ -104,6 +110,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("at-risk [n]", "customers most at risk of churning", "at-risk 10"),
     ("top [n]", "your most valuable customers (expected 12-month spend)", "top 10"),
     ("segments", "customers per segment", "segments"),
+    ("topics [segment]", "what each segment's customers talk about, and what is rising", "topics"),
     (
         "campaign report <name>",
         "a campaign's response per arm and its uplift over the control group",
@@ -141,6 +148,7 @@ READ_VERBS = frozenset(
         "at-risk",
         "top",
         "segments",
+        "topics",
         "duplicates",
         "campaign",
     }
@@ -262,7 +270,10 @@ def v_show(req: VerbRequest) -> dict[str, Any]:
         card = customer_svc.customer_card(session, customer.id)  # type: ignore[arg-type]
         insight, scored = insights.customer_insight_and_scored(session, customer.id)  # type: ignore[arg-type]
         upsell = insights.next_products(session, customer.id)  # type: ignore[arg-type]
-        return customer_card(card, insight, tz=req.tz, scored=scored, next_products=upsell)
+        talk = insights.talks_about(session, customer.id)  # type: ignore[arg-type]
+        return customer_card(
+            card, insight, tz=req.tz, scored=scored, next_products=upsell, talks_about=talk
+        )
 
     return req.read(run)
 
@@ -731,6 +742,24 @@ def v_segments(req: VerbRequest) -> dict[str, Any]:
     return req.read(lambda s: segments_message(insights.segment_counts(s)))
 
 
+TOPIC_DAYS = 7
+
+
+def v_topics(req: VerbRequest) -> dict[str, Any]:
+    segment = req.args.strip() or None
+
+    def run(session: Session) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        rows = insights.segment_topics(
+            session, since=now - timedelta(days=TOPIC_DAYS), until=now, segment=segment
+        )
+        if segment is not None and not rows:
+            raise UsageError(f"No topics for a segment named {segment!r}.")
+        return topics_message(rows, days=TOPIC_DAYS)
+
+    return req.read(run)
+
+
 def v_campaign(req: VerbRequest) -> dict[str, Any]:
     action, _, name = req.args.strip().partition(" ")
     if action.lower() != "report" or not name.strip():
@@ -814,6 +843,7 @@ HANDLERS: dict[str, Callable[[VerbRequest], dict[str, Any]]] = {
     "timeline": v_timeline,
     "at-risk": v_at_risk,
     "top": v_top,
+    "topics": v_topics,
     "segments": v_segments,
     "campaign": v_campaign,
     "link": v_link,

@@ -52,6 +52,7 @@ def home_for(
             tz=tz,
             scored=scored,
             next_products=insights.next_products(session, focus),
+            talks_about=insights.talks_about(session, focus),
         )["blocks"]
         meta = json.dumps({"focus": focus, "until": int(time.time()) + FOCUS_SECONDS})
         return blocks, meta

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 from threadpoolctl import threadpool_limits
 
-from crm.analytics import churn, followups, pipeline, products, segments, value_run
+from crm.analytics import churn, followups, pipeline, products, segments, topics_run, value_run
 from crm.analytics.columns import (
     NEVER_AFTER,
     NEVER_BEFORE,
@@ -40,6 +40,7 @@ from crm.models import (
     AnalyticsRun,
     ChurnScore,
     CustomerSegment,
+    CustomerTopics,
     CustomerValue,
     Finding,
     ProductSuggestion,
@@ -666,7 +667,11 @@ def drop_erased(session: Session, run_id: int, *, since: int) -> int:
             sa.delete(model).where(col(model.run_id) == run_id, col(model.customer_id).in_(erased))
         )
         removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
-    return removed
+    # What they talk about is kept across runs: the run may have written it again.
+    result = session.execute(
+        sa.delete(CustomerTopics).where(col(CustomerTopics.customer_id).in_(erased))
+    )
+    return removed + int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def record_failed_run(
@@ -729,6 +734,11 @@ def refresh(
                 session, settings, cutoff
             )
             timings["next_products"] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            topic_results, results.meta["topics"] = topics_run.compute(
+                session, settings, results.segments["rfm_segment"]
+            )
+            timings["topics"] = round(time.perf_counter() - t, 3)
         if model is not None:
             model_path = churn.save_model(model, Path(settings.model_dir), cutoff)
             results.meta["churn"]["model_file"] = str(model_path)
@@ -739,6 +749,7 @@ def refresh(
             audit.lock_chain(session)  # no erasure interleaves with the store
             run = record_run(session, actor=actor, results=results)
             products.record_for_run(session, int(run.id), next_products)  # type: ignore[arg-type]
+            topics_run.record(session, int(run.id), topic_results)  # type: ignore[arg-type]
             drop_erased(session, int(run.id), since=erased_mark)  # type: ignore[arg-type]
         timings["store"] = round(time.perf_counter() - t, 3)
     except Exception as exc:

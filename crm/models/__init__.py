@@ -43,10 +43,15 @@ from crm.models.ops import (
 )
 from crm.models.privacy import ForgottenContact, StoreKey
 from crm.models.product import Product, ProductSuggestion, PurchaseLine
+from crm.models.topics import CustomerTopics, SegmentTerm, SegmentTopic, TopicTerm
 from crm.models.survey import Survey
 from crm.models.user import User, UserCreate
 
 __all__ = [
+    "CustomerTopics",
+    "SegmentTerm",
+    "SegmentTopic",
+    "TopicTerm",
     "AnalyticsRun",
     "ChurnScore",
     "CustomerSegment",

@@ -45,6 +45,7 @@ from crm.models import (
     Customer,
     CustomerMerge,
     CustomerSegment,
+    CustomerTopics,
     CustomerValue,
     Deal,
     DealStageChange,
@@ -58,6 +59,7 @@ from crm.models import (
     QuarantinedMessage,
     StoreKey,
     Survey,
+    TopicTerm,
     utcnow,
 )
 from crm.services import audit
@@ -181,6 +183,22 @@ def _delete(session: Session, model: Any, *where: Any) -> int:
     return int(session.execute(sa.delete(model).where(*where)).rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _forget_topics(session: Session, customer_id: int) -> int:
+    """Their running term counts and keywords go, and their share of each term's customer count."""
+    row = session.get(CustomerTopics, customer_id)
+    if row is None:
+        return 0
+    terms = sorted(row.counts or {})
+    if terms:
+        session.execute(
+            sa.update(TopicTerm)
+            .where(col(TopicTerm.term).in_(terms))
+            .values(customers=TopicTerm.customers - 1)
+        )
+        session.execute(sa.delete(TopicTerm).where(col(TopicTerm.customers) <= 0))
+    return _delete(session, CustomerTopics, col(CustomerTopics.customer_id) == customer_id)
+
+
 def _run_rows(model: Any, session: Session, customer_id: int) -> tuple[Any, ...]:
     """The customer's rows of a per-run analytics table, by (run, customer): the tables are
     indexed that way only (a second index by customer made every refresh's store slower),
@@ -285,6 +303,7 @@ def forget_customer(
         session, ProductSuggestion, *_run_rows(ProductSuggestion, session, customer_id)
     )
     removed["surveys"] = _delete(session, Survey, col(Survey.customer_id) == customer_id)
+    removed["topics"] = _forget_topics(session, customer_id)
     # Merges they were part of keep both customers as they were (to undo them): an erasure
     # is final, so those records go, and with them the way back.
     removed["merge_records"] = _delete(
@@ -502,6 +521,11 @@ def export_customer(session: Session, *, actor: Actor, customer_id: int) -> dict
                 ProductSuggestion, *_run_rows(ProductSuggestion, session, customer_id)
             ),
             "findings": rows(Finding, finding_about),
+            "topics": rows(
+                CustomerTopics,
+                col(CustomerTopics.customer_id) == customer_id,
+                order=CustomerTopics.customer_id,
+            ),
         },
         "audit_events": [
             {k: v for k, v in e.items() if k not in ("digest", "chain")} for e in events

@@ -585,3 +585,129 @@ def cross_sell(session: Session, *, owner_id: int | None) -> list[CrossSell]:
             int(cid), name, int(did), title, float(amount or 0), cur, product, reason
         )
     return list(picked.values())
+
+
+def talks_about(session: Session, customer_id: int) -> list[str]:
+    """What the customer talks about: their keywords from the latest topics step (empty when
+    none of their interactions has text yet)."""
+    from crm.models import CustomerTopics
+
+    row = session.get(CustomerTopics, customer_id)
+    return list(row.keywords or []) if row is not None else []
+
+
+@dataclass(frozen=True)
+class SegmentTopics:
+    segment: str
+    topics: list[tuple[str, float, int]]  # (label, share of the topic weight, customers)
+    terms: list[tuple[str, int]]  # the period's most used terms, with counts
+    rising: list[tuple[str, float, float]]  # (term, share now, share in the period before)
+    found_at: datetime | None  # when the topics were last found for the segment
+
+
+def _segment_terms(
+    session: Session, start: datetime, end: datetime, segment: str | None
+) -> dict[str, dict[str, int]]:
+    from crm.models import SegmentTerm
+
+    stmt = (
+        sa.select(SegmentTerm.segment, SegmentTerm.term, sa.func.sum(SegmentTerm.count))  # type: ignore[call-overload]
+        .join(AnalyticsRun, AnalyticsRun.id == SegmentTerm.run_id)
+        .where(
+            AnalyticsRun.status == "done",
+            col(AnalyticsRun.finished_at) >= start,
+            col(AnalyticsRun.finished_at) < end,
+        )
+        .group_by(SegmentTerm.segment, SegmentTerm.term)
+    )
+    if segment is not None:
+        stmt = stmt.where(SegmentTerm.segment == segment)
+    out: dict[str, dict[str, int]] = {}
+    for seg, term, count in session.execute(stmt):
+        out.setdefault(str(seg), {})[str(term)] = int(count)
+    return out
+
+
+def segment_topics(
+    session: Session, *, since: datetime, until: datetime, segment: str | None = None
+) -> list[SegmentTopics]:
+    """Per segment: its topics as last found, the most used terms of interactions read in
+    [since, until), and the terms rising most against the period of the same length before."""
+    from crm.models import SegmentTopic
+
+    now = _segment_terms(session, since, until, segment)
+    before = _segment_terms(session, since - (until - since), since, segment)
+    latest = (
+        sa.select(SegmentTopic.segment, sa.func.max(SegmentTopic.run_id).label("run_id"))  # type: ignore[call-overload]
+        .group_by(SegmentTopic.segment)
+        .subquery()
+    )
+    stmt = (
+        sa.select(  # type: ignore[call-overload]
+            SegmentTopic.segment,
+            SegmentTopic.label,
+            SegmentTopic.weight,
+            SegmentTopic.customers,
+            AnalyticsRun.finished_at,
+        )
+        .join(
+            latest,
+            sa.and_(
+                latest.c.segment == SegmentTopic.segment, latest.c.run_id == SegmentTopic.run_id
+            ),
+        )
+        .join(AnalyticsRun, AnalyticsRun.id == SegmentTopic.run_id)
+        .order_by(SegmentTopic.segment, SegmentTopic.rank)
+    )
+    if segment is not None:
+        stmt = stmt.where(SegmentTopic.segment == segment)
+    found: dict[str, list[tuple[str, float, int]]] = {}
+    when: dict[str, datetime | None] = {}
+    for seg, label, weight, customers, finished in session.execute(stmt):
+        found.setdefault(str(seg), []).append((str(label), float(weight), int(customers)))
+        when[str(seg)] = finished
+    names = sorted(set(found) | set(now))
+    return [
+        SegmentTopics(
+            segment=name,
+            topics=found.get(name, []),
+            terms=sorted(
+                _pairs_first(now.get(name, {})).items(), key=lambda kv: (-kv[1], kv[0])
+            )[:10],
+            rising=rising(now.get(name, {}), before.get(name, {})),
+            found_at=when.get(name),
+        )
+        for name in names
+    ]
+
+
+def rising(
+    now: dict[str, int], before: dict[str, int], *, top: int = 3, min_count: int = 3
+) -> list[tuple[str, float, float]]:
+    """Terms whose share of a segment's terms grew most from ``before`` to ``now``: (term, share
+    now, share before), biggest growth first; a term needs ``min_count`` uses now."""
+    now, before = _pairs_first(now), _pairs_first(before)
+    total_now, total_before = sum(now.values()), sum(before.values())
+    if not total_now or not total_before:  # nothing to compare with
+        return []
+    grown = []
+    for term, count in now.items():
+        if count < min_count:
+            continue
+        share = count / total_now
+        was = before.get(term, 0) / total_before if total_before else 0.0
+        if share > was:
+            grown.append((term, share, was))
+    grown.sort(key=lambda t: (-(t[1] - t[2]), t[0]))
+    return grown[:top]
+
+
+def _pairs_first(counts: dict[str, int]) -> dict[str, int]:
+    """Term counts without the single words that a pair of words holding them accounts for
+    half the uses of or more ("bug report" says "report")."""
+    pairs = [(p.split(" "), c) for p, c in counts.items() if " " in p]
+    return {
+        t: c
+        for t, c in counts.items()
+        if " " in t or not any(t in words and 2 * pc >= c for words, pc in pairs)
+    }

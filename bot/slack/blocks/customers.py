@@ -74,6 +74,7 @@ def customer_card(
     tz: str,
     scored: bool,
     next_products: list[str] | None = None,
+    talks_about: list[str] | None = None,
 ) -> dict[str, Any]:
     c = card.customer
     blocks: list[Block] = [HeaderBlock(text=truncate(f"{c.name}", 150))]
@@ -140,6 +141,8 @@ def customer_card(
     if card.next_follow_up:
         f = card.next_follow_up
         blocks.append(section(f"*Next follow-up:* {local_time(f.due_at, tz)} {esc(f.note)}"))
+    if talks_about:
+        blocks.append(section("*Talks about:* " + esc(one_line(", ".join(talks_about), 300))))
     if next_products:
         blocks.append(
             section(

@@ -13,7 +13,7 @@ from bot.slack import ids
 from bot.slack.blocks.base import MAX_MESSAGE_BLOCKS, button, message, note, section
 from bot.slack.blocks.customers import customer_label
 from crm.models import Customer
-from crm.services.insights import AtRisk, SegmentCount
+from crm.services.insights import AtRisk, SegmentCount, SegmentTopics
 from crm.services.values import ValueView
 
 
@@ -76,3 +76,28 @@ def segments_message(rows: Sequence[SegmentCount]) -> dict[str, Any]:
             change = f" ({'+' if delta >= 0 else ''}{delta} since last run)"
         lines.append(f"*{esc(r.segment)}*: {r.customers:,} ({r.customers / total:.0%}){change}")
     return message([section("*Customer segments*\n" + "\n".join(lines))], "Customer segments")
+
+
+def topics_message(rows: Sequence[SegmentTopics], *, days: int) -> dict[str, Any]:
+    """What each segment talks about: its topics, and the terms rising this period."""
+    if not rows:
+        return note(
+            "No topics yet: they appear once an analytics run has read interactions with text."
+        )
+    blocks: list[Block] = [section(f"*What customers talk about* (rising: last {days} days)")]
+    for r in rows[: MAX_MESSAGE_BLOCKS - 1]:
+        lines = [f"*{esc(r.segment)}*"]
+        if r.topics:
+            lines.append(
+                "Topics: "
+                + "; ".join(f"{esc(label)} ({share:.0%})" for label, share, _n in r.topics)
+            )
+        if r.rising:
+            lines.append(
+                "Rising: "
+                + ", ".join(f"{esc(t)} ({now:.0%}, was {was:.0%})" for t, now, was in r.rising)
+            )
+        elif r.terms:
+            lines.append("Most said: " + ", ".join(esc(t) for t, _c in r.terms[:5]))
+        blocks.append(section("\n".join(lines)))
+    return message(blocks, "What customers talk about")

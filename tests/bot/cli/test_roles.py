@@ -94,6 +94,7 @@ NO_CHANGE = {
     ("campaign", "report"): "reads",
     ("campaign", "list"): "reads",
     ("analytics", "rules"): "reads the purchase lines",
+    ("analytics", "topics"): "reads the stored topics",
 }
 
 

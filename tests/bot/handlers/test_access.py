@@ -34,6 +34,7 @@ ACCESS: dict[str, tuple[str, set[str]]] = {
     "timeline": ("timeline acme.com", EVERYONE),
     "at-risk": ("at-risk", EVERYONE),
     "segments": ("segments", EVERYONE),
+    "topics": ("topics", EVERYONE),
     "add": ('add "New Co" new@newco.com', WRITERS),
     "set": ("set acme.com company=Initrode", WRITERS),
     "log": ("log acme.com: called them", WRITERS),
