@@ -152,8 +152,8 @@ def merge(
 def keywords(
     counts: Mapping[str, int], df: Mapping[str, int], documents: int, top: int = KEYWORDS
 ) -> list[str]:
-    """The ``top`` terms with the highest TF-IDF (smoothed idf, as scikit-learn's); a word is
-    left out when a chosen pair holds it and accounts for half its uses or more."""
+    """The ``top`` terms with the highest TF-IDF (smoothed idf, as scikit-learn's); a word that
+    a pair holding it accounts for half the uses of or more is replaced by the pair."""
     total = sum(counts.values())
     if not total:
         return []
@@ -162,17 +162,20 @@ def keywords(
         t: (c / total) * (math.log((1 + n) / (1 + df.get(t, 1))) + 1.0) for t, c in counts.items()
     }
     ranked = sorted(weight, key=lambda t: (-weight[t], t))
+    pairs = [(p, p.split(" ")) for p in ranked if " " in p]
     chosen: list[str] = []
     for term in ranked:
         if len(chosen) == top:
             break
-        if " " not in term and any(
-            term in pair.split(" ") and counts[pair] * 2 >= counts[term]
-            for pair in counts
-            if " " in pair and pair in weight and weight[pair] > 0
-        ):
-            continue
-        chosen.append(term)
+        if " " not in term:
+            # A word that a pair holding it accounts for half the uses of or more is said by
+            # the pair: the pair takes its place.
+            holder = next(
+                (p for p, ws in pairs if term in ws and counts[p] * 2 >= counts[term]), None
+            )
+            term = holder or term
+        if term not in chosen:
+            chosen.append(term)
     return chosen
 
 
