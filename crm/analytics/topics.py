@@ -14,7 +14,7 @@ dropped, as are the words of the customer's own name (except in languages that c
 noun: German).
 
 A customer's keywords are their terms with the highest TF-IDF (documents are customers: a
-word everyone uses says nothing about anyone); a single word is left out when a chosen pair
+word everyone uses says nothing about anyone); a single word gives its place to a pair that
 holds it and accounts for most of its uses. Topics per segment: NMF over the TF-IDF matrix of
 the segment's customers who wrote or were written to in the period, each topic named by its
 strongest terms.
@@ -153,7 +153,7 @@ def keywords(
     counts: Mapping[str, int], df: Mapping[str, int], documents: int, top: int = KEYWORDS
 ) -> list[str]:
     """The ``top`` terms with the highest TF-IDF (smoothed idf, as scikit-learn's); a word that
-    a pair holding it accounts for half the uses of or more is replaced by the pair."""
+    a pair holding it accounts for more than half the uses of is replaced by the pair."""
     total = sum(counts.values())
     if not total:
         return []
@@ -168,10 +168,10 @@ def keywords(
         if len(chosen) == top:
             break
         if " " not in term:
-            # A word that a pair holding it accounts for half the uses of or more is said by
+            # A word that a pair holding it accounts for more than half the uses of is said by
             # the pair: the pair takes its place.
             holder = next(
-                (p for p, ws in pairs if term in ws and counts[p] * 2 >= counts[term]), None
+                (p for p, ws in pairs if term in ws and counts[p] * 2 > counts[term]), None
             )
             term = holder or term
         if term not in chosen:

@@ -704,10 +704,10 @@ def rising(
 
 def _pairs_first(counts: dict[str, int]) -> dict[str, int]:
     """Term counts without the single words that a pair of words holding them accounts for
-    half the uses of or more ("bug report" says "report")."""
+    more than half the uses of ("bug report" says "report")."""
     pairs = [(p.split(" "), c) for p, c in counts.items() if " " in p]
     return {
         t: c
         for t, c in counts.items()
-        if " " in t or not any(t in words and 2 * pc >= c for words, pc in pairs)
+        if " " in t or not any(t in words and 2 * pc > c for words, pc in pairs)
     }
