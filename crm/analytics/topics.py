@@ -34,7 +34,8 @@ from functools import cache
 
 import numpy as np
 
-# Words that open and close messages in many languages and say nothing of the subject.
+# Words that open and close messages in many languages and say nothing of the subject, and
+# what is left of English contractions once their apostrophe splits them.
 COURTESY = frozenset(
     """
     hi hello hey dear thanks thank thx cheers regards best kind sincerely please pls ok okay yes
@@ -45,6 +46,7 @@ COURTESY = frozenset(
     hoi bedankt groeten vriendelijke
     olá obrigado obrigada cumprimentos
     hej tack hälsningar mvh
+    don doesn didn isn aren wasn weren haven hasn hadn won wouldn couldn shouldn mustn needn
     """.split()  # noqa: SIM905 (one line per language reads better)
 )
 # The languages whose stop words are used, besides English (those mail capture reads).
@@ -58,7 +60,8 @@ MAX_TERMS = 40  # terms kept per customer (the most used)
 KEYWORDS = 5
 
 _DROP = re.compile(r"\S+@\S+|(?:https?://|www\.)\S+", re.IGNORECASE)
-_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*")
+# Letters only; an apostrophe splits ("l'adresse" is "l" and "adresse"; "don't" is "don", "t").
+_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|-(?=[^\W\d_]))*")
 _HAS_DIGIT = re.compile(r"\w*\d\w*")
 
 
