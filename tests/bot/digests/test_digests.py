@@ -698,8 +698,15 @@ def test_followups_digest_suggests_a_cross_sell_for_customers_with_an_open_deal(
     add_deal(db, admin, settings, no_idea.id, "Plain", amount=Decimal("700"), owner_id=rep.id)
     # A deal already about the best suggestion gets the next one instead.
     about = add_customer(db, admin, "About Co", "a@about.com", owner_id=rep.id)
-    add_deal(db, admin, settings, about.id, "add-on SEATS for About", amount=Decimal("800"),
-             owner_id=rep.id)
+    add_deal(
+        db,
+        admin,
+        settings,
+        about.id,
+        "add-on SEATS for About",
+        amount=Decimal("800"),
+        owner_id=rep.id,
+    )
     with db.transaction() as s:
         seats = Product(sku="SEATS", name="Add-on seats")
         training = Product(sku="TRAIN", name="Training")
@@ -712,21 +719,33 @@ def test_followups_digest_suggests_a_cross_sell_for_customers_with_an_open_deal(
         for customer in (big, small, theirs, about):
             s.add(
                 ProductSuggestion(
-                    run_id=run.id, customer_id=customer.id, product_id=seats.id, rank=1,
-                    score=0.5, reason=why.format(p="Add-on seats"),
+                    run_id=run.id,
+                    customer_id=customer.id,
+                    product_id=seats.id,
+                    rank=1,
+                    score=0.5,
+                    reason=why.format(p="Add-on seats"),
                 )
             )
         for customer in (big, about):
             s.add(
                 ProductSuggestion(
-                    run_id=run.id, customer_id=customer.id, product_id=training.id, rank=2,
-                    score=0.2, reason=why.format(p="Training"),
+                    run_id=run.id,
+                    customer_id=customer.id,
+                    product_id=training.id,
+                    rank=2,
+                    score=0.2,
+                    reason=why.format(p="Training"),
                 )
             )
         # An older run's suggestion for a customer the latest run suggests nothing for.
         s.add(
             ProductSuggestion(
-                run_id=old.id, customer_id=no_idea.id, product_id=training.id, rank=1, score=0.9,
+                run_id=old.id,
+                customer_id=no_idea.id,
+                product_id=training.id,
+                rank=1,
+                score=0.9,
                 reason=why.format(p="Training"),
             )
         )
@@ -747,3 +766,32 @@ def test_followups_digest_suggests_a_cross_sell_for_customers_with_an_open_deal(
     assert section.heading == "Cross-sell ideas (3)"
     short = {sec.key: sec for sec in capped.visible_sections}["cross_sell"]
     assert len(short.items) == 1 and short.more == 2 and short.see_all
+
+
+def test_segments_digest_names_the_weeks_rising_topics(db, admin, settings):
+    from crm.models import SegmentTerm
+
+    customers = [add_customer(db, admin, f"T{n}", f"t{n}@t{n}.com") for n in range(3)]
+    _scored(
+        db, customers, probabilities=[0.1] * 3, segments={0: {c.id: "Loyal" for c in customers}}
+    )
+    with db.transaction() as s:
+        runs = {}
+        for days_ago in (10, 2):
+            run = AnalyticsRun(
+                cutoff=NOW, status="done", finished_at=NOW - timedelta(days=days_ago)
+            )
+            s.add(run)
+            s.flush()
+            runs[days_ago] = run.id
+        for days_ago, counts in (
+            (10, {"invoice": 9, "renewal": 9}),
+            (2, {"invoice": 2, "outage": 8}),
+        ):
+            for term, count in counts.items():
+                s.add(SegmentTerm(run_id=runs[days_ago], segment="Loyal", term=term, count=count))
+    with db.session() as s:
+        digest = digests.build_segments_digest(s, settings, now=NOW)
+    assert _section(digest, "topics").summary == [
+        "Loyal: outage (80% of what was said, 0% the week before)"
+    ]

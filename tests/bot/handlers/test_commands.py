@@ -86,6 +86,7 @@ def test_help_lists_every_verb_with_examples(slack, fake_slack):
         "at-risk",
         "top",
         "segments",
+        "topics",
         "link",
         "unlink",
     ):
@@ -582,3 +583,38 @@ def test_the_card_lists_what_the_customer_is_likely_to_buy_next(slack, db, admin
     assert "Add-on seats &lt;extra&gt;: bought Team plan;" in card.text
     # C-11 has both already, and no rule leads from them to training.
     assert "Likely to buy next" not in slack.command(f"show #{both}").text
+
+
+def test_topics_and_the_card_say_what_customers_talk_about(slack, db, admin, settings, tmp_path):
+    from datetime import UTC, datetime
+
+    from crm.analytics.refresh import refresh
+    from crm.models import Channel, Direction, Interaction
+
+    assert "No topics yet" in slack.command("topics").text
+    ids = []
+    for n, text in enumerate(
+        [
+            "The invoice address is wrong.",
+            "Please fix the invoice address.",
+            "Where is the invoice?",
+        ]
+    ):
+        c = add_customer(db, admin, name=f"Talker {n}", email=f"t{n}@talk{n}.com")
+        ids.append(c.id)
+        with db.transaction() as session:
+            session.add(
+                Interaction(
+                    customer_id=c.id, channel=Channel.email, direction=Direction.inbound,
+                    occurred_at=datetime(2026, 11, 1, tzinfo=UTC), body=text, source="test",
+                    external_id=f"talk-{n}",
+                )
+            )  # fmt: skip
+    run_settings = settings.model_copy(update={"model_dir": str(tmp_path / "models")})
+    refresh(db, settings=run_settings, actor=admin)
+    listed = slack.command("topics").text
+    assert "What customers talk about" in listed and "invoice address" in listed
+    card = slack.command("show #%d" % ids[0]).text
+    talks = next(line for line in card.splitlines() if line.startswith("*Talks about:*"))
+    assert "invoice address" in talks
+    assert "No topics for a segment named" in slack.command("topics Nowhere").text
