@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -59,10 +59,10 @@ NOUNS_CAPITALISED = frozenset({"de"})
 MAX_TERMS = 40  # terms kept per customer (the most used)
 KEYWORDS = 5
 
-_DROP = re.compile(r"\S+@\S+|(?:https?://|www\.)\S+", re.IGNORECASE)
+# A whitespace-separated piece that is an address, a link, or holds a digit.
+_DROP = re.compile(r"\d|@|://|^www\.", re.IGNORECASE)
 # Letters only; an apostrophe splits ("l'adresse" is "l" and "adresse"; "don't" is "don", "t").
 _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|-(?=[^\W\d_]))*")
-_HAS_DIGIT = re.compile(r"\w*\d\w*")
 
 
 @cache
@@ -82,8 +82,28 @@ def stop_words() -> dict[str, frozenset[str]]:
 def words(text: str) -> list[str]:
     """The words of ``text`` as written (case kept), without links, addresses and anything
     holding a digit."""
-    text = _HAS_DIGIT.sub(" ", _DROP.sub(" ", text or ""))
-    return [w for w in _WORD.findall(text)]
+    if not text:
+        return []
+    kept = [piece for piece in text.split() if not _DROP.search(piece)]
+    return _WORD.findall(" ".join(kept))
+
+
+@cache
+def _languages_of() -> dict[str, tuple[str, ...]]:
+    """Word -> the languages it is a stop word of."""
+    index: dict[str, list[str]] = {}
+    for code, stops in stop_words().items():
+        for word in stops:
+            index.setdefault(word, []).append(code)
+    return {word: tuple(codes) for word, codes in index.items()}
+
+
+@cache
+def _stops_for(code: str | None) -> frozenset[str]:
+    """The stop words a text in ``code`` loses: English's (mail mixes it in everywhere), the
+    language's own, and the courtesy words."""
+    lists = stop_words()
+    return lists["en"] | (lists[code] if code else frozenset()) | COURTESY
 
 
 def language(lowered: Sequence[str]) -> str | None:
@@ -91,12 +111,16 @@ def language(lowered: Sequence[str]) -> str | None:
     in ten), or None."""
     if not lowered:
         return None
-    best, hits = None, 0
-    for code, stops in stop_words().items():
-        n = sum(1 for w in lowered if w in stops)
-        if n > hits:
-            best, hits = code, n
-    return best if hits >= 2 and hits * 10 >= len(lowered) else None
+    index = _languages_of()
+    hits: Counter[str] = Counter()
+    for word in lowered:
+        codes = index.get(word)
+        if codes:
+            hits.update(codes)
+    if not hits:
+        return None
+    best, n = max(hits.items(), key=lambda kv: (kv[1], kv[0] == "en"))
+    return best if n >= 2 and n * 10 >= len(lowered) else None
 
 
 @dataclass(frozen=True)
@@ -110,7 +134,7 @@ class Text:
 def extract(
     texts: Iterable[Text],
     *,
-    known_terms: frozenset[str] | set[str] = frozenset(),
+    known_terms: Callable[[set[str]], set[str]] | frozenset[str] | set[str] = frozenset(),
     own_names: Mapping[int, Iterable[str]] | None = None,
 ) -> dict[int, Counter[str]]:
     """Customer id -> term counts over their texts (see the module's description)."""
@@ -122,17 +146,18 @@ def extract(
     for ws in split:
         for w in ws:
             (capital_seen if w[:1].isupper() else lower_seen).add(w.lower())
-    names = {w for w in capital_seen - lower_seen if w not in known_terms}
+    candidates = capital_seen - lower_seen
+    known = known_terms(candidates) if callable(known_terms) else set(known_terms)
+    names = candidates - known
     out: dict[int, Counter[str]] = {}
     for item, ws in zip(batch, split, strict=True):
         lowered = [w.lower() for w in ws]
         code = language(lowered)
-        stops = stop_words()["en"] | (stop_words()[code] if code else frozenset())
+        stops = _stops_for(code)
         named = frozenset() if code in NOUNS_CAPITALISED else names
         own = {n.lower() for n in (own_names or {}).get(item.customer_id, ())}
         keep = [
-            w if (len(w) >= 3 and w not in stops and w not in COURTESY and w not in named
-                  and w not in own) else None
+            w if (len(w) >= 3 and w not in stops and w not in named and w not in own) else None
             for w in lowered
         ]  # fmt: skip
         terms: list[str] = [w for w in keep if w]

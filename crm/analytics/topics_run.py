@@ -142,9 +142,11 @@ def compute(
         if not texts:
             summary["seconds"] = round(time.perf_counter() - started, 3)
             return (TopicResults(through) if through > after else None), summary
-        batch_terms = {t for text in texts for t in topics.words(text.text)}
-        known = set(_document_counts(session, {w.lower() for w in batch_terms}))
-        new = topics.extract(texts, known_terms=known, own_names=names)
+        new = topics.extract(
+            texts,
+            known_terms=lambda words: set(_document_counts(session, words)),
+            own_names=names,
+        )
         ids = sorted(new)
         old = _stored(session, ids)
         results = TopicResults(through)
