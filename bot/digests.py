@@ -482,9 +482,11 @@ def build_churn_digest(
             else " Changes will show from the next digest on."
         )
     )
+    months = settings.value_horizon_months
     digest.notes = [
-        "Value at risk = churn risk × value at stake "
-        "(the last 12 months' purchases plus open deals)."
+        "Value at risk = churn risk × value at stake: what the customer would spend in the next "
+        f"{months} months were they to stay (the customer value model), plus open deals; for a "
+        "customer with too little history for the model, the last 12 months' purchases."
     ]
     left_out = []
     if watch.leads_left_out:

@@ -488,6 +488,10 @@ def _compute(
     t = lap("value", t)
     say("scoring churn risk" + (" (cold start: transparent score)" if model is None else ""))
     scores = churn.score(features, model, config, meta=churn_meta)
+    stake, stake_from_model = value_run.value_at_stake(
+        features.loc[scores.frame.index], values
+    )
+    scores.frame["value_at_stake"] = stake.to_numpy()
     t = lap("churn_scoring", t)
     say("running follow-up rules")
     flagged: dict[str, dict[str, int]] = {}
@@ -516,7 +520,12 @@ def _compute(
             + str(churn_meta.get("cold_start_reason"))
             + "); risk is the transparent score 1 - exp(-days since engagement / usual gap)."
         )
-    meta["value"] = {"horizon_months": settings.value_horizon_months, "customers": len(values)}
+    meta["value"] = {
+        "horizon_months": settings.value_horizon_months,
+        "customers": len(values),
+        # Scored customers whose value at stake is the model's (the others: the last 12 months).
+        "stake_from_model": stake_from_model,
+    }
     results = RunResults(cutoff, kind, started, seg, scores.frame, findings, meta, values)
     return results, model
 

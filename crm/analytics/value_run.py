@@ -64,6 +64,31 @@ def values_from_snapshot(snapshot: Snapshot, cutoff: datetime, horizon_months: i
     return value.predict_value(purchases_from_snapshot(snapshot), cutoff, weeks).frame
 
 
+# A customer the model thinks almost surely gone would otherwise get a stake many times their
+# history: P(alive) counts as at least this much.
+P_ALIVE_FLOOR = 0.1
+
+
+def value_at_stake(features: pd.DataFrame, values: pd.DataFrame) -> tuple[pd.Series, int]:
+    """What leaves with each customer of ``features`` (indexed by customer id) if they leave, and
+    for how many the value model said: their expected spend over the value horizon were they to
+    stay (the model's expected spend over its P(alive), floored at ``P_ALIVE_FLOOR``), plus
+    their open deals; where the model has no prediction (too little history), the last 12
+    months' purchases plus open deals.
+
+    Not the expected spend itself: that already counts the chance they leave, and the churn
+    digest multiplies the stake by that chance."""
+    if len(values):
+        stay = (values["spend"] / values["p_alive"].clip(lower=P_ALIVE_FLOOR)).reindex(
+            features.index
+        )
+    else:
+        stay = pd.Series(np.nan, index=features.index)
+    predicted = stay.notna()
+    base = stay.where(predicted, features["value_365"])
+    return base + features["open_deal_value"], int(predicted.sum())
+
+
 def store_values(session: Session, run_id: int, values: pd.DataFrame, horizon_months: int) -> int:
     return bulk.write_rows(
         session,

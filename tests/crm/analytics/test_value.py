@@ -8,6 +8,14 @@ import pytest
 
 from crm.analytics import value
 from crm.analytics.evaluate_value import score
+from crm.config import Settings
+from tests.crm.analytics.analytics_data import CUTOFF, customer, days, purchase
+
+
+@pytest.fixture
+def settings(db, tmp_path):
+    return Settings(_env_file=None, database_url=db.url, model_dir=str(tmp_path / "models"))  # type: ignore[call-arg]
+
 
 START = pd.Timestamp("2024-01-01")
 
@@ -88,3 +96,54 @@ def test_too_little_history_falls_back_to_purchases_times_order_value():
 def test_no_purchases_gives_an_empty_prediction():
     empty = pd.DataFrame({"customer_id": [], "date": pd.to_datetime([]), "amount": []})
     assert value.predict_value(empty, START, 52.0).frame.empty
+
+
+def test_value_at_stake_is_what_the_customer_would_spend_were_they_to_stay():
+    import pandas as pd
+
+    from crm.analytics.value_run import value_at_stake
+
+    features = pd.DataFrame(
+        {"value_365": [100.0, 1000.0, 50.0], "open_deal_value": [0.0, 0.0, 20.0]}, index=[1, 2, 3]
+    )
+    values = pd.DataFrame({"spend": [500.0, 100.0], "p_alive": [0.5, 0.01]}, index=[1, 2])
+    stake, from_model = value_at_stake(features, values)
+    # 1: 500 expected at a 50% chance of staying; 2: P(alive) floored at 10%; 3: no prediction,
+    # so last year's purchases, plus its open deal.
+    assert stake.to_dict() == {1: 1000.0, 2: 1000.0, 3: 70.0} and from_model == 2
+    # A small past buyer the model expects much from outranks a big past buyer it expects little of.
+    assert stake[1] > features["value_365"][1] and stake[2] == stake[1]
+    empty, none = value_at_stake(features, values.iloc[:0])
+    assert empty.to_dict() == {1: 100.0, 2: 1000.0, 3: 70.0} and none == 0
+
+
+def test_the_refresh_stores_the_models_stake_on_each_churn_score(db, admin, settings):
+    from sqlmodel import select
+
+    from crm.analytics.refresh import refresh
+    from crm.models import ChurnScore, CustomerValue
+
+    ids = [customer(db, f"Buyer {n}", days(400)) for n in range(6)]
+    for n, cid in enumerate(ids):
+        for k in range(2 + n):
+            purchase(db, cid, days(300 - 40 * k), str(20 + 10 * n))
+    result = refresh(db, settings=settings, actor=admin, cutoff=CUTOFF)
+    assert result.meta["value"]["stake_from_model"] > 0
+    with db.session() as s:
+        values = {
+            v.customer_id: v
+            for v in s.exec(select(CustomerValue).where(CustomerValue.run_id == result.run_id))
+        }
+        scores = {
+            c.customer_id: c
+            for c in s.exec(select(ChurnScore).where(ChurnScore.run_id == result.run_id))
+        }
+    checked = 0
+    for cid, churn in scores.items():
+        if cid in values:
+            v = values[cid]
+            assert churn.value_at_stake == pytest.approx(
+                v.expected_spend / max(v.p_alive, 0.1), rel=1e-3, abs=0.02
+            )
+            checked += 1
+    assert checked > 0
