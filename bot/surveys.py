@@ -102,7 +102,7 @@ class SurveySender:
                     session,
                     customer_id=d.customer_id,
                     email=d.email,
-                    trigger="support_reply",
+                    trigger=d.trigger,
                     thread_key=d.thread_key,
                     min_days=s.csat_min_days,
                     link_days=s.csat_link_days,

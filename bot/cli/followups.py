@@ -23,6 +23,13 @@ def followup_add(
     note: Annotated[list[str] | None, typer.Argument()] = None,
     owner: Annotated[str | None, typer.Option()] = None,
     deal: Annotated[int | None, typer.Option()] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="sales, or service (a done service follow-up may bring a satisfaction survey).",
+        ),
+    ] = "sales",
     json_out: JsonOpt = False,
 ) -> None:
     """Schedule a follow-up with a customer."""
@@ -39,6 +46,7 @@ def followup_add(
             note=" ".join(note or []),
             owner_id=common.user_id(session, owner),
             deal_id=deal,
+            kind=kind,
         )
         data = common.plain(follow_up)
     if json_out:

@@ -209,6 +209,7 @@ def follow_up(
                 note=_text(values, "note"),
                 actor=actor,
                 tz=tz,
+                kind=_selected(values, "kind") or "sales",
             ),
         )
     except CRMError as err:

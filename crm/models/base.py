@@ -111,6 +111,14 @@ class Direction(StrEnum):
     internal = "internal"
 
 
+class FollowUpKind(StrEnum):
+    """What a follow-up is about: selling, or serving a customer (a done "service" follow-up
+    may bring a satisfaction survey)."""
+
+    sales = "sales"
+    service = "service"
+
+
 class FollowUpStatus(StrEnum):
     open = "open"
     done = "done"

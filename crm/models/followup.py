@@ -7,7 +7,14 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import NEVER_REUSE_IDS, FollowUpStatus, enum_type, utc_column, utcnow
+from crm.models.base import (
+    NEVER_REUSE_IDS,
+    FollowUpKind,
+    FollowUpStatus,
+    enum_type,
+    utc_column,
+    utcnow,
+)
 
 
 # The table. due_at always holds the next time it is due (a snooze moves it).
@@ -26,6 +33,11 @@ class FollowUp(SQLModel, table=True):
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     due_at: datetime = Field(sa_column=utc_column())
     note: str = Field(default="", sa_type=sa.String(2000))
+    kind: FollowUpKind = Field(
+        default=FollowUpKind.sales,
+        sa_type=enum_type(FollowUpKind, 16),
+        sa_column_kwargs={"server_default": FollowUpKind.sales.value},
+    )
     status: FollowUpStatus = Field(
         default=FollowUpStatus.open, sa_type=enum_type(FollowUpStatus, 16)
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from crm.models import Customer, Deal, FollowUp, FollowUpStatus, utcnow
+from crm.models import Customer, Deal, FollowUp, FollowUpKind, FollowUpStatus, utcnow
 from crm.services.actor import Actor
 from crm.services.audit import record_event, snapshot
 from crm.services.customers import check_owner, get_customer
@@ -48,8 +48,16 @@ def create_follow_up(
     owner_id: int | None = None,
     deal_id: int | None = None,
     now: datetime | None = None,
+    kind: FollowUpKind | str = FollowUpKind.sales,
 ) -> FollowUp:
     actor.require_write()
+    try:
+        kind = FollowUpKind(kind)
+    except ValueError:
+        raise CRMError(
+            f"{kind!r} is not a kind of follow-up.",
+            hint="Use " + " or ".join(k.value for k in FollowUpKind) + ".",
+        ) from None
     customer = get_customer(session, customer_id)
     owner = follow_up_owner(customer, owner_id, actor)
     if owner_id is not None:
@@ -73,6 +81,7 @@ def create_follow_up(
         owner_id=owner,
         due_at=due_at,
         note=clean_text(note, field="note", max_length=2000) or "",
+        kind=kind,
     )
     session.add(follow_up)
     session.flush()

@@ -21,6 +21,9 @@ from crm.models import (
     ContactPoint,
     Customer,
     Direction,
+    FollowUp,
+    FollowUpKind,
+    FollowUpStatus,
     Interaction,
     Survey,
     utcnow,
@@ -39,15 +42,17 @@ LOOKBACK = timedelta(days=7)  # threads answered longer ago than delay + this ar
 @dataclass(frozen=True)
 class Due:
     customer_id: int
-    thread_key: str
+    thread_key: str | None
     email: str
+    trigger: str = "support_reply"  # or "service_follow_up"
 
 
 def due_surveys(
     session: Session, *, now: datetime, delay: timedelta, min_days: int, limit: int = 200
 ) -> list[Due]:
     """Customers whose latest email thread ends with our reply, quiet for ``delay``, after a
-    message of theirs; none surveyed in the last ``min_days``."""
+    message of theirs, and customers whose "service" follow-up was done in the last week (the
+    thread ones first); none surveyed in the last ``min_days``."""
     i = Interaction
     last = (
         sa.select(col(i.thread_key), sa.func.max(col(i.occurred_at)).label("last_at"))
@@ -67,22 +72,35 @@ def due_surveys(
         .where(col(i.direction) == Direction.outbound, col(i.source) != "campaign")
         .order_by(col(i.occurred_at))
     ).all()
+    served = session.execute(
+        sa.select(col(FollowUp.customer_id), sa.literal(None))
+        .where(
+            col(FollowUp.kind) == FollowUpKind.service,
+            col(FollowUp.status) == FollowUpStatus.done,
+            col(FollowUp.completed_at) <= now,
+            col(FollowUp.completed_at) > now - LOOKBACK,
+        )
+        .order_by(col(FollowUp.completed_at))
+    ).all()
     out: list[Due] = []
     seen: set[int] = set()
     since = now - timedelta(days=min_days)
-    for customer_id, thread_key in rows:
+    for customer_id, thread_key in [*rows, *served]:
         if customer_id in seen:
             continue
         seen.add(customer_id)
-        asked = session.exec(
-            select(Interaction.id)
-            .where(
-                Interaction.thread_key == thread_key,
-                col(Interaction.direction) == Direction.inbound,
-            )
-            .limit(1)
-        ).first()
-        if asked is None or recently_surveyed(session, customer_id, since):
+        if thread_key is not None:
+            asked = session.exec(
+                select(Interaction.id)
+                .where(
+                    Interaction.thread_key == thread_key,
+                    col(Interaction.direction) == Direction.inbound,
+                )
+                .limit(1)
+            ).first()
+            if asked is None:
+                continue
+        if recently_surveyed(session, customer_id, since):
             continue
         email = session.exec(
             select(ContactPoint.value)
@@ -92,7 +110,8 @@ def due_surveys(
             .order_by(col(ContactPoint.id))
         ).first()
         if email:
-            out.append(Due(customer_id, thread_key, email))
+            trigger = "support_reply" if thread_key is not None else "service_follow_up"
+            out.append(Due(customer_id, thread_key, email, trigger))
         if len(out) >= limit:
             break
     return out

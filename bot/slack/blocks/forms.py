@@ -167,6 +167,10 @@ def log_note_modal(customer: Customer) -> dict[str, Any]:
 
 
 def follow_up_modal(customer: Customer) -> dict[str, Any]:
+    kinds = [
+        option("Sales", "sales"),
+        option("Service (may bring a satisfaction survey)", "service"),
+    ]
     return modal(
         ids.FORM_FOLLOW_UP,
         "Follow up",
@@ -174,6 +178,13 @@ def follow_up_modal(customer: Customer) -> dict[str, Any]:
             section(f"Follow up with *{esc(customer_label(customer))}*"),
             _text_input("when", "When", placeholder="tomorrow 9am, in 3 days, next friday"),
             _text_input("note", "Note", optional=True, multiline=True),
+            InputBlock(
+                block_id="kind",
+                label="Kind",
+                element=StaticSelectElement(
+                    action_id="value", options=kinds, initial_option=kinds[0]
+                ),
+            ),
         ],
         private_metadata=json.dumps({"customer_id": customer.id}),
     )

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("cli_timezone")
         (("deal", "move", "42", "won"), "no deal #42"),
         (("customer", "update", "jane@acme.com", "colour=blue"), "Cannot read"),
         (("followup", "add", "jane@acme.com", "when pigs fly"), "could not read"),
+        (("followup", "add", "jane@acme.com", "tomorrow", "--kind", "party"), "not a kind"),
         (("log", "jane@acme.com", "hi", "--channel", "fax"), "not a channel"),
         (("user", "role", "jane@acme.com", "king"), "No user"),
     ],

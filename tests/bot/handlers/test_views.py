@@ -88,7 +88,11 @@ def test_note_and_follow_up_forms(slack, db, admin, fake_slack):
     assert "when" in json.loads(body)["errors"], body
     status, body = slack.submit(
         "follow_up",
-        {"when": {"value": {"value": "in 3 days"}}, "note": {"value": {"value": "check in"}}},
+        {
+            "when": {"value": {"value": "in 3 days"}},
+            "note": {"value": {"value": "check in"}},
+            "kind": {"value": {"selected_option": {"value": "service"}}},
+        },
         private_metadata=meta,
         user="UREP00001",
     )
@@ -102,6 +106,7 @@ def test_note_and_follow_up_forms(slack, db, admin, fake_slack):
         fu = session.exec(select(FollowUp)).one()
     assert note.channel == "call" and note.body == "Discussed <pricing>"
     assert fu.note == "check in" and fu.due_at > utcnow() + timedelta(days=2)
+    assert fu.kind == "service"
 
 
 def test_a_deal_from_the_form_belongs_to_the_customers_owner(slack, db, admin, people):

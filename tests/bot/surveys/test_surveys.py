@@ -230,3 +230,45 @@ def test_the_card_shows_the_latest_score_and_trend_and_the_digest_lists_low_scor
     [section] = [s for s in digest.sections if s.key == "low_csat"]
     assert [i.title for i in section.items] == ["Jane Doe"]
     assert "Rated 2/5: slow answers" in render_text(digest)
+
+
+def test_a_done_service_follow_up_brings_one_survey_and_a_sales_one_none(db, admin, smtp_server):
+    from crm.models import FollowUp, FollowUpKind
+    from crm.services import followups as followup_svc
+
+    settings = _settings(db, smtp_server, csat_enabled=True)
+    served = add_customer(db, admin, "Sam Served", "sam@served.com")
+    sold = add_customer(db, admin, "Sal Sold", "sal@sold.com")
+    ids = {}
+    with db.transaction() as s:
+        for customer, kind in ((served, "service"), (sold, "sales")):
+            f = followup_svc.create_follow_up(
+                s, customer_id=customer.id, when="tomorrow 9am", actor=admin, tz="UTC", kind=kind
+            )
+            ids[kind] = f.id
+    assert SurveySender(settings, db).tick() == []  # not done yet
+    with db.transaction() as s:
+        for f in ids.values():
+            followup_svc.complete_follow_up(s, follow_up_id=f, actor=admin)
+    sent = SurveySender(settings, db).tick()
+    assert [(x.email, x.status) for x in sent] == [("sam@served.com", "sent")]
+    [(rcpts, _msg)] = smtp_server.recorder.messages
+    assert rcpts == ["sam@served.com"]
+    with db.session() as s:
+        [survey] = s.exec(select(Survey)).all()
+        assert survey.trigger == "service_follow_up" and survey.thread_key is None
+        assert s.get(FollowUp, ids["service"]).kind == FollowUpKind.service
+    # A second service follow-up done within CRM_CSAT_MIN_DAYS brings no second survey.
+    with db.transaction() as s:
+        again = followup_svc.create_follow_up(
+            s, customer_id=served.id, when="tomorrow 9am", actor=admin, tz="UTC", kind="service"
+        )
+        followup_svc.complete_follow_up(s, follow_up_id=again.id, actor=admin)
+    assert SurveySender(settings, db).tick() == []
+    assert len(smtp_server.recorder.messages) == 1
+    # Off: nothing, whatever is done.
+    assert SurveySender(_settings(db, smtp_server), db).tick() == []
+    with db.transaction() as s, pytest.raises(CRMError, match="not a kind of follow-up"):
+        followup_svc.create_follow_up(
+            s, customer_id=sold.id, when="tomorrow 9am", actor=admin, tz="UTC", kind="party"
+        )
