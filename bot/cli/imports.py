@@ -68,6 +68,11 @@ def _run_import(ctx: typer.Context, path: Path, kind: str, json_out: bool) -> No
             if kind == "transactions"
             else ""
         )
+        if result.attached:
+            extra += (
+                f", {plural(result.attached, 'row')} attached to the customer already holding "
+                "its phone under a like name"
+            )
         common.console.print(
             f"Imported {kind} from {path.name}: {plural(result.rows, 'row')}, "
             f"{result.created:,} added, {result.skipped:,} already there{extra}."

@@ -35,11 +35,13 @@ from crm.models import (
 )
 from crm.services import bulk
 from crm.services.actor import Actor
+from crm.services.audit import record_event
 from crm.services.customers import ADDRESS_FIELDS, clean_address
 from crm.services.errors import CRMError
 from crm.services.normalise import (
     clean_text,
     company_domain,
+    name_key,
     normalise_currency,
     normalise_domain,
     normalise_email,
@@ -103,6 +105,7 @@ class ImportResult:
     created: int = 0
     skipped: int = 0
     customers_created: int = 0
+    attached: int = 0  # rows found to be a customer already there (see ``attach_rows``)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -110,6 +113,7 @@ class ImportResult:
             "created": self.created,
             "skipped": self.skipped,
             "customers_created": self.customers_created,
+            "attached": self.attached,
         }
 
 
@@ -296,6 +300,84 @@ def _existing(session: Session, column: Any, values: set[str]) -> dict[str, int]
     return found
 
 
+# A row whose phone belongs to a customer already is that customer when the names are at least
+# this alike (rapidfuzz token-sort ratio of the normalised names, 0-100).
+ATTACH_NAME_SIMILARITY = 90.0
+
+
+def _phone_holders(session: Session, phones: set[str]) -> dict[str, int]:
+    """Map of phone number -> the customer holding it, for numbers stored already."""
+    holders: dict[str, int] = {}
+    listed = sorted(phones)
+    for start in range(0, len(listed), 2_000):
+        stmt = sa.select(
+            ContactPoint.value, ContactPoint.customer_id
+        ).where(  # type: ignore[call-overload]
+            ContactPoint.kind == ContactKind.phone,
+            col(ContactPoint.value).in_(listed[start : start + 2_000]),
+        )
+        holders.update({v: cid for v, cid in session.execute(stmt)})
+    return holders
+
+
+def attach_rows(
+    session: Session,
+    rows: list[tuple[dict[str, Any], str | None, str | None]],
+    *,
+    actor: Actor,
+    source: str,
+    min_similarity: float = ATTACH_NAME_SIMILARITY,
+) -> tuple[list[tuple[dict[str, Any], str | None, str | None]], int]:
+    """(the rows that are new customers, how many were attached). A row whose phone number a
+    customer has already, under a name at least ``min_similarity`` alike, is that customer:
+    its email is added to them instead of a second customer being made, with an audit event
+    naming both and why. (A phone held under another name stays an error of the file.)"""
+    from rapidfuzz import fuzz
+
+    phones = {p for _, _, p in rows if p}
+    if not phones:
+        return rows, 0
+    holders = _phone_holders(session, phones)
+    names = {
+        cid: (name, key)
+        for cid, name, key in session.execute(
+            sa.select(Customer.id, Customer.name, Customer.name_key).where(  # type: ignore[call-overload]
+                col(Customer.id).in_(set(holders.values()))
+            )
+        )
+    }
+    fresh: list[tuple[dict[str, Any], str | None, str | None]] = []
+    attached = 0
+    for row, email, phone in rows:
+        holder = holders.get(phone) if phone else None
+        if holder is None or holder not in names:
+            fresh.append((row, email, phone))
+            continue
+        alike = fuzz.token_sort_ratio(name_key(row["name"]), names[holder][1] or "")
+        if alike < min_similarity:
+            fresh.append((row, email, phone))
+            continue
+        if email:
+            bulk.insert_contact_points(
+                session, [{"customer_id": holder, "kind": ContactKind.email.value, "value": email}]
+            )
+        record_event(
+            session,
+            actor=actor,
+            action="attach",
+            entity="customer",
+            entity_id=holder,
+            after={
+                "source": source,
+                "name": row["name"],
+                "email": email,
+                "reasons": f"same phone; names {alike:.0f}% alike",
+            },
+        )
+        attached += 1
+    return fresh, attached
+
+
 def import_customers(
     session: Session, file: TextIO, *, actor: Actor, progress: Progress | None = None
 ) -> ImportResult:
@@ -394,6 +476,15 @@ def import_customers(
         and not (c["external_id"] and c["external_id"] in taken_ids)
     ]
     result.skipped += len(parsed) - len(fresh)
+    fresh, result.attached = attach_rows(session, fresh, actor=actor, source="import:customers")
+    phones = Counter(p for _, _, p in fresh if p)
+    taken = {p for p, n in phones.items() if n > 1} | set(_phone_holders(session, set(phones)))
+    if taken:
+        raise CRMError(
+            f"The phone number {sorted(taken)[0]} belongs to two customers: the file gives it to "
+            "another name than the customer who has it, or to two rows.",
+            hint="Give the row the customer's own name to add it to them, or leave the phone out.",
+        )
     ids = (
         bulk.insert_customers(
             session, [c for c, _, _ in fresh], actor=actor, label="import:customers"
@@ -411,10 +502,7 @@ def import_customers(
         for cid, (_, _, p) in zip(ids, fresh, strict=True)
         if p
     ]
-    try:
-        bulk.insert_contact_points(session, points)
-    except sa.exc.IntegrityError:
-        raise CRMError("A phone number in the file belongs to another customer already.") from None
+    bulk.insert_contact_points(session, points)
     result.created = result.customers_created = len(ids)
     if progress:
         progress(result.rows)

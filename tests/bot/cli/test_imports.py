@@ -142,3 +142,35 @@ def test_import_products_then_transactions_with_line_items(crmbot, tmp_path):
     baskets.write_text("customer_id,date,amount,product,quantity\nC-1,2026-01-03,10,P-1,-1\n")
     code, _, err = crmbot("import", "transactions", str(baskets))
     assert code == 2 and "Line 2: The quantity '-1' is not a whole number" in err
+
+
+def test_a_row_with_a_known_phone_and_a_like_name_is_attached_not_made_twice(crmbot, db, tmp_path):
+    from sqlmodel import select
+
+    from crm.models import AuditEvent, ContactPoint, Customer
+
+    first = tmp_path / "first.csv"
+    first.write_text("name,email,phone\nJane Doe,jane@acme.com,+49 30 1234567\n")
+    assert crmbot("import", "customers", str(first))[0] == 0
+    second = tmp_path / "second.csv"
+    second.write_text(
+        "name,email,phone\n"
+        "Doe Jane,jane.doe@gmail.com,+49 (30) 1234-567\n"  # the same person, a new address
+        "Ben Other,ben@other.com,\n"
+    )
+    code, out, _ = crmbot("import", "customers", str(second), "--json")
+    assert code == 0 and json.loads(out) | {"rows": 2} == {
+        "rows": 2, "created": 1, "skipped": 0, "customers_created": 1, "attached": 1,
+    }  # fmt: skip
+    with db.session() as s:
+        [jane] = s.exec(select(Customer).where(Customer.name == "Jane Doe")).all()
+        emails = set(s.exec(select(ContactPoint.value).where(ContactPoint.customer_id == jane.id)))
+        assert {"jane@acme.com", "jane.doe@gmail.com"} <= emails
+        assert len(s.exec(select(Customer)).all()) == 2
+        event = s.exec(select(AuditEvent).where(AuditEvent.action == "attach")).one()
+    assert event.entity_id == str(jane.id) and event.after["reasons"].startswith("same phone")
+    # The same phone under another name is not the same person: the file is refused, as before.
+    third = tmp_path / "third.csv"
+    third.write_text("name,email,phone\nBob Stranger,bob@x.com,+49 30 1234567\n")
+    code, _, err = crmbot("import", "customers", str(third))
+    assert code == 2 and "+49301234567 belongs to two customers" in err
