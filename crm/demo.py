@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from crm.config import LOST_STAGE, WON_STAGE, Settings
@@ -373,7 +374,12 @@ def demo_exists(session: Session, seed: int) -> bool:
 
     from crm.models import User
 
-    return session.exec(select(User.id).where(User.email == f"admin+demo-{seed}@{TEAM_DOMAIN}")).first() is not None
+    return (
+        session.exec(
+            select(User.id).where(User.email == f"admin+demo-{seed}@{TEAM_DOMAIN}")
+        ).first()
+        is not None
+    )
 
 
 def _slug(text: str) -> str:
@@ -705,7 +711,51 @@ def generate_demo(
     if follow_ups:
         bulk.insert_follow_ups(session, follow_ups, actor=actor, label=tag)
     summary.follow_ups = len(follow_ups)
+    summary.extra["surveys"] = _surveys(session, seed, customer_ids, profiles, now)
     return summary
+
+
+def _surveys(
+    session: Session,
+    seed: int,
+    customer_ids: list[int],
+    profiles: list[dict[str, Any]],
+    now: datetime,
+) -> int:
+    """Answered satisfaction surveys for about a third of the paying customers, one to three
+    each, while they were still buying. Customers on their way out (those who go quiet or
+    churn later) rate lower on average, as in life; every rating is given before the customer
+    goes quiet, so none is read off what happens after it. Their own random stream, so the
+    rest of the demo is the same with or without them."""
+    from crm.models import Survey
+
+    rng = random.Random(seed * 7919 + 17)
+    rows: list[dict[str, Any]] = []
+    for cid, profile in zip(customer_ids, profiles, strict=True):
+        if profile["status"] == "lead" or rng.random() > 0.35:
+            continue
+        leaving = profile["quiet_after"] is not None
+        end = profile["quiet_after"] or now
+        span = (end - profile["joined"]).total_seconds()
+        if span < 86_400 * 14:
+            continue
+        weights = [20, 25, 25, 18, 12] if leaving else [4, 8, 20, 35, 33]
+        for _ in range(rng.randint(1, 3)):
+            answered = profile["joined"] + timedelta(seconds=rng.uniform(0.2, 0.95) * span)
+            rows.append(
+                {
+                    "customer_id": cid,
+                    "trigger": "support_reply",
+                    "status": "answered",
+                    "created_at": answered - timedelta(hours=rng.uniform(1, 72)),
+                    "expires_at": answered + timedelta(days=14),
+                    "answered_at": answered,
+                    "rating": rng.choices([1, 2, 3, 4, 5], weights=weights)[0],
+                }
+            )
+    if rows:
+        session.execute(sa.insert(Survey.__table__), rows)  # type: ignore[attr-defined]
+    return len(rows)
 
 
 def _purchase_lines(

@@ -523,6 +523,13 @@ def _reason_tenure(r: Any) -> str | None:
     return f"new customer ({_plural(_days(r['tenure_days']), 'day')})"
 
 
+def _reason_satisfaction(r: Any) -> str | None:
+    latest = r["satisfaction_latest"]
+    if latest != latest or latest > 2:  # NaN (never rated) or not a low score
+        return None
+    return f"rated us {int(latest)}/5 in their last survey"
+
+
 # Feature groups: reset together to the median to see how much they push the risk.
 REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] = {
     "recency": (("recency_days", "overdue_ratio", "days_since_engagement"), _reason_recency),
@@ -576,6 +583,7 @@ REASON_GROUPS: dict[str, tuple[tuple[str, ...], Callable[[Any], str | None]]] = 
     ),
     "follow_ups": (("overdue_follow_ups",), _reason_follow_ups),
     "tenure": (("tenure_days", "first_purchase_days"), _reason_tenure),
+    "satisfaction": (("satisfaction_latest", "satisfaction_mean"), _reason_satisfaction),
 }
 
 
@@ -584,7 +592,7 @@ REASON_COLUMNS: tuple[str, ...] = (
     "recency_days", "avg_purchase_gap_days", "purchases_90", "purchases_prev_90", "value_90",
     "value_prev_90", "purchase_days", "days_since_inbound", "unanswered_inbound",
     "unanswered_days", "days_since_outbound", "interactions_90", "interactions_prev_90",
-    "lost_deals_90", "won_deals", "overdue_follow_ups", "tenure_days",
+    "lost_deals_90", "won_deals", "overdue_follow_ups", "tenure_days", "satisfaction_latest",
 )  # fmt: skip
 
 

@@ -377,3 +377,90 @@ def evaluate_demo(
             )
         finally:
             db.dispose()
+
+
+@dataclass
+class SatisfactionEvaluation:
+    """The churn model trained with and without survey ratings on the same demo data."""
+
+    customers: int
+    rated: int  # customers scored who have a rating before the cutoff
+    with_ratings: Row
+    without_ratings: Row
+    auc_gap: tuple[float, float, float]  # (with - without, 95% interval low, high)
+    average_precision_gap: tuple[float, float, float]
+
+    @property
+    def helps(self) -> bool:
+        """Ratings help when both measures rise and the AUC rise's interval is above zero."""
+        return (
+            self.with_ratings.auc > self.without_ratings.auc
+            and self.with_ratings.average_precision > self.without_ratings.average_precision
+            and self.auc_gap[1] > 0
+        )
+
+
+def evaluate_satisfaction(
+    *, settings: Settings, customers: int = 20_000, seed: int = 42, progress: Progress | None = None
+) -> SatisfactionEvaluation:
+    """Whether survey ratings help the churn model on demo data: the same split and labels as
+    ``evaluate_demo``, the model trained once with the customers' ratings and once with them
+    hidden (the features then say "never rated" for everyone), each scored on the holdout."""
+    import dataclasses
+
+    from crm.analytics.features import no_surveys
+    from crm.analytics.refresh import churn_config
+    from crm.demo import generate_demo
+
+    say = progress or (lambda _m: None)
+    anchor = date(2026, 1, 1)
+    end = datetime.combine(anchor, time(0), tzinfo=UTC)
+    cutoff = end - timedelta(days=settings.churn_horizon_days)
+    config = churn_config(settings)
+    with tempfile.TemporaryDirectory(prefix="crmbot-eval-") as tmp:
+        db = _scratch_db(Path(tmp))
+        try:
+            say(f"generating {customers:,} demo customers")
+            with db.transaction() as session:
+                generate_demo(
+                    session, settings=settings, customers=customers, seed=seed, anchor=anchor
+                )
+            with db.session() as session:
+                say("reading the store")
+                snapshot = read_snapshot(session, cutoff)
+                holdout = read_snapshot(session, end)
+        finally:
+            db.dispose()
+    came_back = engaged_between(holdout, cutoff, end, purchases_only=False)
+    rows: dict[str, Row] = {}
+    scores: dict[str, np.ndarray] = {}
+    y: np.ndarray | None = None
+    rated = 0
+    for name, snap in (
+        ("with ratings", snapshot),
+        ("without ratings", dataclasses.replace(snapshot, surveys=no_surveys())),
+    ):
+        say(f"training the churn model {name}")
+        model, meta = churn.train(snap, cutoff, config, progress=say)
+        if model is None:
+            raise RuntimeError(f"not enough history to train: {meta.get('cold_start_reason')}")
+        features = features_at(snap, cutoff)
+        features = features[features["frequency"] > 0]
+        y = features.index.isin(holdout.customer_id[came_back]).astype(int)
+        if name == "with ratings":
+            rated = int(features["satisfaction_latest"].notna().sum())
+        scores[name] = 1 - model.predict(features)
+        rows[name] = _row(name, y, scores[name], meta["model"])
+    assert y is not None
+    gaps = {
+        metric: paired_gap(y, scores["with ratings"], scores["without ratings"], fn)
+        for metric, fn in (("auc", roc_auc_score), ("average_precision", average_precision_score))
+    }
+    return SatisfactionEvaluation(
+        customers=len(y),
+        rated=rated,
+        with_ratings=rows["with ratings"],
+        without_ratings=rows["without ratings"],
+        auc_gap=gaps["auc"],
+        average_precision_gap=gaps["average_precision"],
+    )

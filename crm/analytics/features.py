@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -50,6 +50,8 @@ CHANNELS = tuple(c.value for c in Channel)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Columns the models learn from (identifiers, owner and raw times stay out).
+# Survey ratings, where a customer has any (NaN otherwise).
+SATISFACTION_FEATURES: tuple[str, ...] = ("satisfaction_latest", "satisfaction_mean")
 MODEL_FEATURES: tuple[str, ...] = (
     "recency_days",
     "frequency",
@@ -87,6 +89,7 @@ MODEL_FEATURES: tuple[str, ...] = (
     "lost_deals_90",
     "open_deal_value",
     "overdue_follow_ups",
+    *SATISFACTION_FEATURES,
 )
 
 
@@ -132,6 +135,8 @@ class Snapshot:
     events: Events
     deals: dict[str, np.ndarray]  # customer (position), created_at, closed_at, status, amount
     follow_ups: dict[str, np.ndarray]  # customer (position), created_at, due_at, done, completed_at
+    # Answered satisfaction surveys: customer (position), answered_at, rating (1-5).
+    surveys: dict[str, np.ndarray] = field(default_factory=lambda: no_surveys())
 
     def __len__(self) -> int:
         return len(self.customer_id)
@@ -158,6 +163,7 @@ class Snapshot:
             events=events,
             deals=rows(self.deals),
             follow_ups=rows(self.follow_ups),
+            surveys=rows(self.surveys),
         )
 
 
@@ -225,6 +231,14 @@ def read_snapshot(bind: Session | sa.Connection, until: datetime, *, readers: in
     follow_ups["customer"] = _place(ids, follow_ups.pop("customer_id"))
     follow_ups["done"] = follow_ups.pop("status") == 0
     follow_ups = {k: v[follow_ups["customer"] >= 0] for k, v in follow_ups.items()}
+    surveys = read_columns(
+        conn,
+        "surveys",
+        [Column("customer_id", "int"), Column("answered_at", "time"), Column("rating", "int")],
+        f"answered_at IS NOT NULL AND rating IS NOT NULL AND answered_at < {before}",
+    )  # fmt: skip
+    surveys["customer"] = _place(ids, surveys.pop("customer_id"))
+    surveys = {k: v[surveys["customer"] >= 0] for k, v in surveys.items()}
     owner = customers["owner_id"][order].astype(np.float64)
     owner[owner < 0] = np.nan
     return Snapshot(
@@ -236,6 +250,7 @@ def read_snapshot(bind: Session | sa.Connection, until: datetime, *, readers: in
         events=events,
         deals=deals,
         follow_ups=follow_ups,
+        surveys=surveys,
     )
 
 
@@ -319,12 +334,16 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
 
     def latest(mask: np.ndarray | None) -> np.ndarray:
         out = np.full(n, NEVER_BEFORE, dtype=np.int64)
-        np.maximum.at(out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask])
+        np.maximum.at(
+            out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask]
+        )
         return out
 
     def earliest(mask: np.ndarray | None) -> np.ndarray:
         out = np.full(n, NEVER_AFTER, dtype=np.int64)
-        np.minimum.at(out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask])
+        np.minimum.at(
+            out, who if mask is None else who[mask], ev.at if mask is None else ev.at[mask]
+        )
         return out
 
     last_any = latest(None)
@@ -366,6 +385,7 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
     cols["first_unanswered_at"] = _epoch(earliest(waiting), NEVER_AFTER)
     cols.update(_deal_columns(snapshot.deals, c, n))
     cols.update(_follow_up_columns(snapshot.follow_ups, c, n))
+    cols.update(_satisfaction_columns(snapshot.surveys, c, n))
     frame = pd.DataFrame(cols, index=pd.Index(snapshot.customer_id, name="customer_id"))
     return _derived(frame, cutoff)
 
@@ -373,7 +393,9 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
 def _deal_columns(deals: dict[str, np.ndarray], c: int, n: int) -> dict[str, np.ndarray]:
     """Deals as they stood at the cutoff: a deal closed later was still open then."""
     made = deals["created_at"] < c
-    who, closed, status, amount = (deals[k][made] for k in ("customer", "closed_at", "status", "amount"))
+    who, closed, status, amount = (
+        deals[k][made] for k in ("customer", "closed_at", "status", "amount")
+    )
     closed_before = closed < c
     won = closed_before & (status == DEAL_STATUSES.index("won"))
     lost = closed_before & (status == DEAL_STATUSES.index("lost"))
@@ -398,7 +420,32 @@ def _follow_up_columns(follow_ups: dict[str, np.ndarray], c: int, n: int) -> dic
     f = follow_ups
     not_done = ~f["done"] | (f["completed_at"] >= c)
     overdue = (f["created_at"] < c) & (f["due_at"] < c) & not_done
-    return {"overdue_follow_ups": np.bincount(f["customer"][overdue], minlength=n).astype(np.float64)}
+    return {
+        "overdue_follow_ups": np.bincount(f["customer"][overdue], minlength=n).astype(np.float64)
+    }
+
+
+def no_surveys() -> dict[str, np.ndarray]:
+    empty = np.zeros(0, dtype=np.int64)
+    return {"customer": empty, "answered_at": empty, "rating": empty}
+
+
+def _satisfaction_columns(surveys: dict[str, np.ndarray], c: int, n: int) -> dict[str, np.ndarray]:
+    """The latest survey rating before the cutoff and the mean of all of them; NaN for a
+    customer never rated (missing is not a low score)."""
+    before = surveys["answered_at"] < c
+    who, at, rating = (surveys[k][before] for k in ("customer", "answered_at", "rating"))
+    latest = np.full(n, np.nan)
+    mean = np.full(n, np.nan)
+    if len(who):
+        order = np.lexsort((at, who))  # by customer, then time: each customer's last is latest
+        last = order[np.r_[np.flatnonzero(np.diff(who[order])), len(order) - 1]]
+        latest[who[last]] = rating[last]
+        count = np.bincount(who, minlength=n)
+        total = np.bincount(who, weights=rating.astype(np.float64), minlength=n)
+        rated = count > 0
+        mean[rated] = total[rated] / count[rated]
+    return {"satisfaction_latest": latest, "satisfaction_mean": mean}
 
 
 def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
