@@ -296,6 +296,8 @@ def _reason_action(reason: insights.Reason) -> str | None:
         if first == 0:
             return "Book a check-in call: nobody has talked with them in 90 days."
         return f"Book a check-in call: only {_plural(first, 'interaction')} with them in 90 days."
+    if reason.kind == "satisfaction" and first is not None:
+        return f"Call them about it: they rated us {first}/5 in their last survey."
     if reason.kind == "won_deal_only":
         return "Propose their first order: the won deal is all they have bought so far."
     if reason.kind == "tenure" and first is not None:

@@ -478,6 +478,7 @@ _REASON_PATTERNS: tuple[tuple[str, re.Pattern[str], tuple[int, ...]], ...] = (
     ("activity_low", re.compile(r"no interactions in 90 days"), (0,)),
     ("won_deal_only", re.compile(r"no purchase besides (\d+) won deals?"), ()),
     ("tenure", re.compile(r"new customer \((\d+) days?\)"), ()),
+    ("satisfaction", re.compile(r"rated us (\d+)/5 in their last survey"), ()),
     ("method", re.compile(r"cold start: "), ()),
 )
 

@@ -76,6 +76,7 @@ def test_every_reason_the_churn_model_writes_is_read_back_as_its_kind():
         "days_since_inbound": 50.0, "unanswered_inbound": 2, "unanswered_days": 21.0,
         "days_since_outbound": 45.0, "interactions_90": 1, "interactions_prev_90": 5,
         "lost_deals_90": 1, "overdue_follow_ups": 3, "tenure_days": 30.0,
+        "satisfaction_latest": 2.0,
     }  # fmt: skip
     variants = [
         {},
