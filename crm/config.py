@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     # --- end digests ---
 
     # --- Security and the data's life ---
+    # Encryption at rest: comma-separated Fernet keys; the first encrypts, all decrypt
+    # (`crmbot keys generate` makes one, `crmbot keys rotate` re-encrypts under the first).
+    # Unset: personal data is stored unencrypted (crmbot says so at start-up).
+    encryption_keys: SecretStr | None = None
     # Key for keyed hashes (HMAC) of forgotten addresses; unset: a random key the store makes
     # and keeps itself (a copy of the database then holds the key too).
     hmac_key: SecretStr | None = None

@@ -132,6 +132,9 @@ def run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         state.settings, state.db, [scheduler_factory, poller_component, slack_component]
     )
     runtime.start()
+    from crm import crypto
+
+    crypto.warn_if_plain()  # personal data without encryption: said at every start
     names = [c.name for c in runtime.components]
     if json_out:
         off = [{"name": n.name, "reason": n.reason} for n in runtime.disabled]

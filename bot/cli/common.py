@@ -69,6 +69,9 @@ class State:
         from crm.config import get_settings
 
         settings = get_settings(**self.overrides)
+        from crm import crypto
+
+        crypto.configure(settings)
         logging.basicConfig(
             level=logging.DEBUG
             if self.verbose

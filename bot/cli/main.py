@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "bot.cli.audit": ("audit",),
     "bot.cli.backups": ("backup", "restore"),
     "bot.cli.retention": ("retention",),
+    "bot.cli.keys": ("keys",),
     "bot.cli.digests": ("digest",),
     "bot.cli.campaigns": ("campaign",),
     "bot.cli.mail": ("mail", "ingest"),

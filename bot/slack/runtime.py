@@ -31,6 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.runtime import Component, Disabled
 from bot.slack import payloads
 from bot.slack.app import ANSWER_NOW, create_app
+from crm import crypto
 from crm.config import Settings, reveal
 from crm.db import Database
 from crm.models import utcnow
@@ -474,6 +475,7 @@ def _http_worker(settings: Settings, listening: socket.socket, conn: Connection)
     process is free to take it first: a busy process takes fewer.
     """
     logging.basicConfig(level=settings.log_level.upper())
+    crypto.configure(settings)  # a spawned process: its own keyring for sealed columns
     db = Database(settings.database_url)
     server = _SlackHTTPServer(
         listening.getsockname()[:2],

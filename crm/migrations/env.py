@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import crm.models  # noqa: F401  (registers every table on the metadata)
-from crm.db import create_db_engine, migrating
+from crm.db import compare_column_types, create_db_engine, migrating
 
 target_metadata = SQLModel.metadata
 
@@ -16,7 +16,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=compare_column_types,
     )
     with context.begin_transaction():
         context.run_migrations()

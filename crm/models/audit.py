@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import json_column, utc_column, utcnow
+from crm.models.base import sealed_json_column, utc_column, utcnow
 
 
 class AuditEvent(SQLModel, table=True):
@@ -31,8 +31,9 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(sa_type=sa.String(64))
     entity: str = Field(sa_type=sa.String(64))
     entity_id: str | None = Field(default=None, sa_type=sa.String(64))
-    before: dict[str, Any] | None = Field(default=None, sa_column=json_column())
-    after: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    # The states are sealed (encrypted at rest when keys are set): they hold personal data.
+    before: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
+    after: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
     seq: int | None = Field(default=None, sa_type=sa.BigInteger)
     digest: str | None = Field(default=None, sa_type=sa.String(64))
     chain: str | None = Field(default=None, sa_type=sa.String(64))

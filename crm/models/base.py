@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -58,6 +59,142 @@ def utc_column(nullable: bool = False, index: bool = False) -> sa.Column[datetim
 
 def json_column() -> sa.Column[Any]:
     return sa.Column(sa.JSON(none_as_null=True), nullable=True)
+
+
+# ---------------------------------------------------------------- sealed (encrypted) columns
+#
+# Personal data (bodies, raw mail, phone numbers, postal addresses, notes) lives in sealed
+# columns. With encryption keys configured (``crm.crypto.configure``) a value is written as
+# ``enc1:<key id>:<token>`` and read back as it was; without keys it is written as it is, and
+# ``crmbot keys rotate`` seals it later. A sealed column is never searched by its contents:
+# exact lookups use a keyed hash beside it (contact points' ``digest``). Comparisons in SQL
+# see the stored form (``LIKE 'enc1:%'``), which is what key rotation and status need.
+
+SEAL_PREFIX = "enc1:"
+_SEAL_PREFIX_BYTES = SEAL_PREFIX.encode("ascii")
+
+
+class Cipher(Protocol):
+    """What sealed columns need of the keyring: ``seal`` gives ``enc1:<key id>:<token>``."""
+
+    def seal(self, data: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes) -> bytes: ...
+
+
+class SealedValueError(RuntimeError):
+    """A sealed value read without the key that sealed it."""
+
+
+_cipher: Cipher | None = None
+
+
+def install_cipher(cipher: Cipher | None) -> None:
+    """Set (or, with None, clear) the keyring every sealed column of this process uses."""
+    global _cipher
+    _cipher = cipher
+
+
+def current_cipher() -> Cipher | None:
+    return _cipher
+
+
+def is_sealed(stored: str | bytes | None) -> bool:
+    if isinstance(stored, bytes):
+        return stored.startswith(_SEAL_PREFIX_BYTES)
+    return stored is not None and stored.startswith(SEAL_PREFIX)
+
+
+def seal_bytes(data: bytes) -> bytes:
+    return data if _cipher is None else _cipher.seal(data)
+
+
+def open_bytes(stored: bytes) -> bytes:
+    if not stored.startswith(_SEAL_PREFIX_BYTES):
+        return stored
+    if _cipher is None:
+        raise SealedValueError(
+            "this value is encrypted and no keys are set: set CRM_ENCRYPTION_KEYS to the keys "
+            "the data was encrypted with"
+        )
+    return _cipher.open(stored)
+
+
+def open_text(stored: str | None) -> str | None:
+    """A sealed text column's value read as stored (e.g. through a UNION): as written."""
+    if stored is None or not stored.startswith(SEAL_PREFIX):
+        return stored
+    return open_bytes(stored.encode("ascii")).decode("utf-8")
+
+
+class SealedText(TypeDecorator[str]):
+    """Text stored encrypted when keys are set. ``length`` is the longest plain value the
+    services accept (the stored form is longer, so the column itself is TEXT)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__()
+        self.length = length
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        return sa.Text()
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is None or _cipher is None:
+            return value
+        return _cipher.seal(value.encode("utf-8")).decode("ascii")
+
+    def process_result_value(self, value: Any, dialect: Any) -> str | None:
+        return open_text(value)
+
+
+class SealedBytes(TypeDecorator[bytes]):
+    """Bytes (raw messages) stored encrypted when keys are set."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        return sa.LargeBinary()
+
+    def process_bind_param(self, value: bytes | None, dialect: Any) -> bytes | None:
+        return None if value is None else seal_bytes(bytes(value))
+
+    def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else open_bytes(bytes(value))
+
+
+class SealedJSON(TypeDecorator[Any]):
+    """A JSON value stored as text, encrypted when keys are set; None is SQL NULL."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        return sa.Text()
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if _cipher is None:
+            return text
+        return _cipher.seal(text.encode("utf-8")).decode("ascii")
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):  # a JSON column's value, before its migration to text
+            return value
+        if value.startswith(SEAL_PREFIX):
+            value = open_bytes(value.encode("ascii")).decode("utf-8")
+        return json.loads(value)
+
+
+def sealed_json_column() -> sa.Column[Any]:
+    return sa.Column(SealedJSON(), nullable=True)
 
 
 def enum_type(enum: type[StrEnum], length: int = 16) -> sa.Enum:

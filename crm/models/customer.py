@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 from crm.models.base import (
     NEVER_REUSE_IDS,
     ContactKind,
+    SealedText,
     CustomerStatus,
     enum_type,
     json_column,
@@ -28,9 +29,10 @@ class CustomerBase(SQLModel):
     )
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     # The postal address: one line for the street, then city, postcode and country.
-    street: str | None = Field(default=None, sa_type=sa.String(300))
-    city: str | None = Field(default=None, sa_type=sa.String(120))
-    postcode: str | None = Field(default=None, sa_type=sa.String(20))
+    # (sealed: encrypted at rest when keys are set; the country stays plain for grouping.)
+    street: str | None = Field(default=None, sa_type=SealedText(300))
+    city: str | None = Field(default=None, sa_type=SealedText(120))
+    postcode: str | None = Field(default=None, sa_type=SealedText(20))
     country: str | None = Field(default=None, sa_type=sa.String(80))
 
 
@@ -83,17 +85,20 @@ class CustomerPublic(CustomerBase):
     updated_at: datetime
 
 
-# A normalised way to reach a customer; unique across all customers.
+# A normalised way to reach a customer; unique across all customers. The value is sealed
+# (encrypted at rest when keys are set); lookups go by ``digest``, a keyed hash (HMAC) of the
+# kind and normalised value (crm.services.keys.contact_digest), unique per kind.
 class ContactPoint(SQLModel, table=True):
     __tablename__ = "contact_points"
     __table_args__ = (
-        sa.UniqueConstraint("kind", "value", name="uq_contact_points_kind_value"),
+        sa.UniqueConstraint("kind", "digest", name="uq_contact_points_kind_digest"),
         sa.Index("ix_contact_points_customer", "customer_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
     kind: ContactKind = Field(sa_type=enum_type(ContactKind, 16))
-    value: str = Field(sa_type=sa.String(320))
+    value: str = Field(sa_type=SealedText(320))
+    digest: str = Field(sa_type=sa.String(64))
     label: str | None = Field(default=None, sa_type=sa.String(100))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

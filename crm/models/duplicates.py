@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import NEVER_REUSE_IDS, json_column, utc_column, utcnow
+from crm.models.base import NEVER_REUSE_IDS, json_column, sealed_json_column, utc_column, utcnow
 
 
 # Two customers someone said are different people: never suggested as duplicates again.
@@ -34,8 +34,9 @@ class CustomerMerge(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kept_id: int
     merged_id: int  # the id the merged-away customer had, and gets back on undo
-    kept_before: dict[str, Any] | None = Field(default=None, sa_column=json_column())
-    merged_before: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    # (the customers as they were: sealed, encrypted at rest when keys are set)
+    kept_before: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
+    merged_before: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
     # Ids of the records that moved, by kind: contact_points, deals, interactions, ...
     moved: dict[str, Any] | None = Field(default=None, sa_column=json_column())
     merged_by: str = Field(sa_type=sa.String(200))

@@ -11,6 +11,7 @@ from crm.models.base import (
     NEVER_REUSE_IDS,
     FollowUpKind,
     FollowUpStatus,
+    SealedText,
     enum_type,
     utc_column,
     utcnow,
@@ -32,7 +33,7 @@ class FollowUp(SQLModel, table=True):
     deal_id: int | None = Field(default=None, foreign_key="deals.id", ondelete="SET NULL")
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     due_at: datetime = Field(sa_column=utc_column())
-    note: str = Field(default="", sa_type=sa.String(2000))
+    note: str = Field(default="", sa_type=SealedText(2000))
     kind: FollowUpKind = Field(
         default=FollowUpKind.sales,
         sa_type=enum_type(FollowUpKind, 16),

@@ -14,8 +14,9 @@ from crm.models.base import (
     NEVER_REUSE_IDS,
     Channel,
     Direction,
+    SealedText,
     enum_type,
-    json_column,
+    sealed_json_column,
     utc_column,
     utcnow,
 )
@@ -67,15 +68,21 @@ class Interaction(SQLModel, table=True):
     channel: Channel = Field(sa_type=enum_type(Channel, 16))
     direction: Direction = Field(sa_type=enum_type(Direction, 16))
     occurred_at: datetime = Field(sa_column=utc_column())
-    subject: str | None = Field(default=None, sa_type=sa.String(500))
-    body: str = Field(default="", sa_type=sa.Text)
+    # Subject, body and meta (recipients, quoted text, signature) are sealed: encrypted at
+    # rest when keys are set.
+    subject: str | None = Field(default=None, sa_type=SealedText(500))
+    body: str = Field(default="", sa_type=SealedText())
     author: str | None = Field(default=None, sa_type=sa.String(320))
     source: str = Field(default="manual", sa_type=sa.String(200))
     external_id: str | None = Field(default=None, sa_type=sa.String(500))
     thread_key: str | None = Field(default=None, sa_type=sa.String(500))
     amount: Decimal | None = Field(default=None, sa_type=MONEY, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, sa_type=sa.String(3))
-    meta: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    meta: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
+    # Whether meta still holds parts of the raw message (what raw-mail retention removes).
+    holds_raw_mail: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
     deleted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import json_column, utc_column, utcnow
+from crm.models.base import SealedBytes, SealedText, json_column, utc_column, utcnow
 
 
 # Where an IMAP mailbox's sync stands (UID-based).
@@ -57,15 +57,15 @@ class QuarantinedMessage(SQLModel, table=True):
     source: str = Field(sa_type=sa.String(200))
     external_id: str = Field(sa_type=sa.String(500))
     reason: str = Field(sa_type=sa.Text)
-    raw: bytes = Field(sa_type=sa.LargeBinary)
+    raw: bytes = Field(sa_type=SealedBytes)  # sealed, as subject and sender
     received_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     # "quarantined" or "ignored".
     outcome: str = Field(default="quarantined", sa_type=sa.String(16))
     # Where the message was found: a file, an mbox or Maildir entry, or a folder and UID.
     origin: str | None = Field(default=None, sa_type=sa.String(1000))
-    subject: str | None = Field(default=None, sa_type=sa.String(500))
-    sender: str | None = Field(default=None, sa_type=sa.String(320))
+    subject: str | None = Field(default=None, sa_type=SealedText(500))
+    sender: str | None = Field(default=None, sa_type=SealedText(320))
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 

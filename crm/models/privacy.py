@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import ContactKind, enum_type, utc_column, utcnow
+from crm.models.base import ContactKind, SealedText, enum_type, utc_column, utcnow
 
 
 # An address or number of a person erased on request, as an HMAC only (never the value), so
@@ -28,5 +28,5 @@ class StoreKey(SQLModel, table=True):
     __tablename__ = "store_keys"
 
     name: str = Field(primary_key=True, sa_type=sa.String(64))
-    value: str = Field(sa_type=sa.String(128))
+    value: str = Field(sa_type=SealedText(128))  # sealed when keys are set
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

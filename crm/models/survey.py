@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import NEVER_REUSE_IDS, utc_column, utcnow
+from crm.models.base import NEVER_REUSE_IDS, SealedText, utc_column, utcnow
 
 
 # One survey sent to a customer; answered once (rating 1-5 and an optional comment).
@@ -26,4 +26,4 @@ class Survey(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=utc_column())
     answered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     rating: int | None = None
-    comment: str | None = Field(default=None, sa_type=sa.Text)
+    comment: str | None = Field(default=None, sa_type=SealedText())

@@ -33,9 +33,11 @@ from crm.models import (
     PurchaseLine,
     User,
 )
-from crm.models.base import UTCDateTime
+from crm.models.base import SealedBytes, SealedJSON, SealedText, UTCDateTime
 from crm.services.actor import Actor
 from crm.services.audit import record_event
+from crm.services.keys import index_key, keyed_digest
+from crm.services.retention import holds_raw_mail
 from crm.services.normalise import name_key
 
 CHUNK = 20_000
@@ -64,6 +66,9 @@ def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any] | N
     """How to turn a Python value into what the driver stores for this column; None: as it is."""
     kind = column.type
     sqlite = dialect == "sqlite"
+    if isinstance(kind, SealedText | SealedBytes | SealedJSON):
+        # Sealed columns: encrypted here as the ORM would (keys set), else stored as given.
+        return lambda v: kind.process_bind_param(v, None)
     if isinstance(kind, UTCDateTime):
         if sqlite:
             return lambda v: None if v is None else _sqlite_time(v)
@@ -212,7 +217,13 @@ def insert_customers(session: Session, rows: Sequence[dict[str, Any]], *, actor:
 
 
 def insert_contact_points(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    _load(session, ContactPoint, rows)
+    """Contact points, each with its keyed hash (the unique lookup key) filled in here."""
+    key = index_key(session)
+    _load(
+        session,
+        ContactPoint,
+        [{**row, "digest": keyed_digest(key, row["kind"], row["value"])} for row in rows],
+    )
 
 
 def insert_deals(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> list[int]:
@@ -272,6 +283,7 @@ def purchases_of_source(session: Session, source: str) -> list[tuple[int, int, d
 
 def insert_interactions(session: Session, rows: Sequence[dict[str, Any]], *, actor: Actor, label: str) -> int:
     """Insert interactions; rows whose (source, external_id) is stored already are skipped. Returns rows added."""
+    rows = [{**row, "holds_raw_mail": holds_raw_mail(row.get("meta"))} for row in rows]
     _, added = _load(session, Interaction, rows, skip_conflicts_on=("source", "external_id"))
     record_event(session, actor=actor, action="bulk_create", entity="interaction",
                  after={"count": added, "skipped": len(rows) - added, "source": label})

@@ -32,9 +32,11 @@ from crm.models import (
     User,
     utcnow,
 )
+from crm.models.base import open_text
 from crm.services.actor import Actor
 from crm.services.audit import _jsonable, record_event, record_events, snapshot
 from crm.services.errors import Ambiguous, CRMError, NotFound
+from crm.services.keys import contact_digest
 from crm.services.normalise import (
     clean_text,
     company_domain,
@@ -81,7 +83,7 @@ def get_customer(session: Session, customer_id: int) -> Customer:
 _BY_EMAIL = (
     select(Customer)
     .join(ContactPoint)
-    .where(ContactPoint.kind == ContactKind.email, ContactPoint.value == sa.bindparam("email"))
+    .where(ContactPoint.kind == ContactKind.email, ContactPoint.digest == sa.bindparam("digest"))
 )
 _BY_DOMAIN = (
     select(Customer)
@@ -99,7 +101,8 @@ _BY_IDS = select(Customer).where(col(Customer.id).in_(sa.bindparam("ids", expand
 
 
 def find_by_email(session: Session, email: str) -> Customer | None:
-    return session.exec(_BY_EMAIL, params={"email": email.strip().lower()}).first()
+    digest = contact_digest(session, ContactKind.email, email)
+    return session.exec(_BY_EMAIL, params={"digest": digest}).first()
 
 
 def find_by_domain(session: Session, domain: str, limit: int = 20) -> list[Customer]:
@@ -192,8 +195,9 @@ def format_address(customer: Customer) -> str | None:
 def _add_contact(
     session: Session, customer: Customer, kind: ContactKind, value: str, label: str | None
 ) -> ContactPoint:
+    digest = contact_digest(session, kind, value)
     existing = session.exec(
-        select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.value == value)
+        select(ContactPoint).where(ContactPoint.kind == kind, ContactPoint.digest == digest)
     ).first()
     if existing is not None:
         if existing.customer_id == customer.id:
@@ -203,7 +207,13 @@ def _add_contact(
             f"{value} already belongs to customer {_label(other) if other else existing.customer_id}.",
             hint="Merge the two customers if they are the same.",
         )
-    point = ContactPoint(customer_id=customer.id, kind=kind, value=value, label=label)  # type: ignore[arg-type]
+    point = ContactPoint(
+        customer_id=customer.id,  # type: ignore[arg-type]
+        kind=kind,
+        value=value,
+        digest=digest,
+        label=label,
+    )
     session.add(point)
     return point
 
@@ -527,8 +537,9 @@ def _card_statement() -> sa.CompoundSelect:
     """Everything on a card but the customer, in one round trip (cards are read all day).
 
     One UNION ALL of five parts, each row tagged with its part, in a shared set of columns
-    (id, at, text1..text4, amount); the first part casts them to their types. The parts come
-    back in no particular order: the caller sorts them.
+    (id, at, text1..text4, amount); the first part casts them to their types, so sealed
+    values come back as stored and the caller opens them. The parts come back in no
+    particular order: the caller sorts them.
     """
     u, cp, d = User.__table__.c, ContactPoint.__table__.c, Deal.__table__.c  # type: ignore[attr-defined]
     f, i = FollowUp.__table__.c, Interaction.__table__.c  # type: ignore[attr-defined]
@@ -571,14 +582,14 @@ def _card_statement() -> sa.CompoundSelect:
             where=[d.customer_id == customer, d.status == DealStatus.open],
         ),
         part(
-            # A body can be a long mail: only its start is read.
+            # (The body is read whole: a sealed body cannot be cut in SQL.)
             "recent",
             i.id,
             i.occurred_at,
             i.channel,
             i.direction,
             i.subject,
-            sa.func.substr(i.body, 1, PREVIEW_CHARS),
+            i.body,
             where=[i.customer_id == customer, i.deleted_at.is_(None)],
             order=[i.occurred_at.desc(), i.id.desc()],
             limit=5,
@@ -623,15 +634,18 @@ def customer_card(session: Session, customer_id: int) -> CustomerCard:
         if part == "csat":
             ratings.append((at, id_))
         elif part == "recent":
-            recent.append(InteractionPreview(id_, at, Channel(t1), Direction(t2), t3, t4 or ""))
+            preview = (open_text(t4) or "")[:PREVIEW_CHARS]
+            recent.append(
+                InteractionPreview(id_, at, Channel(t1), Direction(t2), open_text(t3), preview)
+            )
         elif part == "contact":
-            contacts.append(ContactSummary(id_, ContactKind(t1), t2))
+            contacts.append(ContactSummary(id_, ContactKind(t1), open_text(t2) or ""))
         elif part == "deal":
             deals.append(DealSummary(id_, t1, t2, amount, t3))
         elif part == "owner":
             owner = OwnerSummary(id_, t1)
         else:
-            follow_up = FollowUpSummary(id_, at, t1)
+            follow_up = FollowUpSummary(id_, at, open_text(t1) or "")
     contacts.sort(key=lambda c: c.id)
     deals.sort(key=lambda d: d.id)
     recent.sort(key=lambda r: (r.occurred_at, r.id), reverse=True)
@@ -690,7 +704,8 @@ def create_leads(
         rows,
     ).scalars().all()
     session.execute(sa.insert(_contacts_table), [
-        {"customer_id": cid, "kind": ContactKind.email, "value": email, "label": None,
+        {"customer_id": cid, "kind": ContactKind.email, "value": email,
+         "digest": contact_digest(session, ContactKind.email, email), "label": None,
          "created_at": now}
         for cid, email in zip(ids, emails, strict=True)
     ])

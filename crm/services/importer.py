@@ -38,6 +38,7 @@ from crm.services.actor import Actor
 from crm.services.audit import record_event
 from crm.services.customers import ADDRESS_FIELDS, clean_address
 from crm.services.errors import CRMError
+from crm.services.keys import contact_digest, contact_digests
 from crm.services.normalise import (
     clean_text,
     company_domain,
@@ -290,14 +291,20 @@ def _existing(session: Session, column: Any, values: set[str]) -> dict[str, int]
     for start in range(0, len(items), 2_000):
         chunk = items[start : start + 2_000]
         if column is ContactPoint.value:
-            stmt = sa.select(ContactPoint.value, ContactPoint.customer_id).where(
-                ContactPoint.kind == ContactKind.email,
-                ContactPoint.value.in_(chunk),  # type: ignore[attr-defined]
-            )
-        else:
-            stmt = sa.select(column, Customer.id).where(column.in_(chunk))
+            found.update(_contact_holders(session, ContactKind.email, chunk))
+            continue
+        stmt = sa.select(column, Customer.id).where(column.in_(chunk))
         found.update({v: cid for v, cid in session.execute(stmt)})
     return found
+
+
+def _contact_holders(session: Session, kind: ContactKind, values: list[str]) -> dict[str, int]:
+    """Map of value -> customer id for contact values already stored (by keyed hash)."""
+    by_digest = contact_digests(session, kind, values)
+    stmt = sa.select(ContactPoint.digest, ContactPoint.customer_id).where(  # type: ignore[call-overload]
+        ContactPoint.kind == kind, col(ContactPoint.digest).in_(list(by_digest))
+    )
+    return {by_digest[d]: cid for d, cid in session.execute(stmt)}
 
 
 # A row whose phone belongs to a customer already is that customer when the names are at least
@@ -310,13 +317,7 @@ def _phone_holders(session: Session, phones: set[str]) -> dict[str, int]:
     holders: dict[str, int] = {}
     listed = sorted(phones)
     for start in range(0, len(listed), 2_000):
-        stmt = sa.select(
-            ContactPoint.value, ContactPoint.customer_id
-        ).where(  # type: ignore[call-overload]
-            ContactPoint.kind == ContactKind.phone,
-            col(ContactPoint.value).in_(listed[start : start + 2_000]),
-        )
-        holders.update({v: cid for v, cid in session.execute(stmt)})
+        holders.update(_contact_holders(session, ContactKind.phone, listed[start : start + 2_000]))
     return holders
 
 
@@ -519,7 +520,8 @@ def _customer_resolver(session: Session) -> Callable[[str], int | None]:
         if "@" in ref:
             point = session.exec(
                 select(ContactPoint).where(
-                    ContactPoint.kind == ContactKind.email, ContactPoint.value == ref.lower()
+                    ContactPoint.kind == ContactKind.email,
+                    ContactPoint.digest == contact_digest(session, ContactKind.email, ref),
                 )
             ).first()
             customer_id = point.customer_id if point else None

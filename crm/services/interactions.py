@@ -13,6 +13,7 @@ from crm.services.audit import record_event
 from crm.services.customers import get_customer
 from crm.services.errors import CRMError, NotFound
 from crm.services.normalise import clean_text, normalise_currency, parse_money, storable_id
+from crm.services.retention import holds_raw_mail
 
 MAX_BODY_CHARS = 100_000
 
@@ -85,6 +86,7 @@ def record_interaction(
         if amount is not None
         else None,
         meta=meta or None,
+        holds_raw_mail=holds_raw_mail(meta),
     )
     if data.external_id:
         # A concurrent writer may store the same message between our check and insert.

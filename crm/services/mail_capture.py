@@ -56,6 +56,8 @@ from crm.services.audit import record_event, record_events
 from crm.services.customers import create_customer, create_leads
 from crm.services.erasure import forgotten_emails, hashing_key
 from crm.services.errors import CRMError
+from crm.services.keys import contact_digest, contact_digests
+from crm.services.retention import holds_raw_mail
 from crm.services.normalise import (
     FREE_MAIL_DOMAINS,
     is_email,
@@ -327,12 +329,14 @@ class _Lookups:
     def load(self, emails: set[str], domains: set[str], message_ids: set[str]) -> None:
         s = self.session
         for chunk in _chunks(sorted(emails), 500):
+            by_digest = contact_digests(s, ContactKind.email, chunk)
             rows = s.exec(
-                select(ContactPoint.value, ContactPoint.customer_id).where(
-                    ContactPoint.kind == ContactKind.email, col(ContactPoint.value).in_(chunk)
+                select(ContactPoint.digest, ContactPoint.customer_id).where(
+                    ContactPoint.kind == ContactKind.email,
+                    col(ContactPoint.digest).in_(list(by_digest)),
                 )
             )
-            self.by_email.update({v: cid for v, cid in rows})
+            self.by_email.update({by_digest[d]: cid for d, cid in rows})
         for chunk in _chunks(sorted(domains), 500):
             domain_rows = s.exec(
                 select(Customer.domain, Customer.id)
@@ -777,7 +781,8 @@ def _create_new_leads(
 def _contact_owner(session: Session, address: str) -> int | None:
     return session.exec(
         select(ContactPoint.customer_id).where(
-            ContactPoint.kind == ContactKind.email, ContactPoint.value == address
+            ContactPoint.kind == ContactKind.email,
+            ContactPoint.digest == contact_digest(session, ContactKind.email, address),
         )
     ).first()
 
@@ -899,6 +904,7 @@ def _build_interaction(
         "amount": None,
         "currency": None,
         "meta": meta or None,
+        "holds_raw_mail": holds_raw_mail(meta),
         "deleted_at": None,
         "created_at": now,
         "updated_at": now,

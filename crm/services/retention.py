@@ -36,9 +36,6 @@ RAW_MAIL_KEYS = (
     "forwarded_from",
     "references",
 )
-_RAW_MARK: tuple[str, ...] = tuple(
-    f'"{key}"' for key in RAW_MAIL_KEYS if key != "quoted_text_chars"
-)
 
 
 @dataclass
@@ -60,9 +57,9 @@ class RetentionStatus:
     last_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _raw_meta(column: Any) -> sa.ColumnElement[bool]:
-    text = sa.cast(column, sa.Text)
-    return sa.or_(*(text.like(f"%{mark}%") for mark in _RAW_MARK))
+def holds_raw_mail(meta: dict[str, Any] | None) -> bool:
+    """Whether an interaction's meta keeps parts of the raw message (see RAW_MAIL_KEYS)."""
+    return bool(meta) and any(key in meta for key in RAW_MAIL_KEYS)  # type: ignore[operator]
 
 
 def _raw_mail_due(raw_mail_days: int, now: datetime) -> tuple[Any, Any]:
@@ -70,7 +67,7 @@ def _raw_mail_due(raw_mail_days: int, now: datetime) -> tuple[Any, Any]:
     stripped = sa.and_(
         col(Interaction.channel) == Channel.email,
         col(Interaction.occurred_at) < cutoff,
-        _raw_meta(Interaction.meta),  # type: ignore[arg-type]
+        col(Interaction.holds_raw_mail),  # meta is sealed: the flag says what it holds
     )
     quarantined = col(QuarantinedMessage.received_at) < cutoff
     return stripped, quarantined
@@ -115,7 +112,7 @@ def apply_batch(
             session.execute(
                 sa.update(table)
                 .where(table.c.id == sa.bindparam("row_id"))
-                .values(meta=sa.bindparam("new_meta")),
+                .values(meta=sa.bindparam("new_meta"), holds_raw_mail=False),
                 [
                     {
                         "row_id": row_id,

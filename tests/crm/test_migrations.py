@@ -5,13 +5,20 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import crm.models  # noqa: F401
-from crm.db import Database, alembic_config, current_revision, downgrade, head_revision
+from crm.db import (
+    Database,
+    alembic_config,
+    compare_column_types,
+    current_revision,
+    downgrade,
+    head_revision,
+)
 
 
 def test_migrations_build_the_schema_the_models_describe(db: Database):
     assert current_revision(db.engine) == head_revision()
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": compare_column_types}), SQLModel.metadata)
     assert diff == []
 
 
