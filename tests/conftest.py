@@ -38,6 +38,22 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+# Set to a comma-separated list of Fernet keys to run every test with encryption at rest on.
+TEST_ENCRYPTION_KEYS = os.environ.get("CRM_TEST_ENCRYPTION_KEYS", "")
+
+
+@pytest.fixture(autouse=True)
+def _keys(_isolated_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with the suite's encryption keys (none by default) and leaves none set."""
+    from crm import crypto
+
+    if TEST_ENCRYPTION_KEYS:
+        monkeypatch.setenv("CRM_ENCRYPTION_KEYS", TEST_ENCRYPTION_KEYS)
+    crypto.use_keys(crypto.parse_keys(TEST_ENCRYPTION_KEYS))
+    yield
+    crypto.use_keys(None)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not PG_URL:

@@ -14,12 +14,15 @@ keys_app = typer.Typer(no_args_is_help=True, help="Encryption keys: make, inspec
 
 
 @keys_app.command("generate")
-def keys_generate() -> None:
+def keys_generate(json_out: JsonOpt = False) -> None:
     """Print a new encryption key. Put it first in CRM_ENCRYPTION_KEYS (keep the old keys
     after it until `crmbot keys rotate` is done), then run `crmbot keys rotate`."""
     from crm import crypto
 
     key = crypto.generate_key()
+    if json_out:
+        common.emit_json({"key": key, "key_id": crypto.key_id(key)})
+        return
     common.console.print(key, highlight=False, soft_wrap=True)
     common.err_console.print(f"key id {crypto.key_id(key)}", highlight=False)
 

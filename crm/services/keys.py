@@ -278,7 +278,6 @@ def rotate(
 ) -> Iterator[RotateBatch]:
     """Rotate every sealed column, one batch per transaction (``open_session`` gives a write
     unit, ``actor_for(session)`` the actor); yields each batch done."""
-    _require_keyring()
     for column in sealed_columns():
         after = None
         while True:

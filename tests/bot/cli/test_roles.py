@@ -63,6 +63,8 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("backup",): ("{backup.tar}",),
     ("restore",): ("{backup.tar}",),
     ("retention", "apply"): (),
+    ("keys", "rotate"): (),
+    ("keys", "reindex"): (),
 }
 
 # Commands that change no data, and why.
@@ -82,6 +84,8 @@ NO_CHANGE = {
     ("audit", "verify"): "reads",
     ("audit", "export"): "reads",
     ("retention", "status"): "reads",
+    ("keys", "status"): "reads",
+    ("keys", "generate"): "prints a new key; no database",
     ("digest", "preview"): "shows a digest without sending it",
     ("digest", "history"): "reads",
     ("mail", "inspect"): "parses a file; no database",
