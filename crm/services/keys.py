@@ -36,8 +36,9 @@ from crm.services.normalise import normalise_email, normalise_phone
 
 STORE_KEY_NAME = "contact-hmac"
 _INFO_KEY = "crm.index_key"
-ROTATE_BATCH = 2_000
+ROTATE_BATCH = 5_000
 _HEAD = len(SEAL_PREFIX) + 9  # "enc1:" + 8 hex digits + ":"
+_MARK = _HEAD + 48  # the prefix and a token's version, time stamp and random IV
 
 
 # ---------------------------------------------------------------- keyed hashes
@@ -244,19 +245,26 @@ def rotate_batch(
         updates.append(
             {"k": key, "old": old, "new": new if column.binary else new.decode("ascii")}
         )
+    updates_by_key = {u["k"]: u["new"][:_MARK] for u in updates}
     kind = sa.LargeBinary() if column.binary else sa.Text()
     statement = (
         sa.update(column.table)
         .where(column.key == sa.bindparam("k"), stored == sa.bindparam("old", type_=kind))
         .values({column.column.name: sa.bindparam("new", type_=kind)})
     )
-    # One statement per row: the driver's executemany does not count rows matched per row.
-    for values in updates:
-        matched = session.execute(statement, values).rowcount
-        if matched:
-            result.rewritten += 1
-        else:
-            result.skipped += 1
+    session.execute(statement, updates)
+    # Which rows took the new value (a sealed value's start holds its random IV): the others
+    # were changed by another writer between the read and the write.
+    start = sa.func.substr(stored, 1, _MARK)
+    took = {
+        key
+        for key, head in session.execute(
+            sa.select(column.key, start).where(column.key.in_([u["k"] for u in updates]))
+        )
+        if head == updates_by_key[key]
+    }
+    result.rewritten = len(took)
+    result.skipped = len(updates) - len(took)
     result.last_key = rows[-1][0]
     record_event(
         session,

@@ -72,6 +72,13 @@ def _backfill_digests(connection: sa.Connection) -> None:
 def upgrade() -> None:
     connection = op.get_bind()
     postgres = connection.dialect.name == "postgresql"
+    # First the types: the store's own key may be written sealed below.
+    if postgres:
+        for table, columns in _TO_TEXT.items():
+            for name in columns:
+                op.execute(
+                    f'ALTER TABLE "{table}" ALTER COLUMN "{name}" TYPE TEXT USING "{name}"::text'
+                )
     with op.batch_alter_table("contact_points") as batch_op:
         batch_op.add_column(sa.Column("digest", sa.String(length=64), nullable=True))
     _backfill_digests(connection)
@@ -96,12 +103,6 @@ def upgrade() -> None:
         .values(holds_raw_mail=True)
     )
 
-    if postgres:
-        for table, columns in _TO_TEXT.items():
-            for name in columns:
-                op.execute(
-                    f'ALTER TABLE "{table}" ALTER COLUMN "{name}" TYPE TEXT USING "{name}"::text'
-                )
 
 
 def downgrade() -> None:
