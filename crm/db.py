@@ -288,21 +288,6 @@ class Database:
             self._lookup_engine.dispose()
 
 
-def compare_column_types(
-    context: Any, inspected: Any, described: Any, inspected_type: Any, described_type: Any
-) -> bool | None:
-    """Alembic's type comparison, but for sealed columns on SQLite: there every column holds
-    text whatever its declared type (lengths are not enforced), so a sealed column keeps the
-    type it was made with and is not rebuilt. None: Alembic's own comparison."""
-    from crm.models.base import SealedBytes, SealedJSON, SealedText
-
-    if context.dialect.name == "sqlite" and isinstance(
-        described_type, SealedText | SealedJSON | SealedBytes
-    ):
-        return False
-    return None
-
-
 def alembic_config(connection: sa.Connection | None = None) -> Any:
     from alembic.config import Config
 

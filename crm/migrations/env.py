@@ -6,7 +6,8 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import crm.models  # noqa: F401  (registers every table on the metadata)
-from crm.db import compare_column_types, create_db_engine, migrating
+from crm.db import create_db_engine, migrating
+from crm.models.base import compare_column_types
 
 target_metadata = SQLModel.metadata
 

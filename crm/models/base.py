@@ -197,6 +197,19 @@ def sealed_json_column() -> sa.Column[Any]:
     return sa.Column(SealedJSON(), nullable=True)
 
 
+def compare_column_types(
+    context: Any, inspected: Any, described: Any, inspected_type: Any, described_type: Any
+) -> bool | None:
+    """Alembic's type comparison, but for sealed columns on SQLite: there every column holds
+    text whatever its declared type (lengths are not enforced), so a sealed column keeps the
+    type it was made with and is not rebuilt. None: Alembic's own comparison."""
+    if context.dialect.name == "sqlite" and isinstance(
+        described_type, SealedText | SealedJSON | SealedBytes
+    ):
+        return False
+    return None
+
+
 def enum_type(enum: type[StrEnum], length: int = 16) -> sa.Enum:
     """Enums are stored as their plain string values (no database enum type to migrate)."""
     return sa.Enum(

@@ -5,14 +5,8 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import crm.models  # noqa: F401
-from crm.db import (
-    Database,
-    alembic_config,
-    compare_column_types,
-    current_revision,
-    downgrade,
-    head_revision,
-)
+from crm.db import Database, alembic_config, current_revision, downgrade, head_revision
+from crm.models.base import compare_column_types
 
 
 def test_migrations_build_the_schema_the_models_describe(db: Database):

@@ -93,6 +93,7 @@ def test_personal_data_is_not_in_the_stored_form_and_reads_back(db: Database, ad
 
 def test_without_keys_the_same_data_is_stored_plain(db: Database, admin: Actor):
     """The embedded default: nothing sealed, and the test above would fail on this store."""
+    crypto.use_keys(None)
     _world(db, admin)
     stored = _stored_bytes(db)
     assert b"zebra-quartz" in stored and b"enc1:" not in stored
@@ -122,6 +123,7 @@ def test_lookups_by_email_and_phone_go_by_keyed_hash(db: Database, admin: Actor)
 def test_rotation_seals_plain_data_then_moves_it_to_a_new_key_in_resumable_batches(
     db: Database, admin: Actor
 ):
+    crypto.use_keys(None)
     customer_id, interaction_id = _world(db, admin)  # written plain: no keys yet
     crypto.use_keys([KEY_A])
     with db.session() as session:
@@ -188,6 +190,7 @@ def test_a_changed_byte_in_a_sealed_value_is_refused(db: Database, admin: Actor)
 
 
 def test_rotation_needs_keys_and_an_admin(db: Database, admin: Actor):
+    crypto.use_keys(None)
     _world(db, admin)
     column = keys_svc.sealed_columns()[0]
     with db.transaction() as session, pytest.raises(CRMError, match="CRM_ENCRYPTION_KEYS"):
@@ -200,6 +203,7 @@ def test_rotation_needs_keys_and_an_admin(db: Database, admin: Actor):
 
 def test_a_value_changed_during_rotation_is_left_to_its_writer(db: Database, admin: Actor):
     """Rotation writes a value only where it still holds what rotation read."""
+    crypto.use_keys(None)
     _, interaction_id = _world(db, admin)
     crypto.use_keys([KEY_A])
     body = next(c for c in keys_svc.sealed_columns() if c.name == "interactions.body")
@@ -232,6 +236,8 @@ def test_a_value_changed_during_rotation_is_left_to_its_writer(db: Database, adm
 
 
 def test_keys_commands(crmbot, db: Database, admin: Actor, monkeypatch: pytest.MonkeyPatch):
+    crypto.use_keys(None)
+    monkeypatch.delenv("CRM_ENCRYPTION_KEYS", raising=False)
     code, out, err = crmbot("keys", "generate")
     assert code == 0
     key = out.strip()
