@@ -56,6 +56,12 @@ def restore(ctx: typer.Context, file: Path, json_out: JsonOpt = False) -> None:
         f"Restored {plural(rows, 'row')} from {file} (made {manifest.created_at}, "
         f"schema {manifest.schema_revision}); every table's rows match the manifest."
     )
+    if missing := backups.missing_keys(manifest):
+        common.err_console.print(
+            f"The data is encrypted with key {', '.join(missing)}, which CRM_ENCRYPTION_KEYS "
+            "does not hold: add the keys the backup was made with before crmbot reads it.",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

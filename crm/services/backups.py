@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+from crm import crypto
 from crm.db import Database, known_revisions
 from crm.services.actor import Actor
 from crm.services.audit import record_event
@@ -52,6 +53,9 @@ class Manifest:
     counts: dict[str, int] = field(default_factory=dict)
     data_sha256: str = ""
     data_bytes: int = 0
+    # Ids of the encryption keys set when the backup was made (the first encrypts): reading
+    # the restored data needs them in CRM_ENCRYPTION_KEYS. Empty: no keys were set.
+    encryption_keys: list[str] = field(default_factory=list)
 
 
 def _tables() -> list[str]:
@@ -140,6 +144,7 @@ def make_backup(db: Database, target: Path, *, actor: Actor) -> Manifest:
                 counts=counts,
                 data_sha256=hashing.digest.hexdigest(),
                 data_bytes=hashing.size,
+                encryption_keys=list(ring.ids) if (ring := crypto.keyring()) else [],
             )
             body = json.dumps(asdict(manifest), indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
@@ -331,5 +336,12 @@ def scheduled_name(now: datetime, prefix: str = "crmbot-") -> str:
     return f"{prefix}{now.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.tar"
 
 
+def missing_keys(manifest: Manifest) -> list[str]:
+    """The backup's encryption keys that CRM_ENCRYPTION_KEYS does not hold now."""
+    ring = crypto.keyring()
+    held = set(ring.ids) if ring else set()
+    return [k for k in manifest.encryption_keys if k not in held]
+
+
 def describe(manifest: Manifest) -> dict[str, Any]:
-    return asdict(manifest)
+    return {**asdict(manifest), "missing_keys": missing_keys(manifest)}

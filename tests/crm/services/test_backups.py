@@ -171,3 +171,32 @@ def test_scheduled_backups_keep_the_newest_n(tmp_path):
     assert left == sorted(
         [backups.scheduled_name(start + timedelta(days=d)) for d in (2, 3, 4)] + ["other.tar"]
     )
+
+
+def test_an_encrypted_store_backs_up_sealed_and_restores_readable_with_its_keys(
+    db, admin, empty_target, tmp_path
+):
+    from crm import crypto
+    from crm.models import ContactPoint
+    from crm.services.customers import find_by_email
+
+    key = crypto.generate_key()
+    crypto.use_keys([key])
+    customer = add_customer(db, admin, "Mair Evans", "mair.evans@tregaron-example.org")
+    manifest = backups.make_backup(db, tmp_path / "sealed.tar", actor=admin)
+    assert manifest.encryption_keys == [crypto.key_id(key)]
+    with tarfile.open(tmp_path / "sealed.tar") as tar:
+        data = b"".join(
+            tar.extractfile(m).read() for m in tar.getmembers() if m.name != "manifest.json"  # type: ignore[union-attr]
+        )
+    assert b"mair.evans" not in data  # the backup holds the sealed form
+    crypto.use_keys(None)
+    assert backups.missing_keys(manifest) == [crypto.key_id(key)]
+    backups.restore_backup(empty_target, tmp_path / "sealed.tar", actor=admin)
+    crypto.use_keys([key])
+    assert backups.describe(manifest)["missing_keys"] == []
+    with empty_target.session() as session:
+        found = find_by_email(session, "mair.evans@tregaron-example.org")
+        assert found is not None and found.id == customer.id
+        point = session.exec(sa.select(ContactPoint).where(ContactPoint.customer_id == customer.id)).scalar_one()
+        assert point.value == "mair.evans@tregaron-example.org"
