@@ -62,6 +62,7 @@ from crm.models import (
     TopicTerm,
     utcnow,
 )
+from crm.models.base import SEAL_PREFIX
 from crm.services import audit
 from crm.services.actor import Actor
 from crm.services.customers import find_customers, get_customer
@@ -168,6 +169,27 @@ def _mentions(column: Any, terms: Iterable[str]) -> sa.ColumnElement[bool]:
     return sa.or_(*(text.ilike(_like(form), escape="\\") for t in terms for form in _text_forms(t)))
 
 
+def _sealed_events_mentioning(session: Session, terms: Iterable[str]) -> list[Any]:
+    """Audit events whose payload is stored encrypted and names one of ``terms`` (read and
+    decrypted in batches: an encrypted payload is opaque to SQL)."""
+    needles = {form.lower() for t in terms for form in _text_forms(t)}
+    sealed = sa.or_(
+        *(
+            sa.type_coerce(c, sa.Text).like(f"{SEAL_PREFIX}%")
+            for c in (_events.c.before, _events.c.after)
+        )
+    )
+    statement = sa.select(_events.c.id, _events.c.seq, _events.c.before, _events.c.after).where(
+        sealed, _events.c.action != audit.ERASURE_ACTION
+    )
+    found = []
+    for row in session.execute(statement.execution_options(yield_per=2_000)):
+        text = json.dumps([row.before, row.after], ensure_ascii=False, default=str).lower()
+        if any(n in text for n in needles):
+            found.append(row)
+    return found
+
+
 def _without_terms(text: str, terms: Iterable[str]) -> str:
     for term in sorted(terms, key=len, reverse=True):
         text = re.sub(re.escape(term), "[erased]", text, flags=re.IGNORECASE)
@@ -259,6 +281,9 @@ def forget_customer(
             about, _events.c.action != audit.ERASURE_ACTION
         )
     ).all()
+    if terms:  # payloads stored encrypted cannot be searched in SQL: they are read here
+        seen = {row.id for row in candidates}
+        candidates += [r for r in _sealed_events_mentioning(session, terms) if r.id not in seen]
     scrubbed_seqs: list[int] = []
     updates = []
     for row in candidates:

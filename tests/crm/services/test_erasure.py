@@ -269,3 +269,34 @@ def test_an_erasure_names_the_person_exactly_never_by_a_fuzzy_guess(db, admin):
         for fuzzy in ("Quentin Exactly", "Quentin Exactyl", "exact.test"):
             with pytest.raises(CRMError, match="exactly"):
                 erasure.resolve_exactly(session, fuzzy)
+
+
+def test_with_encryption_on_forget_finds_the_person_inside_encrypted_audit_payloads(
+    db, admin, settings
+):
+    """Encrypted payloads are opaque to SQL: erasure reads them to find the person named in
+    events about other records (here a note on the store naming their address)."""
+    import json
+
+    from crm import crypto
+
+    crypto.use_keys([crypto.generate_key()])
+    person, _, _ = _person_everywhere(db, admin, settings)
+    with db.transaction() as session:
+        audit_svc.record_event(
+            session, actor=admin, action="note", entity="store",
+            after={"text": f"{NAME} asked us to call {PHONE_STORED}"},
+        )
+        mentioned = session.exec(select(AuditEvent).where(AuditEvent.action == "note")).one().id
+    with db.transaction() as session:
+        erasure.forget_customer(
+            session, actor=admin, customer_id=person, reason="asked by email",
+            key=erasure.hashing_key(session, None),
+        )
+    with db.session() as session:
+        events = session.exec(select(AuditEvent)).all()
+        assert audit_svc.verify_chain(session).ok
+    texts = {e.id: json.dumps([e.before, e.after], ensure_ascii=False).lower() for e in events}
+    assert erasure.audit.ERASED_KEY in texts[mentioned]
+    for secret in SECRETS:
+        assert not [i for i, t in texts.items() if secret.lower() in t], secret
