@@ -7,7 +7,8 @@ For each backend, on a copy of the cached demo data set (stored plain), in the s
 - lookups (by email, by fuzzy name, a customer card) with no keys set: the baseline;
 - ``keys rotate`` with a first key: every sealed value of the store encrypted (time, values/s);
 - the same lookups with the key set;
-- ``keys rotate`` again after a new first key: every value re-encrypted under it.
+- ``keys rotate`` again after a new first key: every value re-encrypted under it;
+- ``crmbot backup`` of the encrypted store and ``crmbot restore`` into an empty database.
 The last lines say whether lookups keep p99 < 20 ms with encryption on, and how much the card,
 which decrypts what it shows, costs over the baseline.
 """
@@ -18,6 +19,7 @@ import argparse
 import random
 import sqlite3
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from bench.common import DATA_DIR, demo_database, percentiles, time_calls  # noq
 from crm import crypto  # noqa: E402
 from crm.db import Database  # noqa: E402
 from crm.models import ContactPoint, Customer  # noqa: E402
+from bench.security import _empty  # noqa: E402
+from crm.services import backups  # noqa: E402
 from crm.services import customers as customer_svc  # noqa: E402
 from crm.services import keys as keys_svc  # noqa: E402
 from crm.services.actor import Actor  # noqa: E402
@@ -136,6 +140,24 @@ def run(backend: str, customers: int, samples: int) -> dict[str, object]:
         with db.session() as s:
             left = [c for c in keys_svc.status(s) if c.plain or set(c.by_key) - {crypto.key_id(key_b)}]
         out["all_under_new_key"] = not left
+        with tempfile.TemporaryDirectory(dir=DATA_DIR) as tmp:
+            admin = Actor.system("bench")
+            started = time.perf_counter()
+            backups.make_backup(db, Path(tmp) / "b.tar", actor=admin)
+            out["backup_s"] = time.perf_counter() - started
+            out["backup_mb"] = (Path(tmp) / "b.tar").stat().st_size / 1e6
+            target, drop_target = _empty(backend, Path(tmp))
+            try:
+                started = time.perf_counter()
+                backups.restore_backup(target, Path(tmp) / "b.tar", actor=admin)
+                out["restore_s"] = time.perf_counter() - started
+                with target.session() as s:
+                    sample = s.execute(sa.select(ContactPoint.value).limit(1)).scalar_one()
+                out["restored_readable"] = "@" in sample or sample.startswith("+")
+            finally:
+                target.dispose()
+                if drop_target:
+                    drop_target()  # type: ignore[operator]
     finally:
         crypto.use_keys(None)
         db.dispose()
@@ -167,6 +189,12 @@ def main() -> None:
             f"{backend}: encrypting the store: {r['encrypted_values']:,} values in {r['encrypt_s']:.1f}s "
             f"({enc_rate:,.0f}/s); re-encrypting under a new key: {r['rekeyed_values']:,} values in "
             f"{r['rekey_s']:.1f}s; every value under the new key after: {'yes' if r['all_under_new_key'] else 'no'}"
+        )
+    for backend, r in results.items():
+        print(
+            f"{backend}: backup of the encrypted store {r['backup_s']:.1f}s ({r['backup_mb']:.0f} MB), "
+            f"restore {r['restore_s']:.1f}s, round trip {r['backup_s'] + r['restore_s']:.1f}s; "  # type: ignore[operator]
+            f"restored data readable with the key: {'yes' if r['restored_readable'] else 'no'}"
         )
     print(f"lookups keep p99 < {GOAL_MS:.0f} ms with encryption on ({', '.join(results)}): {'yes' if met else 'no'}")
 
