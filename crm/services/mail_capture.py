@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from crm.models import (
     QuarantinedMessage,
     utcnow,
 )
+from crm.services import bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event, record_events
 from crm.services.customers import create_customer, create_leads
@@ -63,6 +65,7 @@ from crm.services.normalise import (
     is_email,
     name_key,
     normalise_email,
+    normalise_phone,
     role_address_reason,
 )
 
@@ -744,6 +747,8 @@ def _match_customer(
     if not is_email(party.address):
         p.quarantine_reason = f"{party.address!r} is not a usable email address"
         return
+    if p.direction == Direction.inbound and _attach_by_signature(session, p, lookups, actor):
+        return
     # A lead to be created with the batch's other new leads; until then a placeholder id
     # (negative), which later mails in the batch from this address or company find too.
     p.customer_id = -(len(lookups.new_leads) + 1)
@@ -752,6 +757,95 @@ def _match_customer(
     lookups.by_email[party.address] = p.customer_id
     for domain in _domain_candidates(party.address)[:1]:
         lookups.by_domain.setdefault(domain, p.customer_id)
+
+
+# A new address is a known customer's when the mail's signature gives a phone number that
+# customer has, under a name at least this alike (rapidfuzz token-sort ratio of the normalised
+# names, 0-100): the address is added to them instead of a lead being made. (The rule CSV
+# imports follow too: crm.services.importer.ATTACH_NAME_SIMILARITY.)
+ATTACH_NAME_SIMILARITY = 90.0
+# A number in a signature: written in the international form (+ or 00), or after a label.
+_PHONE_LABEL = re.compile(
+    r"(?i)(?<![^\W\d_])(tel|tél|phone|ph|mob|mobile|mobil|cell|fon|telefon|telefono|teléfono|"
+    r"téléphone|handy|tlf|puh|fax|[tmpw])\s*[.:]"
+)
+_PHONE_NUMBER = re.compile(r"(?<![\w+])(\+|00)?\(?\d[\d \t().\-/]{5,}\d(?!\w)")
+
+
+def signature_phones(signature: str) -> list[str]:
+    """Phone numbers in a mail signature, normalised (fax numbers left out)."""
+    found: list[str] = []
+    for line in signature.splitlines()[:30]:
+        label = _PHONE_LABEL.search(line)
+        if label is not None and label.group(1).lower() == "fax":
+            continue
+        for match in _PHONE_NUMBER.finditer(line):
+            if match.group(1) is None and label is None:
+                continue  # digits without a + or a label: a date, an order number, ...
+            try:
+                phone = normalise_phone(match.group(0).replace("(0)", ""))
+            except CRMError:
+                continue
+            if phone not in found:
+                found.append(phone)
+    return found
+
+
+def _attach_by_signature(
+    session: Session, p: _Plan, lookups: _Lookups, actor: Actor
+) -> bool:
+    """File a mail from a new address under the known customer whose phone number its
+    signature gives, when the sender's name agrees; the address becomes theirs (audited)."""
+    from rapidfuzz import fuzz
+
+    party = p.party
+    if party is None or not party.name.strip() or not p.mail.signature:
+        return False
+    phones = signature_phones(p.mail.signature)
+    if not phones:
+        return False
+    by_digest = contact_digests(session, ContactKind.phone, phones)
+    holders = dict(
+        session.execute(
+            sa.select(ContactPoint.digest, ContactPoint.customer_id).where(  # type: ignore[call-overload]
+                ContactPoint.kind == ContactKind.phone, col(ContactPoint.digest).in_(list(by_digest))
+            )
+        ).all()
+    )
+    for digest, holder in holders.items():
+        customer = session.get(Customer, holder)
+        if customer is None:
+            continue
+        alike = fuzz.token_sort_ratio(name_key(party.name), customer.name_key or "")
+        if alike < ATTACH_NAME_SIMILARITY:
+            continue
+        try:
+            with session.begin_nested():
+                bulk.insert_contact_points(
+                    session,
+                    [{"customer_id": holder, "kind": ContactKind.email.value, "value": party.address}],
+                )
+        except IntegrityError:
+            return False  # another replica gave the address to someone a moment ago
+        reasons = f"same phone in the signature; names {alike:.0f}% alike"
+        record_event(
+            session,
+            actor=actor,
+            action="attach",
+            entity="customer",
+            entity_id=holder,
+            after={
+                "source": "mail",
+                "name": party.name,
+                "email": party.address,
+                "phone": by_digest[digest],
+                "reasons": reasons,
+            },
+        )
+        p.customer_id, p.matched_on = holder, f"attached: {reasons}"
+        lookups.by_email[party.address] = holder
+        return True
+    return False
 
 
 def _lead_name(party: MailAddress) -> str:

@@ -489,3 +489,41 @@ def test_a_lead_another_replica_just_created_is_reused(db, admin, monkeypatch):
     [result] = store(db, mail("race@acme.com"))
     assert result.outcome == CaptureOutcome.stored and result.customer_id == jane.id
     assert count(db, Customer) == 1
+
+
+def test_a_new_address_whose_signature_gives_a_customers_phone_is_attached_to_them(db, admin):
+    """Strong evidence (their number in the signature, their name on the mail) files the mail
+    under the known customer and adds the address; the same number under another name does not."""
+    olwen = add_customer(db, admin, "Olwen Pryce", "olwen@larkspur.test", phone="+44 20 7946 0958")
+    signed = "Olwen Pryce\nHead of Operations\nTel: +44 (0)20 7946 0958\nFax: +44 20 7946 0000"
+    first, again, stranger = store(
+        db,
+        mail("p1@gmail.com", sender="olwen.pryce@gmail.com", name="Pryce, Olwen", signature=signed),
+        mail("p2@gmail.com", sender="olwen.pryce@gmail.com", name="Olwen Pryce", date=WHEN + timedelta(hours=1)),
+        mail("p3@gmail.com", sender="gareth@gmail.com", name="Gareth Lloyd", signature=signed),
+    )
+    assert first.customer_id == again.customer_id == olwen.id
+    assert stranger.customer_id not in (None, olwen.id)
+    with db.session() as session:
+        emails = set(
+            session.exec(
+                select(ContactPoint.value).where(
+                    ContactPoint.customer_id == olwen.id, ContactPoint.kind == "email"
+                )
+            )
+        )
+        attach = session.exec(select(AuditEvent).where(AuditEvent.action == "attach")).one()
+    assert emails == {"olwen@larkspur.test", "olwen.pryce@gmail.com"}
+    assert attach.entity_id == str(olwen.id) and "same phone" in attach.after["reasons"]
+    stored = {i.external_id: i for i in interactions(db)}
+    assert stored["p1@gmail.com"].meta["matched_on"].startswith("attached: same phone")
+    assert count(db, Customer) == 2  # Olwen, and a lead for Gareth
+
+
+def test_signature_phones_need_an_international_form_or_a_label():
+    from crm.services.mail_capture import signature_phones
+
+    assert signature_phones("Tel: +44 (0)20 7946 0958\nFax: +44 20 7946 0000") == ["+442079460958"]
+    assert signature_phones("Mobil: 030 1234567") == ["0301234567"]
+    assert signature_phones("Best,\nBob\n+1 (415) 555-0134 | bob@example.com") == ["+14155550134"]
+    assert signature_phones("Order 123456789 of 2026-12-05, ref 4471-2231") == []
