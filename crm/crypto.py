@@ -75,7 +75,10 @@ class Keyring:
         return self._head + self._fernets[self.primary].encrypt(data)
 
     def open(self, sealed: bytes) -> bytes:
-        kid, token = sealed[len(_PREFIX) : len(_PREFIX) + 8].decode("ascii"), sealed[len(_PREFIX) + 9 :]
+        kid, token = (
+            sealed[len(_PREFIX) : len(_PREFIX) + 8].decode("ascii"),
+            sealed[len(_PREFIX) + 9 :],
+        )
         fernet = self._fernets.get(kid)
         if fernet is None:
             raise SealedValueError(

@@ -40,16 +40,18 @@ def keys_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     plain = sum(c.plain for c in columns)
     old = sum(n for c in columns for k, n in c.by_key.items() if ring is None or k != ring.primary)
     if json_out:
-        common.emit_json({
-            "encrypted": ring is not None,
-            "first_key": ring.primary if ring else None,
-            "keys": ring.ids if ring else [],
-            "plain": plain,
-            "under_other_keys": old,
-            "columns": [
-                {"column": c.column, "plain": c.plain, "by_key": c.by_key} for c in columns
-            ],
-        })
+        common.emit_json(
+            {
+                "encrypted": ring is not None,
+                "first_key": ring.primary if ring else None,
+                "keys": ring.ids if ring else [],
+                "plain": plain,
+                "under_other_keys": old,
+                "columns": [
+                    {"column": c.column, "plain": c.plain, "by_key": c.by_key} for c in columns
+                ],
+            }
+        )
         return
     out = common.console
     if ring is None:
@@ -62,7 +64,11 @@ def keys_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         "Encrypted columns",
         ["column", "plain", "by key"],
         [
-            [c.column, c.plain, ", ".join(f"{k}: {n:,}" for k, n in sorted(c.by_key.items())) or "-"]
+            [
+                c.column,
+                c.plain,
+                ", ".join(f"{k}: {n:,}" for k, n in sorted(c.by_key.items())) or "-",
+            ]
             for c in columns
         ],
     )
@@ -98,10 +104,14 @@ def keys_rotate(
     seconds = time.perf_counter() - started
     total = sum(rewritten.values())
     if json_out:
-        common.emit_json({
-            "rewritten": total, "by_column": rewritten, "skipped": skipped,
-            "seconds": round(seconds, 2),
-        })
+        common.emit_json(
+            {
+                "rewritten": total,
+                "by_column": rewritten,
+                "skipped": skipped,
+                "seconds": round(seconds, 2),
+            }
+        )
         return
     common.console.print(
         f"{total:,} values encrypted under the first key in {seconds:.1f}s"

@@ -225,9 +225,7 @@ def rotate_batch(
     actor.require_admin("rotate encryption keys")
     ring = _require_keyring()
     stored = column.stored()
-    under_first = sa.func.substr(stored, 1, _HEAD) == column.head(
-        f"{SEAL_PREFIX}{ring.primary}:"
-    )
+    under_first = sa.func.substr(stored, 1, _HEAD) == column.head(f"{SEAL_PREFIX}{ring.primary}:")
     where = [stored.is_not(None), sa.not_(under_first)]
     if after is not None:
         where.append(column.key > after)
@@ -242,9 +240,7 @@ def rotate_batch(
         raw = bytes(old) if column.binary else str(old).encode("utf-8")
         plain = open_bytes(raw) if raw.startswith(SEAL_PREFIX.encode()) else raw
         new = ring.seal(plain)
-        updates.append(
-            {"k": key, "old": old, "new": new if column.binary else new.decode("ascii")}
-        )
+        updates.append({"k": key, "old": old, "new": new if column.binary else new.decode("ascii")})
     updates_by_key = {u["k"]: u["new"][:_MARK] for u in updates}
     kind = sa.LargeBinary() if column.binary else sa.Text()
     statement = (
@@ -322,11 +318,16 @@ def reindex_batch(
     ]
     if changed:
         session.execute(
-            sa.update(table).where(table.c.id == sa.bindparam("k")).values(digest=sa.bindparam("d")),
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("k"))
+            .values(digest=sa.bindparam("d")),
             changed,
         )
         record_event(
-            session, actor=actor, action="keys.reindex", entity="store",
+            session,
+            actor=actor,
+            action="keys.reindex",
+            entity="store",
             after={"changed": len(changed)},
         )
     return len(changed), rows[-1].id

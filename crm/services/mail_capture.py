@@ -59,7 +59,6 @@ from crm.services.customers import create_customer, create_leads
 from crm.services.erasure import forgotten_emails, hashing_key
 from crm.services.errors import CRMError
 from crm.services.keys import contact_digest, contact_digests
-from crm.services.retention import holds_raw_mail
 from crm.services.normalise import (
     FREE_MAIL_DOMAINS,
     is_email,
@@ -68,6 +67,7 @@ from crm.services.normalise import (
     normalise_phone,
     role_address_reason,
 )
+from crm.services.retention import holds_raw_mail
 
 logger = logging.getLogger(__name__)
 
@@ -808,7 +808,8 @@ def _attach_by_signature(
     holders = dict(
         session.execute(
             sa.select(ContactPoint.digest, ContactPoint.customer_id).where(  # type: ignore[call-overload]
-                ContactPoint.kind == ContactKind.phone, col(ContactPoint.digest).in_(list(by_digest))
+                ContactPoint.kind == ContactKind.phone,
+                col(ContactPoint.digest).in_(list(by_digest)),
             )
         ).all()
     )
@@ -823,7 +824,7 @@ def _attach_by_signature(
             with session.begin_nested():
                 bulk.insert_contact_points(
                     session,
-                    [{"customer_id": holder, "kind": ContactKind.email.value, "value": party.address}],
+                    [{"customer_id": holder, "kind": ContactKind.email, "value": party.address}],
                 )
         except IntegrityError:
             return False  # another replica gave the address to someone a moment ago

@@ -35,7 +35,12 @@ _TO_TEXT = {
     "store_keys": ("value",),
 }
 _RAW_MAIL_MARKS = (
-    "quoted_text", "signature", "forward_note", "attachments", "recipient", "forwarded_from",
+    "quoted_text",
+    "signature",
+    "forward_note",
+    "attachments",
+    "recipient",
+    "forwarded_from",
     "references",
 )
 _BATCH = 5_000
@@ -45,7 +50,10 @@ def _backfill_digests(connection: sa.Connection) -> None:
     from crm.services.keys import index_key, keyed_digest
 
     points = sa.table(
-        "contact_points", sa.column("id"), sa.column("kind"), sa.column("value"),
+        "contact_points",
+        sa.column("id"),
+        sa.column("kind"),
+        sa.column("value"),
         sa.column("digest"),
     )
     with Session(bind=connection) as session:
@@ -61,9 +69,9 @@ def _backfill_digests(connection: sa.Connection) -> None:
         if not rows:
             break
         connection.execute(
-            sa.update(points).where(points.c.id == sa.bindparam("k")).values(
-                digest=sa.bindparam("d")
-            ),
+            sa.update(points)
+            .where(points.c.id == sa.bindparam("k"))
+            .values(digest=sa.bindparam("d")),
             [{"k": r.id, "d": keyed_digest(key, r.kind, r.value)} for r in rows],
         )
         after = rows[-1].id
@@ -94,7 +102,9 @@ def upgrade() -> None:
     )
     meta = sa.cast(sa.column("meta"), sa.Text)
     connection.execute(
-        sa.table("interactions", sa.column("holds_raw_mail"), sa.column("channel"), sa.column("meta"))
+        sa.table(
+            "interactions", sa.column("holds_raw_mail"), sa.column("channel"), sa.column("meta")
+        )
         .update()
         .where(
             sa.column("channel") == "email",
@@ -102,7 +112,6 @@ def upgrade() -> None:
         )
         .values(holds_raw_mail=True)
     )
-
 
 
 def downgrade() -> None:
@@ -118,10 +127,14 @@ def downgrade() -> None:
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         lengths = {
-            ("interactions", "subject"): 500, ("customers", "street"): 300,
-            ("customers", "city"): 120, ("customers", "postcode"): 20,
-            ("contact_points", "value"): 320, ("follow_ups", "note"): 2000,
-            ("quarantined_messages", "subject"): 500, ("quarantined_messages", "sender"): 320,
+            ("interactions", "subject"): 500,
+            ("customers", "street"): 300,
+            ("customers", "city"): 120,
+            ("customers", "postcode"): 20,
+            ("contact_points", "value"): 320,
+            ("follow_ups", "note"): 2000,
+            ("quarantined_messages", "subject"): 500,
+            ("quarantined_messages", "sender"): 320,
             ("store_keys", "value"): 128,
         }
         for table, columns in _TO_TEXT.items():

@@ -38,7 +38,11 @@ def _world(db: Database, admin: Actor) -> tuple[int, int]:
         customer = customer_svc.create_customer(
             session,
             customer_in=CustomerCreate(
-                name="Olwen Pryce", email=EMAIL, phone=PHONE, street=STREET, city="Leeds",
+                name="Olwen Pryce",
+                email=EMAIL,
+                phone=PHONE,
+                street=STREET,
+                city="Leeds",
                 postcode="LS1 4AP",
             ),
             actor=admin,
@@ -57,8 +61,12 @@ def _world(db: Database, admin: Actor) -> tuple[int, int]:
             ),
         )
         create_follow_up(
-            session, customer_id=customer.id, when="2026-12-20 10:00", actor=admin,
-            tz="Europe/Berlin", note=NOTE,
+            session,
+            customer_id=customer.id,
+            when="2026-12-20 10:00",
+            actor=admin,
+            tz="Europe/Berlin",
+            note=NOTE,
         )
         return customer.id, interaction.id  # type: ignore[return-value]
 
@@ -103,12 +111,16 @@ def test_lookups_by_email_and_phone_go_by_keyed_hash(db: Database, admin: Actor)
     crypto.use_keys([KEY_A])
     customer_id, _ = _world(db, admin)
     with db.session() as session:
-        assert customer_svc.find_by_email(session, "  OLWEN.Pryce@larkspur-example.org ").id == customer_id  # type: ignore[union-attr]
+        assert (
+            customer_svc.find_by_email(session, "  OLWEN.Pryce@larkspur-example.org ").id
+            == customer_id
+        )  # type: ignore[union-attr]
         found = customer_svc.find_customers(session, EMAIL)
         assert [m.customer.id for m in found] == [customer_id]
         digest = keys_svc.contact_digest(session, "phone", "+44 (0)20 7946 0958".replace("(0)", ""))
         row = session.execute(
-            sa.text("SELECT customer_id, value FROM contact_points WHERE digest = :d"), {"d": digest}
+            sa.text("SELECT customer_id, value FROM contact_points WHERE digest = :d"),
+            {"d": digest},
         ).one()
         assert row.customer_id == customer_id and row.value.startswith("enc1:")
     with db.transaction() as session, pytest.raises(CRMError, match="already belongs"):
@@ -116,7 +128,11 @@ def test_lookups_by_email_and_phone_go_by_keyed_hash(db: Database, admin: Actor)
             session, customer_in=CustomerCreate(name="Someone Else"), actor=admin
         )
         customer_svc.add_contact_point(
-            session, customer_id=other.id, kind="email", value=EMAIL.upper(), actor=admin  # type: ignore[arg-type]
+            session,
+            customer_id=other.id,
+            kind="email",
+            value=EMAIL.upper(),
+            actor=admin,  # type: ignore[arg-type]
         )
 
 
