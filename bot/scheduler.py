@@ -475,7 +475,9 @@ class SchedulerComponent:
         from crm.services import retention
 
         s = self.settings
-        if not (s.retention_raw_mail_days or s.retention_interactions_days):
+        if not (
+            s.retention_raw_mail_days or s.retention_interactions_days or s.retention_analytics_days
+        ):
             return None
         when = now or utcnow()
 
@@ -488,6 +490,7 @@ class SchedulerComponent:
                         actor=Actor.system("scheduler"),
                         raw_mail_days=s.retention_raw_mail_days,
                         interactions_days=s.retention_interactions_days,
+                        analytics_days=s.retention_analytics_days,
                         now=when,
                     )
                 changed += done.total
@@ -505,7 +508,11 @@ class SchedulerComponent:
         if self.settings.csat_enabled:
             self.scheduler.add_job(self._surveys, IntervalTrigger(minutes=5), id="csat", max_instances=1,
                                    coalesce=True)
-        if self.settings.retention_raw_mail_days or self.settings.retention_interactions_days:
+        if (
+            self.settings.retention_raw_mail_days
+            or self.settings.retention_interactions_days
+            or self.settings.retention_analytics_days
+        ):
             cron(self.settings.retention_cron, self.settings.timezone)
             self.scheduler.add_job(
                 self._retention, IntervalTrigger(minutes=5), id="retention", max_instances=1,

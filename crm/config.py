@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     # interactions themselves (purchases stay). Applied nightly at retention_cron.
     retention_raw_mail_days: int | None = Field(default=None, ge=1)
     retention_interactions_days: int | None = Field(default=None, ge=1)
+    # Analytics runs' per-customer results (segments, churn scores, values, findings,
+    # suggestions) older than this are deleted, the newest two runs always kept (derived data:
+    # each refresh stores them anew for every customer). Unset: kept.
+    retention_analytics_days: int | None = Field(default=35, ge=1)
     retention_cron: str = "15 3 * * *"
     # --- end security ---
 

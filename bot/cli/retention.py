@@ -22,6 +22,7 @@ def retention_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             session,
             raw_mail_days=settings.retention_raw_mail_days,
             interactions_days=settings.retention_interactions_days,
+            analytics_days=settings.retention_analytics_days,
         )
     if json_out:
         common.emit_json(report)
@@ -33,6 +34,10 @@ def retention_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     out = common.console
     out.print(f"raw mail: {days(report.raw_mail_days)}", highlight=False)
     out.print(f"interactions: {days(report.interactions_days)}", highlight=False)
+    out.print(
+        f"analytics results per customer: {days(report.analytics_days)} (newest two runs kept)",
+        highlight=False,
+    )
     out.print(f"nightly at: {settings.retention_cron} ({settings.timezone})", highlight=False)
     if report.due:
         due = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in report.due.items())
@@ -40,7 +45,10 @@ def retention_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if report.last_runs:
         common.table(
             "Removed",
-            ["when", "by", "raw mail stripped", "quarantine deleted", "interactions deleted"],
+            [
+                "when", "by", "raw mail stripped", "quarantine deleted", "interactions deleted",
+                "analytics rows deleted",
+            ],
             [
                 [
                     common.when(r["at"], tz),
@@ -48,6 +56,7 @@ def retention_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                     r.get("raw_mail_stripped", 0),
                     r.get("quarantine_deleted", 0),
                     r.get("interactions_deleted", 0),
+                    r.get("analytics_rows_deleted", 0),
                 ]
                 for r in report.last_runs
             ],
@@ -69,7 +78,10 @@ def retention_apply(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 actor=actor,
                 raw_mail_days=settings.retention_raw_mail_days,
                 interactions_days=settings.retention_interactions_days,
+                analytics_days=settings.retention_analytics_days,
             )
+        totals.analytics_runs_pruned += done.analytics_runs_pruned
+        totals.analytics_rows_deleted += done.analytics_rows_deleted
         totals.raw_mail_stripped += done.raw_mail_stripped
         totals.quarantine_deleted += done.quarantine_deleted
         totals.interactions_deleted += done.interactions_deleted
@@ -81,7 +93,9 @@ def retention_apply(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     common.console.print(
         f"Retention applied: {totals.raw_mail_stripped:,} emails lost their raw parts, "
         f"{totals.quarantine_deleted:,} quarantined messages and "
-        f"{totals.interactions_deleted:,} interactions deleted."
+        f"{totals.interactions_deleted:,} interactions deleted; "
+        f"{totals.analytics_rows_deleted:,} per-customer results of "
+        f"{totals.analytics_runs_pruned:,} old analytics runs deleted."
     )
 
 

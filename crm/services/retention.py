@@ -6,6 +6,9 @@
   names, recipients).
 - ``CRM_RETENTION_INTERACTIONS_DAYS`` (optional): interactions older than N days are deleted;
   purchases stay (amounts and dates are accounting records).
+- ``CRM_RETENTION_ANALYTICS_DAYS`` (default 35): the per-customer results of analytics runs
+  finished longer ago are deleted (one run per batch), the newest two runs always kept; the run
+  itself stays, with its summary and its per-segment topics, marked ``pruned_at``.
 
 Work is done in batches, each in its own transaction with its own audit event, so a large
 first run does not hold one huge transaction and can be stopped and resumed.
@@ -20,7 +23,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from crm.models import AuditEvent, Channel, Interaction, QuarantinedMessage, utcnow
+from crm.models import (
+    AnalyticsRun,
+    AuditEvent,
+    Channel,
+    ChurnScore,
+    CustomerSegment,
+    CustomerValue,
+    Finding,
+    Interaction,
+    ProductSuggestion,
+    QuarantinedMessage,
+    utcnow,
+)
 from crm.services.actor import Actor
 from crm.services.audit import record_event
 
@@ -43,16 +58,25 @@ class RetentionBatch:
     raw_mail_stripped: int = 0
     quarantine_deleted: int = 0
     interactions_deleted: int = 0
+    analytics_runs_pruned: int = 0
+    analytics_rows_deleted: int = 0
 
     @property
     def total(self) -> int:
-        return self.raw_mail_stripped + self.quarantine_deleted + self.interactions_deleted
+        return (
+            self.raw_mail_stripped
+            + self.quarantine_deleted
+            + self.interactions_deleted
+            + self.analytics_runs_pruned
+            + self.analytics_rows_deleted
+        )
 
 
 @dataclass
 class RetentionStatus:
     raw_mail_days: int | None
     interactions_days: int | None
+    analytics_days: int | None = None
     due: dict[str, int] = field(default_factory=dict)
     last_runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -73,6 +97,55 @@ def _raw_mail_due(raw_mail_days: int, now: datetime) -> tuple[Any, Any]:
     return stripped, quarantined
 
 
+# Per-customer results of a run: what a refresh writes for every customer.
+RUN_SNAPSHOTS: tuple[Any, ...] = (
+    CustomerSegment,
+    ChurnScore,
+    CustomerValue,
+    Finding,
+    ProductSuggestion,
+)
+KEEP_NEWEST_RUNS = 2
+
+
+def prunable_runs(session: Session, analytics_days: int, now: datetime) -> list[int]:
+    """Runs (oldest first) whose per-customer results are due to go: finished before the
+    cutoff, not among the newest two done runs, not pruned yet."""
+    newest = set(
+        session.exec(
+            select(AnalyticsRun.id)
+            .where(AnalyticsRun.status == "done")
+            .order_by(col(AnalyticsRun.id).desc())
+            .limit(KEEP_NEWEST_RUNS)
+        )
+    )
+    rows = session.exec(
+        select(AnalyticsRun.id, AnalyticsRun.meta)
+        .where(
+            col(AnalyticsRun.status) != "running",
+            col(AnalyticsRun.finished_at) < now - timedelta(days=analytics_days),
+        )
+        .order_by(col(AnalyticsRun.id))
+    )
+    return [
+        run_id
+        for run_id, meta in rows
+        if run_id is not None and run_id not in newest and not (meta or {}).get("pruned_at")
+    ]
+
+
+def _prune_run(session: Session, run_id: int, now: datetime) -> int:
+    deleted = 0
+    for model in RUN_SNAPSHOTS:
+        result = session.execute(sa.delete(model).where(col(model.run_id) == run_id))
+        deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    run = session.get(AnalyticsRun, run_id)
+    if run is not None:
+        run.meta = {**(run.meta or {}), "pruned_at": now.isoformat()}
+        session.add(run)
+    return deleted
+
+
 def _old_interactions(interactions_days: int, now: datetime) -> Any:
     return sa.and_(
         col(Interaction.occurred_at) < now - timedelta(days=interactions_days),
@@ -86,6 +159,7 @@ def apply_batch(
     actor: Actor,
     raw_mail_days: int | None,
     interactions_days: int | None,
+    analytics_days: int | None = None,
     now: datetime | None = None,
     batch: int = BATCH,
 ) -> RetentionBatch:
@@ -93,6 +167,13 @@ def apply_batch(
     actor.require_admin("apply retention")
     now = now or utcnow()
     done = RetentionBatch()
+    pruned_run = None
+    if analytics_days:
+        due_runs = prunable_runs(session, analytics_days, now)
+        if due_runs:
+            pruned_run = due_runs[0]
+            done.analytics_rows_deleted = _prune_run(session, pruned_run, now)
+            done.analytics_runs_pruned = 1
     if interactions_days:
         ids = list(
             session.exec(
@@ -143,6 +224,12 @@ def apply_batch(
                 "raw_mail_stripped": done.raw_mail_stripped,
                 "quarantine_deleted": done.quarantine_deleted,
                 "interactions_deleted": done.interactions_deleted,
+                **(
+                    {"analytics_days": analytics_days, "analytics_run": pruned_run,
+                     "analytics_rows_deleted": done.analytics_rows_deleted}
+                    if pruned_run is not None
+                    else {}
+                ),
             },
         )
     return done
@@ -153,12 +240,13 @@ def status(
     *,
     raw_mail_days: int | None,
     interactions_days: int | None,
+    analytics_days: int | None = None,
     now: datetime | None = None,
     runs: int = 10,
 ) -> RetentionStatus:
     """What the settings keep, what is due now, and the last batches applied."""
     now = now or utcnow()
-    result = RetentionStatus(raw_mail_days, interactions_days)
+    result = RetentionStatus(raw_mail_days, interactions_days, analytics_days)
 
     def count(model: Any, where: Any) -> int:
         return int(session.exec(select(sa.func.count()).select_from(model).where(where)).one())
@@ -171,6 +259,8 @@ def status(
         result.due["interactions_deleted"] = count(
             Interaction, _old_interactions(interactions_days, now)
         )
+    if analytics_days:
+        result.due["analytics_runs_pruned"] = len(prunable_runs(session, analytics_days, now))
     events = session.exec(
         select(AuditEvent)
         .where(AuditEvent.action == "retention")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlmodel import select
+from sqlmodel import func, select
 
 from crm.models import (
     AuditEvent,
@@ -119,3 +119,35 @@ def test_only_admins_apply_retention(db, admin):
         retention.apply_batch(
             session, actor=Actor("m", role="manager"), raw_mail_days=1, interactions_days=None
         )  # type: ignore[arg-type]
+
+
+def test_old_analytics_runs_lose_their_per_customer_results_but_the_newest_two_stay(db, admin):
+    from crm.models import AnalyticsRun, ChurnScore, CustomerSegment
+    from tests.factories import add_scoring_run
+
+    people = [add_customer(db, admin, f"Person {n}", f"p{n}@acme.com").id for n in range(3)]
+    ages = (90, 60, 45, 40)  # days before NOW; 40 and 45 are the newest two, both kept
+    runs = {
+        age: add_scoring_run(db, people, [0.2, 0.5, 0.9], finished=NOW - timedelta(days=age))
+        for age in ages
+    }
+    with db.session() as session:
+        status = retention.status(
+            session, raw_mail_days=None, interactions_days=None, analytics_days=30, now=NOW
+        )
+    assert status.due == {"analytics_runs_pruned": 2}
+    batches = _apply(db, admin, raw_mail_days=None, interactions_days=None, analytics_days=30)
+    assert [b.analytics_runs_pruned for b in batches] == [1, 1, 0]  # one run a batch, oldest first
+    assert sum(b.analytics_rows_deleted for b in batches) == 2 * 2 * len(people)
+    with db.session() as session:
+        left = {
+            run: session.exec(select(func.count()).select_from(ChurnScore).where(ChurnScore.run_id == run)).one()
+            + session.exec(select(func.count()).select_from(CustomerSegment).where(CustomerSegment.run_id == run)).one()
+            for run in runs.values()
+        }
+        pruned = {r.id: (r.meta or {}).get("pruned_at") for r in session.exec(select(AnalyticsRun))}
+        events = session.exec(select(AuditEvent).where(AuditEvent.action == "retention")).all()
+    assert left == {runs[90]: 0, runs[60]: 0, runs[45]: 6, runs[40]: 6}
+    assert bool(pruned[runs[90]]) and bool(pruned[runs[60]]) and not pruned[runs[45]]
+    assert [e.after["analytics_run"] for e in events] == [runs[90], runs[60]]
+    assert _apply(db, admin, raw_mail_days=None, interactions_days=None, analytics_days=30)[0].total == 0
