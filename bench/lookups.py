@@ -2,6 +2,7 @@
 
     python bench/lookups.py                      # 100k customers / ~1M interactions, SQLite and PostgreSQL
     python bench/lookups.py --customers 10000 --backend sqlite
+    python bench/lookups.py --encrypted          # on an encrypted copy (CRM_ENCRYPTION_KEYS set)
 
 Prints p50/p95/p99 in ms for: lookup by email, lookup by fuzzy name (with a typo), and
 recording an interaction. Goal: p99 < 20 ms for lookups.
@@ -34,8 +35,19 @@ def _typo(rng: random.Random, name: str) -> str:
     return "".join(chars)
 
 
-def run(backend: str, customers: int, samples: int) -> list[tuple[str, dict[str, float]]]:
+def run(
+    backend: str, customers: int, samples: int, encrypted: bool = False
+) -> list[tuple[str, dict[str, float]]]:
     db = demo_database(backend, customers)
+    drop = None
+    if encrypted:  # a scratch copy, every value encrypted under a fresh key
+        from bench.encryption import _copy, _rotate
+        from crm import crypto
+
+        db, drop = _copy(db, backend)
+        crypto.use_keys([crypto.generate_key()])
+        seconds, values = _rotate(db)
+        print(f"  {backend}: encrypted {values:,} values of a copy in {seconds:.1f}s", flush=True)
     rng = random.Random(1)
     with db.session() as s:
         n_inter = s.execute(sa.text("SELECT count(*) FROM interactions")).scalar_one()
@@ -70,6 +82,8 @@ def run(backend: str, customers: int, samples: int) -> list[tuple[str, dict[str,
         s.execute(sa.text("DELETE FROM audit_events WHERE actor = 'bench'"))
         s.execute(sa.text("DELETE FROM interactions WHERE source = 'bench'"))
     db.dispose()
+    if drop is not None:
+        drop()
     return results
 
 
@@ -78,13 +92,15 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=1_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--encrypted", action="store_true", help="on an encrypted copy of the data set")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     table = []
     for backend in backends:
-        for label, stats in run(backend, args.customers, args.samples):
+        for label, stats in run(backend, args.customers, args.samples, args.encrypted):
             table.append((backend, label, stats))
     print()
+    print(f"encryption at rest: {'on' if args.encrypted else 'off'}")
     print(f"{'backend':<11} {'operation':<22} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  goal")
     for backend, label, stats in table:
         goal = f"p99 < {GOAL_MS:.0f} ms: {'met' if stats['p99'] < GOAL_MS else 'NOT met'}" if label.startswith("lookup") else "-"
