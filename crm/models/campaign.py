@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import NEVER_REUSE_IDS, json_column, utc_column, utcnow
+from crm.models.base import NEVER_REUSE_IDS, SealedText, json_column, utc_column, utcnow
 
 TREATMENT, CONTROL = "treatment", "control"
 
@@ -46,16 +46,17 @@ class CampaignMember(SQLModel, table=True):
     campaign_id: int = Field(foreign_key="campaigns.id", ondelete="CASCADE")
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
     arm: str = Field(sa_type=sa.String(16))  # treatment, control
-    email: str | None = Field(default=None, sa_type=sa.String(320))
+    email: str | None = Field(default=None, sa_type=SealedText(320))  # sealed
     status: str = Field(default="pending", sa_type=sa.String(16))  # pending, sent, skipped, failed
     message_id: str | None = Field(default=None, sa_type=sa.String(500))
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     note: str | None = Field(default=None, sa_type=sa.String(500))
 
 
-# An address that asked for no more campaign mail.
+# An address that asked for no more campaign mail, kept as its keyed hash (the contact points'
+# HMAC, crm.services.keys.contact_digest), never as the address.
 class CampaignOptOut(SQLModel, table=True):
     __tablename__ = "campaign_opt_outs"
 
-    email: str = Field(primary_key=True, sa_type=sa.String(320))
+    digest: str = Field(primary_key=True, sa_type=sa.String(64))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

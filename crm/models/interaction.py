@@ -72,7 +72,7 @@ class Interaction(SQLModel, table=True):
     # rest when keys are set.
     subject: str | None = Field(default=None, sa_type=SealedText(500))
     body: str = Field(default="", sa_type=SealedText())
-    author: str | None = Field(default=None, sa_type=sa.String(320))
+    author: str | None = Field(default=None, sa_type=SealedText(320))  # "Name <address>"
     source: str = Field(default="manual", sa_type=sa.String(200))
     external_id: str | None = Field(default=None, sa_type=sa.String(500))
     thread_key: str | None = Field(default=None, sa_type=sa.String(500))

@@ -19,7 +19,7 @@ class Survey(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id", ondelete="CASCADE")
     trigger: str = Field(sa_type=sa.String(32))  # support_reply, manual
     thread_key: str | None = Field(default=None, sa_type=sa.String(500))
-    email: str | None = Field(default=None, sa_type=sa.String(320))
+    email: str | None = Field(default=None, sa_type=SealedText(320))  # sealed
     status: str = Field(default="pending", sa_type=sa.String(16))  # pending, sent, answered, failed
     message_id: str | None = Field(default=None, sa_type=sa.String(500))
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -48,6 +48,7 @@ from crm.services import signing
 from crm.services.actor import Actor
 from crm.services.audit import record_event
 from crm.services.errors import CRMError, NotFound
+from crm.services.keys import contact_digest, contact_digests
 from crm.services.normalise import normalise_email
 
 SOURCE = "campaign"
@@ -344,10 +345,11 @@ def _recipients(
 def _opted_out(session: Session, emails: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for i in range(0, len(emails), 500):
-        chunk = [e.lower() for e in emails[i : i + 500]]
-        out.update(
-            session.exec(select(CampaignOptOut.email).where(col(CampaignOptOut.email).in_(chunk)))
+        by_digest = contact_digests(session, ContactKind.email, emails[i : i + 500])
+        found = session.exec(
+            select(CampaignOptOut.digest).where(col(CampaignOptOut.digest).in_(list(by_digest)))
         )
+        out.update(by_digest[d].lower() for d in found)
     return out
 
 
@@ -438,7 +440,7 @@ def pending_recipients(session: Session, campaign_id: int) -> list[Recipient]:
 
 
 def is_opted_out(session: Session, email: str) -> bool:
-    return session.get(CampaignOptOut, email.lower()) is not None
+    return session.get(CampaignOptOut, contact_digest(session, ContactKind.email, email)) is not None
 
 
 def skip_recipient(session: Session, *, member_id: int, reason: str) -> None:
@@ -521,10 +523,13 @@ def finish_sending(session: Session, *, campaign_id: int) -> None:
 def opt_out(session: Session, *, email: str, actor: Actor) -> bool:
     """No more campaign mail to this address; False when it had opted out already."""
     address = normalise_email(email)
-    if session.get(CampaignOptOut, address) is not None:
+    digest = contact_digest(session, ContactKind.email, address)
+    if session.get(CampaignOptOut, digest) is not None:
         return False
-    session.add(CampaignOptOut(email=address))
-    record_event(session, actor=actor, action="opt_out", entity="campaign_mail", entity_id=address)
+    session.add(CampaignOptOut(digest=digest))
+    record_event(
+        session, actor=actor, action="opt_out", entity="campaign_mail", after={"email": address}
+    )
     return True
 
 

@@ -67,6 +67,7 @@ from crm.services import audit
 from crm.services.actor import Actor
 from crm.services.customers import find_customers, get_customer
 from crm.services.errors import CRMError
+from crm.services.keys import contact_digests as keys_contact_digests
 from crm.services.normalise import name_key, normalise_email, normalise_phone
 
 _events = AuditEvent.__table__  # type: ignore[attr-defined]
@@ -388,7 +389,11 @@ def forget_customer(
     emails = [p.value for p in points if p.kind == ContactKind.email]
     if emails:
         removed["campaign_opt_outs"] = _delete(
-            session, CampaignOptOut, col(CampaignOptOut.email).in_(emails)
+            session,
+            CampaignOptOut,
+            col(CampaignOptOut.digest).in_(
+                list(keys_contact_digests(session, ContactKind.email, emails))
+            ),
         )
 
     # Rows elsewhere that name them: raw mail in quarantine, digest memories.

@@ -143,13 +143,24 @@ def _since_merge(
             )
         ).scalars()
     )
-    theirs: list[Any] = [i.deal_id.in_(deals)] if deals else []
-    theirs += [sa.func.lower(i.author).contains(e) for e in emails]
+    # Theirs: on their deals, or written by one of their addresses (the author line is
+    # sealed, so it is read and compared here, over the records made since the merge only).
+    since = session.execute(
+        sa.select(i.id, i.deal_id, i.author).where(
+            i.customer_id == kept_id, i.created_at > merge.merged_at
+        )
+    ).all()
+    moving = [
+        row.id
+        for row in since
+        if (deals and row.deal_id in deals)
+        or (row.author and any(e in row.author.lower() for e in emails))
+    ]
     counts: dict[str, int] = {}
-    if theirs:
+    if deals or emails:
         result = session.execute(
             sa.update(Interaction.__table__)  # type: ignore[attr-defined]
-            .where(i.customer_id == kept_id, i.created_at > merge.merged_at, sa.or_(*theirs))
+            .where(i.id.in_(moving))
             .values(customer_id=restored_id)
         )
         counts["interactions_since"] = result.rowcount or 0  # type: ignore[attr-defined]

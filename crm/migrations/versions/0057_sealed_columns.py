@@ -25,7 +25,9 @@ depends_on: str | Sequence[str] | None = None
 
 # table -> sealed columns that were not TEXT before (PostgreSQL: changed to TEXT).
 _TO_TEXT = {
-    "interactions": ("subject", "meta"),
+    "interactions": ("subject", "author", "meta"),
+    "campaign_members": ("email",),
+    "surveys": ("email",),
     "customers": ("street", "city", "postcode"),
     "contact_points": ("value",),
     "follow_ups": ("note",),
@@ -77,6 +79,28 @@ def _backfill_digests(connection: sa.Connection) -> None:
         after = rows[-1].id
 
 
+def _opt_outs_by_digest(connection: sa.Connection) -> None:
+    """Campaign opt-outs keep the address's keyed hash instead of the address."""
+    from crm.services.keys import index_key, keyed_digest
+
+    table = sa.table("campaign_opt_outs", sa.column("email"), sa.column("created_at"))
+    rows = connection.execute(sa.select(table.c.email, table.c.created_at)).all()
+    with Session(bind=connection) as session:
+        key = index_key(session)
+    connection.execute(table.delete())
+    with op.batch_alter_table("campaign_opt_outs") as batch_op:
+        batch_op.alter_column(
+            "email", new_column_name="digest", existing_type=sa.String(320),
+            type_=sa.String(64), existing_nullable=False,
+        )
+    digests = {keyed_digest(key, "email", r.email): r.created_at for r in rows}
+    if digests:
+        connection.execute(
+            sa.table("campaign_opt_outs", sa.column("digest"), sa.column("created_at")).insert(),
+            [{"digest": d, "created_at": at} for d, at in digests.items()],
+        )
+
+
 def upgrade() -> None:
     connection = op.get_bind()
     postgres = connection.dialect.name == "postgresql"
@@ -94,6 +118,8 @@ def upgrade() -> None:
         batch_op.alter_column("digest", existing_type=sa.String(length=64), nullable=False)
         batch_op.drop_constraint("uq_contact_points_kind_value", type_="unique")
         batch_op.create_unique_constraint("uq_contact_points_kind_digest", ["kind", "digest"])
+
+    _opt_outs_by_digest(connection)
 
     # (A plain ADD COLUMN: a batch would rebuild the table on SQLite.)
     op.add_column(
@@ -127,7 +153,8 @@ def downgrade() -> None:
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         lengths = {
-            ("interactions", "subject"): 500,
+            ("interactions", "subject"): 500, ("interactions", "author"): 320,
+            ("campaign_members", "email"): 320, ("surveys", "email"): 320,
             ("customers", "street"): 300,
             ("customers", "city"): 120,
             ("customers", "postcode"): 20,
@@ -143,6 +170,12 @@ def downgrade() -> None:
                 op.execute(
                     f'ALTER TABLE "{table}" ALTER COLUMN "{name}" TYPE {kind} USING "{name}"::{kind}'
                 )
+    op.execute("DELETE FROM campaign_opt_outs")  # hashes cannot be turned back into addresses
+    with op.batch_alter_table("campaign_opt_outs") as batch_op:
+        batch_op.alter_column(
+            "digest", new_column_name="email", existing_type=sa.String(64),
+            type_=sa.String(320), existing_nullable=False,
+        )
     with op.batch_alter_table("interactions") as batch_op:
         batch_op.drop_column("holds_raw_mail")
     with op.batch_alter_table("contact_points") as batch_op:

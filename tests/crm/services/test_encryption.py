@@ -56,6 +56,7 @@ def _world(db: Database, admin: Actor) -> tuple[int, int]:
                 direction=Direction.inbound,
                 occurred_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
                 subject="Warehouse access",
+                author=f"Olwen Pryce <{EMAIL}>",
                 body=BODY,
                 meta={"signature": f"Olwen\n{PHONE}"},
             ),

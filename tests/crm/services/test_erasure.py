@@ -146,7 +146,9 @@ def _person_everywhere(db: Database, admin, settings) -> tuple[int, int, int]:
             actor=admin,
             seed=1,
         )
-        session.add(CampaignOptOut(email=EMAIL))
+        from crm.services.campaigns import opt_out
+
+        opt_out(session, email=EMAIL, actor=admin)
     return person.id, deal.id, other.id
 
 
