@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -71,7 +72,9 @@ def json_column() -> sa.Column[Any]:
 # see the stored form (``LIKE 'enc1:%'``), which is what key rotation and status need.
 
 SEAL_PREFIX = "enc1:"
-_SEAL_PREFIX_BYTES = SEAL_PREFIX.encode("ascii")
+# The whole head of a sealed value: prefix, key id, and a Fernet token's first bytes (its
+# version byte, 0x80, is "gA" in base64); plain text that merely starts with "enc1:" is text.
+_SEALED_HEAD = re.compile(rb"enc1:[0-9a-f]{8}:gA")
 
 
 class Cipher(Protocol):
@@ -100,9 +103,10 @@ def current_cipher() -> Cipher | None:
 
 
 def is_sealed(stored: str | bytes | None) -> bool:
-    if isinstance(stored, bytes):
-        return stored.startswith(_SEAL_PREFIX_BYTES)
-    return stored is not None and stored.startswith(SEAL_PREFIX)
+    if stored is None:
+        return False
+    head = stored[:16]
+    return _SEALED_HEAD.match(head if isinstance(head, bytes) else head.encode("utf-8")) is not None
 
 
 def seal_bytes(data: bytes) -> bytes:
@@ -110,7 +114,7 @@ def seal_bytes(data: bytes) -> bytes:
 
 
 def open_bytes(stored: bytes) -> bytes:
-    if not stored.startswith(_SEAL_PREFIX_BYTES):
+    if not is_sealed(stored):
         return stored
     if _cipher is None:
         raise SealedValueError(
@@ -122,7 +126,7 @@ def open_bytes(stored: bytes) -> bytes:
 
 def open_text(stored: str | None) -> str | None:
     """A sealed text column's value read as stored (e.g. through a UNION): as written."""
-    if stored is None or not stored.startswith(SEAL_PREFIX):
+    if stored is None or not is_sealed(stored):
         return stored
     return open_bytes(stored.encode("ascii")).decode("utf-8")
 
@@ -188,7 +192,7 @@ class SealedJSON(TypeDecorator[Any]):
             return None
         if not isinstance(value, str):  # a JSON column's value, before its migration to text
             return value
-        if value.startswith(SEAL_PREFIX):
+        if is_sealed(value):
             value = open_bytes(value.encode("ascii")).decode("utf-8")
         return json.loads(value)
 

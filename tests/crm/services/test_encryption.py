@@ -283,3 +283,20 @@ def test_start_up_says_when_data_is_not_encrypted(caplog: pytest.LogCaptureFixtu
     crypto.use_keys([KEY_A])
     assert crypto.warn_if_plain() is False
     assert caplog.text == ""
+
+
+def test_text_that_only_looks_encrypted_is_text(db: Database, admin: Actor):
+    crypto.use_keys(None)
+    customer_id, _ = _world(db, admin)
+    odd = "enc1:deadbeef: is how the log line started"
+    for keys in (None, [KEY_A]):
+        crypto.use_keys(keys)
+        with db.transaction() as session:
+            row, _ = record_interaction(
+                session, actor=admin,
+                interaction_in=InteractionCreate(
+                    customer_id=customer_id, channel=Channel.note, body=odd
+                ),
+            )
+        with db.session() as session:
+            assert session.get(Interaction, row.id).body == odd  # type: ignore[union-attr]
