@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -124,6 +126,20 @@ def use_keys(keys: list[str] | None, *, hmac_key: str | None = None) -> Keyring 
     install_cipher(_keyring)
     _index_key = hmac_key
     return _keyring
+
+
+@contextmanager
+def plain() -> Iterator[None]:
+    """Within: values are written as they are (as with no keys set); then the keys as before."""
+    global _keyring
+    saved = _keyring
+    _keyring = None
+    install_cipher(None)
+    try:
+        yield
+    finally:
+        _keyring = saved
+        install_cipher(saved)
 
 
 def keyring() -> Keyring | None:

@@ -64,7 +64,10 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = base.set(database=name).render_as_string(hide_password=False)
-    Database(url).upgrade()
+    from crm import crypto
+
+    with crypto.plain():  # the store's own key is made here: readable whatever keys a test sets
+        Database(url).upgrade()
     yield url
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -75,7 +78,10 @@ def postgres_url() -> Iterator[str]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "crm.db"
     db = Database(f"sqlite:///{path}")
-    db.upgrade()
+    from crm import crypto
+
+    with crypto.plain():
+        db.upgrade()
     db.dispose()
     return path
 
