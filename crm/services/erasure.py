@@ -23,13 +23,11 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from crm.models import (
@@ -57,7 +55,6 @@ from crm.models import (
     Interaction,
     ProductSuggestion,
     QuarantinedMessage,
-    StoreKey,
     Survey,
     TopicTerm,
     utcnow,
@@ -68,10 +65,10 @@ from crm.services.actor import Actor
 from crm.services.customers import find_customers, get_customer
 from crm.services.errors import CRMError
 from crm.services.keys import contact_digests as keys_contact_digests
+from crm.services.keys import store_key
 from crm.services.normalise import name_key, normalise_email, normalise_phone
 
 _events = AuditEvent.__table__  # type: ignore[attr-defined]
-_STORE_KEY = "contact-hmac"
 # Identifiers shorter than this are not searched for in other records (too many false hits).
 MIN_TERM = 4
 
@@ -80,27 +77,15 @@ MIN_TERM = 4
 
 
 def hashing_key(session: Session, configured: Any = None) -> bytes:
-    """The HMAC key: ``CRM_HMAC_KEY`` when set, else a random key the store keeps."""
+    """The HMAC key: ``CRM_HMAC_KEY`` when set, else a random key the store keeps (the one the
+    contact lookups use, see crm.services.keys)."""
     if configured is not None:
         value = (
             configured.get_secret_value() if hasattr(configured, "get_secret_value") else configured
         )
         if value:
             return str(value).encode("utf-8")
-    table = StoreKey.__table__  # type: ignore[attr-defined]
-    found = session.execute(sa.select(table.c.value).where(table.c.name == _STORE_KEY)).scalar()
-    if found is None:
-        dialect = session.get_bind().dialect.name
-        insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-        session.execute(
-            insert.values(
-                name=_STORE_KEY, value=secrets.token_hex(32), created_at=utcnow()
-            ).on_conflict_do_nothing(index_elements=["name"])
-        )
-        found = session.execute(
-            sa.select(table.c.value).where(table.c.name == _STORE_KEY)
-        ).scalar_one()
-    return str(found).encode("utf-8")
+    return store_key(session)
 
 
 def _normal(kind: ContactKind, value: str) -> str:

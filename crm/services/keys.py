@@ -54,12 +54,13 @@ def index_key(session: Session) -> bytes:
     if configured:
         key = configured.encode("utf-8")
     else:
-        key = _store_key(session)
+        key = store_key(session)
     session.info[_INFO_KEY] = key
     return key
 
 
-def _store_key(session: Session) -> bytes:
+def store_key(session: Session) -> bytes:
+    """The store's own random HMAC key, made on first use."""
     table = StoreKey.__table__  # type: ignore[attr-defined]
     found = session.execute(sa.select(table.c.value).where(table.c.name == STORE_KEY_NAME)).scalar()
     if found is None:
