@@ -18,6 +18,7 @@ from crm.models.base import SealedValueError
 from crm.services import customers as customer_svc
 from crm.services import keys as keys_svc
 from crm.services.actor import Actor
+from crm.services.audit import verify_chain
 from crm.services.errors import CRMError, PermissionDenied
 from crm.services.followups import create_follow_up
 from crm.services.interactions import record_interaction
@@ -176,6 +177,7 @@ def test_rotation_seals_plain_data_then_moves_it_to_a_new_key_in_resumable_batch
         rotations = session.execute(
             sa.text("SELECT count(*) FROM audit_events WHERE action = 'keys.rotate'")
         ).scalar_one()
+        assert verify_chain(session).ok  # re-encrypted payloads verify as written
     assert rotations == 1 + len(rest) + len(batches)  # one audit event per batch
 
 
