@@ -29,23 +29,17 @@ import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.common import DATA_DIR, demo_database, percentiles, time_calls  # noqa: E402
+from bench.lookups import _typo  # noqa: E402
+from bench.security import _empty  # noqa: E402
 from crm import crypto  # noqa: E402
 from crm.db import Database  # noqa: E402
 from crm.models import ContactPoint, Customer  # noqa: E402
-from bench.security import _empty  # noqa: E402
 from crm.services import backups  # noqa: E402
 from crm.services import customers as customer_svc  # noqa: E402
 from crm.services import keys as keys_svc  # noqa: E402
 from crm.services.actor import Actor  # noqa: E402
 
 GOAL_MS = 20.0
-
-
-def _typo(rng: random.Random, name: str) -> str:
-    chars = list(name)
-    i = rng.randrange(1, len(chars) - 1)
-    chars[i], chars[i + 1] = chars[i + 1], chars[i]
-    return "".join(chars)
 
 
 def _copy(db: Database, backend: str) -> tuple[Database, object]:

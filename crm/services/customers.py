@@ -218,6 +218,33 @@ def _add_contact(
     return point
 
 
+def attach_email(
+    session: Session,
+    *,
+    customer_id: int,
+    email: str | None,
+    actor: Actor,
+    source: str,
+    name: str,
+    reasons: str,
+    **details: Any,
+) -> None:
+    """A new person's record found to be this customer (an import row, a mail's sender): their
+    address (if any) becomes the customer's, and the attach is in the audit trail with why."""
+    if email:
+        customer = get_customer(session, customer_id)
+        _add_contact(session, customer, ContactKind.email, normalise_email(email), None)
+        session.flush()
+    record_event(
+        session,
+        actor=actor,
+        action="attach",
+        entity="customer",
+        entity_id=customer_id,
+        after={"source": source, "name": name, "email": email, **details, "reasons": reasons},
+    )
+
+
 def _normalise_contact(kind: ContactKind, value: str) -> str:
     if kind == ContactKind.email:
         return normalise_email(value)

@@ -35,8 +35,7 @@ from crm.models import (
 )
 from crm.services import bulk
 from crm.services.actor import Actor
-from crm.services.audit import record_event
-from crm.services.customers import ADDRESS_FIELDS, clean_address
+from crm.services.customers import ADDRESS_FIELDS, attach_email, clean_address
 from crm.services.errors import CRMError
 from crm.services.keys import contact_digest, contact_digests
 from crm.services.normalise import (
@@ -358,22 +357,14 @@ def attach_rows(
         if alike < min_similarity:
             fresh.append((row, email, phone))
             continue
-        if email:
-            bulk.insert_contact_points(
-                session, [{"customer_id": holder, "kind": ContactKind.email.value, "value": email}]
-            )
-        record_event(
+        attach_email(
             session,
+            customer_id=holder,
+            email=email,
             actor=actor,
-            action="attach",
-            entity="customer",
-            entity_id=holder,
-            after={
-                "source": source,
-                "name": row["name"],
-                "email": email,
-                "reasons": f"same phone; names {alike:.0f}% alike",
-            },
+            source=source,
+            name=row["name"],
+            reasons=f"same phone; names {alike:.0f}% alike",
         )
         attached += 1
     return fresh, attached

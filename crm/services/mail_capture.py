@@ -52,10 +52,9 @@ from crm.models import (
     QuarantinedMessage,
     utcnow,
 )
-from crm.services import bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event, record_events
-from crm.services.customers import create_customer, create_leads
+from crm.services.customers import attach_email, create_customer, create_leads
 from crm.services.erasure import forgotten_emails, hashing_key
 from crm.services.errors import CRMError
 from crm.services.keys import contact_digest, contact_digests
@@ -820,29 +819,21 @@ def _attach_by_signature(
         alike = fuzz.token_sort_ratio(name_key(party.name), customer.name_key or "")
         if alike < ATTACH_NAME_SIMILARITY:
             continue
+        reasons = f"same phone in the signature; names {alike:.0f}% alike"
         try:
             with session.begin_nested():
-                bulk.insert_contact_points(
+                attach_email(
                     session,
-                    [{"customer_id": holder, "kind": ContactKind.email, "value": party.address}],
+                    customer_id=holder,
+                    email=party.address,
+                    actor=actor,
+                    source="mail",
+                    name=party.name,
+                    reasons=reasons,
+                    phone=by_digest[digest],
                 )
-        except IntegrityError:
+        except (IntegrityError, CRMError):
             return False  # another replica gave the address to someone a moment ago
-        reasons = f"same phone in the signature; names {alike:.0f}% alike"
-        record_event(
-            session,
-            actor=actor,
-            action="attach",
-            entity="customer",
-            entity_id=holder,
-            after={
-                "source": "mail",
-                "name": party.name,
-                "email": party.address,
-                "phone": by_digest[digest],
-                "reasons": reasons,
-            },
-        )
         p.customer_id, p.matched_on = holder, f"attached: {reasons}"
         lookups.by_email[party.address] = holder
         return True
