@@ -29,6 +29,10 @@ if connection is not None:
 else:
     from crm.config import get_settings
 
-    engine = create_db_engine(get_settings().database_url)
+    from crm import crypto
+
+    settings = get_settings()
+    crypto.configure(settings)  # keyed hashes and sealed values as crmbot itself makes them
+    engine = create_db_engine(settings.database_url)
     with migrating(engine) as conn:
         _run(conn)
