@@ -262,7 +262,10 @@ def test_a_reply_is_threaded_to_the_campaign_mail_and_counts_with_purchases_and_
 def _send_worker(url: str, smtp: dict[str, object], start) -> None:  # type: ignore[no-untyped-def]
     from bot.campaigns import CampaignSender
 
+    from crm import crypto
+
     settings = Settings(_env_file=None, database_url=url, campaign_rate_per_minute=60000, **smtp)  # type: ignore[arg-type]
+    crypto.configure(settings)  # a new process: its keys, as at crmbot's start-up
     db = Database(url)
     start.wait()
     CampaignSender(settings, db).send("spring", actor=Actor.system("sender"))
