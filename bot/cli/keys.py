@@ -84,7 +84,10 @@ def keys_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @keys_app.command("rotate")
 def keys_rotate(
     ctx: typer.Context,
-    batch: Annotated[int, typer.Option(min=1, help="Values per transaction.")] = 2_000,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, show_default=False, help="Values per transaction [default: 5,000]."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Encrypt every value under the first key of CRM_ENCRYPTION_KEYS (admins): plain values
@@ -96,6 +99,7 @@ def keys_rotate(
     started = time.perf_counter()
     rewritten: dict[str, int] = {}
     skipped = 0
+    batch = batch or keys_svc.ROTATE_BATCH
     for done in keys_svc.rotate(state.db.transaction, actor_for=state.actor, batch=batch):
         rewritten[done.column] = rewritten.get(done.column, 0) + done.rewritten
         skipped += done.skipped

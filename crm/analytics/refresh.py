@@ -45,6 +45,7 @@ from crm.models import (
     Finding,
     ProductSuggestion,
 )
+from crm.models.base import open_text
 from crm.services import audit, bulk
 from crm.services.actor import Actor
 from crm.services.audit import record_event
@@ -339,7 +340,8 @@ def follow_up_findings(
         )
     )
 
-    # Words for what is kept: names, notes, titles (plain reads of those rows only).
+    # Words for what is kept: names, notes, titles (plain reads of those rows only; notes and
+    # subjects are sealed columns read past their type, so opened here).
     who = np.concatenate(
         [
             fu["customer_id"][overdue],
@@ -349,7 +351,10 @@ def follow_up_findings(
         ]
     )
     names = dict(_fetch(conn, "SELECT id, name FROM customers WHERE id IN", who))
-    notes = dict(_fetch(conn, "SELECT id, note FROM follow_ups WHERE id IN", fu["id"][overdue]))
+    notes = {
+        k: open_text(v)
+        for k, v in _fetch(conn, "SELECT id, note FROM follow_ups WHERE id IN", fu["id"][overdue])
+    }
     kept_deals = np.union1d(rotting, late)
     words = {
         row[0]: row[1:]
@@ -405,7 +410,7 @@ def follow_up_findings(
                 last_inbound_at=None if last_in[k] == NEVER_BEFORE else _utc(last_in[k]),
                 last_outbound_at=None if last_out[k] == NEVER_BEFORE else _utc(last_out[k]),
                 customer_name=names.get(int(thread_customer[k]), ""),
-                subject=thread_rows[k][3],
+                subject=open_text(thread_rows[k][3]),
             )
             for k in kept
         ]
@@ -488,9 +493,7 @@ def _compute(
     t = lap("value", t)
     say("scoring churn risk" + (" (cold start: transparent score)" if model is None else ""))
     scores = churn.score(features, model, config, meta=churn_meta)
-    stake, stake_from_model = value_run.value_at_stake(
-        features.loc[scores.frame.index], values
-    )
+    stake, stake_from_model = value_run.value_at_stake(features.loc[scores.frame.index], values)
     scores.frame["value_at_stake"] = stake.to_numpy()
     t = lap("churn_scoring", t)
     say("running follow-up rules")
@@ -610,6 +613,7 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
             strict=True,
         ),
     )
+    why_stored = bulk.converter(Finding.__table__.c.why, dialect) or str  # type: ignore[attr-defined]
     bulk.write_rows(
         session,
         Finding.__table__,  # type: ignore[attr-defined]
@@ -634,7 +638,7 @@ def record_run(session: Session, *, actor: Actor, results: RunResults) -> Analyt
                 f.follow_up_id,
                 f.owner_id,
                 f.severity,
-                f.why,
+                why_stored(f.why),
                 f.action,
                 _stored(f.since, "time", dialect),
             )

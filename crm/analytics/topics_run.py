@@ -13,12 +13,10 @@ says why.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -252,19 +250,20 @@ def record(session: Session, run_id: int, results: TopicResults | None) -> None:
 def _write(
     session: Session, model: Any, names: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
-    """Rows in the database's fastest loader (``crm.services.bulk.write_rows``): JSON values as
-    text, times as the column type stores them."""
+    """Rows in the database's fastest loader (``crm.services.bulk.write_rows``), each value in
+    the form its column stores (JSON as text, times as the column type writes them, sealed
+    columns encrypted when keys are set)."""
     if not rows:
         return
     table = model.__table__
-    sqlite = session.get_bind().dialect.name == "sqlite"
-
-    def stored(value: Any) -> Any:
-        if isinstance(value, dict | list):
-            return json.dumps(value)
-        if isinstance(value, datetime):
-            naive = value.astimezone(UTC).replace(tzinfo=None)
-            return naive.isoformat(" ", "microseconds") if sqlite else naive
-        return value
-
-    bulk.write_rows(session, table, names, (tuple(stored(v) for v in row) for row in rows))
+    dialect = session.get_bind().dialect.name
+    convert = [bulk.converter(table.c[name], dialect) for name in names]
+    bulk.write_rows(
+        session,
+        table,
+        names,
+        (
+            tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True))
+            for row in rows
+        ),
+    )

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import json_column, utc_column, utcnow
+from crm.models.base import SealedText, json_column, utc_column, utcnow
 
 
 # One analytics refresh (or back-test): when, with which cutoff, and what the model was.
@@ -95,7 +95,7 @@ class Finding(SQLModel, table=True):
     follow_up_id: int | None = Field(default=None, foreign_key="follow_ups.id", ondelete="CASCADE")
     owner_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     severity: int = Field(default=1)
-    why: str = Field(sa_type=sa.Text)
+    why: str = Field(sa_type=SealedText())  # sealed: names a customer, a subject or a note
     action: str = Field(sa_type=sa.Text)
     since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 

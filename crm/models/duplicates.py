@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import NEVER_REUSE_IDS, json_column, sealed_json_column, utc_column, utcnow
+from crm.models.base import NEVER_REUSE_IDS, sealed_json_column, utc_column, utcnow
 
 
 # Two customers someone said are different people: never suggested as duplicates again.
@@ -38,7 +38,7 @@ class CustomerMerge(SQLModel, table=True):
     kept_before: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
     merged_before: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())
     # Ids of the records that moved, by kind: contact_points, deals, interactions, ...
-    moved: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    moved: dict[str, Any] | None = Field(default=None, sa_column=sealed_json_column())  # sealed
     merged_by: str = Field(sa_type=sa.String(200))
     merged_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     undone_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

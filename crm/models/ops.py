@@ -56,7 +56,7 @@ class QuarantinedMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(sa_type=sa.String(200))
     external_id: str = Field(sa_type=sa.String(500))
-    reason: str = Field(sa_type=sa.Text)
+    reason: str = Field(sa_type=SealedText())  # sealed: may name the sender
     raw: bytes = Field(sa_type=SealedBytes)  # sealed, as subject and sender
     received_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     resolved_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -15,15 +15,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from crm.models.base import json_column, utc_column, utcnow
+from crm.models.base import json_column, sealed_json_column, utc_column, utcnow
 
 
 class CustomerTopics(SQLModel, table=True):
     __tablename__ = "customer_topics"
 
     customer_id: int = Field(primary_key=True, foreign_key="customers.id", ondelete="CASCADE")
-    counts: dict[str, int] | None = Field(default=None, sa_column=json_column())
-    keywords: list[str] | None = Field(default=None, sa_column=json_column())
+    # Sealed: the words of the customer's own conversations.
+    counts: dict[str, int] | None = Field(default=None, sa_column=sealed_json_column())
+    keywords: list[str] | None = Field(default=None, sa_column=sealed_json_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
 
 

@@ -37,8 +37,8 @@ from crm.models.base import SealedBytes, SealedJSON, SealedText, UTCDateTime
 from crm.services.actor import Actor
 from crm.services.audit import record_event
 from crm.services.keys import index_key, keyed_digest
-from crm.services.retention import holds_raw_mail
 from crm.services.normalise import name_key
+from crm.services.retention import holds_raw_mail
 
 CHUNK = 20_000
 
@@ -62,7 +62,7 @@ def _sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any] | None:
+def converter(column: sa.Column[Any], dialect: str) -> Callable[[Any], Any] | None:
     """How to turn a Python value into what the driver stores for this column; None: as it is."""
     kind = column.type
     sqlite = dialect == "sqlite"
@@ -168,7 +168,7 @@ def _load(
     dialect = session.get_bind().dialect.name
     columns = [c for c in table.columns if c.name != "id" and any(c.name in r for r in full[:1])]
     names = [c.name for c in columns]
-    convert = [_converter(c, dialect) for c in columns]
+    convert = [converter(c, dialect) for c in columns]
     ids: list[int] = []
     conn = session.connection()
     if assign_ids:

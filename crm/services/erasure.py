@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,9 +155,17 @@ def _mentions(column: Any, terms: Iterable[str]) -> sa.ColumnElement[bool]:
     return sa.or_(*(text.ilike(_like(form), escape="\\") for t in terms for form in _text_forms(t)))
 
 
-def _sealed_events_mentioning(session: Session, terms: Iterable[str]) -> list[Any]:
+def _sealed_events_mentioning(
+    session: Session,
+    terms: Iterable[str],
+    *,
+    after_seq: int | None = None,
+    up_to_seq: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> list[Any]:
     """Audit events whose payload is stored encrypted and names one of ``terms`` (read and
-    decrypted in batches: an encrypted payload is opaque to SQL)."""
+    decrypted in batches: an encrypted payload is opaque to SQL); only those after, up to or
+    with the given ids where those are given."""
     needles = {form.lower() for t in terms for form in _text_forms(t)}
     sealed = sa.or_(
         *(
@@ -168,6 +176,12 @@ def _sealed_events_mentioning(session: Session, terms: Iterable[str]) -> list[An
     statement = sa.select(_events.c.id, _events.c.seq, _events.c.before, _events.c.after).where(
         sealed, _events.c.action != audit.ERASURE_ACTION
     )
+    if after_seq is not None:
+        statement = statement.where(sa.or_(_events.c.seq > after_seq, _events.c.seq.is_(None)))
+    if up_to_seq is not None:
+        statement = statement.where(_events.c.seq <= up_to_seq)
+    if ids is not None:
+        statement = statement.where(_events.c.id.in_(list(ids)))
     found = []
     for row in session.execute(statement.execution_options(yield_per=2_000)):
         text = json.dumps([row.before, row.after], ensure_ascii=False, default=str).lower()
@@ -229,13 +243,32 @@ def forget_customer(
     reason = " ".join((reason or "").split())
     if not reason:
         raise CRMError("Say why the data is erased.", hint='Add --reason "request by email".')
-    # First, so that an analytics run being stored finishes before these deletes (they then
-    # see its rows) or starts after this commits (it then drops them): see crm.models.analytics.
+
+    def person() -> tuple[Customer, list[ContactPoint], set[str]]:
+        customer = get_customer(session, customer_id)
+        points = list(
+            session.exec(select(ContactPoint).where(ContactPoint.customer_id == customer_id))
+        )
+        terms = {t for t in [customer.name, customer.external_id, *(p.value for p in points)] if t}
+        return customer, points, {t for t in terms if len(t) >= MIN_TERM}
+
+    # Encrypted audit payloads are read and decrypted to find those naming the person: a scan
+    # of the whole trail. Where other writers can run meanwhile (PostgreSQL), it is done before
+    # the chain's lock is taken, up to the head committed then; under the lock only the events
+    # after that head, and the ones found (as they are now), are read again.
+    scanned: tuple[set[str], int, list[int]] | None = None
+    if session.get_bind().dialect.name == "postgresql":
+        _, _, early_terms = person()
+        head = audit.head_seq(session)
+        found = (
+            _sealed_events_mentioning(session, early_terms, up_to_seq=head) if early_terms else []
+        )
+        scanned = (early_terms, head, [row.id for row in found])
+    # The lock first, so that an analytics run being stored finishes before these deletes (they
+    # then see its rows) or starts after this commits (it then drops them): see
+    # crm.models.analytics.
     audit.lock_chain(session)
-    customer = get_customer(session, customer_id)
-    points = list(session.exec(select(ContactPoint).where(ContactPoint.customer_id == customer_id)))
-    terms = {t for t in [customer.name, customer.external_id, *(p.value for p in points)] if t}
-    terms = {t for t in terms if len(t) >= MIN_TERM}
+    customer, points, terms = person()
     result = ErasureResult(customer_id=customer_id, customer="anonymised")
 
     def ids(model: Any) -> list[int]:
@@ -268,8 +301,15 @@ def forget_customer(
         )
     ).all()
     if terms:  # payloads stored encrypted cannot be searched in SQL: they are read here
+        if scanned is not None and scanned[0] == terms:
+            _, head, found_ids = scanned
+            sealed = _sealed_events_mentioning(session, terms, after_seq=head)
+            for at in range(0, len(found_ids), 10_000):
+                sealed += _sealed_events_mentioning(session, terms, ids=found_ids[at : at + 10_000])
+        else:
+            sealed = _sealed_events_mentioning(session, terms)
         seen = {row.id for row in candidates}
-        candidates += [r for r in _sealed_events_mentioning(session, terms) if r.id not in seen]
+        candidates += [r for r in sealed if r.id not in seen]
     scrubbed_seqs: list[int] = []
     updates = []
     for row in candidates:

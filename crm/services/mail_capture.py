@@ -651,8 +651,11 @@ def _capture_fast(
         if p.quarantine_reason is not None or (
             p.result is not None and p.result.outcome == CaptureOutcome.ignored
         ):
-            outcome = CaptureOutcome.ignored if p.quarantine_reason is None else (
-                CaptureOutcome.quarantined)
+            outcome = (
+                CaptureOutcome.ignored
+                if p.quarantine_reason is None
+                else (CaptureOutcome.quarantined)
+            )
             reason = p.quarantine_reason or (p.result.reason if p.result else None) or "ignored"
             if p.no_trace and p.result is not None:
                 results.append(p.result)
@@ -763,11 +766,13 @@ def _match_customer(
 # names, 0-100): the address is added to them instead of a lead being made. (The rule CSV
 # imports follow too: crm.services.importer.ATTACH_NAME_SIMILARITY.)
 ATTACH_NAME_SIMILARITY = 90.0
-# A number in a signature: written in the international form (+ or 00), or after a label.
+# A number in a signature: written in the international form (+ or 00), or after a label; a
+# number is labelled by the nearest label before it on its line ("Tel: ... | Fax: ...").
 _PHONE_LABEL = re.compile(
-    r"(?i)(?<![^\W\d_])(tel|tél|phone|ph|mob|mobile|mobil|cell|fon|telefon|telefono|teléfono|"
-    r"téléphone|handy|tlf|puh|fax|[tmpw])\s*[.:]"
+    r"(?i)(?<![^\W\d_])(telephone|telefone|tel|tél|phone|ph|mob|mobile|mobil|cell|fon|telefon|"
+    r"telefono|teléfono|téléphone|handy|tlf|puh|fax|telefax|[tmpwf])\s*[.:]"
 )
+_FAX_LABELS = frozenset({"fax", "telefax", "f"})
 _PHONE_NUMBER = re.compile(r"(?<![\w+])(\+|00)?\(?\d[\d \t().\-/]{5,}\d(?!\w)")
 
 
@@ -775,10 +780,11 @@ def signature_phones(signature: str) -> list[str]:
     """Phone numbers in a mail signature, normalised (fax numbers left out)."""
     found: list[str] = []
     for line in signature.splitlines()[:30]:
-        label = _PHONE_LABEL.search(line)
-        if label is not None and label.group(1).lower() == "fax":
-            continue
+        labels = [(m.end(), m.group(1).lower()) for m in _PHONE_LABEL.finditer(line)]
         for match in _PHONE_NUMBER.finditer(line):
+            label = next((name for end, name in reversed(labels) if end <= match.start()), None)
+            if label in _FAX_LABELS:
+                continue
             if match.group(1) is None and label is None:
                 continue  # digits without a + or a label: a date, an order number, ...
             try:
@@ -790,9 +796,7 @@ def signature_phones(signature: str) -> list[str]:
     return found
 
 
-def _attach_by_signature(
-    session: Session, p: _Plan, lookups: _Lookups, actor: Actor
-) -> bool:
+def _attach_by_signature(session: Session, p: _Plan, lookups: _Lookups, actor: Actor) -> bool:
     """File a mail from a new address under the known customer whose phone number its
     signature gives, when the sender's name agrees; the address becomes theirs (audited)."""
     from rapidfuzz import fuzz

@@ -88,7 +88,10 @@ def test_personal_data_is_not_in_the_stored_form_and_reads_back(db: Database, ad
     customer_id, interaction_id = _world(db, admin)
     stored = _stored_bytes(db)
     for secret in SECRETS:
-        assert secret not in stored, secret
+        assert secret not in stored, (
+            secret,
+            stored[max(0, stored.find(secret) - 300) : stored.find(secret) + 60],
+        )
     assert b"enc1:" + crypto.key_id(KEY_A).encode() in stored
     with db.session() as session:
         interaction = session.get(Interaction, interaction_id)
@@ -295,10 +298,84 @@ def test_text_that_only_looks_encrypted_is_text(db: Database, admin: Actor):
         crypto.use_keys(keys)
         with db.transaction() as session:
             row, _ = record_interaction(
-                session, actor=admin,
+                session,
+                actor=admin,
                 interaction_in=InteractionCreate(
                     customer_id=customer_id, channel=Channel.note, body=odd
                 ),
             )
         with db.session() as session:
             assert session.get(Interaction, row.id).body == odd  # type: ignore[union-attr]
+
+
+def test_what_refreshes_merges_and_set_aside_mail_store_about_a_person_is_sealed(
+    db: Database, admin: Actor, tmp_path: Path
+):
+    """Findings quote subjects and notes, a merge keeps the kept customer's address, a set-aside
+    mail's reason names its sender: with keys set, none of it is in the stored form."""
+    from crm.analytics.refresh import refresh
+    from crm.config import Settings
+    from crm.models import Finding
+    from crm.services import merges
+    from crm.services.mail_capture import CapturePolicy, IncomingMail, MailAddress, capture_mails
+
+    crypto.use_keys([KEY_A])
+    customer_id, _ = _world(db, admin)  # follow-up note NOTE, due 2026-12-20
+    with db.transaction() as session:
+        bryn = customer_svc.create_customer(
+            session, customer_in=CustomerCreate(name="Bryn Ellis"), actor=admin
+        )
+        record_interaction(
+            session,
+            actor=admin,
+            interaction_in=InteractionCreate(
+                customer_id=bryn.id,
+                channel=Channel.email,
+                direction=Direction.inbound,
+                occurred_at=datetime(2026, 12, 21, 9, 0, tzinfo=UTC),
+                subject="gate codes 7741-kestrel",
+                body="Which gate?",
+            ),
+        )
+        twin = customer_svc.create_customer(
+            session, customer_in=CustomerCreate(name="Olwen P."), actor=admin
+        )
+        _, merge = customer_svc.merge_with_record(
+            session,
+            keep_id=customer_id,
+            merge_id=twin.id,
+            actor=admin,  # type: ignore[arg-type]
+        )
+        stranger = IncomingMail(
+            source="imap:support",
+            content_hash="hash-q1",
+            raw=b"raw",
+            raw_size=3,
+            message_id="q1@example.net",
+            from_=MailAddress("Quince Baxter", "quince.baxter@example.net"),
+            to=[MailAddress("", "support@ourco.com")],
+            subject="Hello",
+            new_text="Hi",
+            date=datetime(2026, 12, 21, tzinfo=UTC),
+        )
+        policy = CapturePolicy(internal_domains=("ourco.com",), unknown_sender="quarantine")
+        [held] = capture_mails(session, mails=[stranger], policy=policy, actor=admin)
+        assert "quince.baxter@example.net" in (held.reason or "")
+    settings = Settings(_env_file=None, database_url=db.url, model_dir=str(tmp_path))  # type: ignore[call-arg]
+    refresh(db, settings=settings, actor=admin, cutoff=datetime(2026, 12, 28, tzinfo=UTC))
+
+    stored = _stored_bytes(db)
+    # (Topic terms keep words of the conversations readable, but none with a digit.)
+    words = (b"zebra-quartz-4471", b"7741-kestrel", b"quince.baxter")
+    for secret in (*SECRETS[1:], *words):
+        assert secret not in stored, (
+            secret,
+            stored[max(0, stored.find(secret) - 300) : stored.find(secret) + 60],
+        )
+    with db.session() as session:
+        why = {f.kind: f.why for f in session.exec(sa.select(Finding)).scalars()}  # type: ignore[call-overload]
+    assert NOTE in why["overdue_follow_up"]
+    assert "gate codes 7741-kestrel" in why["unanswered_email"]
+    with db.transaction() as session:
+        merges.unmerge_customers(session, merge_id=merge.id, actor=admin)  # type: ignore[arg-type]
+        assert customer_svc.customer_card(session, customer_id).customer.street == STREET

@@ -302,3 +302,44 @@ def test_with_encryption_on_forget_finds_the_person_inside_encrypted_audit_paylo
     assert erasure.audit.ERASED_KEY in texts[mentioned]
     for secret in SECRETS:
         assert not [i for i, t in texts.items() if secret.lower() in t], secret
+
+
+def test_an_event_naming_the_person_written_while_the_trail_is_scanned_is_scrubbed_too(
+    db, admin, settings, monkeypatch
+):
+    """On PostgreSQL the encrypted trail is scanned before the chain's lock is taken; an event
+    committed between that scan and the lock is read under the lock."""
+    import json
+
+    from crm import crypto
+
+    if db.dialect == "sqlite":
+        pytest.skip("one writer at a time on SQLite: no other writer can come in between")
+    crypto.use_keys([crypto.generate_key()])
+    person, _, _ = _person_everywhere(db, admin, settings)
+    lock_chain = erasure.audit.lock_chain
+    late: list[int] = []
+
+    def lock_after_another_writer(session):
+        if not late:
+            with db.transaction() as other:
+                event = audit_svc.record_event(
+                    other, actor=admin, action="note", entity="store",
+                    after={"text": f"call {NAME} back on {PHONE_STORED}"},
+                )
+                other.flush()
+                late.append(event.id)
+        return lock_chain(session)
+
+    monkeypatch.setattr(erasure.audit, "lock_chain", lock_after_another_writer)
+    with db.transaction() as session:
+        erasure.forget_customer(
+            session, actor=admin, customer_id=person, reason="asked by email",
+            key=erasure.hashing_key(session, None),
+        )
+    with db.session() as session:
+        assert audit_svc.verify_chain(session).ok
+        event = session.get(AuditEvent, late[0])
+        assert event is not None
+        text = json.dumps([event.before, event.after], ensure_ascii=False).lower()
+    assert erasure.audit.ERASED_KEY in text and NAME.lower() not in text

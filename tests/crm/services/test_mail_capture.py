@@ -527,3 +527,7 @@ def test_signature_phones_need_an_international_form_or_a_label():
     assert signature_phones("Mobil: 030 1234567") == ["0301234567"]
     assert signature_phones("Best,\nBob\n+1 (415) 555-0134 | bob@example.com") == ["+14155550134"]
     assert signature_phones("Order 123456789 of 2026-12-05, ref 4471-2231") == []
+    # Each number is labelled by the nearest label before it on its line.
+    assert signature_phones("Tel: +44 20 7946 0958 | Fax: +44 20 7946 0000") == ["+442079460958"]
+    assert signature_phones("T: 030 1234567  F: 030 7654321") == ["0301234567"]
+    assert signature_phones("Telephone: 030 1234567\nTelefax: 030 7654321") == ["0301234567"]
