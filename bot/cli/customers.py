@@ -402,6 +402,37 @@ def customer_unmerge(ctx: typer.Context, merge_id: int, json_out: JsonOpt = Fals
         )
 
 
+@customer_app.command("detach")
+def customer_detach(
+    ctx: typer.Context, customer: str, address: str, json_out: JsonOpt = False
+) -> None:
+    """Take an address back from a customer (a wrong attach): it becomes a lead of its own,
+    with the mail it wrote and the replies sent to it (managers and admins)."""
+    state = common.state(ctx)
+    with state.write() as (session, actor):
+        found = customer_svc.resolve_customer(session, customer)
+        done = customer_svc.detach_email(
+            session,
+            customer_id=found.id,
+            email=address,
+            actor=actor,  # type: ignore[arg-type]
+        )
+        lead = _customer_dict(session, customer_svc.get_customer(session, done.lead_id))
+        data = {
+            "customer_id": done.customer_id,
+            "email": done.email,
+            "lead": lead,
+            "interactions": done.interactions,
+        }
+    if json_out:
+        common.emit_json(data)
+    else:
+        common.console.print(
+            f"Detached {done.email} from #{done.customer_id}: it is lead #{lead['id']} "
+            f"{lead['name']}, with {len(done.interactions)} interaction(s)."
+        )
+
+
 @customer_app.command("duplicates")
 def customer_duplicates(
     ctx: typer.Context,

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from crm.models import (
+    AuditEvent,
     Channel,
     ChannelLink,
     ContactKind,
@@ -243,6 +245,105 @@ def attach_email(
         entity_id=customer_id,
         after={"source": source, "name": name, "email": email, **details, "reasons": reasons},
     )
+
+
+@dataclass
+class Detached:
+    """An address taken back from a customer: the lead it became and the mail that went with it."""
+
+    customer_id: int
+    lead_id: int
+    email: str
+    interactions: list[int]
+
+
+def detach_email(session: Session, *, customer_id: int, email: str, actor: Actor) -> Detached:
+    """Undo an attach (or any address wrongly given to a customer): the address leaves the
+    customer and becomes a lead of its own, named as the attach recorded it (else as its mail
+    signs), with the email interactions it wrote and the replies sent to it. Audited."""
+    actor.require_manager("detach an address from a customer")
+    customer = get_customer(session, customer_id)
+    address = normalise_email(email)
+    emails = [p for p in contact_points(session, customer_id) if p.kind == ContactKind.email]
+    point = next((p for p in emails if p.value == address), None)
+    if point is None:
+        raise NotFound(
+            f"{_label(customer)} has no address {address}.",
+            hint=f"`crmbot customer show {customer_id}` lists their addresses.",
+        )
+    if len(emails) == 1:
+        raise CRMError(
+            f"{address} is the only address of {_label(customer)}: there is nothing to detach it "
+            "from.",
+            hint=f"Give them their own address first (`crmbot customer update {customer_id} "
+            "email=...`), then detach this one.",
+        )
+
+    def address_of(display: str | None) -> str:
+        return parseaddr(display or "")[1].strip().lower()
+
+    mail = session.exec(
+        select(Interaction).where(
+            Interaction.customer_id == customer_id, Interaction.channel == Channel.email
+        )
+    ).all()
+    theirs = [
+        i
+        for i in mail
+        if (i.direction == Direction.inbound and address_of(i.author) == address)
+        or (
+            i.direction == Direction.outbound
+            and address_of((i.meta or {}).get("recipient")) == address
+        )
+    ]
+    name = _attached_name(session, customer_id, address) or next(
+        (n for n in (parseaddr(i.author or "")[0].strip() for i in theirs) if n), ""
+    )
+    session.delete(point)
+    session.flush()
+    lead = create_customer(
+        session,
+        customer_in=CustomerCreate(
+            name=name or address.split("@", 1)[0], email=address, status=CustomerStatus.lead
+        ),
+        actor=actor,
+    )
+    assert lead.id is not None
+    moved = sorted(int(i.id) for i in theirs if i.id is not None)
+    if moved:
+        session.execute(
+            sa.update(Interaction).where(col(Interaction.id).in_(moved)).values(customer_id=lead.id)
+        )
+    record_event(
+        session,
+        actor=actor,
+        action="detach",
+        entity="customer",
+        entity_id=customer_id,
+        before={"email": address},
+        after={"lead_id": lead.id, "interactions": moved},
+    )
+    return Detached(customer_id, lead.id, address, moved)
+
+
+def _attached_name(session: Session, customer_id: int, address: str) -> str | None:
+    """The name the newest attach of ``address`` to this customer recorded (payloads may be
+    encrypted, so they are compared here, not in SQL)."""
+    events = session.exec(
+        select(AuditEvent)
+        .where(
+            AuditEvent.action == "attach",
+            AuditEvent.entity == "customer",
+            AuditEvent.entity_id == str(customer_id),
+        )
+        .order_by(col(AuditEvent.id).desc())
+    )
+    for event in events:
+        after = event.after or {}
+        recorded = str(after.get("email") or "").strip().lower()
+        if recorded == address and after.get("name"):
+            return str(after["name"])[:200]
+    return None
 
 
 def _normalise_contact(kind: ContactKind, value: str) -> str:

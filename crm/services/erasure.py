@@ -268,6 +268,7 @@ def forget_customer(
     # then see its rows) or starts after this commits (it then drops them): see
     # crm.models.analytics.
     audit.lock_chain(session)
+    session.expire_all()  # read the person again as they are now, under the lock
     customer, points, terms = person()
     result = ErasureResult(customer_id=customer_id, customer="anonymised")
 

@@ -34,6 +34,7 @@ CHANGING: dict[tuple[str, ...], tuple[str, ...]] = {
     ("customer", "update"): ("jane@acme.com", "status=active", "phone=+44 20 7946 0000"),
     ("customer", "merge"): ("jane@acme.com", "bob@initech.com"),
     ("customer", "unmerge"): ("1",),
+    ("customer", "detach"): ("jane@acme.com", "jane@acme.com"),
     ("customer", "not-duplicate"): ("jane@acme.com", "bob@initech.com"),
     ("customer", "forget"): ("jane@acme.com", "--reason", "asked by email"),
     ("deal", "add"): ("jane@acme.com", "Another plan"),

@@ -17,6 +17,7 @@ from crm.models import (
     Interaction,
     Lease,
     QuarantinedMessage,
+    Role,
 )
 from crm.services import leases
 from crm.services.actor import Actor
@@ -531,3 +532,49 @@ def test_signature_phones_need_an_international_form_or_a_label():
     assert signature_phones("Tel: +44 20 7946 0958 | Fax: +44 20 7946 0000") == ["+442079460958"]
     assert signature_phones("T: 030 1234567  F: 030 7654321") == ["0301234567"]
     assert signature_phones("Telephone: 030 1234567\nTelefax: 030 7654321") == ["0301234567"]
+
+
+def test_a_wrong_attach_is_undone_by_detaching_the_address(db, admin):
+    """Someone who signs with a customer's name and number gets their address filed under that
+    customer; detaching it makes them a lead of their own with the mail they wrote and the
+    replies sent to them, and the customer keeps the rest."""
+    from crm.services.customers import detach_email
+    from crm.services.errors import CRMError, NotFound, PermissionDenied
+
+    olwen = add_customer(db, admin, "Olwen Pryce", "olwen@larkspur.test", phone="+44 20 7946 0958")
+    signed = "Olwen Pryce\nTel: +44 20 7946 0958"
+    store(
+        db,
+        mail("o1@larkspur.test", sender="olwen@larkspur.test", name="Olwen Pryce"),
+        mail("f1@gmail.com", sender="impostor@gmail.com", name="Olwen Pryce", signature=signed),
+        mail(
+            "r1@ourco.com",
+            sender="ana@ourco.com",
+            name="Ana Agent",
+            to=("impostor@gmail.com",),
+            date=WHEN + timedelta(hours=2),
+        ),
+    )
+    assert {i.customer_id for i in interactions(db)} == {olwen.id}
+    viewer = Actor(name="vic", role=Role.viewer)
+    with db.transaction() as session, pytest.raises(PermissionDenied):
+        detach_email(session, customer_id=olwen.id, email="impostor@gmail.com", actor=viewer)
+    with db.transaction() as session:
+        with pytest.raises(NotFound, match="has no address nobody@gmail.com"):
+            detach_email(session, customer_id=olwen.id, email="nobody@gmail.com", actor=admin)
+        done = detach_email(session, customer_id=olwen.id, email="Impostor@Gmail.com", actor=admin)
+    stored = {i.external_id: i for i in interactions(db)}
+    assert stored["f1@gmail.com"].customer_id == stored["r1@ourco.com"].customer_id == done.lead_id
+    assert stored["o1@larkspur.test"].customer_id == olwen.id
+    with db.session() as session:
+        lead = session.get(Customer, done.lead_id)
+        assert lead is not None and lead.name == "Olwen Pryce" and lead.status == "lead"
+        points = {
+            (p.customer_id, p.value)
+            for p in session.exec(select(ContactPoint).where(ContactPoint.kind == "email"))
+        }
+        event = session.exec(select(AuditEvent).where(AuditEvent.action == "detach")).one()
+    assert points == {(olwen.id, "olwen@larkspur.test"), (done.lead_id, "impostor@gmail.com")}
+    assert event.after["interactions"] == sorted(done.interactions) and len(done.interactions) == 2
+    with db.transaction() as session, pytest.raises(CRMError, match="only address"):
+        detach_email(session, customer_id=olwen.id, email="olwen@larkspur.test", actor=admin)
