@@ -429,7 +429,7 @@ def customer_detach(
     else:
         common.console.print(
             f"Detached {done.email} from #{done.customer_id}: it is lead #{lead['id']} "
-            f"{lead['name']}, with {len(done.interactions)} interaction(s)."
+            f"{lead['name']}, with {plural(len(done.interactions), 'interaction')}."
         )
 
 

@@ -107,3 +107,22 @@ def test_an_address_is_given_on_add_and_changed_on_update(crmbot):
     assert (json.loads(out)["street"], json.loads(out)["postcode"]) == ("1 High St", "LS1 1AA")
     code, out, _ = crmbot("customer", "update", "jane@acme.com", "city=Leeds", "street=", "--json")
     assert (json.loads(out)["city"], json.loads(out)["street"]) == ("Leeds", None)
+
+
+def test_detach_gives_an_address_back_as_a_lead_of_its_own(crmbot, db):
+    assert crmbot("customer", "add", "Jane Doe", "--email", "jane@acme.com")[0] == 0
+    assert crmbot("customer", "update", "jane@acme.com", "email=jd@gmail.com")[0] == 0
+    code, out, err = crmbot("customer", "detach", "jane@acme.com", "jd@gmail.com")
+    assert code == 0, err
+    assert out.strip() == "Detached jd@gmail.com from #1: it is lead #2 jd, with 0 interactions."
+    code, out, _ = crmbot("customer", "show", "jd@gmail.com", "--json")
+    assert code == 0 and json.loads(out)["status"] == "lead"
+    before = _events(db)
+    for args, message in (
+        (("jane@acme.com", "jd@gmail.com"), "has no address jd@gmail.com"),
+        (("jane@acme.com", "jane@acme.com"), "only address"),
+        (("jane@acme.com", "not-an-address"), "is not an email address"),
+    ):
+        code, _, err = crmbot("customer", "detach", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert _events(db) == before and "detach" in before
