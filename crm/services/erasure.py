@@ -155,6 +155,10 @@ def _mentions(column: Any, terms: Iterable[str]) -> sa.ColumnElement[bool]:
     return sa.or_(*(text.ilike(_like(form), escape="\\") for t in terms for form in _text_forms(t)))
 
 
+# Ids named in one statement when events found earlier are read again.
+_IDS_PER_READ = 10_000
+
+
 def _sealed_events_mentioning(
     session: Session,
     terms: Iterable[str],
@@ -305,8 +309,9 @@ def forget_customer(
         if scanned is not None and scanned[0] == terms:
             _, head, found_ids = scanned
             sealed = _sealed_events_mentioning(session, terms, after_seq=head)
-            for at in range(0, len(found_ids), 10_000):
-                sealed += _sealed_events_mentioning(session, terms, ids=found_ids[at : at + 10_000])
+            for at in range(0, len(found_ids), _IDS_PER_READ):
+                chunk = found_ids[at : at + _IDS_PER_READ]
+                sealed += _sealed_events_mentioning(session, terms, ids=chunk)
         else:
             sealed = _sealed_events_mentioning(session, terms)
         seen = {row.id for row in candidates}
