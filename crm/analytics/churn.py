@@ -596,6 +596,10 @@ REASON_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+# Customers explained at once (see ``explain``).
+EXPLAIN_SLICE = 50_000
+
+
 class _Row:
     """One customer's reason columns, read by name (``row["recency_days"]``) straight from
     the column lists: a dict per customer would cost most of explaining a million of them."""
@@ -667,7 +671,20 @@ def explain(
         return []
     if model.explainer is None:  # a model file from before reasons came from the linear terms
         return [rule_reasons(row, max_reasons) for row in _records(frame)]
-    pushes = group_pushes(model.explainer, model_matrix(frame) if x is None else x)
+    out: list[list[str]] = []
+    # In slices: the transformed matrix and the reason columns of a million flagged customers
+    # at once would cost more memory than all the rest of a refresh.
+    for at in range(0, len(frame), EXPLAIN_SLICE):
+        part = frame.iloc[at : at + EXPLAIN_SLICE]
+        xs = model_matrix(part) if x is None else x[at : at + EXPLAIN_SLICE]
+        out += _explain_slice(model.explainer, part, xs, max_reasons, min_push)
+    return out
+
+
+def _explain_slice(
+    explainer: Any, frame: pd.DataFrame, x: np.ndarray, max_reasons: int, min_push: float
+) -> list[list[str]]:
+    pushes = group_pushes(explainer, x)
     texts = [fn for _, fn in REASON_GROUPS.values()]
     order = np.argsort(-pushes, axis=1, kind="stable")
     # Plain lists (no numpy scalar per step): the loop below runs for every flagged customer.
@@ -747,7 +764,7 @@ def score(
     reasons: list[list[str]] = [[] for _ in range(len(frame))]
     flagged = np.flatnonzero(levels != "low")
     if len(flagged):
-        sub = frame.iloc[flagged]
+        sub = frame[list(REASON_COLUMNS)].iloc[flagged]  # what the texts read, and no more
         if model is not None:
             texts = explain(
                 model,

@@ -348,8 +348,8 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
 
     last_any = latest(None)
     cols: dict[str, np.ndarray] = {
-        "owner_id": snapshot.owner_id,
-        "active": snapshot.active,
+        "owner_id": snapshot.owner_id.copy(),  # the frame holds its arrays: none of the snapshot's
+        "active": snapshot.active.copy(),
         "created_at": snapshot.created_at / US_PER_DAY,
         "first_interaction_at": _epoch(earliest(None), NEVER_AFTER),
         "last_interaction_at": _epoch(last_any, NEVER_BEFORE),
@@ -386,8 +386,14 @@ def features_at(snapshot: Snapshot, cutoff: datetime) -> pd.DataFrame:
     cols.update(_deal_columns(snapshot.deals, c, n))
     cols.update(_follow_up_columns(snapshot.follow_ups, c, n))
     cols.update(_satisfaction_columns(snapshot.surveys, c, n))
-    frame = pd.DataFrame(cols, index=pd.Index(snapshot.customer_id, name="customer_id"))
-    return _derived(frame, cutoff)
+    cols.update(_derived(cols, cutoff))
+    # The columns as they are, one block each: consolidating a million rows by 80 columns
+    # into one block would copy them all (twice, with the derived columns added after).
+    frame = pd.DataFrame(
+        cols, index=pd.Index(snapshot.customer_id.copy(), name="customer_id"), copy=False
+    )
+    frame.attrs["cutoff"] = cutoff
+    return frame
 
 
 def _deal_columns(deals: dict[str, np.ndarray], c: int, n: int) -> dict[str, np.ndarray]:
@@ -448,40 +454,41 @@ def _satisfaction_columns(surveys: dict[str, np.ndarray], c: int, n: int) -> dic
     return {"satisfaction_latest": latest, "satisfaction_mean": mean}
 
 
-def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    return num / den.where(den > 0)
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is not above 0 (or NaN)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / np.where(den > 0, den, np.nan)
 
 
-def _derived(frame: pd.DataFrame, cutoff: datetime) -> pd.DataFrame:
+def _derived(cols: dict[str, np.ndarray], cutoff: datetime) -> dict[str, np.ndarray]:
+    """The columns computed from the others (NaN in, NaN out)."""
     now = epoch_days(cutoff)
 
-    def since(col: str) -> pd.Series:
-        return (now - frame[col]).clip(lower=0)
+    def since(at: np.ndarray) -> np.ndarray:
+        return np.maximum(now - at, 0.0)  # NaN stays NaN
 
-    first_seen = frame[["created_at", "first_interaction_at"]].min(axis=1)
+    first_seen = np.fmin(cols["created_at"], cols["first_interaction_at"])
     extra = {
-        "tenure_days": (now - first_seen).clip(lower=0),
-        "recency_days": since("last_purchase_at"),
-        "first_purchase_days": since("first_purchase_at"),
-        "days_since_engagement": since("last_engaged_at"),
-        "days_since_inbound": since("last_inbound_at"),
-        "days_since_outbound": since("last_outbound_at"),
-        "unanswered_days": since("first_unanswered_at"),
-        "monetary": frame["purchase_value"] + frame["won_value"],
+        "tenure_days": np.maximum(now - first_seen, 0.0),
+        "recency_days": since(cols["last_purchase_at"]),
+        "first_purchase_days": since(cols["first_purchase_at"]),
+        "days_since_engagement": since(cols["last_engaged_at"]),
+        "days_since_inbound": since(cols["last_inbound_at"]),
+        "days_since_outbound": since(cols["last_outbound_at"]),
+        "unanswered_days": since(cols["first_unanswered_at"]),
+        "monetary": cols["purchase_value"] + cols["won_value"],
     }
     span = extra["first_purchase_days"] - extra["recency_days"]
-    extra["avg_purchase_gap_days"] = _safe_ratio(span, frame["purchase_days"] - 1)
+    extra["avg_purchase_gap_days"] = _safe_ratio(span, cols["purchase_days"] - 1)
     # How overdue the next purchase is against the customer's own rhythm (>1: later than usual).
     extra["overdue_ratio"] = _safe_ratio(extra["recency_days"], extra["avg_purchase_gap_days"])
-    extra["purchase_trend"] = _trend(frame["purchases_90"], frame["purchases_prev_90"])
-    extra["value_trend"] = _trend(frame["value_90"], frame["value_prev_90"])
-    extra["interaction_trend"] = _trend(frame["interactions_90"], frame["interactions_prev_90"])
-    extra["engaged"] = frame["last_engaged_at"].notna()
+    extra["purchase_trend"] = _trend(cols["purchases_90"], cols["purchases_prev_90"])
+    extra["value_trend"] = _trend(cols["value_90"], cols["value_prev_90"])
+    extra["interaction_trend"] = _trend(cols["interactions_90"], cols["interactions_prev_90"])
+    extra["engaged"] = ~np.isnan(cols["last_engaged_at"])
     # Bought: a purchase or a won deal. Only buyers can churn; the rest are leads.
-    extra["buyer"] = (frame["frequency"] > 0) | (frame["won_deals"] > 0)
-    frame = pd.concat([frame, pd.DataFrame(extra, index=frame.index)], axis=1)
-    frame.attrs["cutoff"] = cutoff
-    return frame
+    extra["buyer"] = (cols["frequency"] > 0) | (cols["won_deals"] > 0)
+    return extra
 
 
 def build_features(
@@ -508,10 +515,9 @@ def build_features(
     return features_at(snapshot, cutoff)
 
 
-def _trend(recent: pd.Series, previous: pd.Series) -> pd.Series:
+def _trend(recent: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """Relative change of the last 90 days against the 90 before (-1 = stopped, NaN = nothing before)."""
-    out = (recent - previous) / previous.where(previous > 0)
-    return out.astype(float)
+    return _safe_ratio(recent - previous, previous).astype(np.float64)
 
 
 def model_matrix(frame: pd.DataFrame) -> np.ndarray:

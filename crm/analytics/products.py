@@ -169,9 +169,17 @@ def compute_for_run(
         rules = mine(matrix, lines.keys, thresholds(settings))
         picks = pick(matrix, rules, top=top)
         names = [lines.labels[k] for k in lines.keys]
+        # One text per rule, shared by every suggestion it makes (millions of suggestions
+        # come from a few thousand rules: a string each would hold hundreds of MB).
+        texts: dict[tuple[int, int, int, float, float], str] = {}
         reasons = [
-            reason_text(names[i], names[b], None if b2 < 0 else names[b2], c, lift)
-            for i, b, b2, c, lift in zip(
+            texts.get(key)
+            or texts.setdefault(
+                key,
+                reason_text(names[key[0]], names[key[1]], None if key[2] < 0 else names[key[2]],
+                            key[3], key[4]),
+            )
+            for key in zip(
                 picks.item.tolist(),
                 picks.because.tolist(),
                 picks.because2.tolist(),
@@ -179,7 +187,7 @@ def compute_for_run(
                 picks.lift.tolist(),
                 strict=True,
             )
-        ]
+        ]  # fmt: skip
         rows = SuggestionRows(
             ids[picks.row], lines.product_ids[picks.item], picks.rank, picks.score, reasons
         )

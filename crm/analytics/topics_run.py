@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,10 +132,11 @@ def _document_counts(session: Session, terms: set[str]) -> dict[str, int]:
 
 
 def compute(
-    session: Session, settings: Settings, segments: pd.Series
+    session: Session, settings: Settings, segments: pd.Series | Callable[[], pd.Series]
 ) -> tuple[TopicResults | None, dict[str, Any]]:
     """The step's results (None when there is nothing new) and a summary for the run's meta.
-    ``segments``: customer id -> segment name, from this run."""
+    ``segments``: customer id -> segment name, from this run, or what gives them when called
+    (a refresh reads and counts the new texts while it is still segmenting)."""
     started = time.perf_counter()
     try:
         after = watermark(session)
@@ -169,7 +171,8 @@ def compute(
             df[term] = max(0, df.get(term, 0) + delta)
         for cid in ids:
             results.customers[cid] = (merged[cid], topics.keywords(merged[cid], df, documents))
-        _segments(results, new, merged, segments, settings.analytics_seed)
+        named = segments() if callable(segments) else segments
+        _segments(results, new, merged, named, settings.analytics_seed)
         summary.update(
             interactions=len(texts),
             customers=len(ids),

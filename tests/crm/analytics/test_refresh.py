@@ -169,6 +169,49 @@ def test_a_failed_refresh_leaves_a_failed_run_and_no_snapshot(
         assert insights.latest_run(session) is None
 
 
+@pytest.mark.parametrize("failing", ["features_at", "train"])
+def test_a_refresh_failing_beside_its_second_connection_fails_whole_and_does_not_hang(
+    db, shop, admin, analytics_settings, monkeypatch, failing
+):
+    """Suggestions and topics run on a second connection; the main work failing before the
+    segments exist (topics waits for them) or after still ends the refresh as failed."""
+    from crm.analytics import churn
+    from crm.analytics import refresh as module
+
+    seen: list[str] = []
+    real_topics = module.topics_run.compute
+
+    def topics_seen(session, settings, segments):
+        try:  # what topics gets when it asks for the segments
+            seen.append(f"{len(segments())} segmented")
+        except RuntimeError as exc:
+            seen.append(str(exc))
+        return real_topics(session, settings, segments)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(module.topics_run, "compute", topics_seen)
+    monkeypatch.setattr(module if failing == "features_at" else churn, failing, boom)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
+    # The second connection's work ended too, with the segments when they were made.
+    assert seen == ["out of memory" if failing == "features_at" else "5 segmented"]
+    with db.session() as session:
+        assert [r.status for r in session.exec(select(AnalyticsRun))] == ["failed"]
+        assert session.exec(select(CustomerSegment)).all() == []
+
+
+def test_reasons_are_stored_as_the_json_of_their_texts():
+    import json
+
+    from crm.analytics.refresh import json_strings
+
+    for texts in ([], ["no purchase in 45 days"], ['said "stop"\n', "é \u2028 \\ 😀", "a\x00b"]):
+        assert json_strings(texts) == json.dumps(texts)
+        assert json.loads(json_strings(texts)) == texts
+
+
 def test_each_owner_keeps_its_most_urgent_findings_and_every_count(db, admin, tmp_path):
     rep, _ = make_user(db, "Rita", Role.rep)
     settings = Settings(
