@@ -136,6 +136,22 @@ def _us(values: list[Any]) -> np.ndarray:
     return out
 
 
+def email_threads(session: Session, now: datetime) -> list[tuple[Any, ...]]:
+    """Each email thread of the 30 days before ``now`` (the ``occurred_at`` index keeps this a
+    short range): customer, last inbound and last outbound time, a subject."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    recent = time_literal(now - timedelta(days=30), dialect)
+    return _fetch(
+        conn,
+        "SELECT customer_id, max(CASE WHEN direction = 'inbound' THEN occurred_at END), "
+        "max(CASE WHEN direction = 'outbound' THEN occurred_at END), max(subject) "
+        f"FROM interactions WHERE channel = 'email' AND occurred_at >= {recent} "
+        f"AND occurred_at < {time_literal(now, dialect)} AND deleted_at IS NULL "
+        "GROUP BY customer_id, thread_key",
+    )
+
+
 @dataclass
 class Flagged:
     """What one rule flagged, as arrays: the owner (-1: nobody), how severe, since when (µs)."""
@@ -166,13 +182,14 @@ def follow_up_findings(
     now: datetime,
     features: pd.DataFrame,
     flagged: dict[str, dict[str, int]] | None = None,
+    thread_rows: list[tuple[Any, ...]] | None = None,
 ) -> list[followups.FindingDraft]:
     """Run the rules at ``now``. Open deals and open follow-ups are read as arrays, each
     customer's latest interaction and reply come from ``features`` (the refresh's one read of
     the interactions), and each rule's test runs over the arrays. Of what a rule flags, each
     owner's ``findings_per_owner`` most urgent become records for ``crm.analytics.followups``,
     which decides and words the findings; ``flagged`` receives every rule's full count per
-    owner."""
+    owner. ``thread_rows``: ``email_threads`` at ``now``, when already read."""
     conn = session.connection()
     dialect = conn.dialect.name
     t = micros(now)
@@ -276,15 +293,8 @@ def follow_up_findings(
         )
     )
 
-    # Email threads of the last 30 days (the ``occurred_at`` index keeps this a short range).
-    recent = time_literal(now - timedelta(days=30), dialect)
-    thread_rows = _fetch(
-        conn,
-        "SELECT customer_id, max(CASE WHEN direction = 'inbound' THEN occurred_at END), "
-        "max(CASE WHEN direction = 'outbound' THEN occurred_at END), max(subject) "
-        f"FROM interactions WHERE channel = 'email' AND occurred_at >= {recent} "
-        f"AND occurred_at < {before} AND deleted_at IS NULL GROUP BY customer_id, thread_key",
-    )
+    if thread_rows is None:
+        thread_rows = email_threads(session, now)
     thread_customer = np.array([row[0] for row in thread_rows], dtype=np.int64)
     thread_owner = per_customer(owners, place(thread_customer), -1)
     last_in = _us([row[1] for row in thread_rows])
@@ -449,11 +459,13 @@ def compute(
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
     on_segments: Callable[[pd.DataFrame], None] | None = None,
+    threads: Callable[[], list[tuple[Any, ...]]] | None = None,
 ) -> tuple[RunResults, churn.ChurnModel | None]:
     """Everything a run stores but next-product suggestions and topics, from one snapshot;
-    ``on_segments`` receives the segments as soon as they are known."""
+    ``on_segments`` receives the segments as soon as they are known; ``threads`` gives the
+    email threads (``email_threads``) when they are read elsewhere."""
     with threadpool_limits(limits=settings.analytics_threads):
-        return _compute(session, settings, cutoff, kind, progress, timings, on_segments)
+        return _compute(session, settings, cutoff, kind, progress, timings, on_segments, threads)
 
 
 def _compute(
@@ -464,6 +476,7 @@ def _compute(
     progress: Progress | None,
     timings: dict[str, float] | None,
     on_segments: Callable[[pd.DataFrame], None] | None,
+    threads: Callable[[], list[tuple[Any, ...]]] | None,
 ) -> tuple[RunResults, churn.ChurnModel | None]:
     say = progress or (lambda _m: None)
     clock = timings if timings is not None else {}
@@ -507,7 +520,9 @@ def _compute(
     t = lap("churn_scoring", t)
     say("running follow-up rules")
     flagged: dict[str, dict[str, int]] = {}
-    findings = follow_up_findings(session, settings, cutoff, features, flagged)
+    findings = follow_up_findings(
+        session, settings, cutoff, features, flagged, None if threads is None else threads()
+    )
     lap("followups", t)
     meta: dict[str, Any] = {
         # Everything each rule flagged, per owner ("none": nobody owns it); each owner's
@@ -741,21 +756,32 @@ def _beside(
     cutoff: datetime,
     segments: Callable[[], pd.Series],
     timings: dict[str, float],
+    threads: Future[list[tuple[Any, ...]]] | None,
     session: Session | None = None,
 ) -> tuple[
     tuple[products.SuggestionRows | None, dict[str, Any]],
     tuple[topics_run.TopicResults | None, dict[str, Any]],
 ]:
-    """Next-product suggestions, then topics (each never fails a refresh: an error is kept in
-    its summary), on ``session`` or a session of their own."""
-    with contextlib.ExitStack() as stack:
-        own = session if session is not None else stack.enter_context(db.session())
-        t = time.perf_counter()
-        suggestions = products.compute_for_run(own, settings, cutoff)
-        timings["next_products"] = round(time.perf_counter() - t, 3)
-        t = time.perf_counter()
-        topic_results = topics_run.compute(own, settings, segments)
-        timings["topics"] = round(time.perf_counter() - t, 3)
+    """Next-product suggestions, then the email threads of the follow-up rules (handed to
+    ``threads`` as soon as they are read), then topics (these two never fail a refresh: an error
+    is kept in their summary), on ``session`` or a session of their own."""
+    try:
+        with contextlib.ExitStack() as stack:
+            own = session if session is not None else stack.enter_context(db.session())
+            t = time.perf_counter()
+            suggestions = products.compute_for_run(own, settings, cutoff)
+            timings["next_products"] = round(time.perf_counter() - t, 3)
+            if threads is not None:
+                t = time.perf_counter()
+                threads.set_result(email_threads(own, cutoff))
+                timings["email_threads"] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            topic_results = topics_run.compute(own, settings, segments)
+            timings["topics"] = round(time.perf_counter() - t, 3)
+    except BaseException as exc:
+        if threads is not None and not threads.done():
+            threads.set_exception(exc)  # the follow-up rules wait for them: they fail too
+        raise
     return suggestions, topic_results
 
 
@@ -781,16 +807,19 @@ def refresh(
             # Erasures after this mark are dropped from the run when it is stored.
             erased_mark = audit.head_seq(session)
             segmented: Future[pd.Series] = Future()
+            threads: Future[list[tuple[Any, ...]]] | None = None
             with ThreadPoolExecutor(1, thread_name_prefix="refresh-beside") as pool:
-                # Next-product suggestions and topics read tables of their own: they run on a
-                # second connection while this one reads the interactions and fits the models
-                # (both wait on the database or in numpy most of the time, so a second core
-                # does them), and topics takes the segments when it needs them.
-                beside = (
-                    pool.submit(_beside, db, settings, cutoff, segmented.result, timings)
-                    if _second_connection_sees_the_same(db)
-                    else None
-                )
+                # Next-product suggestions, the email threads and topics read tables (or
+                # rows) of their own: they run on a second connection while this one reads
+                # the interactions and fits the models (both wait on the database or in numpy
+                # most of the time, so a second core does them). Topics takes the segments,
+                # and the follow-up rules the threads, when they need them.
+                beside = None
+                if _second_connection_sees_the_same(db):
+                    threads = Future()
+                    beside = pool.submit(
+                        _beside, db, settings, cutoff, segmented.result, timings, threads
+                    )
                 try:
                     results, model = compute(
                         session,
@@ -800,6 +829,7 @@ def refresh(
                         progress=progress,
                         timings=timings,
                         on_segments=lambda seg: segmented.set_result(seg["rfm_segment"]),
+                        threads=None if threads is None else threads.result,
                     )
                 except BaseException as exc:
                     if not segmented.done():
@@ -809,7 +839,7 @@ def refresh(
                 next_products, topic_results = (
                     beside.result()
                     if beside is not None
-                    else _beside(db, settings, cutoff, segmented.result, timings, session)
+                    else _beside(db, settings, cutoff, segmented.result, timings, None, session)
                 )
                 timings["waited_beside"] = round(time.perf_counter() - t, 3)
             results.meta["next_products"] = next_products[1]

@@ -202,6 +202,23 @@ def test_a_refresh_failing_beside_its_second_connection_fails_whole_and_does_not
         assert session.exec(select(CustomerSegment)).all() == []
 
 
+def test_a_failing_read_on_the_second_connection_fails_the_refresh(
+    db, shop, admin, analytics_settings, monkeypatch
+):
+    """The follow-up rules wait for the email threads read beside them: when that read
+    fails, the refresh fails with its error instead of waiting."""
+    from crm.analytics import refresh as module
+
+    def boom(session, now):
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(module, "email_threads", boom)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
+    with db.session() as session:
+        assert [r.status for r in session.exec(select(AnalyticsRun))] == ["failed"]
+
+
 def test_reasons_are_stored_as_the_json_of_their_texts():
     import json
 
