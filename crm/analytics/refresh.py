@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -36,7 +36,7 @@ from crm.analytics.columns import (
     read_columns,
     time_literal,
 )
-from crm.analytics.features import epoch_days, features_at, read_snapshot
+from crm.analytics.features import Snapshot, epoch_days, features_at, read_snapshot
 from crm.config import Settings
 from crm.db import Database
 from crm.models import (
@@ -450,6 +450,41 @@ def follow_up_findings(
 # ------------------------------------------------------------------ compute
 
 
+@dataclass
+class Exchange:
+    """What the main work of a refresh and the work beside it (``_beside``, on a second
+    connection) hand each other, as futures: the snapshot and the segments one way, the email
+    threads of the follow-up rules and the customer values the other. A failure on either
+    side is set on every future still open, so neither waits for what will not come."""
+
+    snapshot: Future[Snapshot | None] = field(default_factory=Future)
+    segments: Future[pd.Series] = field(default_factory=Future)
+    threads: Future[list[tuple[Any, ...]]] = field(default_factory=Future)
+    values: Future[pd.DataFrame] = field(default_factory=Future)
+
+    def take_snapshot(self) -> Snapshot:
+        """The snapshot, once; the exchange lets go of it (its memory goes with its last user)."""
+        snapshot = self.snapshot.result()
+        if snapshot is None:
+            raise RuntimeError("the snapshot was taken already")
+        self.snapshot = Future()
+        self.snapshot.set_result(None)
+        return snapshot
+
+    @staticmethod
+    def hand(future: Future[Any], value: Any) -> None:
+        """Hand ``value`` over; when the other side has failed already, stop here too."""
+        try:
+            future.set_result(value)
+        except InvalidStateError:
+            raise future.exception() or RuntimeError("the refresh failed") from None
+
+    def fail(self, exc: BaseException) -> None:
+        for future in (self.snapshot, self.segments, self.threads, self.values):
+            if not future.done():
+                future.set_exception(exc)
+
+
 def compute(
     session: Session,
     *,
@@ -458,14 +493,13 @@ def compute(
     kind: str = "refresh",
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
-    on_segments: Callable[[pd.DataFrame], None] | None = None,
-    threads: Callable[[], list[tuple[Any, ...]]] | None = None,
+    exchange: Exchange | None = None,
 ) -> tuple[RunResults, churn.ChurnModel | None]:
-    """Everything a run stores but next-product suggestions and topics, from one snapshot;
-    ``on_segments`` receives the segments as soon as they are known; ``threads`` gives the
-    email threads (``email_threads``) when they are read elsewhere."""
+    """Everything a run stores but next-product suggestions and topics, from one snapshot.
+    With ``exchange``, the email threads and the customer values come from the work beside
+    (which is handed the snapshot and the segments as soon as they are known)."""
     with threadpool_limits(limits=settings.analytics_threads):
-        return _compute(session, settings, cutoff, kind, progress, timings, on_segments, threads)
+        return _compute(session, settings, cutoff, kind, progress, timings, exchange)
 
 
 def _compute(
@@ -475,8 +509,7 @@ def _compute(
     kind: str,
     progress: Progress | None,
     timings: dict[str, float] | None,
-    on_segments: Callable[[pd.DataFrame], None] | None,
-    threads: Callable[[], list[tuple[Any, ...]]] | None,
+    exchange: Exchange | None,
 ) -> tuple[RunResults, churn.ChurnModel | None]:
     say = progress or (lambda _m: None)
     clock = timings if timings is not None else {}
@@ -490,6 +523,8 @@ def _compute(
     t = time.perf_counter()
     say("reading the store")
     snapshot = read_snapshot(session, cutoff, readers=settings.analytics_readers)
+    if exchange is not None:
+        exchange.hand(exchange.snapshot, snapshot)
     t = lap("read", t)
     say("building features")
     features = features_at(snapshot, cutoff)
@@ -503,26 +538,30 @@ def _compute(
         silhouette_sample=settings.segment_silhouette_sample,
     )
     seg = rfm.assign(cluster=clusters.labels, cluster_name=clusters.labels.map(clusters.names))
-    if on_segments is not None:
-        on_segments(seg)
+    if exchange is not None:
+        exchange.hand(exchange.segments, seg["rfm_segment"])
     t = lap("segments", t)
     config = churn_config(settings)
     model, churn_meta = churn.train(snapshot, cutoff, config, progress=say)
     t = lap("churn_training", t)
-    say("estimating customer value")
-    values = value_run.values_from_snapshot(snapshot, cutoff, settings.value_horizon_months)
+    if exchange is None:
+        say("estimating customer value")
+        values = value_run.values_from_snapshot(snapshot, cutoff, settings.value_horizon_months)
+        t = lap("value", t)
     del snapshot
-    t = lap("value", t)
     say("scoring churn risk" + (" (cold start: transparent score)" if model is None else ""))
     scores = churn.score(features, model, config, meta=churn_meta)
+    if exchange is not None:
+        values = exchange.values.result()
     stake, stake_from_model = value_run.value_at_stake(features.loc[scores.frame.index], values)
     scores.frame["value_at_stake"] = stake.to_numpy()
     t = lap("churn_scoring", t)
     say("running follow-up rules")
     flagged: dict[str, dict[str, int]] = {}
     findings = follow_up_findings(
-        session, settings, cutoff, features, flagged, None if threads is None else threads()
-    )
+        session, settings, cutoff, features, flagged,
+        None if exchange is None else exchange.threads.result(),
+    )  # fmt: skip
     lap("followups", t)
     meta: dict[str, Any] = {
         # Everything each rule flagged, per owner ("none": nobody owns it); each owner's
@@ -742,47 +781,60 @@ def record_failed_run(
     return run
 
 
-def _second_connection_sees_the_same(db: Database) -> bool:
-    """False for an in-memory SQLite database: each connection to it is a database of its own."""
-    if db.dialect != "sqlite":
-        return True
-    name = sa.engine.make_url(db.url).database
-    return bool(name) and name != ":memory:" and "mode=memory" not in str(db.url)
-
-
 def _beside(
     db: Database,
     settings: Settings,
     cutoff: datetime,
     segments: Callable[[], pd.Series],
     timings: dict[str, float],
-    threads: Future[list[tuple[Any, ...]]] | None,
+    exchange: Exchange | None,
     session: Session | None = None,
 ) -> tuple[
     tuple[products.SuggestionRows | None, dict[str, Any]],
     tuple[topics_run.TopicResults | None, dict[str, Any]],
 ]:
-    """Next-product suggestions, then the email threads of the follow-up rules (handed to
-    ``threads`` as soon as they are read), then topics (these two never fail a refresh: an error
-    is kept in their summary), on ``session`` or a session of their own."""
+    """Next-product suggestions; with ``exchange``, then the email threads of the follow-up
+    rules and the customer values (from the main work's snapshot), each handed over as soon as
+    it is made; then topics. Suggestions and topics never fail a refresh (an error is kept in
+    their summary). On ``session`` or a session of its own."""
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 3)
+        return now
+
     try:
         with contextlib.ExitStack() as stack:
             own = session if session is not None else stack.enter_context(db.session())
             t = time.perf_counter()
             suggestions = products.compute_for_run(own, settings, cutoff)
-            timings["next_products"] = round(time.perf_counter() - t, 3)
-            if threads is not None:
+            t = lap("next_products", t)
+            if exchange is not None:
+                exchange.hand(exchange.threads, email_threads(own, cutoff))
+                t = lap("email_threads", t)
+                snapshot = exchange.take_snapshot()
                 t = time.perf_counter()
-                threads.set_result(email_threads(own, cutoff))
-                timings["email_threads"] = round(time.perf_counter() - t, 3)
-            t = time.perf_counter()
+                exchange.hand(
+                    exchange.values,
+                    value_run.values_from_snapshot(snapshot, cutoff, settings.value_horizon_months),
+                )
+                del snapshot
+                t = lap("value", t)
             topic_results = topics_run.compute(own, settings, segments)
-            timings["topics"] = round(time.perf_counter() - t, 3)
+            lap("topics", t)
     except BaseException as exc:
-        if threads is not None and not threads.done():
-            threads.set_exception(exc)  # the follow-up rules wait for them: they fail too
+        if exchange is not None:
+            exchange.fail(exc)  # the main work waits for what is handed over: it fails too
         raise
     return suggestions, topic_results
+
+
+def _second_connection_sees_the_same(db: Database) -> bool:
+    """False for an in-memory SQLite database: each connection to it is a database of its own."""
+    if db.dialect != "sqlite":
+        return True
+    name = sa.engine.make_url(db.url).database
+    return bool(name) and name != ":memory:" and "mode=memory" not in str(db.url)
 
 
 def refresh(
@@ -806,20 +858,20 @@ def refresh(
         with db.session() as session:
             # Erasures after this mark are dropped from the run when it is stored.
             erased_mark = audit.head_seq(session)
-            segmented: Future[pd.Series] = Future()
-            threads: Future[list[tuple[Any, ...]]] | None = None
             with ThreadPoolExecutor(1, thread_name_prefix="refresh-beside") as pool:
-                # Next-product suggestions, the email threads and topics read tables (or
-                # rows) of their own: they run on a second connection while this one reads
-                # the interactions and fits the models (both wait on the database or in numpy
-                # most of the time, so a second core does them). Topics takes the segments,
-                # and the follow-up rules the threads, when they need them.
-                beside = None
-                if _second_connection_sees_the_same(db):
-                    threads = Future()
-                    beside = pool.submit(
-                        _beside, db, settings, cutoff, segmented.result, timings, threads
+                # Next-product suggestions, the email threads, customer value and topics
+                # read tables (or rows, or the snapshot) of their own: they run on a second
+                # connection while this one reads the interactions and fits the models (both
+                # wait on the database or in numpy and scikit-learn most of the time, so a
+                # second core does them). See ``Exchange``.
+                exchange = Exchange() if _second_connection_sees_the_same(db) else None
+                beside = (
+                    None
+                    if exchange is None
+                    else pool.submit(
+                        _beside, db, settings, cutoff, exchange.segments.result, timings, exchange
                     )
+                )
                 try:
                     results, model = compute(
                         session,
@@ -828,18 +880,25 @@ def refresh(
                         kind=kind,
                         progress=progress,
                         timings=timings,
-                        on_segments=lambda seg: segmented.set_result(seg["rfm_segment"]),
-                        threads=None if threads is None else threads.result,
+                        exchange=exchange,
                     )
                 except BaseException as exc:
-                    if not segmented.done():
-                        segmented.set_exception(exc)
+                    if exchange is not None:
+                        exchange.fail(exc)
                     raise
                 t = time.perf_counter()
                 next_products, topic_results = (
                     beside.result()
                     if beside is not None
-                    else _beside(db, settings, cutoff, segmented.result, timings, None, session)
+                    else _beside(
+                        db,
+                        settings,
+                        cutoff,
+                        lambda: results.segments["rfm_segment"],
+                        timings,
+                        None,
+                        session,
+                    )
                 )
                 timings["waited_beside"] = round(time.perf_counter() - t, 3)
             results.meta["next_products"] = next_products[1]

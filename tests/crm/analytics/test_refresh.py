@@ -173,33 +173,49 @@ def test_a_failed_refresh_leaves_a_failed_run_and_no_snapshot(
 def test_a_refresh_failing_beside_its_second_connection_fails_whole_and_does_not_hang(
     db, shop, admin, analytics_settings, monkeypatch, failing
 ):
-    """Suggestions and topics run on a second connection; the main work failing before the
-    segments exist (topics waits for them) or after still ends the refresh as failed."""
+    """Suggestions, values and topics run on a second connection and wait for the snapshot
+    and the segments; the main work failing before the segments exist or after ends the
+    refresh as failed, and the work beside it ends too."""
+    import threading
+
     from crm.analytics import churn
     from crm.analytics import refresh as module
-
-    seen: list[str] = []
-    real_topics = module.topics_run.compute
-
-    def topics_seen(session, settings, segments):
-        try:  # what topics gets when it asks for the segments
-            seen.append(f"{len(segments())} segmented")
-        except RuntimeError as exc:
-            seen.append(str(exc))
-        return real_topics(session, settings, segments)
 
     def boom(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(module.topics_run, "compute", topics_seen)
     monkeypatch.setattr(module if failing == "features_at" else churn, failing, boom)
     with pytest.raises(RuntimeError, match="out of memory"):
         refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
-    # The second connection's work ended too, with the segments when they were made.
-    assert seen == ["out of memory" if failing == "features_at" else "5 segmented"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("refresh-beside")]
     with db.session() as session:
         assert [r.status for r in session.exec(select(AnalyticsRun))] == ["failed"]
         assert session.exec(select(CustomerSegment)).all() == []
+
+
+def test_topics_beside_the_main_work_get_the_runs_segments(
+    db, shop, admin, analytics_settings, monkeypatch
+):
+    from crm.analytics import refresh as module
+
+    seen: list[dict[int, str]] = []
+    real_topics = module.topics_run.compute
+
+    def topics_seen(session, settings, segments):
+        seen.append(segments().to_dict())
+        return real_topics(session, settings, segments)
+
+    monkeypatch.setattr(module.topics_run, "compute", topics_seen)
+    result = refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
+    with db.session() as session:
+        stored = dict(
+            session.exec(
+                select(CustomerSegment.customer_id, CustomerSegment.rfm_segment).where(
+                    CustomerSegment.run_id == result.run_id
+                )
+            ).all()
+        )
+    assert seen == [stored] and len(stored) == 5
 
 
 def test_a_failing_read_on_the_second_connection_fails_the_refresh(
