@@ -54,7 +54,7 @@ SEED = 11
 GOAL_SECONDS, GOAL_MB, GOAL_RATIO, GROWTH_SLACK = 60.0, 4096.0, 2.0, 1.15
 # Phases the refresh runs beside the others (crm.analytics.refresh._beside): their time
 # overlaps the main phases'; "waited_beside" is what the main work waited for them at its end.
-BESIDE = ("next_products", "email_threads", "value", "topics")
+BESIDE = ("next_products", "email_threads", "value", "topics", "store_beside")
 
 
 def _peak_mb() -> float:

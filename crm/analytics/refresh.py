@@ -84,6 +84,8 @@ class RunResults:
     findings: list[followups.FindingDraft]
     meta: dict[str, Any]
     values: pd.DataFrame | None = None  # customer value: purchases, spend, p_alive
+    suggestions: products.SuggestionRows | None = None  # next products
+    topics: topics_run.TopicResults | None = None  # what customers talk about
 
 
 def churn_config(settings: Settings) -> churn.ChurnConfig:
@@ -453,14 +455,16 @@ def follow_up_findings(
 @dataclass
 class Exchange:
     """What the main work of a refresh and the work beside it (``_beside``, on a second
-    connection) hand each other, as futures: the snapshot and the segments one way, the email
-    threads of the follow-up rules and the customer values the other. A failure on either
+    connection) hand each other, as futures: the snapshot, the segments and at the end all its
+    results one way, the email threads of the follow-up rules and the customer values the other. A failure on either
     side is set on every future still open, so neither waits for what will not come."""
 
     snapshot: Future[Snapshot | None] = field(default_factory=Future)
-    segments: Future[pd.Series] = field(default_factory=Future)
+    segments: Future[pd.DataFrame] = field(default_factory=Future)
     threads: Future[list[tuple[Any, ...]]] = field(default_factory=Future)
     values: Future[pd.DataFrame] = field(default_factory=Future)
+    # The main work's results, for the work beside it to store (see ``_beside``).
+    results: Future[RunResults] = field(default_factory=Future)
 
     def take_snapshot(self) -> Snapshot:
         """The snapshot, once; the exchange lets go of it (its memory goes with its last user)."""
@@ -480,7 +484,7 @@ class Exchange:
             raise future.exception() or RuntimeError("the refresh failed") from None
 
     def fail(self, exc: BaseException) -> None:
-        for future in (self.snapshot, self.segments, self.threads, self.values):
+        for future in (self.snapshot, self.segments, self.threads, self.values, self.results):
             if not future.done():
                 future.set_exception(exc)
 
@@ -539,7 +543,7 @@ def _compute(
     )
     seg = rfm.assign(cluster=clusters.labels, cluster_name=clusters.labels.map(clusters.names))
     if exchange is not None:
-        exchange.hand(exchange.segments, seg["rfm_segment"])
+        exchange.hand(exchange.segments, seg)
     t = lap("segments", t)
     config = churn_config(settings)
     model, churn_meta = churn.train(snapshot, cutoff, config, progress=say)
@@ -616,124 +620,148 @@ def _stored(value: Any, kind: str, dialect: str) -> Any:
     return value
 
 
-def record_run(session: Session, *, actor: Actor, results: RunResults) -> AnalyticsRun:
-    """Store a finished run and its snapshots in the open transaction, with an audit event."""
-    actor.require_manager("refresh analytics")
-    dialect = session.get_bind().dialect.name
-    run = AnalyticsRun(
-        kind=results.kind,
-        status="done",
-        cutoff=results.cutoff,
-        started_at=results.started_at,
-        finished_at=datetime.now(UTC),
-        customers=int(len(results.segments)),
-        meta=results.meta,
-    )
-    session.add(run)
-    session.flush()
-    run_id = int(run.id)  # type: ignore[arg-type]
-    seg = results.segments
-    bulk.write_rows(
-        session,
-        CustomerSegment.__table__,  # type: ignore[attr-defined]
-        (
-            "run_id",
-            "customer_id",
-            "recency_score",
-            "frequency_score",
-            "monetary_score",
-            "rfm_segment",
-            "cluster",
-            "cluster_name",
-        ),
-        zip(
-            [run_id] * len(seg),
-            seg.index.tolist(),
-            seg["recency_score"].tolist(),
-            seg["frequency_score"].tolist(),
-            seg["monetary_score"].tolist(),
-            seg["rfm_segment"].tolist(),
-            seg["cluster"].tolist(),
-            seg["cluster_name"].tolist(),
-            strict=True,
-        ),
-    )
-    sc = results.scores
-    bulk.write_rows(
-        session,
-        ChurnScore.__table__,  # type: ignore[attr-defined]
-        (
-            "run_id",
-            "customer_id",
-            "probability",
-            "risk_level",
-            "value_at_stake",
-            "reasons",
-            "method",
-        ),
-        zip(
-            [run_id] * len(sc),
-            sc.index.tolist(),
-            np.round(sc["probability"].to_numpy(dtype=np.float64), 6).tolist(),
-            sc["risk_level"].tolist(),
-            np.round(sc["value_at_stake"].to_numpy(dtype=np.float64), 2).tolist(),
-            [json_strings(r) for r in sc["reasons"]],
-            sc["method"].tolist(),
-            strict=True,
-        ),
-    )
-    why_stored = bulk.converter(Finding.__table__.c.why, dialect) or str  # type: ignore[attr-defined]
-    bulk.write_rows(
-        session,
-        Finding.__table__,  # type: ignore[attr-defined]
-        (
-            "run_id",
-            "kind",
-            "customer_id",
-            "deal_id",
-            "follow_up_id",
-            "owner_id",
-            "severity",
-            "why",
-            "action",
-            "since",
-        ),
-        (
+class RunWriter:
+    """One run's rows, written in the open transaction part by part as each is ready (a refresh
+    on PostgreSQL writes the suggestions, values and segments while the churn model is still
+    being fitted); ``finish`` writes what is left and marks the run done, with its audit event.
+    Until the transaction commits nobody sees any of it, and a failure rolls all of it back."""
+
+    def __init__(
+        self, session: Session, *, actor: Actor, kind: str, cutoff: datetime, started_at: datetime
+    ) -> None:
+        actor.require_manager("refresh analytics")
+        self.session = session
+        self.actor = actor
+        self.dialect = session.get_bind().dialect.name
+        self.run = AnalyticsRun(kind=kind, status="running", cutoff=cutoff, started_at=started_at)
+        session.add(self.run)
+        session.flush()
+        self.run_id = int(self.run.id)  # type: ignore[arg-type]
+        self.written: set[str] = set()
+
+    def segments(self, seg: pd.DataFrame) -> None:
+        bulk.write_rows(
+            self.session,
+            CustomerSegment.__table__,  # type: ignore[attr-defined]
+            ("run_id", "customer_id", "recency_score", "frequency_score", "monetary_score",
+             "rfm_segment", "cluster", "cluster_name"),
+            zip([self.run_id] * len(seg), seg.index.tolist(), seg["recency_score"].tolist(),
+                seg["frequency_score"].tolist(), seg["monetary_score"].tolist(),
+                seg["rfm_segment"].tolist(), seg["cluster"].tolist(),
+                seg["cluster_name"].tolist(), strict=True),
+        )  # fmt: skip
+        self.written.add("segments")
+
+    def scores(self, sc: pd.DataFrame) -> None:
+        bulk.write_rows(
+            self.session,
+            ChurnScore.__table__,  # type: ignore[attr-defined]
+            ("run_id", "customer_id", "probability", "risk_level", "value_at_stake", "reasons",
+             "method"),
+            zip([self.run_id] * len(sc), sc.index.tolist(),
+                np.round(sc["probability"].to_numpy(dtype=np.float64), 6).tolist(),
+                sc["risk_level"].tolist(),
+                np.round(sc["value_at_stake"].to_numpy(dtype=np.float64), 2).tolist(),
+                [json_strings(r) for r in sc["reasons"]], sc["method"].tolist(), strict=True),
+        )  # fmt: skip
+        self.written.add("scores")
+
+    def findings(self, findings: list[followups.FindingDraft]) -> None:
+        why = Finding.__table__.c.why  # type: ignore[attr-defined]
+        why_stored = bulk.converter(why, self.dialect) or str
+        bulk.write_rows(
+            self.session,
+            Finding.__table__,  # type: ignore[attr-defined]
+            ("run_id", "kind", "customer_id", "deal_id", "follow_up_id", "owner_id", "severity",
+             "why", "action", "since"),
             (
-                run_id,
-                f.kind,
-                f.customer_id,
-                f.deal_id,
-                f.follow_up_id,
-                f.owner_id,
-                f.severity,
-                why_stored(f.why),
-                f.action,
-                _stored(f.since, "time", dialect),
-            )
-            for f in results.findings
-        ),
-    )
-    if results.values is not None:
-        horizon = int(results.meta.get("value", {}).get("horizon_months", 12))
-        value_run.store_values(session, run_id, results.values, horizon)
-    record_event(
-        session,
-        actor=actor,
-        action="analytics_refresh",
-        entity="analytics_run",
-        entity_id=run_id,
-        after={
-            "kind": results.kind,
-            "cutoff": results.cutoff,
-            "customers": run.customers,
-            "scored": int(len(sc)),
-            "findings": len(results.findings),
-            "flagged": sum(sum(v.values()) for v in results.meta["findings"]["flagged"].values()),
-            "method": results.meta.get("method"),
-        },
-    )
-    return run
+                (self.run_id, f.kind, f.customer_id, f.deal_id, f.follow_up_id, f.owner_id,
+                 f.severity, why_stored(f.why), f.action, _stored(f.since, "time", self.dialect))
+                for f in findings
+            ),
+        )  # fmt: skip
+        self.written.add("findings")
+
+    def values(self, values: pd.DataFrame | None, horizon_months: int) -> None:
+        if values is not None:
+            value_run.store_values(self.session, self.run_id, values, horizon_months)
+        self.written.add("values")
+
+    def suggestions(self, rows: products.SuggestionRows | None) -> None:
+        products.record_for_run(self.session, self.run_id, rows)
+        self.written.add("suggestions")
+
+    def topics(self, found: topics_run.TopicResults | None) -> None:
+        topics_run.record(self.session, self.run_id, found)
+        self.written.add("topics")
+
+    def finish(self, results: RunResults, *, erased_since: int | None = None) -> AnalyticsRun:
+        """Write what is not written yet, mark the run done with its audit event, and (with
+        ``erased_since``, an audit seq read before the refresh read anything) drop its rows of
+        customers erased since, under the audit chain's lock: no erasure comes in between."""
+        if "segments" not in self.written:
+            self.segments(results.segments)
+        if "values" not in self.written:
+            horizon = int(results.meta.get("value", {}).get("horizon_months", 12))
+            self.values(results.values, horizon)
+        if "suggestions" not in self.written:
+            self.suggestions(results.suggestions)
+        if "topics" not in self.written:
+            self.topics(results.topics)
+        if "scores" not in self.written:
+            self.scores(results.scores)
+        if "findings" not in self.written:
+            self.findings(results.findings)
+        audit.lock_chain(self.session)
+        run = self.run
+        run.status = "done"
+        run.finished_at = datetime.now(UTC)
+        run.customers = int(len(results.segments))
+        run.meta = results.meta
+        self.session.add(run)
+        self.session.flush()
+        record_event(
+            self.session,
+            actor=self.actor,
+            action="analytics_refresh",
+            entity="analytics_run",
+            entity_id=self.run_id,
+            after={
+                "kind": results.kind,
+                "cutoff": results.cutoff,
+                "customers": run.customers,
+                "scored": int(len(results.scores)),
+                "findings": len(results.findings),
+                "flagged": sum(
+                    sum(v.values()) for v in results.meta["findings"]["flagged"].values()
+                ),
+                "method": results.meta.get("method"),
+            },
+        )
+        if erased_since is not None:
+            drop_erased(self.session, self.run_id, since=erased_since)
+        return run
+
+
+def record_run(
+    session: Session,
+    *,
+    actor: Actor,
+    results: RunResults,
+    writer: RunWriter | None = None,
+    erased_since: int | None = None,
+) -> AnalyticsRun:
+    """Store a finished run and its snapshots in the open transaction, with an audit event;
+    ``writer``: the run's writer when some of its rows are written already."""
+    if writer is None:
+        writer = RunWriter(
+            session,
+            actor=actor,
+            kind=results.kind,
+            cutoff=results.cutoff,
+            started_at=results.started_at,
+        )
+    return writer.finish(results, erased_since=erased_since)
 
 
 def drop_erased(session: Session, run_id: int, *, since: int) -> int:
@@ -781,6 +809,17 @@ def record_failed_run(
     return run
 
 
+@dataclass
+class EarlyStore:
+    """Who stores a run, and from which audit seq its erasures are dropped: given to the work
+    beside a refresh, it writes the run's rows as they are made, in its own transaction."""
+
+    actor: Actor
+    kind: str
+    started_at: datetime
+    erased_since: int
+
+
 def _beside(
     db: Database,
     settings: Settings,
@@ -789,44 +828,86 @@ def _beside(
     timings: dict[str, float],
     exchange: Exchange | None,
     session: Session | None = None,
+    store: EarlyStore | None = None,
 ) -> tuple[
     tuple[products.SuggestionRows | None, dict[str, Any]],
     tuple[topics_run.TopicResults | None, dict[str, Any]],
+    AnalyticsRun | None,
 ]:
     """Next-product suggestions; with ``exchange``, then the email threads of the follow-up
     rules and the customer values (from the main work's snapshot), each handed over as soon as
     it is made; then topics. Suggestions and topics never fail a refresh (an error is kept in
-    their summary). On ``session`` or a session of its own."""
+    their summary). On ``session`` or a session of its own.
+
+    With ``store`` (and ``exchange``), it also stores the run, in one transaction of its own
+    opened first: each part as soon as it is made (suggestions, values, topics, segments),
+    then, once the main work hands over its results, the rest (``RunWriter.finish``); the run
+    it stored is the third thing returned."""
 
     def lap(name: str, since: float) -> float:
         now = time.perf_counter()
-        timings[name] = round(now - since, 3)
+        timings[name] = round(timings.get(name, 0.0) + now - since, 3)
         return now
 
     try:
         with contextlib.ExitStack() as stack:
             own = session if session is not None else stack.enter_context(db.session())
+            writer = None
+            if store is not None and exchange is not None:
+                tx = stack.enter_context(db.transaction())
+                writer = RunWriter(
+                    tx,
+                    actor=store.actor,
+                    kind=store.kind,
+                    cutoff=cutoff,
+                    started_at=store.started_at,
+                )
             t = time.perf_counter()
             suggestions = products.compute_for_run(own, settings, cutoff)
             t = lap("next_products", t)
+            if writer is not None:
+                writer.suggestions(suggestions[0])
+                t = lap("store_beside", t)
             if exchange is not None:
                 exchange.hand(exchange.threads, email_threads(own, cutoff))
                 t = lap("email_threads", t)
                 snapshot = exchange.take_snapshot()
                 t = time.perf_counter()
-                exchange.hand(
-                    exchange.values,
-                    value_run.values_from_snapshot(snapshot, cutoff, settings.value_horizon_months),
+                values = value_run.values_from_snapshot(
+                    snapshot, cutoff, settings.value_horizon_months
                 )
                 del snapshot
+                exchange.hand(exchange.values, values)
                 t = lap("value", t)
+                if writer is not None:
+                    writer.values(values, settings.value_horizon_months)
+                    t = lap("store_beside", t)
+                del values
             topic_results = topics_run.compute(own, settings, segments)
-            lap("topics", t)
+            t = lap("topics", t)
+            run = None
+            if writer is not None and exchange is not None:
+                writer.topics(topic_results[0])
+                writer.segments(exchange.segments.result())
+                t = lap("store_beside", t)
+                results = exchange.results.result()
+                t = time.perf_counter()
+                results.meta["next_products"] = suggestions[1]
+                results.meta["topics"] = topic_results[1]
+                run = record_run(
+                    writer.session,
+                    actor=store.actor,  # type: ignore[union-attr]
+                    results=results,
+                    writer=writer,
+                    erased_since=store.erased_since,  # type: ignore[union-attr]
+                )
+                lap("store_beside", t)
+        # Left the transaction: committed.
     except BaseException as exc:
         if exchange is not None:
             exchange.fail(exc)  # the main work waits for what is handed over: it fails too
         raise
-    return suggestions, topic_results
+    return suggestions, topic_results, run
 
 
 def _second_connection_sees_the_same(db: Database) -> bool:
@@ -858,20 +939,34 @@ def refresh(
         with db.session() as session:
             # Erasures after this mark are dropped from the run when it is stored.
             erased_mark = audit.head_seq(session)
+            # Next-product suggestions, the email threads, customer value and topics read
+            # tables (or rows, or the snapshot) of their own: they run beside the main work on
+            # a second connection while this one reads the interactions and fits the models
+            # (both wait on the database or in numpy and scikit-learn most of the time, so a
+            # second core does them); see ``Exchange``. On PostgreSQL the work beside also
+            # stores the run, each part as it is made, in one transaction (``_beside``); on
+            # SQLite, whose one writer at a time would lock everyone else out for as long, the
+            # run is stored here at the end, in one short transaction.
+            exchange = Exchange() if _second_connection_sees_the_same(db) else None
+            early = (
+                EarlyStore(actor, kind, started, erased_mark)
+                if exchange is not None and db.dialect == "postgresql"
+                else None
+            )
             with ThreadPoolExecutor(1, thread_name_prefix="refresh-beside") as pool:
-                # Next-product suggestions, the email threads, customer value and topics
-                # read tables (or rows, or the snapshot) of their own: they run on a second
-                # connection while this one reads the interactions and fits the models (both
-                # wait on the database or in numpy and scikit-learn most of the time, so a
-                # second core does them). See ``Exchange``.
-                exchange = Exchange() if _second_connection_sees_the_same(db) else None
-                beside = (
-                    None
-                    if exchange is None
-                    else pool.submit(
-                        _beside, db, settings, cutoff, exchange.segments.result, timings, exchange
+                beside = None
+                if exchange is not None:
+                    beside = pool.submit(
+                        _beside,
+                        db,
+                        settings,
+                        cutoff,
+                        lambda: exchange.segments.result()["rfm_segment"],
+                        timings,
+                        exchange,
+                        None,
+                        early,
                     )
-                )
                 try:
                     results, model = compute(
                         session,
@@ -882,12 +977,19 @@ def refresh(
                         timings=timings,
                         exchange=exchange,
                     )
+                    if model is not None:
+                        model_path = churn.save_model(model, Path(settings.model_dir), cutoff)
+                        results.meta["churn"]["model_file"] = str(model_path)
+                    say = progress or (lambda _m: None)
+                    say("storing the run")
+                    t = time.perf_counter()
+                    if exchange is not None:
+                        exchange.hand(exchange.results, results)
                 except BaseException as exc:
                     if exchange is not None:
                         exchange.fail(exc)
                     raise
-                t = time.perf_counter()
-                next_products, topic_results = (
+                next_products, topic_results, run = (
                     beside.result()
                     if beside is not None
                     else _beside(
@@ -900,22 +1002,17 @@ def refresh(
                         session,
                     )
                 )
-                timings["waited_beside"] = round(time.perf_counter() - t, 3)
+                timings["waited_beside" if run is None else "store"] = round(
+                    time.perf_counter() - t, 3
+                )
+        if run is None:
             results.meta["next_products"] = next_products[1]
             results.meta["topics"] = topic_results[1]
-        if model is not None:
-            model_path = churn.save_model(model, Path(settings.model_dir), cutoff)
-            results.meta["churn"]["model_file"] = str(model_path)
-        say = progress or (lambda _m: None)
-        say("storing the run")
-        t = time.perf_counter()
-        with db.transaction() as session, bulk.page_cache(session):
-            audit.lock_chain(session)  # no erasure interleaves with the store
-            run = record_run(session, actor=actor, results=results)
-            products.record_for_run(session, int(run.id), next_products[0])  # type: ignore[arg-type]
-            topics_run.record(session, int(run.id), topic_results[0])  # type: ignore[arg-type]
-            drop_erased(session, int(run.id), since=erased_mark)  # type: ignore[arg-type]
-        timings["store"] = round(time.perf_counter() - t, 3)
+            results.suggestions, results.topics = next_products[0], topic_results[0]
+            t = time.perf_counter()
+            with db.transaction() as session, bulk.page_cache(session):
+                run = record_run(session, actor=actor, results=results, erased_since=erased_mark)
+            timings["store"] = round(time.perf_counter() - t, 3)
     except Exception as exc:
         if model_path is not None:
             model_path.unlink(missing_ok=True)
