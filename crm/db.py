@@ -236,15 +236,37 @@ class Database:
             yield session
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A write unit: everything in it commits together or not at all."""
-        with Session(self._write_engine, expire_on_commit=False) as session:
+    def transaction(self, *, attach: dict[str, str] | None = None) -> Iterator[Session]:
+        """A write unit: everything in it commits together or not at all. ``attach`` (SQLite
+        only): other SQLite files to attach for its length, by alias (SQLite attaches only
+        outside a transaction, so before it begins; they are detached after it ends)."""
+        if not attach:
+            with Session(self._write_engine, expire_on_commit=False) as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+            return
+        if self.dialect != "sqlite":
+            raise ValueError("only a SQLite store attaches other files")
+        with self._write_engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            for alias, path in attach.items():
+                raw.execute(f'ATTACH DATABASE ? AS "{alias}"', (path,))
             try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+                with Session(bind=connection, expire_on_commit=False) as session:
+                    try:
+                        yield session
+                        session.commit()
+                    except BaseException:
+                        session.rollback()
+                        raise
+            finally:
+                for alias in attach:
+                    raw.execute(f'DETACH DATABASE "{alias}"')
 
     @contextmanager
     def quick_write(self) -> Iterator[sa.Connection]:

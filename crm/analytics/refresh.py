@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -456,8 +456,9 @@ def follow_up_findings(
 class Exchange:
     """What the main work of a refresh and the work beside it (``_beside``, on a second
     connection) hand each other, as futures: the snapshot, the segments and at the end all its
-    results one way, the email threads of the follow-up rules and the customer values the other. A failure on either
-    side is set on every future still open, so neither waits for what will not come."""
+    results one way; the email threads of the follow-up rules and the customer values the
+    other. A failure on either side is set on every future still open, so neither waits for
+    what will not come."""
 
     snapshot: Future[Snapshot | None] = field(default_factory=Future)
     segments: Future[pd.DataFrame] = field(default_factory=Future)
@@ -620,6 +621,68 @@ def _stored(value: Any, kind: str, dialect: str) -> Any:
     return value
 
 
+@dataclass
+class Part:
+    """Rows of one of a run's tables, column by column, without the run id."""
+
+    table: sa.Table
+    names: tuple[str, ...]
+    columns: list[list[Any]]
+
+    def rows(self, run_id: int | None = None) -> Iterator[tuple[Any, ...]]:
+        if run_id is None:
+            return zip(*self.columns, strict=True)
+        return zip([run_id] * len(self.columns[0]), *self.columns, strict=True)
+
+
+def segment_part(seg: pd.DataFrame) -> Part:
+    return Part(
+        CustomerSegment.__table__,  # type: ignore[attr-defined]
+        ("customer_id", "recency_score", "frequency_score", "monetary_score", "rfm_segment",
+         "cluster", "cluster_name"),
+        [seg.index.tolist(), seg["recency_score"].tolist(), seg["frequency_score"].tolist(),
+         seg["monetary_score"].tolist(), seg["rfm_segment"].tolist(), seg["cluster"].tolist(),
+         seg["cluster_name"].tolist()],
+    )  # fmt: skip
+
+
+def value_part(values: pd.DataFrame, horizon_months: int) -> Part:
+    return Part(
+        CustomerValue.__table__,  # type: ignore[attr-defined]
+        ("customer_id", "expected_purchases", "expected_spend", "p_alive", "horizon_months"),
+        [values.index.to_numpy(dtype=np.int64).tolist(),
+         np.round(values["purchases"].to_numpy(dtype=np.float64), 4).tolist(),
+         np.round(values["spend"].to_numpy(dtype=np.float64), 2).tolist(),
+         np.round(values["p_alive"].to_numpy(dtype=np.float64), 6).tolist(),
+         [horizon_months] * len(values)],
+    )  # fmt: skip
+
+
+def suggestion_part(rows: products.SuggestionRows) -> Part:
+    return Part(
+        ProductSuggestion.__table__,  # type: ignore[attr-defined]
+        ("customer_id", "product_id", "rank", "score", "reason"),
+        [rows.customer_id.tolist(), rows.product_id.tolist(), rows.rank.tolist(),
+         rows.score.tolist(), list(rows.reason)],
+    )  # fmt: skip
+
+
+@dataclass
+class Staged:
+    """A run's parts written beside into a ``bulk.Stage`` before its store transaction: which
+    parts were handled (``handled``) and the staged table of each that has rows."""
+
+    stage: bulk.Stage
+    handled: set[str] = field(default_factory=set)
+    table_of: dict[str, str] = field(default_factory=dict)
+
+    def put(self, name: str, part: Part | None) -> None:
+        if part is not None and part.columns and part.columns[0]:
+            self.stage.write(part.table.name, part.names, part.rows())
+            self.table_of[name] = part.table.name
+        self.handled.add(name)
+
+
 class RunWriter:
     """One run's rows, written in the open transaction part by part as each is ready (a refresh
     on PostgreSQL writes the suggestions, values and segments while the churn model is still
@@ -639,18 +702,21 @@ class RunWriter:
         self.run_id = int(self.run.id)  # type: ignore[arg-type]
         self.written: set[str] = set()
 
+    def write(self, name: str, part: Part) -> None:
+        bulk.write_rows(self.session, part.table, ("run_id", *part.names), part.rows(self.run_id))
+        self.written.add(name)
+
+    def copy_staged(self, alias: str, stage: Staged) -> None:
+        """Copy the parts staged beside (attached as ``alias``) into the run."""
+        for name in stage.handled:
+            table = stage.table_of.get(name)
+            if table is not None:
+                names = stage.stage.tables[table]
+                bulk.copy_staged(self.session, alias, table, names, {"run_id": self.run_id})
+            self.written.add(name)
+
     def segments(self, seg: pd.DataFrame) -> None:
-        bulk.write_rows(
-            self.session,
-            CustomerSegment.__table__,  # type: ignore[attr-defined]
-            ("run_id", "customer_id", "recency_score", "frequency_score", "monetary_score",
-             "rfm_segment", "cluster", "cluster_name"),
-            zip([self.run_id] * len(seg), seg.index.tolist(), seg["recency_score"].tolist(),
-                seg["frequency_score"].tolist(), seg["monetary_score"].tolist(),
-                seg["rfm_segment"].tolist(), seg["cluster"].tolist(),
-                seg["cluster_name"].tolist(), strict=True),
-        )  # fmt: skip
-        self.written.add("segments")
+        self.write("segments", segment_part(seg))
 
     def scores(self, sc: pd.DataFrame) -> None:
         bulk.write_rows(
@@ -683,12 +749,13 @@ class RunWriter:
         self.written.add("findings")
 
     def values(self, values: pd.DataFrame | None, horizon_months: int) -> None:
-        if values is not None:
-            value_run.store_values(self.session, self.run_id, values, horizon_months)
+        if values is not None and len(values):
+            self.write("values", value_part(values, horizon_months))
         self.written.add("values")
 
     def suggestions(self, rows: products.SuggestionRows | None) -> None:
-        products.record_for_run(self.session, self.run_id, rows)
+        if rows is not None and len(rows):
+            self.write("suggestions", suggestion_part(rows))
         self.written.add("suggestions")
 
     def topics(self, found: topics_run.TopicResults | None) -> None:
@@ -829,6 +896,7 @@ def _beside(
     exchange: Exchange | None,
     session: Session | None = None,
     store: EarlyStore | None = None,
+    staged: Staged | None = None,
 ) -> tuple[
     tuple[products.SuggestionRows | None, dict[str, Any]],
     tuple[topics_run.TopicResults | None, dict[str, Any]],
@@ -868,6 +936,7 @@ def _beside(
             if writer is not None:
                 writer.suggestions(suggestions[0])
                 t = lap("store_beside", t)
+
             if exchange is not None:
                 exchange.hand(exchange.threads, email_threads(own, cutoff))
                 t = lap("email_threads", t)
@@ -882,9 +951,20 @@ def _beside(
                 if writer is not None:
                     writer.values(values, settings.value_horizon_months)
                     t = lap("store_beside", t)
+                if staged is not None:
+                    staged_values = values
                 del values
             topic_results = topics_run.compute(own, settings, segments)
             t = lap("topics", t)
+            if staged is not None and exchange is not None:
+                # Staged last: a second SQLite connection writing while the main work reads
+                # the interactions slows both (the library serialises them, see read_columns).
+                rows = suggestions[0]
+                staged.put("suggestions", suggestion_part(rows) if rows is not None else None)
+                staged.put("values", value_part(staged_values, settings.value_horizon_months))
+                del staged_values
+                staged.put("segments", segment_part(exchange.segments.result()))
+                t = lap("store_beside", t)
             run = None
             if writer is not None and exchange is not None:
                 writer.topics(topic_results[0])
@@ -935,6 +1015,7 @@ def refresh(
     started = datetime.now(UTC)
     timings: dict[str, float] = {}
     model_path: Path | None = None
+    staged: Staged | None = None
     try:
         with db.session() as session:
             # Erasures after this mark are dropped from the run when it is stored.
@@ -956,6 +1037,10 @@ def refresh(
             with ThreadPoolExecutor(1, thread_name_prefix="refresh-beside") as pool:
                 beside = None
                 if exchange is not None:
+                    if early is None and db.dialect == "sqlite":
+                        # The big parts are written beside into a scratch file meanwhile, and
+                        # copied in by SQLite itself inside the short store transaction.
+                        staged = Staged(bulk.Stage())
                     beside = pool.submit(
                         _beside,
                         db,
@@ -966,6 +1051,7 @@ def refresh(
                         exchange,
                         None,
                         early,
+                        staged,
                     )
                 try:
                     results, model = compute(
@@ -1010,8 +1096,24 @@ def refresh(
             results.meta["topics"] = topic_results[1]
             results.suggestions, results.topics = next_products[0], topic_results[0]
             t = time.perf_counter()
-            with db.transaction() as session, bulk.page_cache(session):
-                run = record_run(session, actor=actor, results=results, erased_since=erased_mark)
+            attach = {"stage": staged.stage.path} if staged is not None else None
+            with db.transaction(attach=attach) as session, bulk.page_cache(session):
+                writer = RunWriter(
+                    session,
+                    actor=actor,
+                    kind=results.kind,
+                    cutoff=results.cutoff,
+                    started_at=results.started_at,
+                )
+                if staged is not None:
+                    writer.copy_staged("stage", staged)
+                run = record_run(
+                    session,
+                    actor=actor,
+                    results=results,
+                    writer=writer,
+                    erased_since=erased_mark,
+                )
             timings["store"] = round(time.perf_counter() - t, 3)
     except Exception as exc:
         if model_path is not None:
@@ -1022,6 +1124,9 @@ def refresh(
                 session, actor=actor, cutoff=cutoff, kind=kind, started_at=started, error=repr(exc)
             )
         raise
+    finally:
+        if staged is not None:
+            staged.stage.close()
     return RefreshResult(
         run_id=int(run.id),  # type: ignore[arg-type]
         cutoff=cutoff,

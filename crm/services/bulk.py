@@ -9,7 +9,11 @@ ORM column types would store them, so rows written here read back like any other
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -150,6 +154,55 @@ def write_rows(
             added = cursor.rowcount
             cursor.execute(f'DROP TABLE "{target}"')
     return added
+
+
+class Stage:
+    """A scratch SQLite file that rows are written into away from the store and its write
+    lock, then copied into the store inside a write unit by ``copy_staged`` (one INSERT ...
+    SELECT, run by SQLite with no value bound from Python). Used on a SQLite store, whose one
+    writer at a time locks everyone else out for as long as a write unit lasts. Values go in
+    as ``write_rows`` takes them (already in the stored form). ``close`` removes the file."""
+
+    def __init__(self) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="crmbot-stage-", suffix=".db")
+        os.close(fd)
+        # Scratch data: no journal and no syncing (a crash loses only this file).
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=OFF")
+        self._conn.execute("PRAGMA synchronous=OFF")
+        self.tables: dict[str, tuple[str, ...]] = {}
+
+    def write(self, table: str, names: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        columns = ", ".join(f'"{n}"' for n in names)
+        self._conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        self._conn.execute(f'CREATE TABLE "{table}" ({columns})')
+        self._conn.execute("BEGIN")
+        sql = f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(names))})'
+        cursor = self._conn.cursor()
+        rows = iter(rows)
+        while chunk := list(islice(rows, CHUNK)):
+            cursor.executemany(sql, chunk)
+        self._conn.execute("COMMIT")
+        self.tables[table] = tuple(names)
+
+    def close(self) -> None:
+        self._conn.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def copy_staged(
+    session: Session, alias: str, table: str, names: Sequence[str], constants: dict[str, Any]
+) -> None:
+    """Copy a staged table (``Stage``, attached as ``alias``) into the store's table of that
+    name, with ``constants`` for the columns the stage does not hold."""
+    fixed = list(constants)
+    columns = ", ".join(f'"{n}"' for n in [*fixed, *names])
+    picked = ", ".join(["?"] * len(fixed) + [f'"{n}"' for n in names])
+    session.connection().exec_driver_sql(
+        f'INSERT INTO main."{table}" ({columns}) SELECT {picked} FROM {alias}."{table}"',
+        tuple(constants.values()),
+    )
 
 
 def _load(

@@ -235,6 +235,35 @@ def test_a_failing_read_on_the_second_connection_fails_the_refresh(
         assert [r.status for r in session.exec(select(AnalyticsRun))] == ["failed"]
 
 
+def test_a_refresh_leaves_no_scratch_file_behind_stored_or_failed(
+    db, shop, admin, analytics_settings, monkeypatch, tmp_path
+):
+    """On SQLite the big parts are staged in a scratch file beside the main work; it goes
+    when the run is stored, and when the refresh fails."""
+    import tempfile
+
+    from crm.analytics import refresh as module
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    first = refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
+    with db.session() as session:
+        stored = session.exec(
+            select(CustomerSegment.customer_id).where(CustomerSegment.run_id == first.run_id)
+        ).all()
+    assert sorted(stored) == sorted(shop.values())
+    assert list(scratch.iterdir()) == []
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(module, "record_run", boom)
+    with pytest.raises(RuntimeError):
+        refresh(db, settings=analytics_settings, actor=admin, cutoff=LATER)
+    assert list(scratch.iterdir()) == []
+
+
 def test_reasons_are_stored_as_the_json_of_their_texts():
     import json
 
