@@ -66,6 +66,18 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+@contextmanager
+def _committed(session: Session) -> Iterator[Session]:
+    """The session's work committed when its block ends, rolled back when it raises."""
+    with session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
@@ -241,13 +253,8 @@ class Database:
         only): other SQLite files to attach for its length, by alias (SQLite attaches only
         outside a transaction, so before it begins; they are detached after it ends)."""
         if not attach:
-            with Session(self._write_engine, expire_on_commit=False) as session:
-                try:
-                    yield session
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
+            with _committed(Session(self._write_engine, expire_on_commit=False)) as session:
+                yield session
             return
         if self.dialect != "sqlite":
             raise ValueError("only a SQLite store attaches other files")
@@ -257,13 +264,8 @@ class Database:
             for alias, path in attach.items():
                 raw.execute(f'ATTACH DATABASE ? AS "{alias}"', (path,))
             try:
-                with Session(bind=connection, expire_on_commit=False) as session:
-                    try:
-                        yield session
-                        session.commit()
-                    except BaseException:
-                        session.rollback()
-                        raise
+                with _committed(Session(bind=connection, expire_on_commit=False)) as session:
+                    yield session
             finally:
                 for alias in attach:
                     raw.execute(f'DETACH DATABASE "{alias}"')

@@ -702,6 +702,16 @@ class RunWriter:
         self.run_id = int(self.run.id)  # type: ignore[arg-type]
         self.written: set[str] = set()
 
+    @classmethod
+    def of(cls, session: Session, actor: Actor, results: RunResults) -> RunWriter:
+        return cls(
+            session,
+            actor=actor,
+            kind=results.kind,
+            cutoff=results.cutoff,
+            started_at=results.started_at,
+        )
+
     def write(self, name: str, part: Part) -> None:
         bulk.write_rows(self.session, part.table, ("run_id", *part.names), part.rows(self.run_id))
         self.written.add(name)
@@ -821,13 +831,7 @@ def record_run(
     """Store a finished run and its snapshots in the open transaction, with an audit event;
     ``writer``: the run's writer when some of its rows are written already."""
     if writer is None:
-        writer = RunWriter(
-            session,
-            actor=actor,
-            kind=results.kind,
-            cutoff=results.cutoff,
-            started_at=results.started_at,
-        )
+        writer = RunWriter.of(session, actor, results)
     return writer.finish(results, erased_since=erased_since)
 
 
@@ -1098,13 +1102,7 @@ def refresh(
             t = time.perf_counter()
             attach = {"stage": staged.stage.path} if staged is not None else None
             with db.transaction(attach=attach) as session, bulk.page_cache(session):
-                writer = RunWriter(
-                    session,
-                    actor=actor,
-                    kind=results.kind,
-                    cutoff=results.cutoff,
-                    started_at=results.started_at,
-                )
+                writer = RunWriter.of(session, actor, results)
                 if staged is not None:
                     writer.copy_staged("stage", staged)
                 run = record_run(
