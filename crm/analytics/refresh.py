@@ -994,6 +994,14 @@ def _beside(
     return suggestions, topic_results, run
 
 
+def _store_directory(db: Database) -> str | None:
+    """The directory of a SQLite store's file (None: the system's temporary directory)."""
+    name = sa.engine.make_url(db.url).database
+    if db.dialect != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return str(Path(name).expanduser().resolve().parent)
+
+
 def _second_connection_sees_the_same(db: Database) -> bool:
     """False for an in-memory SQLite database: each connection to it is a database of its own."""
     if db.dialect != "sqlite":
@@ -1044,7 +1052,7 @@ def refresh(
                     if early is None and db.dialect == "sqlite":
                         # The big parts are written beside into a scratch file meanwhile, and
                         # copied in by SQLite itself inside the short store transaction.
-                        staged = Staged(bulk.Stage())
+                        staged = Staged(bulk.Stage(_store_directory(db)))
                     beside = pool.submit(
                         _beside,
                         db,

@@ -163,8 +163,10 @@ class Stage:
     writer at a time locks everyone else out for as long as a write unit lasts. Values go in
     as ``write_rows`` takes them (already in the stored form). ``close`` removes the file."""
 
-    def __init__(self) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="crmbot-stage-", suffix=".db")
+    def __init__(self, directory: str | None = None) -> None:
+        # Beside the store's own file by default: as big as what it holds for a while, so
+        # better on that disk than in a small temporary file system.
+        fd, self.path = tempfile.mkstemp(prefix="crmbot-stage-", suffix=".db", dir=directory)
         os.close(fd)
         # Scratch data: no journal and no syncing (a crash loses only this file).
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

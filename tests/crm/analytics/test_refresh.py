@@ -238,22 +238,38 @@ def test_a_failing_read_on_the_second_connection_fails_the_refresh(
 def test_a_refresh_leaves_no_scratch_file_behind_stored_or_failed(
     db, shop, admin, analytics_settings, monkeypatch, tmp_path
 ):
-    """On SQLite the big parts are staged in a scratch file beside the main work; it goes
-    when the run is stored, and when the refresh fails."""
-    import tempfile
+    """On SQLite the big parts are staged in a scratch file next to the store's own while
+    the main work runs; it goes when the run is stored, and when the refresh fails."""
+    import os
+    from pathlib import Path
+
+    import sqlalchemy as sa
 
     from crm.analytics import refresh as module
+    from crm.services import bulk
 
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made: list[str] = []
+    real_stage = bulk.Stage
+
+    def stage(directory=None):
+        found = real_stage(directory)
+        made.append(found.path)
+        return found
+
+    monkeypatch.setattr(bulk, "Stage", stage)
+    name = sa.engine.make_url(db.url).database
+    here = Path(name).resolve().parent if db.dialect == "sqlite" else None
     first = refresh(db, settings=analytics_settings, actor=admin, cutoff=CUTOFF)
     with db.session() as session:
         stored = session.exec(
             select(CustomerSegment.customer_id).where(CustomerSegment.run_id == first.run_id)
         ).all()
     assert sorted(stored) == sorted(shop.values())
-    assert list(scratch.iterdir()) == []
+    if db.dialect == "sqlite":  # staged next to the store, and gone
+        assert len(made) == 1 and Path(made[0]).parent == here
+    else:
+        assert made == []  # PostgreSQL stores as it goes, on a second connection
+    assert not any(os.path.exists(p) for p in made)
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -261,7 +277,8 @@ def test_a_refresh_leaves_no_scratch_file_behind_stored_or_failed(
     monkeypatch.setattr(module, "record_run", boom)
     with pytest.raises(RuntimeError):
         refresh(db, settings=analytics_settings, actor=admin, cutoff=LATER)
-    assert list(scratch.iterdir()) == []
+    assert len(made) == (2 if db.dialect == "sqlite" else 0)
+    assert not any(os.path.exists(p) for p in made)
 
 
 def test_reasons_are_stored_as_the_json_of_their_texts():
