@@ -30,8 +30,7 @@ from crm.analytics.baskets import (
 )
 from crm.analytics.columns import Column, read_columns, time_literal
 from crm.config import Settings
-from crm.models import Product, ProductSuggestion
-from crm.services import bulk
+from crm.models import Product
 
 
 class Level(StrEnum):
@@ -143,7 +142,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SuggestionRows:
-    """A run's suggestions as columns, ready to store (see ``record_for_run``)."""
+    """A run's suggestions as columns, ready to store (see ``refresh.suggestion_part``)."""
 
     customer_id: NDArray[np.int64]
     product_id: NDArray[np.int64]
@@ -199,24 +198,3 @@ def compute_for_run(
         "suggestions": len(rows),
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-def record_for_run(session: Session, run_id: int, rows: SuggestionRows | None) -> None:
-    """Store a run's suggestions in the open transaction (the run's own audit event covers them)."""
-    if rows is None or not len(rows):
-        return
-    columns = ("run_id", "customer_id", "product_id", "rank", "score", "reason")
-    bulk.write_rows(
-        session,
-        ProductSuggestion.__table__,  # type: ignore[attr-defined]
-        columns,
-        zip(
-            [run_id] * len(rows),
-            rows.customer_id.tolist(),
-            rows.product_id.tolist(),
-            rows.rank.tolist(),
-            rows.score.tolist(),
-            rows.reason,
-            strict=True,
-        ),
-    )

@@ -669,18 +669,18 @@ def suggestion_part(rows: products.SuggestionRows) -> Part:
 
 @dataclass
 class Staged:
-    """A run's parts written beside into a ``bulk.Stage`` before its store transaction: which
-    parts were handled (``handled``) and the staged table of each that has rows."""
+    """A run's parts written beside into a ``bulk.Stage`` before its store transaction: each
+    part handled, with its staged table (None: the part has no rows)."""
 
     stage: bulk.Stage
-    handled: set[str] = field(default_factory=set)
-    table_of: dict[str, str] = field(default_factory=dict)
+    parts: dict[str, str | None] = field(default_factory=dict)
 
     def put(self, name: str, part: Part | None) -> None:
+        table = None
         if part is not None and part.columns and part.columns[0]:
-            self.stage.write(part.table.name, part.names, part.rows())
-            self.table_of[name] = part.table.name
-        self.handled.add(name)
+            table = part.table.name
+            self.stage.write(table, part.names, part.rows())
+        self.parts[name] = table
 
 
 class RunWriter:
@@ -718,8 +718,7 @@ class RunWriter:
 
     def copy_staged(self, alias: str, stage: Staged) -> None:
         """Copy the parts staged beside (attached as ``alias``) into the run."""
-        for name in stage.handled:
-            table = stage.table_of.get(name)
+        for name, table in stage.parts.items():
             if table is not None:
                 names = stage.stage.tables[table]
                 bulk.copy_staged(self.session, alias, table, names, {"run_id": self.run_id})

@@ -11,8 +11,7 @@ from sqlmodel import Session, col
 
 from crm.analytics import value
 from crm.analytics.features import _PURCHASE, Snapshot
-from crm.models import Channel, CustomerValue, Interaction
-from crm.services import bulk
+from crm.models import Channel, Interaction
 
 
 def read_purchases(session: Session, cutoff: datetime) -> pd.DataFrame:
@@ -87,27 +86,3 @@ def value_at_stake(features: pd.DataFrame, values: pd.DataFrame) -> tuple[pd.Ser
     predicted = stay.notna()
     base = stay.where(predicted, features["value_365"])
     return base + features["open_deal_value"], int(predicted.sum())
-
-
-def store_values(session: Session, run_id: int, values: pd.DataFrame, horizon_months: int) -> int:
-    return bulk.write_rows(
-        session,
-        CustomerValue.__table__,  # type: ignore[attr-defined]
-        (
-            "run_id",
-            "customer_id",
-            "expected_purchases",
-            "expected_spend",
-            "p_alive",
-            "horizon_months",
-        ),
-        zip(
-            [run_id] * len(values),
-            values.index.to_numpy(dtype=np.int64).tolist(),
-            np.round(values["purchases"].to_numpy(dtype=np.float64), 4).tolist(),
-            np.round(values["spend"].to_numpy(dtype=np.float64), 2).tolist(),
-            np.round(values["p_alive"].to_numpy(dtype=np.float64), 6).tolist(),
-            [horizon_months] * len(values),
-            strict=True,
-        ),
-    )

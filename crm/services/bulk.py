@@ -109,6 +109,15 @@ def page_cache(session: Session, megabytes: int = 64) -> Iterator[None]:
         conn.exec_driver_sql(f"PRAGMA cache_size={int(default)}")
 
 
+def _insert_in_chunks(raw: Any, sql: str, values: Iterable[tuple[Any, ...]]) -> None:
+    """``executemany`` on a SQLite connection, CHUNK rows at a time (never all in memory)."""
+    cursor = raw.cursor()
+    rows = iter(values)
+    while chunk := list(islice(rows, CHUNK)):
+        cursor.executemany(sql, chunk)
+    cursor.close()
+
+
 def write_rows(
     session: Session,
     table: sa.Table,
@@ -129,11 +138,7 @@ def write_rows(
             keys = ", ".join(f'"{k}"' for k in skip_conflicts_on)
             sql += f" ON CONFLICT ({keys}) DO NOTHING"
         before = raw.total_changes
-        cursor = raw.cursor()
-        rows = iter(values)
-        while chunk := list(islice(rows, CHUNK)):
-            cursor.executemany(sql, chunk)
-        cursor.close()
+        _insert_in_chunks(raw, sql, values)
         return int(raw.total_changes - before)
     with raw.cursor() as cursor:
         target = table.name
@@ -179,11 +184,9 @@ class Stage:
         self._conn.execute(f'DROP TABLE IF EXISTS "{table}"')
         self._conn.execute(f'CREATE TABLE "{table}" ({columns})')
         self._conn.execute("BEGIN")
-        sql = f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(names))})'
-        cursor = self._conn.cursor()
-        rows = iter(rows)
-        while chunk := list(islice(rows, CHUNK)):
-            cursor.executemany(sql, chunk)
+        _insert_in_chunks(
+            self._conn, f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(names))})', rows
+        )
         self._conn.execute("COMMIT")
         self.tables[table] = tuple(names)
 
